@@ -1,0 +1,5 @@
+import sys
+
+from discl.cli import main
+
+sys.exit(main())

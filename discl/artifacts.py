@@ -1,0 +1,184 @@
+"""Run-folder artifacts: atomic writes, path confinement, manifests.
+
+Every file a stage writes goes through a temp file in the same folder and ``os.replace``, so a kill
+leaves either the old file or the new one, never a partial file under the final name. Paths taken
+from data (manifest rows, configs) are confined to the run folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from discl.errors import DisclError
+
+
+class ArtifactError(DisclError):
+    """An artifact cannot be written or read; the message names the file."""
+
+
+def _raise_io(path: Path, e: OSError) -> None:
+    if e.errno == errno.ENOSPC:
+        raise ArtifactError(f"no space left on device while writing {path}; finished files are kept, free space and rerun") from e
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        raise ArtifactError(f"cannot write {path}: the folder is read-only or not writable ({e.strerror})") from e
+    raise ArtifactError(f"cannot write {path}: {e}") from e
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError as e:
+        _raise_io(path, e)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"missing artifact {path}") from None
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path} is not valid JSON: {e}") from None
+
+
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    """Write a manifest atomically; the suffix picks the format (.csv or .parquet)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    elif path.suffix == ".csv":
+        atomic_write_text(path, frame.to_csv(index=False))
+    elif path.suffix == ".jsonl":
+        atomic_write_text(path, frame.to_json(orient="records", lines=True))
+    else:
+        raise ArtifactError(f"unknown table format for {path} (use .csv, .parquet or .jsonl)")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing artifact {path}")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".csv":
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        if path.suffix == ".jsonl":
+            return pd.read_json(path, orient="records", lines=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ArtifactError(f"cannot read {path}: {e}") from e
+    raise ArtifactError(f"unknown table format for {path}")
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows to a JSONL log with one write + fsync per call.
+
+    Used for per-shard progress logs; readers must tolerate (and drop) a torn last line, which
+    :func:`read_jsonl` does.
+    """
+    path = Path(path)
+    payload = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)
+    if not payload:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _raise_io(path, e)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL log; a torn last line (a kill mid-write) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # only the last line may be torn
+                break
+            raise ArtifactError(f"{path}: line {i + 1} is not valid JSON") from None
+    return rows
+
+
+def confine(root: Path, relative: str | Path) -> Path:
+    """``root / relative``, refusing paths that escape ``root`` (absolute, ``..``, links out)."""
+    root = Path(root).resolve()
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise ArtifactError(f"path {relative} must be relative to {root}")
+    full = (root / rel).resolve()
+    if full != root and root not in full.parents:
+        raise ArtifactError(f"path {relative} escapes {root}")
+    return full
+
+
+def is_complete(marker: Path, digest: str) -> bool:
+    """True when a stage's ``_done.json`` marker exists and was written for ``digest``."""
+    marker = Path(marker)
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("digest") == digest
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def mark_complete(marker: Path, digest: str, **info: Any) -> None:
+    atomic_write_json(marker, {"digest": digest, **info})

@@ -1,0 +1,78 @@
+"""The run config: one typed section per stage, loaded from YAML plus ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from discl.configtools import ConfigError, apply_overrides, check, from_dict, load_yaml, to_dict
+from discl.curriculum.config import CurriculumConfig
+from discl.data.config import DataConfig
+from discl.filtering.config import FilterConfig
+from discl.generation.config import GenerationConfig
+from discl.mining.config import MiningConfig
+from discl.prompts.config import PromptConfig
+from discl.training.config import TrainConfig
+
+__all__ = ["RunConfig", "ConfigError", "load_config", "save_config", "section_digest"]
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    run_dir: str = "runs/{name}"  # every artifact of the run lives below this folder
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    filtering: FilterConfig = field(default_factory=FilterConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    baseline_losses: list[str] = field(default_factory=lambda: ["ce"])  # baselines the report compares against
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds for mean/std in the report
+
+    def __post_init__(self):
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(bool(self.name) and "/" not in self.name, "name", f"must be a non-empty name without '/': {self.name!r}")
+        check(len(self.seeds) > 0 and all(s >= 0 for s in self.seeds), "seeds", "needs one or more seeds >= 0")
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir.format(name=self.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    data = load_yaml(path) if path else {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as e:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}{e}") from None
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from discl.artifacts import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def section_digest(cfg: RunConfig, *sections: str) -> str:
+    """A stable digest of the named config sections: stages record it to know when to redo work."""
+    import hashlib
+    import json
+
+    payload = {s: to_dict(getattr(cfg, s)) for s in sections}
+    return hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def replace(cfg: RunConfig, **sections: Any) -> RunConfig:
+    return dataclasses.replace(cfg, **sections)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from discl.configtools import check
+
+
+@dataclass
+class DataConfig:
+    """Where the task's images come from.
+
+    ``task`` picks the dataset: the embedded Fashion-MNIST tasks (``fmnist-lt``, ``fmnist-lq``) or
+    the user's own data (``folder``: root/<class>/*.jpg; ``csv``: path,label[,split]; ``iwildcam``:
+    WILDS, when installed and downloaded).
+    """
+
+    task: Literal["fmnist-lt", "fmnist-lq", "folder", "csv", "iwildcam"] = "fmnist-lt"
+    root: str | None = None  # folder / csv path / wilds root; fmnist: folder with the idx files
+    seed: int = 0  # fixes the embedded tasks' splits, class order and per-image style
+    image_size: int = 28  # side the classifier sees; user images are resized (aspect kept, padded)
+    channels: Literal[1, 3] = 1
+    val_per_class: int = 20  # embedded tasks: balanced validation split for model selection
+    val_fraction: float = 0.1  # folder/csv without a split column: share held out for validation
+    many_threshold: int = 100  # class frequency bins (ImageNet-LT: many >= 100, few < 20)
+    few_threshold: int = 20
+    on_bad_image: Literal["error", "skip"] = "error"  # skip = drop and report a count in the run folder
+    class_names: list[str] = field(default_factory=list)  # optional override of display names
+
+    def __post_init__(self):
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
+        check(self.val_per_class >= 1, "val_per_class", f"must be >= 1, got {self.val_per_class}")
+        check(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(
+            0 < self.few_threshold <= self.many_threshold,
+            "few_threshold",
+            f"needs 0 < few_threshold ({self.few_threshold}) <= many_threshold ({self.many_threshold})",
+        )
+        if self.task in ("folder", "csv"):
+            check(bool(self.root), "root", f"task {self.task!r} needs data.root (the image folder or CSV file)")

@@ -1,0 +1,257 @@
+"""The embedded Fashion-MNIST tasks.
+
+The 60k official training images are split per class, by a seeded permutation, into
+- the **prior pool** (2,000 clean images per class): stands in for the web-scale data behind Stable
+  Diffusion and CLIP; only the embedded diffusion prior and the embedded CLIP train on it;
+- the **task pool** (the other 4,000 per class): each task draws its train and validation images
+  from it. The official 10k test split is the test set.
+
+Task images carry what the prior pool lacks, so that text-only synthetic images are clean
+prototypes that differ from the user's data, as Stable Diffusion's do from real photos:
+- ``fmnist-lt``: an *acquisition style* per image (scale and position change, a smooth textured
+  background, lower object contrast, mild blur, sensor noise) and a long-tailed class profile from
+  500 down to 5 images per class (imbalance 100), class order fixed by the seed;
+- ``fmnist-lq``: *low-quality* images, each degraded by one corruption family (noise, blur, low
+  contrast, occlusion) or left clean, a moderately imbalanced profile (400 down to 80); the ID test
+  uses the same families, the OOD test families never seen in training (pixelation, salt-and-pepper
+  noise, fog).
+
+Everything is a pure function of (seed, image index): the same seed gives the same task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from discl.data import fashion_mnist as fm
+from discl.data.base import ArrayImageDataset
+from discl.seeding import derive_seed, numpy_rng
+
+PRIOR_PER_CLASS = 2000
+LQ_ID_FAMILIES = ("gaussian_noise", "blur", "low_contrast", "occlusion")
+LQ_OOD_FAMILIES = ("pixelate", "salt_pepper", "fog")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    head: int  # images of the most frequent class
+    tail: int  # images of the rarest class
+    val_per_class: int
+
+
+LT = TaskSpec("fmnist-lt", head=500, tail=5, val_per_class=20)
+LQ = TaskSpec("fmnist-lq", head=400, tail=80, val_per_class=20)
+
+
+def class_profile(head: int, tail: int, n_classes: int = 10) -> list[int]:
+    """Exponential profile from ``head`` down to ``tail`` images per class (ImageNet-LT's shape)."""
+    if n_classes == 1:
+        return [head]
+    ratio = tail / head
+    return [int(round(head * ratio ** (i / (n_classes - 1)))) for i in range(n_classes)]
+
+
+def split_train_pool(labels: np.ndarray, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(prior-pool indices, {class: task-pool indices in seeded order}) of the official train split."""
+    prior, pool = [], {}
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        perm = numpy_rng("fmnist-split", seed, c).permutation(idx)
+        prior.append(perm[:PRIOR_PER_CLASS])
+        pool[c] = perm[PRIOR_PER_CLASS:]
+    return np.sort(np.concatenate(prior)), pool
+
+
+def _sid(split: str, i: int) -> str:
+    return f"fmnist-{split}-{int(i):05d}"
+
+
+# -- image styling (pure functions of (seed, source split, index)) ------------------------------
+
+
+def _gaussian_kernel(sigma: float, radius: int = 2) -> torch.Tensor:
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    if sigma <= 1e-3:
+        k = (x == 0).float()
+    else:
+        k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = _gaussian_kernel(sigma, radius=max(1, int(np.ceil(2.5 * sigma))))
+    r = (len(k) - 1) // 2
+    x = img[None, None]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return x[0, 0]
+
+
+def _affine(img: torch.Tensor, scale: float, dx: float, dy: float) -> torch.Tensor:
+    h, w = img.shape
+    theta = torch.tensor([[1 / scale, 0, -dx * 2 / w / scale], [0, 1 / scale, -dy * 2 / h / scale]], dtype=torch.float32)
+    grid = F.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    return F.grid_sample(img[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
+
+
+def _smooth_field(rng: np.random.Generator, size: int, cells: int = 4) -> torch.Tensor:
+    coarse = torch.from_numpy(rng.random((cells, cells)).astype(np.float32))
+    return F.interpolate(coarse[None, None], size=(size, size), mode="bicubic", align_corners=False)[0, 0]
+
+
+def acquisition_style(img: np.ndarray, seed: int, split: str, index: int) -> np.ndarray:
+    """The ``fmnist-lt`` look: re-framed object on a textured background, lower contrast, blur, noise."""
+    rng = numpy_rng("fmnist-style", seed, split, int(index))
+    x = torch.from_numpy(img.astype(np.float32) / 255.0)
+    size = x.shape[-1]
+    x = _affine(x, scale=rng.uniform(0.72, 1.0), dx=rng.uniform(-3, 3), dy=rng.uniform(-3, 3))
+    bg_level, bg_amp = rng.uniform(0.18, 0.42), rng.uniform(0.08, 0.22)
+    bg = bg_level + bg_amp * (_smooth_field(rng, size) - 0.5) * 2
+    fine = torch.from_numpy(rng.normal(0, 0.04, (size, size)).astype(np.float32))
+    bg = (bg + _blur(fine, 0.7)).clamp(0, 1)
+    contrast = rng.uniform(0.55, 0.95)
+    out = bg * (1 - x) + contrast * x
+    out = _blur(out, rng.uniform(0.2, 0.7))
+    out = out + torch.from_numpy(rng.normal(0, 0.03, (size, size)).astype(np.float32))
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def corrupt(img: np.ndarray, family: str, severity: float, seed: int, split: str, index: int) -> np.ndarray:
+    """One low-quality corruption of ``family`` at ``severity`` in [0, 1] (deterministic per image)."""
+    rng = numpy_rng("fmnist-corrupt", seed, split, int(index), family)
+    x = torch.from_numpy(img.astype(np.float32) / 255.0)
+    size = x.shape[-1]
+    s = float(severity)
+    if family == "clean":
+        out = x
+    elif family == "gaussian_noise":
+        out = x + torch.from_numpy(rng.normal(0, 0.2 + 0.25 * s, x.shape).astype(np.float32))
+    elif family == "blur":
+        out = _blur(x, 1.2 + 1.3 * s)
+    elif family == "low_contrast":
+        c = 0.25 - 0.15 * s
+        out = 0.5 + (x - 0.5) * c + rng.uniform(-0.15, 0.15)
+    elif family == "occlusion":
+        out = x.clone()
+        side = int(round(size * (0.4 + 0.25 * s)))
+        y0, x0 = rng.integers(0, size - side + 1, 2)
+        out[y0 : y0 + side, x0 : x0 + side] = float(rng.uniform(0.0, 1.0))
+    elif family == "pixelate":
+        k = 4 + int(round(3 * s))
+        small = F.interpolate(x[None, None], size=(size // k, size // k), mode="area")
+        out = F.interpolate(small, size=(size, size), mode="nearest")[0, 0]
+    elif family == "salt_pepper":
+        p = 0.15 + 0.2 * s
+        u = torch.from_numpy(rng.random(x.shape).astype(np.float32))
+        out = x.clone()
+        out[u < p / 2] = 0.0
+        out[(u >= p / 2) & (u < p)] = 1.0
+    elif family == "fog":
+        fog = _smooth_field(rng, size, cells=3)
+        a = 0.5 + 0.3 * s
+        out = x * (1 - a) + a * (0.5 + 0.5 * fog)
+    else:
+        raise ValueError(f"unknown corruption family {family!r}")
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+# -- task construction ---------------------------------------------------------------------------
+
+
+def _class_order(seed: int) -> np.ndarray:
+    """Which class gets which rank of the long-tail profile."""
+    return numpy_rng("fmnist-class-order", seed).permutation(10)
+
+
+def build_prior_pool(seed: int = 0, folder: str | None = None) -> ArrayImageDataset:
+    """The clean prior pool (20k images, balanced) for the embedded diffusion prior and CLIP."""
+    images, labels = fm.load_split("train", folder)
+    prior, _ = split_train_pool(labels, seed)
+    frame = pd.DataFrame(
+        {
+            "sample_id": [_sid("train", i) for i in prior],
+            "label": labels[prior],
+            "class_name": [fm.CLASSES[c] for c in labels[prior]],
+            "split": "prior",
+            "source_index": prior,
+        }
+    )
+    return ArrayImageDataset("fmnist-prior", fm.CLASSES, frame, images[prior])
+
+
+def _lq_assignment(seed: int, split: str, index: int, families: tuple[str, ...], clean_share: float) -> tuple[str, float]:
+    rng = numpy_rng("fmnist-lq-assign", seed, split, int(index))
+    if rng.random() < clean_share:
+        return "clean", 0.0
+    return families[int(rng.integers(len(families)))], float(rng.uniform(0.0, 1.0))
+
+
+def build_task(
+    name: str,
+    seed: int = 0,
+    folder: str | None = None,
+    val_per_class: int | None = None,
+    test_limit: int | None = None,
+) -> ArrayImageDataset:
+    """``fmnist-lt`` or ``fmnist-lq`` with splits train / val / test (+ test_ood for lq).
+
+    ``test_limit`` keeps a seeded, class-stratified subset of the test split (for tests and quick
+    runs); the documented figures use the whole split.
+    """
+    if name not in ("fmnist-lt", "fmnist-lq"):
+        raise ValueError(f"unknown embedded task {name!r} (fmnist-lt or fmnist-lq)")
+    spec = LT if name == "fmnist-lt" else LQ
+    n_val = spec.val_per_class if val_per_class is None else val_per_class
+    tr_images, tr_labels = fm.load_split("train", folder)
+    te_images, te_labels = fm.load_split("test", folder)
+    _, pool = split_train_pool(tr_labels, seed)
+    profile = class_profile(spec.head, spec.tail)
+    order = _class_order(seed)
+    count = {int(c): profile[rank] for rank, c in enumerate(order)}
+
+    rows, arrays = [], []
+
+    def add(split: str, src: str, idx: int, label: int, img: np.ndarray, **meta):
+        rows.append({"sample_id": _sid(src, idx), "label": int(label), "class_name": fm.CLASSES[label], "split": split,
+                     "source_index": int(idx), **meta})
+        arrays.append(img)
+
+    def styled(img, src, idx, split):
+        if name == "fmnist-lt":
+            return acquisition_style(img, seed, src, idx), {}
+        families = LQ_OOD_FAMILIES if split == "test_ood" else LQ_ID_FAMILIES
+        clean_share = 0.0 if split == "test_ood" else 0.25
+        fam, sev = _lq_assignment(seed, src if split != "test_ood" else "test-ood", idx, families, clean_share)
+        return corrupt(img, fam, sev, seed, src, idx), {"corruption": fam, "severity": round(sev, 4)}
+
+    for c in range(10):
+        idx = pool[c]
+        for split, chosen in (("val", idx[:n_val]), ("train", idx[n_val : n_val + count[c]])):
+            for i in chosen:
+                img, meta = styled(tr_images[i], "train", i, split)
+                add(split, "train", i, c, img, **meta)
+    test_idx = np.arange(len(te_labels))
+    if test_limit is not None:
+        per = max(1, test_limit // 10)
+        test_idx = np.sort(np.concatenate(
+            [numpy_rng("fmnist-test-limit", seed, c).permutation(np.flatnonzero(te_labels == c))[:per] for c in range(10)]
+        ))
+    test_splits = ("test",) if name == "fmnist-lt" else ("test", "test_ood")
+    for split in test_splits:
+        for i in test_idx:
+            img, meta = styled(te_images[i], "test", i, split)
+            sid_src = "test" if split == "test" else "testood"
+            add(split, sid_src, i, te_labels[i], img, **meta)
+    frame = pd.DataFrame(rows)
+    return ArrayImageDataset(name, fm.CLASSES, frame, np.stack(arrays))
+
+
+def task_digest(name: str, seed: int) -> int:
+    """A number that changes when the task's definition changes (recorded in run artifacts)."""
+    return derive_seed("fmnist-task-v1", name, seed)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from discl.configtools import check
+
+
+@dataclass
+class FilterConfig:
+    """CLIP filtering of the spectrum (phase 1d)."""
+
+    backend: Literal["embedded", "open_clip", "transformers"] = "embedded"
+    model: str = "embedded"  # open_clip: "ViT-B-32/openai"; transformers: "openai/clip-vit-base-patch32"
+    text_template: str = "a photo of a {name}"  # the plain class text
+    score: Literal["text", "prompt", "image"] = "text"  # which similarity the threshold applies to
+    threshold: float | None = 0.30  # global threshold on the chosen similarity; None = no threshold
+    per_level: dict[str, float] = field(default_factory=dict)  # lambda -> threshold
+    per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
+    top_q: float | None = None  # keep the best fraction per (sample, lambda)
+    retries: int = 0  # regenerate dropped cells with another prompt/seed, keep the best
+    batch_size: int = 128
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.threshold is not None:
+            check(-1.0 <= self.threshold <= 1.0, "threshold", f"a cosine must be in [-1, 1], got {self.threshold}")
+        check(self.top_q is None or 0.0 < self.top_q <= 1.0, "top_q", f"must be in (0, 1], got {self.top_q}")
+        check(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check("{name}" in self.text_template, "text_template", "must contain {name}")

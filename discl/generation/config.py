@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from discl.configtools import check
+
+
+@dataclass
+class GenerationConfig:
+    """The synthetic-to-real spectrum (phase 1c). ``levels`` are image-guidance values lambda;
+    the img2img ``strength`` is ``1 - lambda``; lambda = 1 is the real image itself."""
+
+    backend: Literal["embedded", "diffusers"] = "embedded"
+    model: str = "embedded"  # diffusers: hub id or local folder (e.g. stabilityai/stable-diffusion-xl-refiner-1.0)
+    levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
+    seeds_per_level: int = 8
+    steps: int = 50
+    guidance_scale: float = 10.0
+    negative_prompt: str | None = None
+    text_to_image_at_zero: bool = False  # lambda = 0 as true text-to-image instead of strength-1 img2img
+    base_seed: int = 0
+    batch_size: int = 64
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: fp16 on CUDA, fp32 on CPU
+    device: str = "auto"
+    resolution: int | None = None  # diffusers: longest side; None = the model's default
+    image_format: Literal["png", "jpg"] = "png"
+
+    def __post_init__(self):
+        check(len(self.levels) > 0, "levels", "needs at least one guidance level")
+        for i, lam in enumerate(self.levels):
+            check(0.0 <= lam < 1.0, f"levels[{i}]", f"lambda must be in [0, 1) (1 is the real image), got {lam}")
+        check(len(set(self.levels)) == len(self.levels), "levels", f"has duplicates: {self.levels}")
+        check(self.seeds_per_level >= 1, "seeds_per_level", f"must be >= 1, got {self.seeds_per_level}")
+        check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check(self.guidance_scale >= 0.0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+        check(self.base_seed >= 0, "base_seed", f"must be >= 0, got {self.base_seed}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from discl.configtools import check
+
+
+@dataclass
+class PromptConfig:
+    """How each generated image's text prompt is chosen (phase 1b)."""
+
+    templates: list[str] = field(default_factory=lambda: ["a photo of a {name}"])
+    descriptions_file: str | None = None  # JSON/YAML {class name: [description, ...]}
+    description_prefix: str = "a 8k real photo: "
+    text_model: str | None = None  # local transformers text-generation model to write descriptions
+    descriptions_per_class: int = 10
+
+    def __post_init__(self):
+        check(len(self.templates) > 0, "templates", "needs at least one template")
+        for i, t in enumerate(self.templates):
+            check("{name}" in t, f"templates[{i}]", f"must contain {{name}}: {t!r}")
+        check(self.descriptions_per_class >= 1, "descriptions_per_class", "must be >= 1")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from discl.configtools import check
+
+
+@dataclass
+class TrainConfig:
+    """The classifier and its optimisation (baseline and curriculum training share it)."""
+
+    model: str = "resnet8"  # discl small ResNets (resnet8/resnet10/resnet18s), "timm:<name>", "torchvision:<name>", "clip"
+    pretrained: bool = False  # timm/torchvision: load the user's cached weights
+    loss: Literal["ce", "balanced_softmax", "flyp"] = "ce"
+    sampler: Literal["none", "class_balanced"] = "none"  # class_balanced: resample classes uniformly
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"  # per step
+    augment: bool = True  # random crop/flip for the embedded tasks
+    init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    num_workers: int = 0
+    select_on: Literal["val_accuracy", "val_macro_f1", "last"] = "val_accuracy"
+    eval_every: int = 1
+    log_with: list[str] | None = None  # accelerate trackers: tensorboard, wandb
+    checkpoint_every: int = 1  # epochs between resumable checkpoints
+
+    def __post_init__(self):
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.eval_every >= 1, "eval_every", "must be >= 1")
+        check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
