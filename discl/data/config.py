@@ -26,6 +26,7 @@ class DataConfig:
     few_threshold: int = 20
     on_bad_image: Literal["error", "skip"] = "error"  # skip = drop and report a count in the run folder
     class_names: list[str] = field(default_factory=list)  # optional override of display names
+    test_limit: int | None = None  # embedded tasks: class-stratified test subset (quick runs, tests); None = all 10k
 
     def __post_init__(self):
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -37,5 +38,6 @@ class DataConfig:
             "few_threshold",
             f"needs 0 < few_threshold ({self.few_threshold}) <= many_threshold ({self.many_threshold})",
         )
+        check(self.test_limit is None or self.test_limit >= 10, "test_limit", "must be >= 10 (one per class)")
         if self.task in ("folder", "csv"):
             check(bool(self.root), "root", f"task {self.task!r} needs data.root (the image folder or CSV file)")
