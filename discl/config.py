@@ -33,12 +33,22 @@ class RunConfig:
     filtering: FilterConfig = field(default_factory=FilterConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    baseline_losses: list[str] = field(default_factory=lambda: ["ce"])  # baselines the report compares against
+    # what the run trains and compares (see discl.methods): ce, bs, cb (class-balanced resampling),
+    # discl (the curriculum configured below), bs+discl, or a strategy name (mixed, text_only, ...)
+    methods: list[str] = field(default_factory=lambda: ["ce", "discl"])
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds for mean/std in the report
 
     def __post_init__(self):
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(bool(self.name) and "/" not in self.name, "name", f"must be a non-empty name without '/': {self.name!r}")
+        check(len(self.methods) > 0, "methods", "needs at least one method")
+        from discl.methods import parse_method
+
+        for i, m in enumerate(self.methods):
+            try:
+                parse_method(m)
+            except ValueError as e:
+                raise ConfigError(f"methods[{i}]: {e}") from None
         check(len(self.seeds) > 0 and all(s >= 0 for s in self.seeds), "seeds", "needs one or more seeds >= 0")
 
     @property

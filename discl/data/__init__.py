@@ -9,7 +9,27 @@ __all__ = ["ArrayImageDataset", "ImageDataset", "DataConfig", "build_dataset", "
 
 
 def build_dataset(cfg: DataConfig) -> ImageDataset:
-    """The task's dataset from its config (embedded tasks are built in memory, deterministically)."""
+    """The task's dataset from its config (embedded tasks are built in memory, deterministically).
+
+    Datasets are read-only; the last few are cached per config so that the stages of one run (and
+    the report) do not rebuild them.
+    """
+    import json
+
+    from discl.configtools import to_dict
+
+    key = json.dumps(to_dict(cfg), sort_keys=True)
+    if key not in _CACHE:
+        while len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _build(cfg)
+    return _CACHE[key]
+
+
+_CACHE: dict[str, ImageDataset] = {}
+
+
+def _build(cfg: DataConfig) -> ImageDataset:
     if cfg.task in ("fmnist-lt", "fmnist-lq"):
         from discl.data.tasks import build_task
 

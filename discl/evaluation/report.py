@@ -1,0 +1,411 @@
+"""The run report: a self-contained HTML page (figures embedded) and a Markdown summary.
+
+Built only from the run folder's artifacts, so it can be rewritten at any time (``discl report``):
+the spectrum sheet (sources x lambda x seeds, dropped images outlined in red), keep rates and score
+distributions per lambda, the level chosen over training, learning curves, the results table and
+per-class accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from discl.artifacts import atomic_write_bytes, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+LEVEL_COLUMNS = ("level", "lam", "lambda", "chosen_level")
+VAL_COLUMNS = ("val_accuracy", "val_acc", "val.accuracy", "val_macro_f1")
+LOSS_COLUMNS = ("train_loss", "loss")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError) as e:
+        log.warning("report: cannot read %s: %s", path, e)
+        return None
+
+
+def _first(frame: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((c for c in names if c in frame.columns), None)
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seeds: int = 3, cell: int = 56) -> bytes | None:
+    """Rows: (source, seed); columns: lambda ascending then the real image. Dropped = red outline."""
+    if manifest is None or not len(manifest):
+        return None
+    from discl.data.base import to_model_tensor  # noqa: F401  (keeps the data package's image policy)
+
+    m = manifest.copy()
+    picked = []
+    for _, grp in m.groupby("label", sort=True):
+        picked.append(grp["sample_id"].iloc[0])
+    picked = picked[:sources]
+    levels = sorted(m["lam"].unique())
+    ks = sorted(m["k"].unique())[:seeds]
+    rows = [(s, k) for s in picked for k in ks]
+    cols = len(levels) + 1
+    pad, head = 4, 18
+    sheet = Image.new("RGB", (cols * (cell + pad) + pad, len(rows) * (cell + pad) + pad + head), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, lam in enumerate(levels):
+        draw.text((pad + j * (cell + pad) + 4, 3), f"λ={lam:g}".replace("λ", "l"), fill="black")
+    draw.text((pad + len(levels) * (cell + pad) + 4, 3), "real", fill="black")
+    spec_dir = run_dir / "spectrum"
+    for i, (sid, k) in enumerate(rows):
+        y = head + pad + i * (cell + pad)
+        for j, lam in enumerate(levels):
+            r = m[(m["sample_id"] == sid) & (m["lam"] == lam) & (m["k"] == k)]
+            if not len(r):
+                continue
+            row = r.iloc[0]
+            try:
+                img = Image.open(spec_dir / row["file_name"]).convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
+            except OSError:
+                continue
+            x = pad + j * (cell + pad)
+            sheet.paste(img, (x, y))
+            if "keep" in r.columns and not bool(row["keep"]):
+                draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline="red", width=2)
+        real = _real_image(run_dir, sid)
+        if real is not None:
+            sheet.paste(real.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (pad + len(levels) * (cell + pad), y))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _real_image(run_dir: Path, sample_id: str) -> Image.Image | None:
+    """The real source image, from the run's copy of the sources when present, else the dataset."""
+    for cand in (run_dir / "spectrum" / "sources" / f"{sample_id}.png",):
+        if cand.is_file():
+            return Image.open(cand)
+    try:
+        from discl.config import load_config
+        from discl.data import build_dataset
+
+        cfg = load_config(run_dir / "config.yaml")
+        return build_dataset(cfg.data).image(sample_id)
+    except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
+        log.debug("report: no real image for %s: %s", sample_id, e)
+        return None
+
+
+def filter_figure(manifest: pd.DataFrame) -> bytes | None:
+    if manifest is None or "keep" not in manifest.columns or not len(manifest):
+        return None
+    plt = _plt()
+    levels = sorted(manifest["lam"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    rates = [manifest.loc[manifest["lam"] == lv, "keep"].astype(bool).mean() for lv in levels]
+    axes[0].bar([f"{lv:g}" for lv in levels], rates, color="#4a7")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_xlabel("λ")
+    axes[0].set_ylabel("keep rate")
+    axes[0].set_title("CLIP filter keep rate per λ")
+    score = "sim_text" if "sim_text" in manifest.columns else None
+    if score:
+        data = [manifest.loc[manifest["lam"] == lv, score].astype(float).to_numpy() for lv in levels]
+        axes[1].boxplot(data, tick_labels=[f"{lv:g}" for lv in levels])
+        if "sim_image" in manifest.columns:
+            img = [manifest.loc[manifest["lam"] == lv, "sim_image"].astype(float).mean() for lv in levels]
+            axes[1].plot(range(1, len(levels) + 1), img, "o-", color="#c52", label="mean image–source cos")
+            axes[1].legend(fontsize=8)
+        axes[1].set_xlabel("λ")
+        axes[1].set_title("image–text cosine per λ")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[bytes | None, bytes | None]:
+    """(learning curves, lambda chosen over epochs) for the first seed of each method."""
+    logs = {}
+    for m in methods:
+        df = _read_csv(run_dir / "train" / f"{m}-s{seed}" / "log.csv")
+        if df is not None and len(df):
+            logs[m] = df
+    if not logs:
+        return None, None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for m, df in logs.items():
+        x = df["epoch"] if "epoch" in df.columns else np.arange(len(df))
+        v = _first(df, VAL_COLUMNS)
+        lo = _first(df, LOSS_COLUMNS)
+        if v:
+            axes[0].plot(x, df[v], label=m)
+        if lo:
+            axes[1].plot(x, df[lo], label=m)
+    axes[0].set_title("validation accuracy")
+    axes[1].set_title("training loss")
+    for a in axes:
+        a.set_xlabel("epoch")
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    curves = _png(fig)
+    chosen = None
+    with_level = {m: df for m, df in logs.items() if _first(df, LEVEL_COLUMNS)}
+    if with_level:
+        fig, ax = plt.subplots(figsize=(10, 2.8))
+        for m, df in with_level.items():
+            col = _first(df, LEVEL_COLUMNS)
+            x = df["epoch"] if "epoch" in df.columns else np.arange(len(df))
+            y = pd.to_numeric(df[col], errors="coerce")
+            ax.step(x, y.fillna(1.0), where="post", label=m)
+        ax.set_ylabel("λ (1 = real only)")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title("guidance level trained on, per epoch")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        chosen = _png(fig)
+    return curves, chosen
+
+
+def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classes: list[str]) -> bytes | None:
+    accs = {}
+    for m in methods:
+        vals = []
+        for s in seeds:
+            p = run_dir / "train" / f"{m}-s{s}" / "metrics.json"
+            if p.is_file():
+                pc = read_json(p).get("test", {}).get("per_class")
+                if pc:
+                    vals.append(pc)
+        if vals:
+            accs[m] = np.mean(np.array(vals, dtype=float), axis=0)
+    if not accs:
+        return None
+    plt = _plt()
+    n = len(next(iter(accs.values())))
+    names = classes if len(classes) == n else [str(i) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    w = 0.8 / len(accs)
+    for i, (m, a) in enumerate(accs.items()):
+        ax.bar(np.arange(n) + i * w, a, width=w, label=m)
+    ax.set_xticks(np.arange(n) + 0.4 - w / 2)
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("per-class test accuracy (classes ordered by id; counts in the table below)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- page -----------------------------------------------------------------------------------
+
+
+def _img_tag(png: bytes | None, alt: str) -> str:
+    if not png:
+        return f"<p class='missing'>({html.escape(alt)}: no data in this run)</p>"
+    b64 = base64.b64encode(png).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    if frame is None or not len(frame):
+        return "(none)"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _md_to_html_table(md: str) -> str:
+    lines = [ln for ln in md.strip().splitlines() if ln.startswith("|")]
+    if len(lines) < 2:
+        return f"<pre>{html.escape(md)}</pre>"
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
+    return "\n".join(out) + "</table>"
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;background:#fff}
+h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:right}
+th{background:#f4f4f4} img{max-width:100%;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
+"""
+
+CHECK_SCRIPT = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+});
+</script>
+"""
+
+
+def write_report(cfg, run_dir: Path) -> Path:
+    """Write RUN/report.html and RUN/report.md from the run's artifacts; returns the HTML path."""
+    from discl.pipeline import collect_results, headline_table
+
+    run_dir = Path(run_dir)
+    manifest = _read_csv(run_dir / "filter" / "manifest.csv")
+    if manifest is None:
+        manifest = _read_csv(run_dir / "spectrum" / "metadata.csv")
+    hard = _read_csv(run_dir / "mining" / "hard.csv")
+    fsum = _read_csv(run_dir / "filter" / "summary.csv")
+    results = collect_results(cfg, run_dir)
+    table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
+    seed0 = cfg.seeds[0]
+    sheet = spectrum_sheet(run_dir, manifest)
+    filt = filter_figure(manifest)
+    curves, chosen = training_figures(run_dir, cfg.methods, seed0)
+    classes = _classes(cfg)
+    per_class = per_class_figure(run_dir, cfg.methods, cfg.seeds, classes)
+    figs = {"spectrum.png": sheet, "filter.png": filt, "curves.png": curves, "levels.png": chosen, "per_class.png": per_class}
+    for name, png in figs.items():
+        if png:
+            atomic_write_bytes(run_dir / "report" / name, png)
+
+    counts = _class_counts_table(cfg, hard)
+    n_syn = len(manifest) if manifest is not None else 0
+    kept = int(manifest["keep"].astype(bool).sum()) if manifest is not None and "keep" in manifest.columns else n_syn
+    md = [
+        f"# DisCL run: {cfg.name}",
+        "",
+        f"Task `{cfg.data.task}`; generator `{cfg.generation.backend}:{cfg.generation.model}` "
+        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seeds, {cfg.generation.steps} steps, "
+        f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}`; "
+        f"curriculum `{cfg.curriculum.strategy}`; model `{cfg.training.model}`, {cfg.training.epochs} epochs; "
+        f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",
+        "",
+        "## Results (test split, %, mean ± std over seeds)",
+        "",
+        table,
+        "",
+        f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
+        "",
+        "## Filter per λ",
+        "",
+        _md_table(fsum) if fsum is not None else "(no filter summary)",
+        "",
+        "## Classes (training images per class, hard images per class)",
+        "",
+        _md_table(counts),
+        "",
+        "Figures: report/spectrum.png, report/filter.png, report/curves.png, report/levels.png, report/per_class.png",
+        "",
+    ]
+    atomic_write_text(run_dir / "report.md", "\n".join(md))
+
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>DisCL report: {html.escape(cfg.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>DisCL run: {html.escape(cfg.name)}</h1>",
+        f"<p>{html.escape(md[2])}</p>",
+        "<h2>Results (test split, %, mean ± std over seeds)</h2>",
+        _md_to_html_table(table) if len(results) else "<p>(no training run finished yet)</p>",
+        f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
+        "<h2>Synthetic-to-real spectrum</h2>",
+        "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
+        "Images the CLIP filter dropped are outlined in red. Note: λ = 0 in image-to-image mode still lets a little of "
+        "the source's layout leak through.</p>",
+        _img_tag(sheet, "spectrum sheet"),
+        "<h2>CLIP filter: keep rate and scores per λ</h2>",
+        _img_tag(filt, "filter per lambda"),
+        _md_to_html_table(_md_table(fsum)) if fsum is not None else "",
+        "<h2>Guidance level over training</h2>",
+        _img_tag(chosen, "level chosen per epoch"),
+        "<h2>Learning curves (seed %d)</h2>" % seed0,
+        _img_tag(curves, "learning curves"),
+        "<h2>Per-class test accuracy</h2>",
+        _img_tag(per_class, "per-class accuracy"),
+        _md_to_html_table(_md_table(counts)),
+        "<h2>Config</h2>",
+        f"<pre>{html.escape(json.dumps(cfg.to_dict(), indent=1))}</pre>",
+        CHECK_SCRIPT,
+        "</body></html>",
+    ]
+    out = run_dir / "report.html"
+    atomic_write_text(out, "\n".join(page))
+    return out
+
+
+def _classes(cfg) -> list[str]:
+    if cfg.data.class_names:
+        return list(cfg.data.class_names)
+    if cfg.data.task.startswith("fmnist"):
+        from discl.data.fashion_mnist import CLASSES
+
+        return list(CLASSES)
+    return []
+
+
+def _class_counts_table(cfg, hard: pd.DataFrame | None) -> pd.DataFrame:
+    try:
+        from discl.data import build_dataset
+
+        ds = build_dataset(cfg.data)
+    except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
+        log.debug("report: dataset unavailable: %s", e)
+        return pd.DataFrame()
+    counts = ds.class_counts("train")
+    hard_counts = np.zeros(len(ds.classes), dtype=int)
+    if hard is not None and len(hard):
+        hard_counts = np.bincount(hard["label"].to_numpy(dtype=int), minlength=len(ds.classes))
+    bins = ["many" if c >= cfg.data.many_threshold else ("few" if c < cfg.data.few_threshold else "medium") for c in counts]
+    return pd.DataFrame({"class": ds.classes, "train images": counts, "group": bins, "hard images": hard_counts})
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder (holds config.yaml)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from discl.config import load_config
+
+    run_dir = Path(args.run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    out = write_report(cfg, run_dir)
+    print(out)
+    return 0

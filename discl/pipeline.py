@@ -1,0 +1,212 @@
+"""``discl run``: every stage in order, in one run folder, skipping what is already done.
+
+mine -> generate (prompts + spectrum) -> filter -> train (each method x seed) -> report
+
+Each stage is recorded in ``RUN/.stages/<stage>.json`` with a digest of the config sections its
+output depends on (upstream sections included). A rerun with the same config does no work; a
+changed setting reruns the stages that depend on it; an interrupted stage resumes from its own
+artifacts (finished images, training checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from discl.artifacts import atomic_write_text, is_complete, mark_complete, write_table
+from discl.config import RunConfig, save_config, section_digest
+from discl.methods import parse_method
+
+log = logging.getLogger(__name__)
+
+MINE_SECTIONS = ("data", "mining")
+GEN_SECTIONS = (*MINE_SECTIONS, "prompts", "generation")
+FILTER_SECTIONS = (*GEN_SECTIONS, "filtering")
+TRAIN_SECTIONS = (*FILTER_SECTIONS, "training", "curriculum")
+
+
+@dataclass
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    fn: Callable[[RunConfig, Path], Any]
+    needs_synthetic: bool = False
+
+
+def _mine(cfg: RunConfig, run_dir: Path) -> Any:
+    from discl.mining.runner import mine
+
+    return mine(cfg, run_dir)
+
+
+def _generate(cfg: RunConfig, run_dir: Path) -> Any:
+    from discl.generation.runner import generate_spectrum
+
+    return generate_spectrum(cfg, run_dir)
+
+
+def _filter(cfg: RunConfig, run_dir: Path) -> Any:
+    from discl.filtering.runner import filter_spectrum
+
+    return filter_spectrum(cfg, run_dir)
+
+
+def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:
+    """Train one (method, seed) of the comparison; returns its metrics row."""
+    from discl.training.recipe import train_baseline, train_curriculum
+
+    m = parse_method(method)
+    name = f"{m.name}-s{seed}"
+    if m.strategy is None:
+        variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
+        return train_baseline(cfg, run_dir, variant=variant, seed=seed, name=name)
+    strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
+    return train_curriculum(cfg, run_dir, strategy, seed=seed, loss=m.loss, name=name, level=m.level)
+
+
+def stages(cfg: RunConfig) -> list[Stage]:
+    synthetic = any(parse_method(m).uses_synthetic for m in cfg.methods)
+    out = [Stage("mine", MINE_SECTIONS, _mine)]
+    if synthetic:
+        out += [
+            Stage("generate", GEN_SECTIONS, _generate, needs_synthetic=True),
+            Stage("filter", FILTER_SECTIONS, _filter, needs_synthetic=True),
+        ]
+    return out
+
+
+def _train_sections(method: str) -> tuple[str, ...]:
+    return TRAIN_SECTIONS if parse_method(method).uses_synthetic else ("data", "training")
+
+
+def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dict[str, str]:
+    """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}."""
+    run_dir = Path(run_dir or cfg.run_path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    done_dir = run_dir / ".stages"
+    status: dict[str, str] = {}
+
+    def step(name: str, sections: tuple[str, ...], fn: Callable[[], Any], extra: str = "") -> Any:
+        digest = section_digest(cfg, *sections) + extra
+        marker = done_dir / f"{name}.json"
+        if not force and is_complete(marker, digest):
+            log.info("stage %s: complete for this config, skipped", name)
+            status[name] = "skipped"
+            return None
+        log.info("stage %s: running", name)
+        t0 = time.perf_counter()
+        result = fn()
+        mark_complete(marker, digest, seconds=round(time.perf_counter() - t0, 2))
+        status[name] = "ran"
+        return result
+
+    for st in stages(cfg):
+        step(st.name, st.sections, lambda st=st: st.fn(cfg, run_dir))
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            step(f"train-{method}-s{seed}", _train_sections(method),
+                 lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed), extra=f":{seed}")
+    results = collect_results(cfg, run_dir)
+    write_table(run_dir / "results.csv", results)
+    from discl.evaluation.report import write_report
+
+    write_report(cfg, run_dir)
+    status["report"] = "ran"
+    return status
+
+
+def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
+    """One row per (method, seed) from each training run's metrics.json."""
+    from discl.artifacts import read_json
+
+    rows = []
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            path = run_dir / "train" / f"{method}-s{seed}" / "metrics.json"
+            if path.is_file():
+                rows.append({"method": method, "seed": seed, **_flatten(read_json(path))})
+    return pd.DataFrame(rows)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+HEADLINE = {
+    "fmnist-lt": [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")],
+    "fmnist-lq": [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.accuracy", "ID acc")],
+}
+
+
+def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
+    """Markdown table: mean +- std over seeds of the task's headline metrics, per method."""
+    cols = HEADLINE.get(cfg.data.task, HEADLINE["fmnist-lt"])
+    if cfg.data.task not in HEADLINE:
+        cols = [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few"),
+                ("test.macro_f1", "macro-F1")]
+    cols = [(k, label) for k, label in cols if k in results.columns]
+    extra = [(k, label) for k, label in (("synthetic_seen", "synthetic images seen"), ("denoiser_steps", "denoiser steps"))
+             if k in results.columns]
+    lines = ["| method | seeds | " + " | ".join(label for _, label in cols + extra) + " |",
+             "|---|---|" + "---|" * (len(cols) + len(extra))]
+    for method in cfg.methods:
+        r = results[results["method"] == method] if len(results) else results
+        if not len(r):
+            continue
+        cells = []
+        for k, _ in cols:
+            v = r[k].astype(float) * 100
+            cells.append(f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.mean():.1f}")
+        for k, _ in extra:
+            cells.append(f"{int(r[k].astype(float).mean()):,}")
+        lines.append(f"| {method} | {len(r)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config_file", nargs="?", help="YAML run config (configs/fmnist-lt.yaml)")
+    p.add_argument("--config", "-c", dest="config", help="same as the positional CONFIG")
+    p.add_argument("--run-dir", help="run folder (default: the config's run_dir)")
+    p.add_argument("--force", action="store_true", help="rerun every stage even when complete")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.epochs=5")
+
+
+def main(args: argparse.Namespace) -> int:
+    from discl.config import load_config
+
+    overrides = list(args.overrides or [])
+    path = args.config or args.config_file
+    if path and "=" in path and not Path(path).exists():  # `discl run key=value` without a config file
+        overrides.insert(0, path)
+        path = None
+    cfg = load_config(path, overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
+    t0 = time.perf_counter()
+    status = run(cfg, run_dir, force=args.force)
+    results = collect_results(cfg, run_dir)
+    table = headline_table(cfg, results)
+    ran = [k for k, v in status.items() if v == "ran" and k != "report"]
+    print(f"\nDisCL run '{cfg.name}' finished in {time.perf_counter() - t0:.0f} s "
+          f"({'stages run: ' + ', '.join(ran) if ran else 'nothing to redo: every stage was complete'})")
+    print(f"Report: {run_dir / 'report.html'}  (summary: {run_dir / 'report.md'})\n")
+    print(table)
+    atomic_write_text(run_dir / "headline.md", table + "\n")
+    return 0
