@@ -353,7 +353,7 @@ def write_report(cfg, run_dir: Path) -> Path:
         _md_to_html_table(_md_table(fsum)) if fsum is not None else "",
         "<h2>Guidance level over training</h2>",
         _img_tag(chosen, "level chosen per epoch"),
-        "<h2>Learning curves (seed %d)</h2>" % seed0,
+        f"<h2>Learning curves (seed {seed0})</h2>",
         _img_tag(curves, "learning curves"),
         "<h2>Per-class test accuracy</h2>",
         _img_tag(per_class, "per-class accuracy"),
