@@ -1,0 +1,119 @@
+"""The results table: every method of the paper's comparison on an embedded task, several seeds.
+
+    .venv/bin/python bench/results.py --task fmnist-lt --seeds 0 1 2
+    .venv/bin/python bench/results.py --task fmnist-lq --seeds 0 1 2
+
+Runs ``discl run`` with the full method list in ``runs/bench-<task>`` (mining, generation and
+filtering are shared by the methods; each (method, seed) trains once and is skipped when rerun),
+then writes ``docs/results-<task>.md`` with mean ± std, the synthetic images each row trained on and
+the denoiser steps spent making the synthetic images it could draw from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = {
+    "fmnist-lt": [
+        "ce", "bs", "cb", "text_only", "single@0.1", "single@0.3", "single@0.5", "single@0.7", "single@0.9",
+        "mixed", "random_order", "reverse", "discl", "adaptive", "bs+discl",
+    ],
+    "fmnist-lq": [
+        "ce", "bs", "cb", "text_only", "single@0.5", "single@0.7", "single@0.9",
+        "mixed", "random_order", "reverse", "fixed", "discl", "bs+discl",
+    ],
+}
+LABELS = {
+    "ce": "CE (real only)", "bs": "BS (real only)", "cb": "CE + class-balanced resampling",
+    "text_only": "CE + text-only synthetic (λ=0)", "mixed": "CE + all levels mixed", "random_order": "CE + random order",
+    "reverse": "CE + reverse order (real → synthetic)", "fixed": "CE + DisCL non-adaptive",
+    "adaptive": "CE + DisCL adaptive", "bs+discl": "BS + DisCL",
+}
+
+
+def label(method: str, strategy: str) -> str:
+    if method == "discl":
+        return f"CE + DisCL ({'adaptive' if strategy == 'adaptive' else 'non-adaptive'})"
+    if method.startswith("single@"):
+        return f"CE + single λ={method.split('@')[1]}"
+    return LABELS.get(method, method)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=sorted(METHODS), default="fmnist-lt")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", help="subset of the method list")
+    ap.add_argument("overrides", nargs="*", help="config overrides")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    from discl.config import load_config
+    from discl.pipeline import collect_results, run
+
+    methods = args.methods or METHODS[args.task]
+    seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
+    cfg = load_config(ROOT / "configs" / f"{args.task}.yaml",
+                      [f"name=bench-{args.task}", f"methods=[{', '.join(repr(m) for m in methods)}]", f"seeds={seeds}",
+                       *args.overrides])
+    run_dir = ROOT / "runs" / f"bench-{args.task}"
+    t0 = time.perf_counter()
+    run(cfg, run_dir)
+    wall = time.perf_counter() - t0
+    results = collect_results(cfg, run_dir)
+    text = render(cfg, results, args, wall)
+    out = ROOT / "docs" / f"results-{args.task}.md"
+    out.write_text(text)
+    print(text)
+    return 0
+
+
+def render(cfg, results, args, wall: float) -> str:
+    import numpy as np
+
+    task = cfg.data.task
+    if task == "fmnist-lt":
+        cols = [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")]
+    else:
+        cols = [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.accuracy", "ID acc"),
+                ("test_ood.accuracy", "OOD acc")]
+    cols = [(k, n) for k, n in cols if k in results.columns]
+    head = "| method | " + " | ".join(n for _, n in cols) + " | synthetic images seen | denoiser steps (pool) |"
+    lines = [head, "|---|" + "---|" * (len(cols) + 2)]
+    for method in cfg.methods:
+        r = results[results["method"] == method]
+        if not len(r):
+            continue
+        cells = [f"{100 * r[k].astype(float).mean():.1f} ± {100 * r[k].astype(float).std(ddof=0):.1f}" for k, _ in cols]
+        seen = int(np.mean(r["synthetic_seen"])) if "synthetic_seen" in r else 0
+        steps = int(np.mean(r["denoiser_steps"])) if "denoiser_steps" in r else 0
+        lines.append(f"| {label(method, cfg.curriculum.strategy)} | " + " | ".join(cells) + f" | {seen:,} | {steps:,} |")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}"
+    cmd = f".venv/bin/python bench/results.py --task {task} --seeds {' '.join(map(str, args.seeds))}"
+    if args.overrides:
+        cmd += " " + " ".join(args.overrides)
+    return "\n".join([
+        f"## {task}: test split, %, mean ± std over seeds {args.seeds}",
+        "",
+        *lines,
+        "",
+        f"Command: `{cmd}` — {len(results)} training runs, {wall / 60:.0f} min wall on {machine}, "
+        f"{time.strftime('%Y-%m-%d')}. Model `{cfg.training.model}`, {cfg.training.epochs} epochs, checkpoint "
+        "selected on the validation split. *Synthetic images seen*: synthetic samples drawn over the whole "
+        "training run; *denoiser steps (pool)*: UNet evaluations spent generating the synthetic images the "
+        "method could draw from (its levels, kept or not; ×2 for classifier-free guidance).",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
