@@ -12,6 +12,9 @@ class TrainConfig:
 
     model: str = "resnet8"  # discl small ResNets (resnet8/resnet10/resnet18s), "timm:<name>", "torchvision:<name>", "clip"
     pretrained: bool = False  # timm/torchvision: load the user's cached weights
+    pretrained_path: str | None = None  # timm: a local weights file (implies pretrained)
+    clip_model: str = "ViT-B-16"  # model "clip": open_clip architecture name
+    clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file
     loss: Literal["ce", "balanced_softmax", "flyp"] = "ce"
     sampler: Literal["none", "class_balanced"] = "none"  # class_balanced: resample classes uniformly
     epochs: int = 30
@@ -19,6 +22,8 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    grad_clip: float | None = None  # max gradient norm; None = no clipping
     warmup_steps: int = 0
     schedule: Literal["cosine", "constant"] = "cosine"  # per step
     augment: bool = True  # random crop/flip for the embedded tasks
@@ -40,3 +45,6 @@ class TrainConfig:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.eval_every >= 1, "eval_every", "must be >= 1")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
+        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
+        check(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        check(self.loss != "flyp" or self.model == "clip", "loss", "flyp needs training.model: clip")
