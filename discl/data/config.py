@@ -24,8 +24,11 @@ class DataConfig:
     val_fraction: float = 0.1  # folder/csv without a split column: share held out for validation
     many_threshold: int = 100  # class frequency bins (ImageNet-LT: many >= 100, few < 20)
     few_threshold: int = 20
-    on_bad_image: Literal["error", "skip"] = "error"  # skip = drop and report a count in the run folder
-    class_names: list[str] = field(default_factory=list)  # optional override of display names
+    on_bad_image: Literal["error", "skip"] = "error"  # skip = drop, log a count, list them in ds.skipped
+    class_names: list[str] = field(default_factory=list)  # folder/csv: the class list in label order (default: sorted names); other labels are errors
+    verify_images: bool = True  # folder/csv: decode every image once when loading, so bad files surface before training
+    max_image_pixels: int = 89_478_485  # decompression-bomb guard per image (Pillow's default)
+    alpha_background: Literal["black", "white"] = "black"  # what transparent pixels become
     test_limit: int | None = None  # embedded tasks: class-stratified test subset (quick runs, tests); None = all 10k
 
     def __post_init__(self):
@@ -38,6 +41,8 @@ class DataConfig:
             "few_threshold",
             f"needs 0 < few_threshold ({self.few_threshold}) <= many_threshold ({self.many_threshold})",
         )
+        check(self.max_image_pixels >= 1, "max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
+        check(len(set(self.class_names)) == len(self.class_names), "class_names", "lists a class twice")
         check(self.test_limit is None or self.test_limit >= 10, "test_limit", "must be >= 10 (one per class)")
         if self.task in ("folder", "csv"):
             check(bool(self.root), "root", f"task {self.task!r} needs data.root (the image folder or CSV file)")

@@ -107,18 +107,59 @@ def _smooth_field(rng: np.random.Generator, size: int, cells: int = 4) -> torch.
 
 def acquisition_style(img: np.ndarray, seed: int, split: str, index: int) -> np.ndarray:
     """The ``fmnist-lt`` look: re-framed object on a textured background, lower contrast, blur, noise."""
-    rng = numpy_rng("fmnist-style", seed, split, int(index))
-    x = torch.from_numpy(img.astype(np.float32) / 255.0)
-    size = x.shape[-1]
-    x = _affine(x, scale=rng.uniform(0.72, 1.0), dx=rng.uniform(-3, 3), dy=rng.uniform(-3, 3))
-    bg_level, bg_amp = rng.uniform(0.18, 0.42), rng.uniform(0.08, 0.22)
-    bg = bg_level + bg_amp * (_smooth_field(rng, size) - 0.5) * 2
-    fine = torch.from_numpy(rng.normal(0, 0.04, (size, size)).astype(np.float32))
-    bg = (bg + _blur(fine, 0.7)).clamp(0, 1)
-    contrast = rng.uniform(0.55, 0.95)
+    return acquisition_style_batch(img[None], seed, split, [index])[0]
+
+
+def _style_params(rng: np.random.Generator, size: int) -> dict[str, np.ndarray | float]:
+    """One image's random draws, in a fixed order (the order is part of the task's definition)."""
+    p: dict[str, np.ndarray | float] = {}
+    p["scale"], p["dx"], p["dy"] = rng.uniform(0.72, 1.0), rng.uniform(-3, 3), rng.uniform(-3, 3)
+    p["bg_level"], p["bg_amp"] = rng.uniform(0.18, 0.42), rng.uniform(0.08, 0.22)
+    p["coarse"] = rng.random((4, 4)).astype(np.float32)
+    p["fine"] = rng.normal(0, 0.04, (size, size)).astype(np.float32)
+    p["contrast"] = rng.uniform(0.55, 0.95)
+    p["sigma"] = rng.uniform(0.2, 0.7)
+    p["noise"] = rng.normal(0, 0.03, (size, size)).astype(np.float32)
+    return p
+
+
+def _blur_batch(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
+    """Separable Gaussian blur of [N, H, W] with one sigma per image (same kernels as :func:`_blur`)."""
+    kernels = [_gaussian_kernel(s, radius=max(1, int(np.ceil(2.5 * s)))) for s in sigmas]
+    r = max((len(k) - 1) // 2 for k in kernels)
+    weight = torch.stack([F.pad(k, (r - (len(k) - 1) // 2,) * 2) for k in kernels])  # [N, 2r+1], zero taps outside
+    n = x.shape[0]
+    y = F.conv2d(F.pad(x[None], (r, r, 0, 0), mode="replicate"), weight.view(n, 1, 1, -1), groups=n)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), weight.view(n, 1, -1, 1), groups=n)
+    return y[0]
+
+
+def acquisition_style_batch(imgs: np.ndarray, seed: int, split: str, indices) -> np.ndarray:
+    """:func:`acquisition_style` of many images [N, H, W] at once; image i's draws depend only on
+    (seed, split, indices[i]), so batching does not change any image."""
+    n, size = imgs.shape[0], imgs.shape[-1]
+    if n == 0:
+        return imgs.copy()
+    ps = [_style_params(numpy_rng("fmnist-style", seed, split, int(i)), size) for i in indices]
+    col = {k: np.array([p[k] for p in ps]) for k in ps[0]}
+    x = torch.from_numpy(imgs.astype(np.float32) / 255.0)
+    scale, dx, dy = (torch.from_numpy(col[k]).float() for k in ("scale", "dx", "dy"))
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, 0, 2] = -dx * 2 / size / scale
+    theta[:, 1, 2] = -dy * 2 / size / scale
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+    x = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+    coarse = torch.from_numpy(col["coarse"])[:, None]
+    field = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+    level = torch.from_numpy(col["bg_level"]).float().view(n, 1, 1)
+    amp = torch.from_numpy(col["bg_amp"]).float().view(n, 1, 1)
+    bg = level + amp * (field - 0.5) * 2
+    bg = (bg + _blur_batch(torch.from_numpy(col["fine"]), [0.7] * n)).clamp(0, 1)
+    contrast = torch.from_numpy(col["contrast"]).float().view(n, 1, 1)
     out = bg * (1 - x) + contrast * x
-    out = _blur(out, rng.uniform(0.2, 0.7))
-    out = out + torch.from_numpy(rng.normal(0, 0.03, (size, size)).astype(np.float32))
+    out = _blur_batch(out, list(col["sigma"]))
+    out = out + torch.from_numpy(col["noise"])
     return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
@@ -224,7 +265,7 @@ def build_task(
 
     def styled(img, src, idx, split):
         if name == "fmnist-lt":
-            return acquisition_style(img, seed, src, idx), {}
+            return img, {}  # styled below in batches (same result as acquisition_style per image)
         families = LQ_OOD_FAMILIES if split == "test_ood" else LQ_ID_FAMILIES
         clean_share = 0.0 if split == "test_ood" else 0.25
         fam, sev = _lq_assignment(seed, src if split != "test_ood" else "test-ood", idx, families, clean_share)
@@ -249,7 +290,15 @@ def build_task(
             sid_src = "test" if split == "test" else "testood"
             add(split, sid_src, i, te_labels[i], img, **meta)
     frame = pd.DataFrame(rows)
-    return ArrayImageDataset(name, fm.CLASSES, frame, np.stack(arrays))
+    images = np.stack(arrays)
+    if name == "fmnist-lt":
+        src = frame["sample_id"].str.split("-").str[1].to_numpy()
+        for part in ("train", "test"):
+            rows_of = np.flatnonzero(src == part)
+            for start in range(0, len(rows_of), 2048):
+                chunk = rows_of[start : start + 2048]
+                images[chunk] = acquisition_style_batch(images[chunk], seed, part, frame["source_index"].to_numpy()[chunk])
+    return ArrayImageDataset(name, fm.CLASSES, frame, images)
 
 
 def task_digest(name: str, seed: int) -> int:

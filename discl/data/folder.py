@@ -1,0 +1,233 @@
+"""The user's own images: an image folder or a CSV, behind :class:`~discl.data.base.ImageDataset`.
+
+Layouts
+- folder: ``root/<class>/*.{jpg,jpeg,png,webp,bmp}``, or ``root/<split>/<class>/...`` when ``root``
+  holds only split folders (``train``, ``val``, ``test``, ``test_ood``; ``train`` required);
+- CSV: columns ``path,label[,split]``, paths relative to the CSV's folder (the dataset root).
+
+Classes are the sorted class names (numeric names sort as numbers), or ``data.class_names`` in the
+order given. Without split information (no split folders / no split column), a seeded stratified
+share ``data.val_fraction`` of each class becomes ``val`` and the rest ``train``; when there is no
+``val`` split, it is carved from ``train`` the same way. A missing ``test`` split is allowed: the
+stages that need one say so.
+
+Every problem is found when the dataset is loaded, not in the middle of training: missing columns,
+rows pointing to missing files, unknown labels, empty class folders, duplicate rows, paths escaping
+the root and (``data.verify_images``) unreadable images. With ``data.on_bad_image: error`` (the
+default) the first one raises :class:`BadInputError` naming the file or CSV row; with ``skip`` all of
+them are dropped, logged with a count, and listed in ``dataset.skipped`` (columns ``path``,
+``reason``), which :func:`write_skip_report` saves in the run folder. Nothing is dropped silently.
+
+Sample ids are the POSIX paths relative to the root (stable across machines and reruns).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from discl.data.base import ImageDataset
+from discl.data.config import DataConfig
+from discl.data.images import IMAGE_EXTENSIONS, load_image
+from discl.errors import BadInputError
+from discl.seeding import numpy_rng
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "test_ood")
+SKIP_COLUMNS = ["path", "reason"]
+
+
+class FileImageDataset(ImageDataset):
+    """Images read lazily from files under ``root`` (column ``path``, relative to ``root``)."""
+
+    def __init__(self, name: str, classes: Sequence[str], frame: pd.DataFrame, root: Path, cfg: DataConfig,
+                 skipped: pd.DataFrame | None = None):
+        super().__init__(name, classes, frame)
+        self.root = Path(root)
+        self.max_pixels = cfg.max_image_pixels
+        self.background = cfg.alpha_background
+        self.skipped = skipped if skipped is not None else pd.DataFrame(columns=SKIP_COLUMNS)
+
+    def image(self, sample_id: str) -> Image.Image:
+        return load_image(self.root / self.frame.at[sample_id, "path"], self.max_pixels, self.background)
+
+
+class _Problems:
+    """Collects bad inputs: raises at once (``error``) or records them (``skip``)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.rows: list[dict[str, str]] = []
+
+    def report(self, path: str, reason: str, where: str) -> None:
+        if self.mode == "error":
+            raise BadInputError(f"{where}: {reason}" if where else reason)
+        self.rows.append({"path": path, "reason": reason})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=SKIP_COLUMNS)
+
+
+def _sorted_classes(names: Sequence[str]) -> list[str]:
+    names = sorted(set(names))
+    if names and all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return names
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _split_val(frame: pd.DataFrame, fraction: float, seed: int, source: str) -> pd.DataFrame:
+    """Seeded stratified split of ``train`` rows into train/val (at least one train image per class)."""
+    frame = frame.copy()
+    train = frame[frame["split"] == "train"]
+    for cname, group in train.groupby("class_name", sort=True):
+        ids = np.sort(group["sample_id"].to_numpy())
+        n_val = min(int(round(len(ids) * fraction)), len(ids) - 1)
+        if n_val <= 0:
+            continue
+        chosen = numpy_rng("user-val-split", source, seed, str(cname)).permutation(ids)[:n_val]
+        frame.loc[frame["sample_id"].isin(chosen), "split"] = "val"
+    return frame
+
+
+def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: DataConfig, problems: _Problems,
+            source: str, has_split: bool) -> FileImageDataset:
+    frame = pd.DataFrame(rows, columns=["sample_id", "path", "class_name", "split", "source"])
+    if cfg.verify_images:
+        keep = []
+        for i, row in enumerate(frame.itertuples(index=False)):
+            try:
+                load_image(root / row.path, cfg.max_image_pixels, cfg.alpha_background)
+                keep.append(i)
+            except BadInputError as e:
+                problems.report(row.path, str(e).removeprefix(f"{root / row.path}: "), row.source)
+        frame = frame.iloc[keep]
+    if frame.empty:
+        raise BadInputError(f"{source}: no usable images (skipped {len(problems.rows)})")
+    index = {c: i for i, c in enumerate(classes)}
+    frame = frame.assign(label=frame["class_name"].map(index).astype(np.int64)).drop(columns="source")
+    if not has_split or "val" not in set(frame["split"]):
+        frame = _split_val(frame, cfg.val_fraction, cfg.seed, source)
+    frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    skipped = problems.frame()
+    if len(skipped):
+        log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip); first: %s (%s)", source, len(skipped),
+                    skipped.iloc[0]["path"], skipped.iloc[0]["reason"])
+    counts = frame.groupby("split").size().to_dict()
+    log.info("%s: %d images, %d classes, splits %s", source, len(frame), len(classes), counts)
+    return FileImageDataset(name, classes, frame, root, cfg, skipped)
+
+
+def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
+    """``root/<class>/*`` or ``root/<split>/<class>/*`` (see the module docstring)."""
+    root = Path(cfg.root or "")
+    if not root.is_dir():
+        raise BadInputError(f"data.root {root} is not a folder (task 'folder' needs root/<class>/*.jpg)")
+    problems = _Problems(cfg.on_bad_image)
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_layout = bool(subdirs) and "train" in {p.name for p in subdirs} and all(p.name in SPLITS for p in subdirs)
+    split_dirs = [(p.name, p) for p in subdirs] if split_layout else [("train", root)]
+    known = list(cfg.class_names)
+    rows, found, ignored = [], set(), 0
+    for split, sdir in split_dirs:
+        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            rel_dir = cdir.relative_to(root).as_posix()
+            if known and cdir.name not in known:
+                problems.report(rel_dir + "/", f"class folder {cdir.name!r} is not in data.class_names {known}", str(cdir))
+                continue
+            files = sorted(f for f in cdir.iterdir() if _is_image(f))
+            ignored += sum(1 for f in cdir.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
+            if not files:
+                problems.report(rel_dir + "/", f"empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} files)", str(cdir))
+                continue
+            found.add(cdir.name)
+            for f in files:
+                rel = f.relative_to(root).as_posix()
+                rows.append({"sample_id": rel, "path": rel, "class_name": cdir.name, "split": split, "source": str(f)})
+        loose = [f for f in sdir.iterdir() if _is_image(f)]
+        if loose:
+            log.warning("%s: %d image(s) directly in the folder, not in a class folder, are not used", sdir, len(loose))
+    if ignored:
+        log.warning("%s: ignored %d file(s) without an image extension (%s)", root, ignored, ", ".join(IMAGE_EXTENSIONS))
+    if not rows and not problems.rows:
+        raise BadInputError(f"{root}: no class folders with images (expected root/<class>/*.jpg)")
+    classes = known or _sorted_classes(found)
+    return _finish(root.name or str(root), root, rows, classes, cfg, problems, str(root), split_layout)
+
+
+def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
+    """A CSV with ``path,label[,split]``; paths relative to the CSV's folder (see the module docstring)."""
+    csv = Path(cfg.root or "")
+    if not csv.is_file():
+        raise BadInputError(f"data.root {csv} is not a file (task 'csv' needs a CSV with columns path,label[,split])")
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{csv}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    table.columns = [c.strip() for c in table.columns]
+    missing = [c for c in ("path", "label") if c not in table.columns]
+    if missing:
+        raise BadInputError(f"{csv}: missing column(s) {', '.join(missing)} (has: {', '.join(table.columns)}; "
+                            "needs path,label[,split])")
+    has_split = "split" in table.columns
+    root = csv.parent.resolve()
+    known = list(cfg.class_names)
+    problems = _Problems(cfg.on_bad_image)
+    rows, seen = [], {}
+    for i, rec in enumerate(table.to_dict("records")):
+        line = i + 2  # 1-based, after the header
+        where = f"{csv} row {line}"
+        raw, label = rec["path"].strip(), rec["label"].strip()
+        split = rec["split"].strip() if has_split else "train"
+        if not raw:
+            problems.report(raw, "empty path", where)
+            continue
+        rel = Path(raw)
+        full = (root / rel).resolve()
+        if rel.is_absolute() or (full != root and root not in full.parents):
+            problems.report(raw, f"path {raw!r} escapes the dataset root {root}", where)
+            continue
+        key = full.relative_to(root).as_posix()
+        if key in seen:
+            problems.report(raw, f"duplicate row: {raw!r} is already listed in row {seen[key]}", where)
+            continue
+        seen[key] = line
+        if not label:
+            problems.report(raw, "empty label", where)
+            continue
+        if known and label not in known:
+            problems.report(raw, f"unknown label {label!r} (data.class_names: {', '.join(known)})", where)
+            continue
+        if split not in SPLITS:
+            problems.report(raw, f"unknown split {split!r} (use {', '.join(SPLITS)})", where)
+            continue
+        if not full.is_file():
+            problems.report(raw, f"file not found: {full}", where)
+            continue
+        rows.append({"sample_id": key, "path": key, "class_name": label, "split": split, "source": where})
+    if has_split and rows and "train" not in {r["split"] for r in rows}:
+        raise BadInputError(f"{csv}: no row has split 'train'")
+    classes = known or _sorted_classes(r["class_name"] for r in rows)
+    return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
+
+
+def write_skip_report(dataset: ImageDataset, folder: Path) -> Path | None:
+    """Save ``dataset.skipped`` as ``folder/skipped_inputs.csv`` (None when nothing was skipped)."""
+    from discl.artifacts import write_table
+
+    skipped = getattr(dataset, "skipped", None)
+    if skipped is None or len(skipped) == 0:
+        return None
+    path = Path(folder) / "skipped_inputs.csv"
+    write_table(path, skipped)
+    log.warning("%d input(s) were skipped; the list is in %s", len(skipped), path)
+    return path
