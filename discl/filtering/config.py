@@ -15,10 +15,11 @@ class FilterConfig:
     text_template: str = "a photo of a {name}"  # the plain class text
     score: Literal["text", "prompt", "image"] = "text"  # which similarity the threshold applies to
     threshold: float | None = 0.30  # global threshold on the chosen similarity; None = no threshold
-    per_level: dict[str, float] = field(default_factory=dict)  # lambda -> threshold
+    # a row's threshold is the most specific one given: per_class, else per_level, else threshold
+    per_level: dict[str, float] = field(default_factory=dict)  # lambda ("0.5") -> threshold
     per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
     top_q: float | None = None  # keep the best fraction per (sample, lambda)
-    retries: int = 0  # regenerate dropped cells with another prompt/seed, keep the best
+    retries: int = 0  # regenerate dropped cells with another prompt/seed, keep the best (see filtering.retry)
     batch_size: int = 128
     device: str = "auto"
 
@@ -29,3 +30,12 @@ class FilterConfig:
         check(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check("{name}" in self.text_template, "text_template", "must contain {name}")
+        for key, value in self.per_level.items():
+            try:
+                lam = float(key)
+            except ValueError:
+                lam = None
+            check(lam is not None and 0.0 <= lam < 1.0, f"per_level.{key}", "keys are guidance levels like '0.5' in [0, 1)")
+            check(-1.0 <= value <= 1.0, f"per_level.{key}", f"a cosine must be in [-1, 1], got {value}")
+        for key, value in self.per_class.items():
+            check(-1.0 <= value <= 1.0, f"per_class.{key}", f"a cosine must be in [-1, 1], got {value}")

@@ -1,0 +1,1 @@
+"""CLIP backends, one per module; see :func:`discl.filtering.scorer.create_scorer`."""

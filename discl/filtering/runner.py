@@ -1,0 +1,341 @@
+"""``discl filter``: score the spectrum with CLIP and apply the keep rules.
+
+Input: ``RUN/spectrum/metadata.csv`` (imagefolder convention, ``file_name`` relative to
+``RUN/spectrum``) and the real source images of the run's dataset.
+Output, under ``RUN/filter/``:
+- ``manifest.csv``: the spectrum rows + sim_text, sim_prompt, sim_image, clipscore, keep, drop_reason;
+- ``summary.csv`` / ``summary.png``: per λ counts, keep rates and similarity quantiles;
+- ``scores.parquet``: the score cache, one row per (file_name, scorer) with the image's content
+  digest and embedding, so a rerun encodes nothing, a changed prompt/template re-encodes texts only,
+  and changed thresholds only re-apply the rules;
+- ``real_embeddings.safetensors``: real-source embeddings keyed by sample_id (computed once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from discl.artifacts import atomic_write_bytes, confine, read_table, write_table
+from discl.errors import BadInputError
+from discl.filtering.rules import apply_rules, rules_from_config
+from discl.filtering.scores import clipscore, rowwise_cosine
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("file_name", "sample_id", "label", "class_name", "lam", "prompt")
+CACHE_COLUMNS = ("file_name", "scorer", "digest", "sample_id", "prompt", "text", "real_digest",
+                 "sim_text", "sim_prompt", "sim_image", "embedding")
+FLUSH_EVERY = 2048  # images between cache writes, so an interrupted run keeps its work
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def load_spectrum(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "spectrum" / "metadata.csv"
+    frame = read_table(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BadInputError(f"{path} lacks columns {missing} (needs {', '.join(REQUIRED_COLUMNS)})")
+    if frame["file_name"].duplicated().any():
+        raise BadInputError(f"{path}: file_name {frame.loc[frame['file_name'].duplicated(), 'file_name'].iloc[0]!r} twice")
+    frame["sample_id"] = frame["sample_id"].astype(str)
+    return frame
+
+
+def _digest(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+
+
+def _load_image(path: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise BadInputError(f"spectrum image {path} is missing (listed in metadata.csv)") from None
+    except OSError as e:
+        raise BadInputError(f"spectrum image {path} cannot be read: {e}") from None
+
+
+# -- caches ------------------------------------------------------------------------------------
+
+
+def read_score_cache(path: Path, scorer_id: str) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=list(CACHE_COLUMNS))
+    cache = read_table(path)
+    return cache[cache["scorer"] == scorer_id]
+
+
+def write_score_cache(path: Path, scorer_id: str, rows: pd.DataFrame) -> None:
+    """Replace this scorer's rows in the cache (other scorers' rows are kept)."""
+    if path.is_file():
+        other = read_table(path)
+        other = other[other["scorer"] != scorer_id]
+        rows = pd.concat([other, rows], ignore_index=True) if len(other) else rows
+    rows = rows.copy()
+    rows["embedding"] = [np.asarray(e, dtype=np.float32) for e in rows["embedding"]]
+    write_table(path, rows[list(CACHE_COLUMNS)])
+
+
+def load_real_embeddings(path: Path, scorer_id: str, data_digest: str) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("scorer") != scorer_id or meta.get("data") != data_digest:
+            log.info("real embeddings in %s are for another scorer or dataset; recomputing", path)
+            return {}
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def save_real_embeddings(path: Path, emb: dict[str, torch.Tensor], scorer_id: str, data_digest: str) -> None:
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in emb.items()},
+                                  metadata={"scorer": scorer_id, "data": data_digest}))
+
+
+# -- scoring -----------------------------------------------------------------------------------
+
+
+def score_spectrum(
+    frame: pd.DataFrame,
+    spectrum_dir: Path,
+    filter_dir: Path,
+    get_scorer: Callable[[], object],
+    scorer_id: str,
+    text_template: str,
+    real_image: Callable[[str], object],
+    data_digest: str,
+) -> pd.DataFrame:
+    """``frame`` + sim_text, sim_prompt, sim_image, clipscore, reusing every cached score.
+
+    ``get_scorer`` is called only when something has to be encoded (a fully cached rerun loads no model).
+    """
+    spectrum_dir, filter_dir = Path(spectrum_dir), Path(filter_dir)
+    cache_path = filter_dir / "scores.parquet"
+    real_path = filter_dir / "real_embeddings.safetensors"
+    scorer = None
+
+    def need_scorer():
+        nonlocal scorer
+        if scorer is None:
+            scorer = get_scorer()
+        return scorer
+
+    files = [confine(spectrum_dir, f) for f in frame["file_name"]]
+    digests = [_digest(p) if p.is_file() else "" for p in files]
+    missing = [str(f) for f, d in zip(frame["file_name"], digests) if not d]
+    if missing:
+        raise BadInputError(f"{len(missing)} spectrum images listed in metadata.csv are missing under {spectrum_dir}, "
+                            f"e.g. {missing[0]}")
+    texts = [text_template.format(name=n) for n in frame["class_name"]]
+    cache = read_score_cache(cache_path, scorer_id).set_index("file_name", drop=False)
+    rows: dict[str, dict] = {fn: dict(r) for fn, r in cache.iterrows()}
+
+    # 1. image embeddings of new or changed files, flushed to the cache as they come
+    todo = [i for i, (fn, d) in enumerate(zip(frame["file_name"], digests)) if rows.get(fn, {}).get("digest") != d]
+    if todo:
+        log.info("encoding %d of %d spectrum images (%d cached)", len(todo), len(frame), len(frame) - len(todo))
+    for start in range(0, len(todo), FLUSH_EVERY):
+        chunk = todo[start : start + FLUSH_EVERY]
+        emb = need_scorer().encode_images([_load_image(files[i]) for i in chunk]).numpy()
+        for i, e in zip(chunk, emb):
+            fn = frame["file_name"].iat[i]
+            rows[fn] = {"file_name": fn, "scorer": scorer_id, "digest": digests[i], "sample_id": "", "prompt": None,
+                        "text": None, "real_digest": "", "sim_text": np.nan, "sim_prompt": np.nan,
+                        "sim_image": np.nan, "embedding": e}
+        write_score_cache(cache_path, scorer_id, pd.DataFrame(list(rows.values())))
+
+    emb = np.stack([np.asarray(rows[fn]["embedding"], dtype=np.float32) for fn in frame["file_name"]])
+    cached = [rows[fn] for fn in frame["file_name"]]
+    sids = frame["sample_id"].astype(str).tolist()
+    prompts = frame["prompt"].astype(str).tolist()
+
+    # 2. texts: only rows whose cached prompt/plain text differs
+    def text_sims(column: str, wanted: list[str], key: str) -> np.ndarray:
+        out = np.array([c[column] if c[key] == w else np.nan for c, w in zip(cached, wanted)], dtype=float)
+        redo = [i for i, (c, w) in enumerate(zip(cached, wanted)) if c[key] != w or np.isnan(c[column])]
+        if redo:
+            unique = sorted({wanted[i] for i in redo})
+            table = dict(zip(unique, need_scorer().encode_texts(unique).numpy()))
+            out[redo] = rowwise_cosine(emb[redo], np.stack([table[wanted[i]] for i in redo]))
+        return out
+
+    sim_prompt = text_sims("sim_prompt", prompts, "prompt")
+    sim_text = text_sims("sim_text", texts, "text")
+
+    # 3. real sources: embeddings cached per sample_id for this scorer and dataset
+    sim_image = np.array([c["sim_image"] if c["real_digest"] == data_digest and c["sample_id"] == s else np.nan
+                          for c, s in zip(cached, sids)], dtype=float)
+    redo = [i for i in range(len(frame)) if np.isnan(sim_image[i])]
+    if redo:
+        real = load_real_embeddings(real_path, scorer_id, data_digest)
+        new = sorted({sids[i] for i in redo} - set(real))
+        if new:
+            log.info("encoding %d real source images", len(new))
+            for sid, e in zip(new, need_scorer().encode_images([real_image(s) for s in new])):
+                real[sid] = e.clone()
+            save_real_embeddings(real_path, real, scorer_id, data_digest)
+        sim_image[redo] = rowwise_cosine(emb[redo], np.stack([real[sids[i]].numpy() for i in redo]))
+
+    for c, s, p, t, a, b, d in zip(cached, sids, prompts, texts, sim_text, sim_prompt, sim_image):
+        c.update(sample_id=s, prompt=p, text=t, real_digest=data_digest, sim_text=a, sim_prompt=b, sim_image=d)
+    if todo or scorer is not None:
+        write_score_cache(cache_path, scorer_id, pd.DataFrame(list(rows.values())))
+    out = frame.copy()
+    out["sim_text"], out["sim_prompt"], out["sim_image"] = sim_text, sim_prompt, sim_image
+    out["clipscore"] = clipscore(sim_prompt)
+    out.attrs["images_encoded"] = len(todo)
+    return out
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per λ: count, kept, dropped, keep_rate and quantiles (+ mean) of each similarity."""
+    rows = []
+    for lam, g in manifest.groupby(manifest["lam"].astype(float).round(6), sort=True):
+        row = {"lam": lam, "count": len(g), "kept": int(g["keep"].sum()), "dropped": int((~g["keep"]).sum())}
+        row["keep_rate"] = row["kept"] / row["count"]
+        for col in ("sim_text", "sim_prompt", "sim_image"):
+            v = g[col].astype(float)
+            row[f"{col}_mean"] = v.mean()
+            for q in QUANTILES:
+                row[f"{col}_q{int(q * 100):02d}"] = v.quantile(q)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_summary(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    lam = summary["lam"].to_numpy()
+    for col, color in (("sim_text", "C0"), ("sim_prompt", "C1"), ("sim_image", "C2")):
+        ax1.plot(lam, summary[f"{col}_q50"], "o-", color=color, label=col)
+        ax1.fill_between(lam, summary[f"{col}_q25"], summary[f"{col}_q75"], color=color, alpha=0.2)
+    ax1.set_xlabel("λ (image guidance)")
+    ax1.set_ylabel("cosine (median, IQR)")
+    ax1.legend(fontsize=8)
+    ax2.bar([f"{v:g}" for v in lam], summary["keep_rate"], color="C0")
+    for x, (k, n) in enumerate(zip(summary["kept"], summary["count"])):
+        ax2.text(x, 0.02, f"{k}/{n}", ha="center", fontsize=8, color="white")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("λ")
+    ax2.set_ylabel("keep rate")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+# -- stage -------------------------------------------------------------------------------------
+
+
+def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None) -> pd.DataFrame:
+    """Score ``RUN/spectrum``, apply ``cfg.filtering``'s rules, write ``RUN/filter/*``; returns the manifest.
+
+    ``scorer`` (a :class:`ClipScorer`) and ``dataset`` (the real images) are built from the config
+    when not given.
+    """
+    from discl.config import section_digest
+    from discl.filtering.scorer import create_scorer
+
+    fc = cfg.filtering
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    spectrum_dir, filter_dir = run_dir / "spectrum", run_dir / "filter"
+    frame = load_spectrum(run_dir)
+    rules = rules_from_config(fc)
+    unknown = sorted(set(fc.per_class) - set(frame["class_name"].astype(str)))
+    if unknown:
+        log.warning("filtering.per_class names classes with no spectrum rows: %s", ", ".join(unknown))
+
+    if scorer is None:
+        scorer_id = scorer_id_for(fc.backend, fc.model)
+
+        def get_scorer():
+            return create_scorer(fc.backend, fc.model, device=fc.device, batch_size=fc.batch_size)
+    else:
+        scorer_id = scorer.id
+
+        def get_scorer():
+            return scorer
+
+    data_ref = {"ds": dataset}
+
+    def real_image(sid: str):
+        if data_ref["ds"] is None:
+            from discl.data import build_dataset
+
+            data_ref["ds"] = build_dataset(cfg.data)
+        try:
+            return data_ref["ds"].image(sid)
+        except KeyError:
+            raise BadInputError(f"spectrum sample_id {sid!r} is not in the dataset {cfg.data.task!r}; "
+                                "was the spectrum generated from another data config?") from None
+
+    scored = score_spectrum(frame, spectrum_dir, filter_dir, get_scorer, scorer_id, fc.text_template,
+                            real_image, section_digest(cfg, "data"))
+    manifest = apply_rules(scored, rules)
+    manifest.attrs = scored.attrs
+    write_table(filter_dir / "manifest.csv", manifest)
+    summary = summarize(manifest)
+    write_table(filter_dir / "summary.csv", summary)
+    plot_summary(summary, filter_dir / "summary.png",
+                 title=f"{scorer_id} · rule on sim_{fc.score} · kept {int(manifest['keep'].sum())}/{len(manifest)}")
+    log.info("filter: kept %d of %d images (%s)", int(manifest["keep"].sum()), len(manifest), filter_dir)
+    return manifest
+
+
+def scorer_id_for(backend: str, model: str) -> str:
+    """The cache key of a configured scorer without loading it (must equal the loaded scorer's ``id``)."""
+    if backend == "embedded":
+        from discl.filtering.backends.embedded import weights_digest
+
+        return f"embedded:{weights_digest(None if model in ('', 'embedded') else model)}"
+    return f"{backend}:{model}"
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from discl.cli import add_config_arguments
+
+    add_config_arguments(p)
+    p.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir)")
+
+
+def main(args) -> int:
+    from discl.cli import config_from_args
+
+    cfg = config_from_args(args)
+    manifest = filter_spectrum(cfg, Path(args.run_dir) if args.run_dir else None)
+    kept = int(manifest["keep"].sum())
+    print(f"kept {kept} of {len(manifest)} images; encoded {manifest.attrs.get('images_encoded', 0)} new images")
+    return 0
