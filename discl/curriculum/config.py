@@ -17,6 +17,7 @@ class CurriculumConfig:
     real_fraction: float = 0.3  # fresh seeded share of non-hard real images per epoch
     tail_quota: bool = True  # hard classes get the mean images per class of the others (real first, then synthetic)
     synthetic_cap_per_class: int | None = None
+    tail_min_hard_share: float = 0.5  # tail class = at least this share of its training images is hard
     holdout_per_class: int = 4  # adaptive: hard images held out to measure progress (never trained on)
     min_stage_epochs: int = 1  # adaptive, beyond the paper
     epsilon: float = 0.0  # adaptive: epsilon-greedy exploration, beyond the paper
@@ -33,6 +34,7 @@ class CurriculumConfig:
         check(0.0 <= self.curriculum_fraction <= 1.0, "curriculum_fraction", "must be in [0, 1]")
         check(0.0 < self.real_fraction <= 1.0, "real_fraction", f"must be in (0, 1], got {self.real_fraction}")
         check(self.synthetic_cap_per_class is None or self.synthetic_cap_per_class >= 0, "synthetic_cap_per_class", "must be >= 0")
+        check(0.0 < self.tail_min_hard_share <= 1.0, "tail_min_hard_share", "must be in (0, 1]")
         check(self.holdout_per_class >= 0, "holdout_per_class", "must be >= 0")
         check(self.min_stage_epochs >= 1, "min_stage_epochs", "must be >= 1")
         check(0.0 <= self.epsilon <= 1.0, "epsilon", "must be in [0, 1]")

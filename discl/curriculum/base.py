@@ -1,0 +1,179 @@
+"""The curriculum-strategy protocol, the registry, and the stage type.
+
+A strategy answers one question: which synthetic guidance level(s) λ does epoch ``e`` train on?
+An empty :class:`Stage` means real data only. Strategies are built from (config, epochs, seed),
+are deterministic from (seed, epoch), never touch the global RNG, and round-trip their state
+through ``state_dict``/``load_state_dict`` (plain JSON-able data) so training resumes exactly.
+Adaptive strategies also ``observe`` the model's progress after an epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from discl.configtools import ConfigError
+from discl.curriculum.config import CurriculumConfig
+
+__all__ = ["Stage", "CurriculumStrategy", "register_strategy", "create_strategy", "list_strategies",
+           "REAL", "stage_boundaries", "is_real"]
+
+REAL = 1.0  # λ = 1 denotes the real image itself
+
+
+def is_real(level: float) -> bool:
+    return bool(np.isclose(level, REAL))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The synthetic levels of an epoch (sorted); ``()`` = real data only."""
+
+    levels: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "levels", tuple(sorted(round(float(v), 6) for v in self.levels if not is_real(v))))
+
+    @property
+    def real_only(self) -> bool:
+        return not self.levels
+
+    def __str__(self) -> str:
+        return "real" if self.real_only else "+".join(f"{v:g}" for v in self.levels)
+
+
+@runtime_checkable
+class CurriculumStrategy(Protocol):
+    name: ClassVar[str]
+    needs_feedback: ClassVar[bool]  # True: the trainer calls observe() after epochs it asks for
+    uses_holdout: ClassVar[bool]  # True: held-out hard images are removed from training
+
+    def stage(self, epoch: int) -> Stage: ...
+
+    def wants_feedback(self, epoch: int) -> bool: ...
+
+    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray]) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+_REGISTRY: dict[str, tuple[Callable[..., CurriculumStrategy], str]] = {}
+
+
+def register_strategy(name: str, description: str):
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"curriculum strategy {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = (cls, description)
+        return cls
+
+    return deco
+
+
+def _load_builtins() -> None:
+    # one module per strategy; importing registers it
+    from discl.curriculum import (  # noqa: F401
+        adaptive,
+        fixed,
+        mixed,
+        random_level,
+        random_order,
+        real_only,
+        reverse,
+        single,
+        text_only,
+    )
+
+
+def list_strategies() -> dict[str, str]:
+    _load_builtins()
+    return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
+
+
+def create_strategy(name: str, cfg: CurriculumConfig, epochs: int, seed: int) -> CurriculumStrategy:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ConfigError(f"curriculum.strategy: unknown strategy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return _REGISTRY[name][0](cfg, int(epochs), int(seed))
+
+
+def stage_boundaries(stages: list[float], epochs: int) -> list[int]:
+    """End epoch (exclusive) of each stage. ``stages`` are shares of the epochs when they sum to 1,
+    otherwise epoch counts (the authors' ImageNet-LT recipe: 14, 15, 15, 21 of 65).
+    """
+    if not stages:
+        return []
+    total = float(sum(stages))
+    if total <= 0:
+        raise ConfigError("curriculum.stages: the stage lengths sum to 0")
+    if abs(total - 1.0) < 1e-6:
+        cum = np.cumsum(stages) * epochs
+    else:
+        cum = np.cumsum(stages) * (epochs / total)
+    ends = [int(round(c)) for c in cum]
+    ends[-1] = epochs
+    return [min(max(e, 0), epochs) for e in ends]
+
+
+class NonAdaptive:
+    """Shared plumbing of the schedules that do not look at the model."""
+
+    needs_feedback: ClassVar[bool] = False
+    uses_holdout: ClassVar[bool] = False
+
+    def __init__(self, cfg: CurriculumConfig, epochs: int, seed: int):
+        self.cfg, self.epochs, self.seed = cfg, epochs, seed
+
+    def _clamp(self, epoch: int) -> int:
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        return min(int(epoch), self.epochs - 1)
+
+    def wants_feedback(self, epoch: int) -> bool:
+        return False
+
+    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray]) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state and state.get("name") not in (None, self.name):
+            raise ValueError(f"state of strategy {state.get('name')!r} cannot be loaded into {self.name!r}")
+
+
+class Scheduled(NonAdaptive):
+    """A sequence of (stage, length) over the epochs: ``self.sequence`` lists the stages."""
+
+    sequence: list[Stage]
+
+    def _synthetic_levels(self) -> list[float]:
+        return [v for v in self.cfg.levels if not is_real(v)]
+
+    def _lengths(self, n_stages: int) -> list[int]:
+        """Stage ends for the authors' layout: one stage per level, then (optionally) real only."""
+        stages = list(self.cfg.stages)
+        if len(stages) != n_stages:
+            raise ConfigError(
+                f"curriculum.stages: {self.name} has {n_stages} stages here but stages lists {len(stages)} lengths"
+            )
+        return stage_boundaries(stages, self.epochs)
+
+    def stage(self, epoch: int) -> Stage:
+        e = self._clamp(epoch)
+        for end, st in zip(self.ends, self.sequence):
+            if e < end:
+                return st
+        return self.sequence[-1]
+
+    def _has_real_tail(self) -> bool:
+        return len(self.cfg.stages) == len(self._synthetic_levels()) + 1

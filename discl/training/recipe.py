@@ -1,0 +1,269 @@
+"""Training recipes: the library entry points the pipeline and the CLI call.
+
+- :func:`train_baseline` — phase 0, real data only: ``ce``, ``bs`` (balanced softmax) or ``cb``
+  (class-balanced resampling with cross-entropy);
+- :func:`train_curriculum` — phase 2, a curriculum strategy over the filtered spectrum;
+- :func:`evaluate_checkpoint` — a saved ``best.safetensors`` on a test split.
+
+Each training run writes ``RUN/train/<name>/``: ``config.yaml`` (resolved), ``log.csv`` +
+``log.jsonl`` (one row per epoch), ``checkpoint.safetensors`` (resumable state), ``best.safetensors``
++ ``best.json`` (selected on validation) and ``metrics.json`` (the selected weights on the test
+split(s)). A finished run with the same config is not redone; an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from discl.artifacts import ArtifactError, atomic_write_json, read_json, read_table
+from discl.config import RunConfig, save_config, section_digest
+from discl.data import build_dataset
+from discl.data.base import ImageDataset
+from discl.evaluation.metrics import compute_metrics
+from discl.training.checkpoint import load_weights, read_header
+from discl.training.config import TrainConfig
+from discl.training.loop import TensorData, fit, predict_logits
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train_baseline", "train_curriculum", "evaluate_checkpoint", "load_classifier", "build_classifier",
+           "BASELINE_VARIANTS", "test_splits"]
+
+# variant -> (loss, sampler)
+BASELINE_VARIANTS = {"ce": ("ce", "none"), "bs": ("balanced_softmax", "none"), "cb": ("ce", "class_balanced")}
+_LOSS_ALIASES = {"ce": "ce", "bs": "balanced_softmax", "balanced_softmax": "balanced_softmax", "flyp": "flyp"}
+
+
+def test_splits(ds: ImageDataset) -> list[str]:
+    """The splits a task is tested on: ``test`` and, where it exists, the OOD ``test_ood``."""
+    return [s for s in ("test", "test_ood") if s in ds.splits]
+
+
+def build_classifier(tcfg: TrainConfig, num_classes: int, in_channels: int, image_size: int,
+                     class_names: list[str], seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """(model, header): the header is stored in checkpoints and rebuilds the same architecture."""
+    header = {"model": tcfg.model, "num_classes": num_classes, "in_channels": in_channels,
+              "image_size": image_size, "class_names": list(class_names)}
+    if tcfg.model == "clip":
+        from discl.training.clip import create_clip_classifier
+
+        header.update({"clip_model": tcfg.clip_model, "clip_pretrained": tcfg.clip_pretrained})
+        model = create_clip_classifier(tcfg.clip_model, tcfg.clip_pretrained, class_names, seed=seed)
+    else:
+        from discl.training.models import create_model
+
+        model = create_model(tcfg.model, num_classes, in_channels, image_size,
+                             pretrained=tcfg.pretrained_path or tcfg.pretrained, seed=seed)
+    if tcfg.init_from:
+        sd, _ = load_weights(Path(tcfg.init_from))
+        model.load_state_dict(sd)
+        logger.info("initialised from %s", tcfg.init_from)
+    return model, header
+
+
+def load_classifier(ckpt: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model saved in ``best.safetensors`` (or a training-state file), rebuilt from its header."""
+    header = read_header(ckpt)
+    if "model" not in header:
+        raise ArtifactError(f"{ckpt} has no discl model header (not written by discl train/baseline)")
+    tcfg = TrainConfig(model=header["model"], pretrained=False,
+                       clip_model=header.get("clip_model", "ViT-B-16"), clip_pretrained=None)
+    model, _ = build_classifier(tcfg, header["num_classes"], header["in_channels"], header["image_size"],
+                                header["class_names"], seed=0)
+    sd, _ = load_weights(ckpt)
+    model.load_state_dict(sd)
+    return model.eval(), header
+
+
+def _tensors(ds: ImageDataset, split: str, cfg: RunConfig) -> TensorData:
+    frame = ds.split(split)
+    x = ds.tensors(frame["sample_id"].tolist(), cfg.data.image_size, cfg.data.channels)
+    return TensorData(x, torch.as_tensor(frame["label"].to_numpy(), dtype=torch.int64))
+
+
+def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts) -> dict[str, Any]:
+    data = _tensors(ds, split, cfg)
+    pred = predict_logits(model, data.images).argmax(-1)
+    return compute_metrics(data.labels.numpy(), pred.numpy(), train_counts, cfg.data.many_threshold,
+                           cfg.data.few_threshold, ds.classes)
+
+
+def evaluate_checkpoint(cfg: RunConfig, ckpt: str | Path, split: str = "test") -> dict[str, Any]:
+    """Metrics of a saved classifier on ``split`` (bins from the training-set class counts)."""
+    ds = build_dataset(cfg.data)
+    if split not in ds.splits:
+        raise ArtifactError(f"task {ds.name} has no split {split!r} (splits: {', '.join(ds.splits)})")
+    model, _ = load_classifier(Path(ckpt))
+    return _evaluate(model, ds, cfg, split, ds.class_counts("train"))
+
+
+def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any]) -> dict[str, Any]:
+    counts = ds.class_counts("train")
+    metrics: dict[str, Any] = {"digest": digest, **extra, "best": result.best,
+                               "epochs": len(result.history),
+                               "synthetic_seen": int(sum(r.get("n_synthetic", 0) for r in result.history)),
+                               "train_seen": int(sum(r.get("train_seen", 0) for r in result.history))}
+    for split in test_splits(ds):
+        metrics[split] = _evaluate(result.model, ds, cfg, split, counts)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _done(out_dir: Path, digest: str) -> dict[str, Any] | None:
+    path = out_dir / "metrics.json"
+    if path.is_file():
+        try:
+            m = read_json(path)
+        except ArtifactError:
+            return None
+        if m.get("digest") == digest:
+            logger.info("%s is complete; not retraining", out_dir)
+            return m
+    return None
+
+
+def _prepare_out(out_dir: Path, cfg: RunConfig, digest: str) -> None:
+    """Save the resolved config; a stale checkpoint from another config is set aside, not resumed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / "digest.json"
+    if marker.is_file() and read_json(marker).get("digest") != digest:
+        for name in ("checkpoint.safetensors", "best.safetensors", "best.json", "metrics.json", "log.csv", "log.jsonl"):
+            p = out_dir / name
+            if p.exists():
+                p.unlink()
+        logger.info("%s: the config changed, starting over", out_dir)
+    atomic_write_json(marker, {"digest": digest})
+    save_config(cfg, out_dir / "config.yaml")
+
+
+def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
+                   accelerator=None, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train on the real data only; writes ``RUN/train/<variant>-s<seed>/`` and returns metrics.json."""
+    if variant not in BASELINE_VARIANTS:
+        raise ValueError(f"unknown baseline variant {variant!r} (ce, bs, cb)")
+    loss, sampler = BASELINE_VARIANTS[variant]
+    tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed))
+    cfg = dataclasses.replace(cfg, training=tcfg)
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    out_dir = run_dir / "train" / f"{variant}-s{seed}"
+    digest = section_digest(cfg, "data", "training") + f"-baseline-{variant}"
+    if (done := _done(out_dir, digest)) is not None:
+        return done
+    _prepare_out(out_dir, cfg, digest)
+    ds = build_dataset(cfg.data)
+    train, val = _tensors(ds, "train", cfg), _tensors(ds, "val", cfg)
+    model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
+    result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
+                 accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
+                 few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
+    if not result.completed:
+        return {"completed": False}
+    return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)})
+
+
+def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
+    """(hard set, filtered spectrum manifest) of a run; clear errors when a stage has not run."""
+    hard_path, manifest_path = run_dir / "mining" / "hard.csv", run_dir / "filter" / "manifest.csv"
+    if not hard_path.is_file():
+        raise ArtifactError(f"missing {hard_path}: run `discl mine` first")
+    if not manifest_path.is_file():
+        raise ArtifactError(f"missing {manifest_path}: run `discl generate` and `discl filter` first")
+    return read_table(hard_path), read_table(manifest_path)
+
+
+def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
+                     seed: int = 0, loss: str | None = None, name: str | None = None, accelerator=None,
+                     stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train with a curriculum over the filtered spectrum; writes ``RUN/train/<name>/``.
+
+    ``name`` defaults to ``<strategy>-<loss>-s<seed>``. The held-out progress images are chosen from
+    the run seed (``cfg.seed``), so every training seed and every strategy that uses them trains on
+    the same pool.
+    """
+    from discl.curriculum.base import create_strategy
+    from discl.curriculum.stage_data import (
+        CurriculumPlanner,
+        build_pool_meta,
+        load_spectrum_images,
+        needed_levels,
+        select_holdout,
+    )
+
+    strategy_name = strategy_name or cfg.curriculum.strategy
+    loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
+    if loss_name is None:
+        raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
+    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
+    cfg = dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
+    out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
+    digest = section_digest(cfg, "data", "training", "curriculum", "mining", "generation", "filtering") + "-curriculum"
+    if (done := _done(out_dir, digest)) is not None:
+        return done
+    ds = build_dataset(cfg.data)
+    hard, manifest = load_curriculum_inputs(run_dir)
+    strategy = create_strategy(strategy_name, cfg.curriculum, tcfg.epochs, seed)
+    _prepare_out(out_dir, cfg, digest)
+    k = len(ds.classes)
+    train_frame = ds.split("train")
+    holdout = select_holdout(hard, cfg.curriculum.holdout_per_class, cfg.seed) if strategy.uses_holdout else []
+    levels = needed_levels(strategy, cfg.curriculum, tcfg.epochs)
+    available = set(np.round(manifest["lam"].to_numpy(dtype=float), 6)) if len(manifest) else set()
+    missing = [lv for lv in levels if round(lv, 6) not in available]
+    if missing:
+        raise ArtifactError(f"strategy {strategy_name!r} needs λ={missing} but {run_dir}/filter/manifest.csv has "
+                            f"only {sorted(available)}; generate those levels or change curriculum.levels")
+    real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
+                                          cfg.curriculum.tail_min_hard_share)
+    size, ch = cfg.data.image_size, cfg.data.channels
+    x_real = ds.tensors(real_meta["sample_id"].tolist(), size, ch)
+    x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
+    meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
+    pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
+    probes = _probes(ds, manifest, holdout, cfg, run_dir) if strategy.needs_feedback else {}
+    planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
+    logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
+                strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
+    val = _tensors(ds, "val", cfg)
+    model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
+    result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
+                 accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
+                 few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
+    if not result.completed:
+        return {"completed": False}
+    return _finish(out_dir, cfg, ds, result, digest, {
+        "kind": "curriculum", "strategy": strategy_name, "loss": loss_name, "seed": int(seed),
+        "holdout": len(holdout), "pool_real": len(real_meta), "pool_synthetic": len(syn_meta),
+    })
+
+
+def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_dir: Path):
+    """Held-out images per candidate level: their kept variants at λ, and the real images for λ=1."""
+    from discl.curriculum.base import is_real
+    from discl.curriculum.stage_data import load_spectrum_images
+
+    size, ch = cfg.data.image_size, cfg.data.channels
+    frame = ds.frame.loc[holdout] if holdout else ds.frame.iloc[:0]
+    probes = {}
+    keep = manifest["keep"].astype(str).str.lower().isin(["true", "1"]).to_numpy() if len(manifest) else []
+    for lv in cfg.curriculum.levels:
+        if is_real(lv):
+            x = ds.tensors(list(holdout), size, ch)
+            y = torch.as_tensor(frame["label"].to_numpy(), dtype=torch.int64)
+        else:
+            rows = manifest[keep & manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
+                            & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
+            rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
+            x = load_spectrum_images(run_dir / "spectrum", rows["file_name"].tolist(), size, ch)
+            y = torch.as_tensor(rows["label"].to_numpy(dtype=np.int64), dtype=torch.int64)
+        probes[round(float(lv), 6)] = (x, y)
+    return probes

@@ -1,0 +1,43 @@
+"""``discl train``: train a classifier with a curriculum over the guidance level (phase 2).
+
+Reads ``RUN/mining/hard.csv`` and ``RUN/filter/manifest.csv`` (+ the images under
+``RUN/spectrum``); writes ``RUN/train/<strategy>-<loss>-s<seed>/``. Under ``accelerate launch`` or
+``torchrun`` the same command trains with several processes (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from discl.cli import add_config_arguments
+
+    p.add_argument("--curriculum", default=None, help="strategy name (default: curriculum.strategy; `discl curricula`)")
+    p.add_argument("--loss", choices=["ce", "bs", "flyp"], default=None, help="default: training.loss")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seeds)")
+    p.add_argument("--name", default=None, help="run name under RUN/train (default: <strategy>-<loss>-s<seed>)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir)")
+    add_config_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from discl.cli import config_from_args
+    from discl.training.recipe import train_curriculum
+    from discl.training.report import print_summary
+
+    cfg = config_from_args(args)
+    strategy = args.curriculum or cfg.curriculum.strategy
+    seeds = args.seeds if args.seeds is not None else cfg.seeds
+    run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
+    results = {}
+    for seed in seeds:
+        name = f"{args.name}-s{seed}" if args.name and len(seeds) > 1 else args.name
+        results[(strategy, seed)] = train_curriculum(cfg, run_dir, strategy, seed, loss=args.loss, name=name)
+    print_summary(results)
+    return 0
