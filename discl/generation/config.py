@@ -13,6 +13,7 @@ class GenerationConfig:
 
     backend: Literal["embedded", "diffusers"] = "embedded"
     model: str = "embedded"  # diffusers: hub id or local folder (e.g. stabilityai/stable-diffusion-xl-refiner-1.0)
+    pipeline_class: str | None = None  # diffusers: e.g. StableDiffusionXLImg2ImgPipeline; None = AutoPipelineForImage2Image
     levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     seeds_per_level: int = 8
     steps: int = 50

@@ -1,0 +1,89 @@
+"""The generator interface and its registry.
+
+A generator turns a batch of requests that share one ``strength`` (so one timestep schedule) into
+images. Backends live one per file and register by name; ``create_generator`` builds one from the
+generation config. Backends are imported only when created, so the diffusers adapter is not
+imported unless it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image
+
+from discl.generation.config import GenerationConfig
+
+
+@dataclass
+class GenerationBatch:
+    """Images to generate in one batched call; all share ``strength`` and ``steps``.
+
+    ``source_keys`` identify the sources (the sample id): a backend encodes each distinct source once.
+    ``seeds`` give each image its own noise generator, so an image does not depend on its batch.
+    """
+
+    sources: list[Image.Image]
+    source_keys: list[str]
+    labels: list[int]
+    prompts: list[str]
+    seeds: list[int]
+    strength: float
+    steps: int
+    guidance_scale: float
+    negative_prompt: str | None = None
+    text_to_image: bool = False  # lambda = 0 as true text-to-image (no source at all)
+
+    def __post_init__(self):
+        n = len(self.sources)
+        if not (len(self.source_keys) == len(self.labels) == len(self.prompts) == len(self.seeds) == n):
+            raise ValueError("GenerationBatch: sources, source_keys, labels, prompts and seeds differ in length")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"GenerationBatch: strength must be in [0, 1], got {self.strength}")
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: str  # the registered backend name
+    model_id: str  # what the manifest's ``model`` column records
+
+    @property
+    def denoiser(self) -> Any:
+        """The torch module evaluated once per denoising step (tests count its forward calls)."""
+
+    def generate(self, batch: GenerationBatch) -> list[Image.Image]: ...
+
+
+# name -> "module:attribute" of a factory taking a GenerationConfig
+_REGISTRY: dict[str, str | Callable[[GenerationConfig], Generator]] = {
+    "embedded": "discl.generation.embedded:EmbeddedGenerator",
+    "diffusers": "discl.generation.diffusers_backend:DiffusersGenerator",
+}
+
+
+def register_generator(name: str) -> Callable:
+    """Decorator registering a generator factory (class or function taking a GenerationConfig)."""
+
+    def deco(factory):
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def list_generators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_generator(cfg: GenerationConfig) -> Generator:
+    """Build (and load the weights of) the configured backend."""
+    entry = _REGISTRY.get(cfg.backend)
+    if entry is None:
+        raise ValueError(f"unknown generation backend {cfg.backend!r} (registered: {', '.join(list_generators())})")
+    if isinstance(entry, str):
+        module, attr = entry.split(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return entry(cfg)

@@ -1,0 +1,197 @@
+"""The ``diffusers`` backend: any stock image-to-image pipeline (SDXL refiner, SDXL, SD 1.5/2.x, ...).
+
+Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub id or a local folder
+(``AutoPipelineForImage2Image`` unless ``generation.pipeline_class`` names a class) and called with
+``strength = 1 - lambda`` and one ``torch.Generator`` per image. What this adapter adds:
+
+- one pipeline call per batch of jobs that share a strength (the runner groups them);
+- each distinct prompt is encoded once (``encode_prompt`` on the unique prompts, then indexed);
+- each distinct source is VAE-encoded once: its latent is drawn from the VAE posterior with a
+  generator seeded by the source id and passed to the pipeline as a 4-channel latent image, which
+  the SD/SDXL img2img pipelines use as is (the stock path would re-encode the source per seed);
+- resolution policy: keep the aspect ratio, longest side = ``generation.resolution`` or the model's
+  native size, both sides rounded to a multiple of the VAE scale factor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+
+import torch
+from PIL import Image
+
+from discl.errors import DisclError, ModelNotFoundError
+from discl.generation.base import GenerationBatch
+from discl.generation.config import GenerationConfig
+from discl.seeding import derive_seed
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device_dtype(cfg: GenerationConfig) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if cfg.dtype == "auto":
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = getattr(torch, cfg.dtype)
+    if device.type == "cpu" and dtype == torch.float16:
+        logger.warning("float16 on CPU is slow and unsupported by some ops; using float32")
+        dtype = torch.float32
+    return device, dtype
+
+
+def target_size(width: int, height: int, longest: int, multiple: int) -> tuple[int, int]:
+    """(w, h) with the aspect ratio kept, longest side ``longest``, each side a multiple of ``multiple``."""
+    scale = longest / max(width, height)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
+
+
+def how_to_provide(model: str) -> str:
+    return (f"the diffusion model {model!r} is not available offline. Provide it one of these ways: "
+            f"(1) set generation.model to a local folder saved with `save_pretrained` (with model_index.json); "
+            f"(2) on an online machine run `huggingface-cli download {model}` and point HF_HOME at that cache "
+            f"(set HF_HUB_OFFLINE=1 to stay offline); (3) use generation.backend=embedded for the offline demo")
+
+
+def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtype):
+    import diffusers
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if cfg.pipeline_class:
+        cls = getattr(diffusers, cfg.pipeline_class, None)
+        if cls is None:
+            raise DisclError(f"generation.pipeline_class: diffusers has no class {cfg.pipeline_class!r}")
+    else:
+        cls = diffusers.AutoPipelineForImage2Image
+    kwargs = {"dtype": dtype}
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        kwargs["local_files_only"] = True
+    local = os.path.isdir(cfg.model)
+    if not local and (cfg.model.startswith((".", "/", "~")) or os.sep in cfg.model and cfg.model.count("/") > 1):
+        raise ModelNotFoundError(f"generation.model: local folder {cfg.model} does not exist; " + how_to_provide(cfg.model))
+    try:
+        pipe = cls.from_pretrained(cfg.model, **kwargs)
+    except (OSError, ValueError, HfHubHTTPError) as e:
+        raise ModelNotFoundError(how_to_provide(cfg.model) + f" (loader said: {str(e).splitlines()[0][:300]})") from None
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            comp.eval()
+    return pipe
+
+
+class DiffusersGenerator:
+    name = "diffusers"
+
+    def __init__(self, cfg: GenerationConfig, pipe=None):
+        self.cfg = cfg
+        self.device, self.dtype = resolve_device_dtype(cfg)
+        self.pipe = pipe if pipe is not None else load_pipeline(cfg, self.device, self.dtype)
+        self.model_id = cfg.model
+        self._params = set(inspect.signature(self.pipe.__call__).parameters)
+        self._t2i = None
+        vae = getattr(self.pipe, "vae", None)
+        self.vae_scale = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
+        self._latent_path = (vae is not None and getattr(vae.config, "latent_channels", None) == 4
+                             and "prompt_embeds" in self._params)
+        unet = self.denoiser
+        native = getattr(unet.config, "sample_size", None) if unet is not None else None
+        native = native[0] if isinstance(native, list | tuple) else native
+        self.longest = int(cfg.resolution or (native * self.vae_scale if native else 512))
+
+    @property
+    def denoiser(self):
+        return getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+
+    # -- encoding once --------------------------------------------------------------------------
+    def _encode_prompts(self, prompts: list[str], negative: str | None, cfg_on: bool) -> dict:
+        if "prompt_embeds" not in self._params or not hasattr(self.pipe, "encode_prompt"):
+            return {"prompt": prompts, "negative_prompt": [negative] * len(prompts) if negative else None}
+        uniq = sorted(set(prompts))
+        pos = {p: i for i, p in enumerate(uniq)}
+        idx = torch.as_tensor([pos[p] for p in prompts])
+        neg = [negative] * len(uniq) if negative else None
+        if "pooled_prompt_embeds" in self._params:  # SDXL family
+            pe, npe, pooled, npooled = self.pipe.encode_prompt(
+                prompt=uniq, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=cfg_on,
+                negative_prompt=neg)
+            out = {"prompt_embeds": pe[idx], "pooled_prompt_embeds": pooled[idx]}
+            if cfg_on:
+                out |= {"negative_prompt_embeds": npe[idx], "negative_pooled_prompt_embeds": npooled[idx]}
+            return out
+        pe, npe = self.pipe.encode_prompt(uniq, self.device, 1, cfg_on, negative_prompt=neg)
+        out = {"prompt_embeds": pe[idx]}
+        if cfg_on:
+            out["negative_prompt_embeds"] = npe[idx]
+        return out
+
+    def _prepare(self, img: Image.Image) -> Image.Image:
+        img = img.convert("RGB")
+        size = target_size(img.size[0], img.size[1], self.longest, self.vae_scale)
+        return img if img.size == size else img.resize(size, Image.Resampling.BICUBIC)
+
+    def _encode_sources(self, keys: list[str], images: list[Image.Image]) -> torch.Tensor:
+        vae = self.pipe.vae
+        uniq = list(dict.fromkeys(keys))
+        first = {k: images[keys.index(k)] for k in uniq}
+        pixels = self.pipe.image_processor.preprocess([first[k] for k in uniq])
+        upcast = bool(getattr(vae.config, "force_upcast", False)) and self.dtype == torch.float16
+        enc_dtype = torch.float32 if upcast else self.dtype
+        if upcast:
+            vae.to(torch.float32)
+        dist = vae.encode(pixels.to(self.device, enc_dtype)).latent_dist
+        if upcast:
+            vae.to(self.dtype)
+        noise = torch.stack([torch.randn(dist.mean.shape[1:], generator=torch.Generator().manual_seed(
+            derive_seed("vae-posterior", k))) for k in uniq]).to(self.device, enc_dtype)
+        lat = (dist.mean + dist.std * noise).to(self.dtype)
+        sf = vae.config.scaling_factor
+        mean = getattr(vae.config, "latents_mean", None)
+        std = getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            m = torch.tensor(mean).view(1, -1, 1, 1).to(lat)
+            s = torch.tensor(std).view(1, -1, 1, 1).to(lat)
+            lat = (lat - m) * sf / s
+        else:
+            lat = lat * sf
+        pos = {k: i for i, k in enumerate(uniq)}
+        return lat[torch.as_tensor([pos[k] for k in keys])]
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(self, batch: GenerationBatch) -> list[Image.Image]:
+        cfg_on = batch.guidance_scale > 1.0
+        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in batch.seeds]
+        with torch.inference_mode():
+            embeds = self._encode_prompts(batch.prompts, batch.negative_prompt, cfg_on)
+            prepared = [self._prepare(img) for img in batch.sources]
+            sizes = {im.size for im in prepared}
+            if len(sizes) != 1:
+                raise ValueError(f"one batch needs one generation size, got {sorted(sizes)}; group jobs by size")
+            (w, h), = sizes
+            common = dict(num_inference_steps=batch.steps, guidance_scale=batch.guidance_scale, generator=gens,
+                          output_type="pil", **embeds)
+            if batch.text_to_image:
+                return self._text_to_image(common, w, h)
+            image = self._encode_sources(batch.source_keys, prepared) if self._latent_path else prepared
+            return self.pipe(image=image, strength=batch.strength, **common).images
+
+    def _text_to_image(self, kwargs: dict, w: int, h: int) -> list[Image.Image]:
+        if self._t2i is None:
+            from diffusers import AutoPipelineForText2Image
+
+            try:
+                self._t2i = AutoPipelineForText2Image.from_pipe(self.pipe)
+            except (ValueError, TypeError, KeyError) as e:
+                raise DisclError(f"generation.text_to_image_at_zero: {self.model_id} has no text-to-image "
+                                 f"pipeline ({e}); set text_to_image_at_zero=false") from None
+            self._t2i.set_progress_bar_config(disable=True)
+        try:
+            return self._t2i(height=h, width=w, **kwargs).images
+        except ValueError as e:
+            raise DisclError(f"generation.text_to_image_at_zero: {self.model_id} cannot generate from text alone "
+                             f"({str(e)[:200]}); set text_to_image_at_zero=false") from None

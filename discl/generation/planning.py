@@ -1,0 +1,121 @@
+"""Spectrum planning: pure functions from (hard samples, config) to jobs, seeds and costs.
+
+A *job* is one image to generate: (sample, lambda, k). Its seed is a stable digest of
+``(base_seed, sample_id, lambda, k)`` so the same config gives the same image whatever shard, batch
+or resume produced it. Nothing here touches disk or models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+import pandas as pd
+
+from discl.seeding import derive_seed
+
+JOB_COLUMNS = ["job", "sample_id", "label", "class_name", "lam", "strength", "k", "seed", "steps", "denoise_steps",
+               "file_name"]
+
+
+def strength_for(lam: float) -> float:
+    """img2img ``strength`` of guidance level ``lam`` (rounded so 1 - 0.9 is 0.1, not 0.0999...)."""
+    return round(1.0 - float(lam), 6)
+
+
+def denoise_steps(steps: int, lam: float) -> int:
+    """Denoising steps img2img runs at ``lam`` with ``steps`` inference steps: int(T * (1 - lam))."""
+    return min(int(round(steps * (1.0 - float(lam)), 6)), steps)
+
+
+def job_seed(base_seed: int, sample_id: str, lam: float, k: int) -> int:
+    return derive_seed(int(base_seed), str(sample_id), float(lam), int(k))
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(sample_id: str) -> str:
+    """An ASCII file stem for a sample id; ids that had to change get a short digest to stay unique."""
+    s = str(sample_id)
+    clean = _SAFE.sub("_", s).strip("._") or "sample"
+    if clean != s:
+        clean = f"{clean[:80]}-{hashlib.blake2b(s.encode(), digest_size=4).hexdigest()}"
+    return clean
+
+
+def image_file_name(sample_id: str, label: int, lam: float, k: int, ext: str = "png") -> str:
+    return f"images/{int(label)}/{safe_stem(sample_id)}_l{float(lam):.2f}_k{int(k)}.{ext}"
+
+
+def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, base_seed: int, steps: int,
+              ext: str = "png", prompt_fn: Callable[[str, int, str], str] | None = None) -> pd.DataFrame:
+    """One row per (hard sample, lambda, k), in a stable order; ``job`` is the row's stable index.
+
+    ``hard`` needs ``sample_id``, ``label``, ``class_name``; ``prompt_fn(sample_id, k, class_name)``
+    adds a ``prompt`` column when given.
+    """
+    missing = [c for c in ("sample_id", "label", "class_name") if c not in hard.columns]
+    if missing:
+        raise ValueError(f"hard samples lack columns {missing}")
+    if hard["sample_id"].duplicated().any():
+        raise ValueError(f"duplicate sample id in hard samples: {hard['sample_id'][hard['sample_id'].duplicated()].iloc[0]!r}")
+    rows = []
+    for rec in hard.sort_values("sample_id", kind="stable").itertuples(index=False):
+        sid, label, name = str(rec.sample_id), int(rec.label), str(rec.class_name)
+        for lam in levels:
+            for k in range(seeds_per_level):
+                row = {
+                    "sample_id": sid, "label": label, "class_name": name, "lam": round(float(lam), 6),
+                    "strength": strength_for(lam), "k": k, "seed": job_seed(base_seed, sid, lam, k),
+                    "steps": int(steps), "denoise_steps": denoise_steps(steps, lam),
+                    "file_name": image_file_name(sid, label, lam, k, ext),
+                }
+                if prompt_fn is not None:
+                    row["prompt"] = prompt_fn(sid, k, name)
+                rows.append(row)
+    frame = pd.DataFrame(rows, columns=JOB_COLUMNS[1:] + (["prompt"] if prompt_fn else []))
+    frame.insert(0, "job", range(len(frame)))
+    return frame
+
+
+def shard_jobs(jobs: pd.DataFrame, index: int, count: int) -> pd.DataFrame:
+    """The jobs of shard ``index`` of ``count``: ``job % count == index`` (disjoint, complete)."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: need 0 <= i < n")
+    return jobs[jobs["job"] % count == index]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n)."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/2), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def batches(jobs: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
+    """Jobs grouped by step count (= lambda: they share timesteps), then cut into batches."""
+    out = []
+    for _, group in jobs.groupby(["denoise_steps", "lam"], sort=True):
+        for s in range(0, len(group), batch_size):
+            out.append(group.iloc[s:s + batch_size])
+    return out
+
+
+def cost_summary(jobs: pd.DataFrame, guidance_scale: float) -> dict:
+    """Images and denoiser evaluations (per image; x2 under classifier-free guidance)."""
+    cfg_factor = 2 if guidance_scale > 1.0 else 1
+    per_level = jobs.groupby("lam").agg(images=("job", "size"), steps=("denoise_steps", "sum"))
+    return {
+        "images": int(len(jobs)),
+        "samples": int(jobs["sample_id"].nunique()) if len(jobs) else 0,
+        "denoise_steps": int(jobs["denoise_steps"].sum()),
+        "denoiser_evaluations": int(jobs["denoise_steps"].sum()) * cfg_factor,
+        "per_level": {float(lam): {"images": int(r.images), "denoiser_evaluations": int(r.steps) * cfg_factor}
+                      for lam, r in per_level.iterrows()},
+    }

@@ -1,0 +1,318 @@
+"""The embedded diffusion prior: a small class-conditional pixel-space diffusion model.
+
+It stands in for Stable Diffusion in the offline demo: a diffusers ``UNet2DModel`` with one class
+embedding per Fashion-MNIST class plus a *null* class (index ``num_classes``) used for
+classifier-free guidance, trained with the DDPM epsilon objective on the clean prior pool and
+sampled with DDIM. Image-guided generation is SDEdit exactly as diffusers' img2img pipelines do it
+(see :func:`img2img_timesteps`).
+
+Why guidance used to hurt (the feasibility prototype): classifier-free guidance extrapolates
+``eps_uncond + g * (eps_cond - eps_uncond)``; it only works when the *unconditional* branch was
+trained (null-class dropout, here ``p_uncond = 0.15``) and when each DDIM step clips its x0
+estimate to the data range (``clip_sample=True``) — at g = 2-3 the extrapolated x0 otherwise leaves
+[-1, 1] and the errors compound over steps into saturated blobs. Both are part of the recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from discl.configtools import check, from_dict, load_yaml
+from discl.errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
+WEIGHTS_NAME = "prior.safetensors"
+CONFIG_NAME = "prior_config.json"
+RECIPE_NAME = "recipe.yaml"
+
+
+@dataclass
+class PriorRecipe:
+    """Everything that decides the shipped prior's weights (``discl/assets/prior/recipe.yaml``)."""
+
+    resolution: int = 16
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1
+    attention_at_lowest: bool = True
+    num_classes: int = 10
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    p_uncond: float = 0.15  # null-class dropout: trains the unconditional branch CFG needs
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    data_seed: int = 0  # the prior pool's split seed (discl.data.tasks.build_prior_pool)
+    threads: int = 1
+
+    def __post_init__(self):
+        check(self.resolution % 2 ** (len(self.block_out_channels) - 1) == 0, "resolution",
+              f"must be divisible by 2^(levels-1) for {len(self.block_out_channels)} levels")
+        check(0.0 < self.p_uncond < 1.0, "p_uncond", "must be in (0, 1): CFG needs a trained null class")
+        check(self.steps >= 1 and self.batch_size >= 1, "steps", "steps and batch_size must be >= 1")
+
+
+def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PriorRecipe:
+    data = load_yaml(path or ASSET_DIR / RECIPE_NAME)
+    data.update(overrides or {})
+    return from_dict(PriorRecipe, data, prefix="prior")
+
+
+def unet_config(recipe: PriorRecipe) -> dict[str, Any]:
+    """The ``UNet2DModel`` config of a recipe (stored next to the weights)."""
+    n = len(recipe.block_out_channels)
+    down = ["DownBlock2D"] * n
+    up = ["UpBlock2D"] * n
+    if recipe.attention_at_lowest:
+        down[-1] = "AttnDownBlock2D"
+        up[0] = "AttnUpBlock2D"
+    return {
+        "sample_size": recipe.resolution,
+        "in_channels": 1,
+        "out_channels": 1,
+        "block_out_channels": list(recipe.block_out_channels),
+        "layers_per_block": recipe.layers_per_block,
+        "down_block_types": down,
+        "up_block_types": up,
+        "norm_num_groups": 8,
+        "attention_head_dim": 8,
+        "num_class_embeds": recipe.num_classes + 1,  # + the null class for classifier-free guidance
+    }
+
+
+def scheduler_config(recipe: PriorRecipe) -> dict[str, Any]:
+    return {
+        "num_train_timesteps": recipe.num_train_timesteps,
+        "beta_schedule": recipe.beta_schedule,
+        "prediction_type": "epsilon",
+        "clip_sample": True,  # clip the x0 estimate each step; essential under CFG
+        "clip_sample_range": 1.0,
+    }
+
+
+def build_unet(recipe: PriorRecipe):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**unet_config(recipe))
+
+
+@dataclass
+class Prior:
+    """A loaded prior: the UNet, its scheduler config and class count."""
+
+    unet: Any
+    scheduler_config: dict[str, Any]
+    num_classes: int
+    resolution: int
+    name: str = "embedded"
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def ddim(self):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler(**self.scheduler_config, set_alpha_to_one=False, steps_offset=0)
+
+
+def to_model_space(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 [N,1,H,W] -> float [-1, 1] at the prior's resolution (area downsampling)."""
+    x = images.float() / 127.5 - 1.0
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="area")
+    return x
+
+
+def from_model_space(x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [N,1,h,w], bicubic-upsampled to ``size`` (the source image's)."""
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor, out_dir: Path | None = None,
+                log_every: int = 200, progress: bool = True) -> Prior:
+    """DDPM training (epsilon objective, null-class dropout, EMA weights). Deterministic for a recipe.
+
+    ``images``: uint8 [N,1,H,W]; ``labels``: int [N]. Writes the EMA weights + config to ``out_dir``.
+    """
+    from diffusers import DDPMScheduler
+
+    torch.set_num_threads(recipe.threads)
+    g = torch.Generator().manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)  # parameter init of the UNet
+    unet = build_unet(recipe)
+    ema = build_unet(recipe)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    sched = DDPMScheduler(**scheduler_config(recipe))
+    data = to_model_space(images, recipe.resolution)
+    labels = labels.long()
+    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return recipe.lr * (step + 1) / recipe.warmup_steps
+        p = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+        return recipe.lr * 0.5 * (1 + math.cos(math.pi * p))
+
+    n_params = sum(p.numel() for p in unet.parameters())
+    logger.info("training prior: %d params, %d images at %dpx, %d steps", n_params, len(data), recipe.resolution,
+                recipe.steps)
+    unet.train()
+    t0 = time.perf_counter()
+    running = 0.0
+    for step in range(recipe.steps):
+        idx = torch.randint(0, len(data), (recipe.batch_size,), generator=g)
+        x0, y = data[idx], labels[idx].clone()
+        drop = torch.rand(recipe.batch_size, generator=g) < recipe.p_uncond
+        y[drop] = recipe.num_classes
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, recipe.num_train_timesteps, (recipe.batch_size,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        loss = F.mse_loss(unet(xt, t, class_labels=y).sample, noise)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(recipe.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        running += loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == recipe.steps:
+            el = time.perf_counter() - t0
+            logger.info("step %d/%d loss %.4f  %.1f steps/s  elapsed %.0fs", step + 1, recipe.steps,
+                        running / min(log_every, step + 1), (step + 1) / el, el)
+            if progress:
+                print(f"step {step + 1}/{recipe.steps} loss {running / min(log_every, step + 1):.4f} "
+                      f"{(step + 1) / el:.2f} steps/s elapsed {el:.0f}s", flush=True)
+            running = 0.0
+    ema.eval()
+    prior = Prior(ema, scheduler_config(recipe), recipe.num_classes, recipe.resolution)
+    if out_dir is not None:
+        save_prior(prior, Path(out_dir), recipe=recipe, train_seconds=time.perf_counter() - t0)
+    return prior
+
+
+def save_prior(prior: Prior, out_dir: Path, recipe: PriorRecipe | None = None, **info: Any) -> None:
+    from safetensors.torch import save_file
+
+    from discl.artifacts import atomic_write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in prior.unet.state_dict().items()}
+    tmp = out_dir / f".{WEIGHTS_NAME}.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(out_dir / WEIGHTS_NAME)
+    atomic_write_json(out_dir / CONFIG_NAME, {
+        "unet": dict(prior.unet.config) if hasattr(prior.unet.config, "items") else unet_config(recipe),
+        "scheduler": prior.scheduler_config,
+        "num_classes": prior.num_classes,
+        "resolution": prior.resolution,
+        "recipe": asdict(recipe) if recipe else None,
+        **info,
+    })
+
+
+def load_prior(folder: str | Path | None = None) -> Prior:
+    """The shipped prior (``discl/assets/prior``) or one written by ``discl prior train --out``."""
+    from diffusers import UNet2DModel
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder not in (None, "", "embedded") else ASSET_DIR
+    wpath, cpath = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not wpath.is_file() or not cpath.is_file():
+        raise ModelNotFoundError(
+            f"embedded prior weights not found in {folder} (need {WEIGHTS_NAME} and {CONFIG_NAME}); "
+            "train them with `discl prior train --out FOLDER` or reinstall discl (the package ships them)"
+        )
+    meta = json.loads(cpath.read_text())
+    keep = set(UNet2DModel._get_init_keys(UNet2DModel)) - {"self"}
+    unet = UNet2DModel(**{k: v for k, v in meta["unet"].items() if k in keep})
+    unet.load_state_dict(load_file(str(wpath)))
+    unet.eval().requires_grad_(False)
+    return Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]))
+
+
+# -- sampling --------------------------------------------------------------------------------------
+
+
+def img2img_timesteps(scheduler, steps: int, strength: float) -> tuple[torch.Tensor, int]:
+    """The timesteps img2img runs for ``strength``: diffusers' ``get_timesteps`` logic.
+
+    ``set_timesteps(steps)``; ``init = min(int(steps * strength), steps)``; start at
+    ``steps - init``. ``strength`` is rounded to 6 decimals first so 1 - 0.9 gives 5 of 50 steps.
+    """
+    scheduler.set_timesteps(steps)
+    init = min(int(round(steps * strength, 6)), steps)
+    t_start = max(steps - init, 0)
+    return scheduler.timesteps[t_start * scheduler.order:], init
+
+
+@torch.inference_mode()
+def sdedit(prior: Prior, sources: torch.Tensor | None, labels: torch.Tensor, noises: torch.Tensor,
+           steps: int, strength: float, guidance_scale: float, text_to_image: bool = False) -> torch.Tensor:
+    """Image-guided generation of one batch sharing ``strength`` (so the same timesteps).
+
+    ``sources``: float [-1,1] [B,1,r,r] (ignored with ``text_to_image``); ``noises``: [B,1,r,r] drawn
+    per image from that image's own generator, so the result does not depend on the batch.
+    Denoiser calls: ``int(steps * strength)`` batched evaluations (one batch of 2B under CFG).
+    """
+    sched = prior.ddim()
+    if text_to_image:
+        sched.set_timesteps(steps)
+        timesteps = sched.timesteps
+        x = noises * sched.init_noise_sigma
+    else:
+        timesteps, _ = img2img_timesteps(sched, steps, strength)
+        if len(timesteps) == 0:
+            return sources.clone()
+        x = sched.add_noise(sources, noises, timesteps[:1].repeat(len(sources)))
+    labels = labels.long()
+    cfg = guidance_scale > 1.0
+    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
+    for t in timesteps:
+        inp = torch.cat([x, x]) if cfg else x
+        eps = prior.unet(inp, t, class_labels=y).sample
+        if cfg:
+            cond, uncond = eps.chunk(2)
+            eps = uncond + guidance_scale * (cond - uncond)
+        x = sched.step(eps, t, x, eta=0.0).prev_sample
+    return x
+
+
+def class_samples(prior: Prior, labels: torch.Tensor, seed: int, steps: int = 50, guidance_scale: float = 2.0,
+                  batch_size: int = 500) -> torch.Tensor:
+    """Text-to-image (class-conditional) samples, float [-1,1] at the prior's resolution."""
+    from discl.seeding import torch_generator
+
+    out = []
+    r = prior.resolution
+    for s in range(0, len(labels), batch_size):
+        lab = labels[s:s + batch_size]
+        noise = torch.stack([torch.randn((1, r, r), generator=torch_generator("prior-sample", seed, s + i))
+                             for i in range(len(lab))])
+        out.append(sdedit(prior, None, lab, noise, steps, 1.0, guidance_scale, text_to_image=True))
+    return torch.cat(out)

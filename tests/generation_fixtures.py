@@ -1,0 +1,180 @@
+"""Tiny real diffusers pipelines for the generation tests (no downloads).
+
+Components are built in code with a few thousand parameters, assembled into the stock
+``StableDiffusionImg2ImgPipeline`` / ``StableDiffusionXLImg2ImgPipeline`` and saved with
+``save_pretrained``, so tests load them through the same ``from_pretrained`` path a hub id takes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_tiny_clip_tokenizer(folder: Path):
+    """A byte-level CLIP BPE tokenizer with no merges (one token per character)."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>",
+                         model_max_length=77)
+
+
+def _text_config(hidden: int = 16, proj: int | None = None):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=hidden,
+                          intermediate_size=32, num_attention_heads=2, num_hidden_layers=2, vocab_size=514,
+                          max_position_embeddings=77, projection_dim=proj or hidden, hidden_act="gelu")
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                         norm_num_groups=8, sample_size=32)
+
+
+def _scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def build_tiny_sd(folder: Path) -> Path:
+    """Save a tiny StableDiffusionImg2ImgPipeline to ``folder`` (32 px native size)."""
+    from diffusers import StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=8, attention_head_dim=4)
+    tok = write_tiny_clip_tokenizer(folder / "_tok")
+    torch.manual_seed(0)
+    text = CLIPTextModel(_text_config())
+    pipe = StableDiffusionImg2ImgPipeline(vae=_vae(), text_encoder=text, tokenizer=tok, unet=unet,
+                                          scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_sdxl_refiner(folder: Path) -> Path:
+    """Save a tiny StableDiffusionXLImg2ImgPipeline shaped like the SDXL refiner (text_encoder_2 only)."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    # refiner-style: aesthetics score conditioning; added embeds = 5 time ids * 8 + pooled 16
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=8, attention_head_dim=4, addition_embed_type="text_time",
+                                addition_time_embed_dim=8, projection_class_embeddings_input_dim=5 * 8 + 16,
+                                transformer_layers_per_block=1)
+    tok = write_tiny_clip_tokenizer(folder / "_tok")
+    torch.manual_seed(0)
+    text2 = CLIPTextModelWithProjection(_text_config(16, 16))
+    pipe = StableDiffusionXLImg2ImgPipeline(vae=_vae(), text_encoder=None, text_encoder_2=text2, tokenizer=None,
+                                            tokenizer_2=tok, unet=unet, scheduler=_scheduler(),
+                                            requires_aesthetics_score=True, force_zeros_for_empty_prompt=True)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+class TinyDataset:
+    """A stand-in dataset with real (random, seeded) images and the ``ImageDataset`` fields used here."""
+
+    def __init__(self, n: int = 4, size: int = 28, classes: int = 10):
+        from discl.data.base import ArrayImageDataset
+
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+        frame = pd.DataFrame({"sample_id": [f"s{i:02d}" for i in range(n)], "label": [i % classes for i in range(n)],
+                              "split": "train"})
+        names = [f"class{c}" for c in range(classes)]
+        frame["class_name"] = [names[v] for v in frame["label"]]
+        self.ds = ArrayImageDataset("tiny", names, frame, images)
+
+
+def tiny_dataset(n: int = 4, size: int = 28):
+    return TinyDataset(n, size).ds
+
+
+def write_hard_csv(run_dir: Path, ds, ids=None) -> pd.DataFrame:
+    frame = ds.frame.reset_index(drop=True)
+    if ids is not None:
+        frame = frame[frame["sample_id"].isin(ids)]
+    hard = frame[["sample_id", "label", "class_name"]]
+    (run_dir / "mining").mkdir(parents=True, exist_ok=True)
+    hard.to_csv(run_dir / "mining" / "hard.csv", index=False)
+    return hard
+
+
+class ForwardCounter:
+    """Counts forward calls of a module and the batch rows they evaluate (a real hook, no mock)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.calls = 0
+        self.rows = 0
+        self._h = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        x = args[0] if args else kwargs.get("sample")
+        self.calls += 1
+        self.rows += int(x.shape[0])
+
+    def close(self):
+        self._h.remove()
+
+
+def gray_image(size: int = 28, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L")
+
+
+def train_tiny_prior(folder: Path) -> Path:
+    """A real prior trained for two steps on random images (8 px, a few thousand parameters)."""
+    from discl.generation.prior import load_recipe, train_prior
+
+    recipe = load_recipe(overrides={"resolution": 8, "block_out_channels": [8, 16], "attention_at_lowest": False,
+                                    "steps": 2, "batch_size": 8, "warmup_steps": 1, "threads": 1})
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 1, 28, 28), generator=g, dtype=torch.uint8)
+    labels = torch.arange(32) % 10
+    train_prior(recipe, images, labels, out_dir=folder, progress=False)
+    return folder
+
+
+def write_folder_dataset(root: Path, per_class: int = 2, classes=("coat", "shirt")) -> Path:
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            gray_image(28, seed=10 * c + i).save(root / name / f"img{i}.png") if (root / name).mkdir(
+                parents=True, exist_ok=True) is None else None
+    return root

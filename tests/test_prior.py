@@ -1,0 +1,115 @@
+"""The embedded diffusion prior: training, save/load, SDEdit timesteps, the shipped weights."""
+
+import numpy as np
+import pytest
+import torch
+from generation_fixtures import ForwardCounter, gray_image, train_tiny_prior
+
+from discl.errors import ModelNotFoundError
+from discl.generation.base import GenerationBatch, create_generator
+from discl.generation.config import GenerationConfig
+from discl.generation.prior import (
+    ASSET_DIR,
+    img2img_timesteps,
+    load_prior,
+    load_recipe,
+    sdedit,
+    unet_config,
+)
+
+
+def test_shipped_recipe_loads_and_keeps_a_null_class():
+    recipe = load_recipe()
+    assert unet_config(recipe)["num_class_embeds"] == recipe.num_classes + 1
+    assert 0 < recipe.p_uncond < 1
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    from discl.configtools import ConfigError
+
+    with pytest.raises(ConfigError, match="p_uncond"):
+        load_recipe(overrides={"p_uncond": 0.0})
+    with pytest.raises(ConfigError, match="prior.nope"):
+        load_recipe(overrides={"nope": 1})
+
+
+def test_training_steps_save_and_reload_identically(tmp_path):
+    folder = train_tiny_prior(tmp_path / "p")
+    a, b = load_prior(folder), load_prior(folder)
+    for (ka, va), (kb, vb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    # training is deterministic for a recipe
+    again = load_prior(train_tiny_prior(tmp_path / "q"))
+    assert all(torch.equal(x, y) for x, y in zip(a.unet.state_dict().values(), again.unet.state_dict().values()))
+
+
+def test_missing_prior_says_how_to_get_it(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="discl prior train"):
+        load_prior(tmp_path)
+
+
+@pytest.mark.parametrize("steps", [10, 50])
+@pytest.mark.parametrize("strength", [1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 1 - 0.9, 0.0])
+def test_img2img_timesteps_match_diffusers(steps, strength):
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+
+    sched = DDIMScheduler()
+    ts, n = img2img_timesteps(sched, steps, strength)
+    assert len(ts) == n == int(round(steps * strength, 6))
+    # the stock pipeline's get_timesteps on the same (rounded) strength
+    pipe = StableDiffusionImg2ImgPipeline.__new__(StableDiffusionImg2ImgPipeline)
+    pipe.scheduler = DDIMScheduler()
+    pipe.scheduler.set_timesteps(steps)
+    ref, _ = StableDiffusionImg2ImgPipeline.get_timesteps(pipe, steps, round(strength, 6), "cpu")
+    assert torch.equal(ts, ref)
+
+
+def test_sdedit_denoiser_calls_and_cfg_batch(tmp_path):
+    prior = load_prior(train_tiny_prior(tmp_path / "p"))
+    r = prior.resolution
+    src = torch.zeros(3, 1, r, r)
+    noise = torch.randn(3, 1, r, r, generator=torch.Generator().manual_seed(0))
+    counter = ForwardCounter(prior.unet)
+    sdedit(prior, src, torch.tensor([0, 1, 2]), noise, steps=20, strength=0.3, guidance_scale=3.0)
+    assert (counter.calls, counter.rows) == (6, 6 * 6)  # int(20 * 0.3) steps, 2x3 rows under CFG
+    counter.calls = counter.rows = 0
+    out = sdedit(prior, src, torch.tensor([0, 1, 2]), noise, steps=20, strength=0.0, guidance_scale=3.0)
+    assert counter.calls == 0 and torch.equal(out, src)  # lambda = 1 - strength = 1: the source itself
+    counter.calls = counter.rows = 0
+    sdedit(prior, src, torch.tensor([0, 1, 2]), noise, steps=20, strength=0.5, guidance_scale=1.0)
+    assert (counter.calls, counter.rows) == (10, 30)  # no CFG at scale 1: one branch
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert (ASSET_DIR / "prior.safetensors").is_file(), "the package must ship the prior's weights"
+    return create_generator(GenerationConfig(backend="embedded", steps=50, guidance_scale=2.0))
+
+
+def test_shipped_prior_spectrum_moves_from_prototype_to_source(shipped):
+    """Mean distance to the source shrinks as lambda grows; lambda near 1 is close to the source."""
+    from discl.data.tasks import build_task
+
+    ds = build_task("fmnist-lt", seed=0, test_limit=10)
+    ids = list(ds.split("train").groupby("label").head(1)["sample_id"])[:6]
+    labels = [int(ds.frame.at[s, "label"]) for s in ids]
+    src = np.stack([np.asarray(ds.image(s), dtype=np.float32) for s in ids])
+    dists = []
+    for lam in (0.0, 0.5, 0.9):
+        imgs = shipped.generate(GenerationBatch(
+            sources=[ds.image(s) for s in ids], source_keys=ids, labels=labels, prompts=["p"] * len(ids),
+            seeds=list(range(len(ids))), strength=round(1 - lam, 6), steps=50, guidance_scale=2.0))
+        assert all(im.size == (28, 28) for im in imgs)
+        out = np.stack([np.asarray(im, dtype=np.float32) for im in imgs])
+        dists.append(float(np.abs(out - src).mean()))
+    assert dists[0] > dists[1] > dists[2]
+    assert dists[2] < 20  # lambda 0.9: a few gray levels from the source on average
+
+
+def test_shipped_prior_prototypes_have_clean_background(shipped):
+    """lambda = 0 looks like the clean prior pool (black background), not the textured task image."""
+    imgs = shipped.generate(GenerationBatch(
+        sources=[gray_image(28, i) for i in range(4)], source_keys=[f"g{i}" for i in range(4)], labels=[0, 1, 7, 9],
+        prompts=["p"] * 4, seeds=[1, 2, 3, 4], strength=1.0, steps=50, guidance_scale=2.0, text_to_image=True))
+    corners = np.stack([np.asarray(im)[:3, :3] for im in imgs])
+    assert corners.mean() < 30
