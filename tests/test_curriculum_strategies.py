@@ -1,0 +1,122 @@
+"""Every registered curriculum strategy honours the contract; the adaptive math on hand-made numbers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from discl.configtools import ConfigError
+from discl.curriculum.base import Stage, create_strategy, list_strategies, stage_boundaries
+from discl.curriculum.config import CurriculumConfig
+from discl.curriculum.progress import choose_level, iqr_trimmed_mean, level_progress, smooth
+
+EPOCHS = 12
+
+
+def _cfg(name):
+    if name in ("adaptive", "random_level"):
+        return CurriculumConfig(levels=[0.5, 0.7, 0.9, 1.0], curriculum_fraction=0.75)
+    return CurriculumConfig(fixed_level=0.3 if name == "single" else None)
+
+
+def _feed(s, epoch, shift=0.0):
+    levels = s.cfg.levels
+    return s.observe(epoch, {lv: np.linspace(0, 1, 9) * (0.2 + (i == 2) * 0.5) + shift for i, lv in enumerate(levels)})
+
+
+@pytest.mark.parametrize("name", sorted(list_strategies()))
+def test_strategy_contract(name):
+    cfg = _cfg(name)
+    allowed = {round(v, 6) for v in cfg.levels} | {0.0} | ({cfg.fixed_level} if cfg.fixed_level is not None else set())
+    a, b = create_strategy(name, cfg, EPOCHS, seed=3), create_strategy(name, cfg, EPOCHS, seed=3)
+    for e in range(EPOCHS):
+        st = a.stage(e)
+        assert isinstance(st, Stage)
+        assert set(st.levels) <= allowed, f"{name} epoch {e}: {st}"
+        assert st == b.stage(e), "same (seed, epoch) -> same stage"
+        if a.needs_feedback and a.wants_feedback(e):
+            assert _feed(a, e) == _feed(b, e)
+    # horizon clamping: past the end is the last epoch's stage; negative epochs are refused
+    assert a.stage(EPOCHS + 5) == a.stage(EPOCHS - 1)
+    with pytest.raises(ValueError):
+        a.stage(-1)
+    # state round-trip through JSON (what the checkpoint stores)
+    state = json.loads(json.dumps(a.state_dict()))
+    c = create_strategy(name, cfg, EPOCHS, seed=3)
+    c.load_state_dict(state)
+    assert [c.stage(e) for e in range(EPOCHS)] == [a.stage(e) for e in range(EPOCHS)]
+    assert json.loads(json.dumps(c.state_dict())) == state
+
+
+def test_fixed_schedule_is_the_authors_recipe():
+    # ImageNet-LT: 65 epochs, 0.1 for 14, 0.3 for 15, 0.5 for 15, real for 21
+    s = create_strategy("fixed", CurriculumConfig(levels=[0.1, 0.3, 0.5], stages=[14, 15, 15, 21]), 65, 0)
+    got = [str(s.stage(e)) for e in range(65)]
+    assert got == ["0.1"] * 14 + ["0.3"] * 15 + ["0.5"] * 15 + ["real"] * 21
+    rev = create_strategy("reverse", CurriculumConfig(levels=[0.1, 0.3, 0.5], stages=[14, 15, 15, 21]), 65, 0)
+    assert [str(rev.stage(e)) for e in range(65)] == ["real"] * 21 + ["0.5"] * 15 + ["0.3"] * 15 + ["0.1"] * 14
+    assert stage_boundaries([0.2, 0.25, 0.25, 0.3], 20) == [4, 9, 14, 20]
+
+
+def test_ablations_differ_as_named():
+    cfg = CurriculumConfig()
+    real = create_strategy("real_only", cfg, 10, 0)
+    assert all(real.stage(e).real_only for e in range(10))
+    mixed = create_strategy("mixed", cfg, 10, 0)
+    assert mixed.stage(0).levels == (0.1, 0.3, 0.5) and mixed.stage(9).real_only
+    assert create_strategy("text_only", cfg, 10, 0).stage(0).levels == (0.0,)
+    orders = {tuple(str(create_strategy("random_order", cfg, 10, s).stage(e)) for e in range(10)) for s in range(8)}
+    assert len(orders) > 1, "random_order depends on the seed"
+    with pytest.raises(ConfigError, match="fixed_level"):
+        create_strategy("single", cfg, 10, 0)
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        create_strategy("nope", cfg, 10, 0)
+    with pytest.raises(ConfigError, match="stages"):
+        create_strategy("fixed", CurriculumConfig(stages=[0.5, 0.5]), 10, 0)
+
+
+def test_iqr_trim_drops_outliers():
+    assert iqr_trimmed_mean([1, 2, 3, 4, 100]) == pytest.approx(2.5)  # Q1=2, Q3=4, fence 7
+    assert iqr_trimmed_mean([0.1, 0.1, 0.1, 0.1]) == pytest.approx(0.1)
+    assert np.isnan(iqr_trimmed_mean([]))
+    assert iqr_trimmed_mean([-50, 1, 2, 3, 4]) == pytest.approx(2.5)
+
+
+def test_progress_first_check_compares_against_zero_then_previous():
+    now = {0.5: np.array([0.2, 0.4]), 1.0: np.array([0.1, 0.1])}
+    first = level_progress(now, None)
+    assert first == {0.5: pytest.approx(0.3), 1.0: pytest.approx(0.1)}
+    later = level_progress({0.5: np.array([0.25, 0.45]), 1.0: np.array([0.5, 0.3])}, now)
+    assert later == {0.5: pytest.approx(0.05), 1.0: pytest.approx(0.3)}
+
+
+def test_choose_level_greedy_ucb_epsilon():
+    scores = {0.5: 0.1, 0.7: 0.3, 0.9: 0.3, 1.0: float("nan")}
+    assert choose_level(scores) == 0.7  # argmax, ties -> first; NaN never wins
+    assert choose_level(scores, epsilon=0.5, u=0.2, pick=0.99) == 1.0  # exploration picks by `pick`
+    assert choose_level(scores, epsilon=0.5, u=0.7, pick=0.99) == 0.7  # no exploration when u >= eps
+    # UCB: a never-tried level overtakes a slightly better, often-tried one
+    assert choose_level({0.5: 0.30, 0.7: 0.29}, counts={0.5: 10, 0.7: 0}, checks=10, ucb=0.5) == 0.7
+    assert smooth({0.5: 1.0}, {0.5: 0.0}, 0.75) == {0.5: 0.75}
+
+
+def test_adaptive_follows_measured_progress_and_goes_real():
+    cfg = CurriculumConfig(levels=[0.5, 0.7, 0.9, 1.0], curriculum_fraction=0.5)
+    s = create_strategy("adaptive", cfg, 8, seed=0)
+    assert s.stage(0).levels == (0.5,)  # starts at the lowest level
+    p = {0.5: np.full(5, 0.2), 0.7: np.full(5, 0.2), 0.9: np.full(5, 0.6), 1.0: np.full(5, 0.1)}
+    assert s.wants_feedback(0)
+    assert s.observe(0, p)["chosen_level"] == 0.9  # first check: largest mean probability
+    assert s.stage(1).levels == (0.9,)
+    p2 = {0.5: np.full(5, 0.3), 0.7: np.full(5, 0.7), 0.9: np.full(5, 0.65), 1.0: np.full(5, 0.15)}
+    assert s.observe(1, p2)["chosen_level"] == 0.7  # +0.5 beats +0.1, +0.05, +0.05
+    assert s.stage(2).levels == (0.7,) and s.stage(0).levels == (0.5,)
+    p3 = {lv: v + (0.5 if lv == 1.0 else 0.0) for lv, v in p2.items()}
+    assert s.observe(2, p3)["chosen_level"] == 1.0 and s.stage(3).real_only  # λ=1: real images
+    assert not s.wants_feedback(3) and all(s.stage(e).real_only for e in range(4, 8))
+
+
+def test_adaptive_min_stage_epochs():
+    cfg = CurriculumConfig(levels=[0.5, 0.9], curriculum_fraction=1.0, min_stage_epochs=2)
+    s = create_strategy("adaptive", cfg, 10, 0)
+    assert not s.wants_feedback(0) and s.wants_feedback(1)
