@@ -1,0 +1,109 @@
+"""``discl mine`` / :func:`mine`: select the hard training images of a run (phase 1a).
+
+Writes, under ``RUN/mining/``:
+- ``hard.csv``: one row per hard image: ``sample_id, label, class_name, criteria`` (the criteria it
+  matched, ';'-joined), ``class_count`` (training images of its class), ``oof_prob_gt`` and
+  ``oof_pred`` (out-of-fold ground-truth probability and predicted class; NaN when no model-based
+  criterion is configured);
+- ``summary.json``: counts per class and per criterion;
+- ``oof_predictions.csv`` (model-based criteria): every training image's fold, probability of its
+  class and predicted class;
+- ``skipped_inputs.csv`` when ``data.on_bad_image: skip`` dropped inputs;
+- ``_done.json``: the completion marker; a rerun with the same config does no work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from discl.artifacts import atomic_write_json, is_complete, mark_complete, read_table, write_table
+from discl.config import RunConfig, section_digest
+from discl.mining.base import MiningInputs
+from discl.mining.select import needs_predictions, select_hard, stratified_folds, summarize
+
+log = logging.getLogger(__name__)
+
+OUT = "mining"
+
+
+def mining_digest(cfg: RunConfig) -> str:
+    """What the output depends on: data and mining, plus the fold models' training setup and seed."""
+    if needs_predictions(cfg.mining):
+        return section_digest(cfg, "data", "mining", "training", "seed")
+    return section_digest(cfg, "data", "mining")
+
+
+def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
+    """Select the hard training images; writes ``RUN/mining/*`` (see the module doc), returns hard.csv."""
+    from discl.data import build_dataset
+    from discl.data.folder import write_skip_report
+
+    out = Path(run_dir) / OUT
+    digest = mining_digest(cfg)
+    if is_complete(out / "_done.json", digest) and (out / "hard.csv").is_file():
+        log.info("mining: already done (%s)", out)
+        return read_table(out / "hard.csv")
+    ds = build_dataset(cfg.data)
+    write_skip_report(ds, out)
+    train = ds.split("train")
+    train = train.iloc[np.argsort(train["sample_id"].to_numpy().astype(str), kind="stable")]
+    labels = train["label"].to_numpy().astype(np.int64)
+    counts = ds.class_counts("train")
+    proba = None
+    if needs_predictions(cfg.mining):
+        proba = _oof(cfg, ds, train, labels, out, digest)
+    inputs = MiningInputs(labels=labels, class_counts=counts, oof_proba=proba)
+    hard = select_hard(train, ds.classes, inputs, cfg.mining, seed=cfg.seed)
+    write_table(out / "hard.csv", hard)
+    summary = summarize(hard, ds.classes, counts, cfg.mining, len(train))
+    atomic_write_json(out / "summary.json", summary)
+    mark_complete(out / "_done.json", digest, n_hard=len(hard))
+    log.info("mining: %d of %d training images are hard (%s)", len(hard), len(train),
+             ", ".join(f"{k} {v}" for k, v in summary["per_criterion"].items()))
+    return hard
+
+
+def _oof(cfg: RunConfig, ds, train: pd.DataFrame, labels: np.ndarray, out: Path, digest: str) -> np.ndarray:
+    from discl.mining.oof import out_of_fold_proba
+
+    size, ch = cfg.data.image_size, cfg.data.channels
+    ids = train["sample_id"].to_numpy()
+    folds = stratified_folds(ids, labels, cfg.mining.folds, cfg.seed)
+    val = ds.split("val")
+    x_val = ds.tensors(list(val["sample_id"]), size, ch) if len(val) else None
+    y_val = np.array(val["label"], dtype=np.int64) if len(val) else None
+    fold_cfg = dataclasses.replace(cfg.training, epochs=cfg.mining.epochs)
+    proba = out_of_fold_proba(ds.tensors(list(ids), size, ch), labels, folds, x_val, y_val, fold_cfg,
+                              len(ds.classes), cfg.seed, sample_ids=ids, cache_dir=out / "folds", digest=digest)
+    write_table(out / "oof_predictions.csv", pd.DataFrame({
+        "sample_id": ids, "label": labels, "fold": folds,
+        "oof_prob_gt": proba[np.arange(len(ids)), labels], "oof_pred": proba.argmax(1),
+    }))
+    return proba
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from discl.cli import add_config_arguments
+
+    add_config_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    from discl.cli import config_from_args
+    from discl.config import save_config
+
+    cfg = config_from_args(args)
+    run_dir = cfg.run_path
+    save_config(cfg, run_dir / "config.yaml")
+    hard = mine(cfg, run_dir)
+    per_class = hard.groupby("class_name").size().to_dict() if len(hard) else {}
+    print(f"{len(hard)} hard images -> {run_dir / OUT / 'hard.csv'}")
+    for name, n in sorted(per_class.items(), key=lambda kv: -kv[1]):
+        print(f"  {name}: {n}")
+    return 0
