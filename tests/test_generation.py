@@ -1,0 +1,284 @@
+"""Spectrum generation: planning, the diffusers adapter on tiny real pipelines, the runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from generation_fixtures import (
+    ForwardCounter,
+    build_tiny_sd,
+    build_tiny_sdxl_refiner,
+    tiny_dataset,
+    train_tiny_prior,
+    write_folder_dataset,
+    write_hard_csv,
+)
+
+from discl.config import RunConfig
+from discl.errors import ModelNotFoundError
+from discl.generation.base import create_generator, list_generators
+from discl.generation.config import GenerationConfig
+from discl.generation.planning import (
+    batches,
+    cost_summary,
+    denoise_steps,
+    plan_jobs,
+    safe_stem,
+    shard_jobs,
+    strength_for,
+)
+from discl.generation.runner import MANIFEST_COLUMNS, generate_spectrum
+
+# -- planning (pure) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lam,steps,expected", [(0.0, 50, 50), (0.1, 50, 45), (0.3, 50, 35), (0.5, 50, 25),
+                                                (0.7, 50, 15), (0.9, 50, 5), (0.9, 10, 1), (0.95, 10, 0)])
+def test_denoise_steps_is_int_of_t_times_strength(lam, steps, expected):
+    assert denoise_steps(steps, lam) == expected
+    assert strength_for(lam) == round(1 - lam, 6)
+
+
+def _hard(n=3):
+    return pd.DataFrame({"sample_id": [f"id/{i}" for i in range(n)], "label": [i % 2 for i in range(n)],
+                         "class_name": ["a" if i % 2 == 0 else "b" for i in range(n)]})
+
+
+def test_plan_seeds_are_stable_and_distinct():
+    a = plan_jobs(_hard(), [0.0, 0.5], 3, base_seed=7, steps=10)
+    b = plan_jobs(_hard().iloc[::-1], [0.0, 0.5], 3, base_seed=7, steps=10)  # row order does not matter
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 3 * 2 * 3 and a["seed"].is_unique and a["file_name"].is_unique
+    assert plan_jobs(_hard(), [0.0, 0.5], 3, base_seed=8, steps=10)["seed"].tolist() != a["seed"].tolist()
+    assert all(f.isascii() and "/" not in Path(f).name for f in a["file_name"])
+
+
+def test_shards_are_disjoint_and_complete():
+    jobs = plan_jobs(_hard(5), [0.0, 0.3, 0.9], 4, base_seed=0, steps=10)
+    parts = [shard_jobs(jobs, i, 3) for i in range(3)]
+    ids = [set(p["job"]) for p in parts]
+    assert set.union(*ids) == set(jobs["job"]) and sum(map(len, ids)) == len(jobs)
+
+
+def test_batches_share_a_step_count_and_cost_counts_cfg():
+    jobs = plan_jobs(_hard(5), [0.0, 0.3, 0.9], 4, base_seed=0, steps=10)
+    for b in batches(jobs, 6):
+        assert b["denoise_steps"].nunique() == 1 and len(b) <= 6
+    c = cost_summary(jobs, guidance_scale=3.0)
+    assert c["images"] == 60 and c["denoiser_evaluations"] == 2 * 20 * (10 + 7 + 1)
+
+
+def test_safe_stem_keeps_ids_apart():
+    assert safe_stem("a/b.png") != safe_stem("a_b.png")
+    assert safe_stem("fmnist-train-00001") == "fmnist-train-00001"
+
+
+def test_registry_lists_both_backends():
+    assert {"embedded", "diffusers"} <= set(list_generators())
+    with pytest.raises(ValueError, match="registered"):
+        create_generator(_bad_backend())
+
+
+def _bad_backend():
+    cfg = GenerationConfig()
+    object.__setattr__(cfg, "backend", "nope")
+    return cfg
+
+
+# -- the runner with the embedded backend (tiny real prior) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    return train_tiny_prior(tmp_path_factory.mktemp("prior"))
+
+
+def _cfg(run_dir, **gen):
+    g = dict(backend="embedded", levels=[0.0, 0.5, 0.9], seeds_per_level=2, steps=10, guidance_scale=2.0,
+             batch_size=4)
+    g.update(gen)
+    return RunConfig(name="t", run_dir=str(run_dir), generation=GenerationConfig(**g))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted((folder / "images").rglob("*.png"))}
+
+
+def test_embedded_spectrum_end_to_end(tmp_path, tiny_prior):
+    ds = tiny_dataset(3)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = _cfg(run, model=str(tiny_prior))
+    gen = create_generator(cfg.generation)
+    counter = ForwardCounter(gen.denoiser)
+    rows = generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    assert len(rows) == 18
+    # denoiser work: per image and seed int(T * (1 - lambda)) evaluations of both CFG branches
+    assert counter.rows == 2 * 6 * (10 + 5 + 1)
+    assert counter.calls == 2 * (10 + 5 + 1)  # 6 images per lambda in batches of 4 -> 2 calls per step
+
+    out = run / "spectrum"
+    meta = pd.read_csv(out / "metadata.csv")
+    assert list(meta.columns) == MANIFEST_COLUMNS and len(meta) == 18
+    assert meta["seed"].is_unique and set(meta["lam"]) == {0.0, 0.5, 0.9}
+    assert (meta["strength"] == (1 - meta["lam"]).round(6)).all()
+    assert all((out / f).is_file() for f in meta["file_name"])
+
+    import datasets
+
+    hf = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+    assert len(hf) == 18 and {"lam", "seed", "k", "prompt", "sample_id", "strength"} <= set(hf.column_names)
+    assert hf[0]["image"].size == (28, 28)
+
+    # rerun: nothing to do, nothing loaded
+    counter.calls = 0
+    generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    assert counter.calls == 0
+
+    # an interrupted run: one image missing, one torn -> exactly those two are redone, same bytes
+    before = _files(out)
+    names = sorted(before)
+    (out / names[0]).unlink()
+    (out / names[5]).write_bytes(before[names[5]][:40])
+    (out / "_done.json").unlink()
+    keep_mtime = (out / names[9]).stat().st_mtime_ns
+    counter.calls = counter.rows = 0
+    generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    assert _files(out) == before
+    assert (out / names[9]).stat().st_mtime_ns == keep_mtime
+    assert 0 < counter.rows <= 2 * 2 * 10  # two images, at most 10 steps each, two branches
+    counter.close()
+
+
+def test_batch_size_and_sharding_do_not_change_the_images(tmp_path, tiny_prior):
+    ds = tiny_dataset(3)
+    ref = tmp_path / "ref"
+    write_hard_csv(ref, ds)
+    generate_spectrum(_cfg(ref, model=str(tiny_prior), batch_size=16), ref, dataset=ds, progress=False)
+    sharded = tmp_path / "sharded"
+    write_hard_csv(sharded, ds)
+    cfg = _cfg(sharded, model=str(tiny_prior), batch_size=3)
+    a = generate_spectrum(cfg, sharded, shard=(0, 2), dataset=ds, progress=False)
+    assert not (sharded / "spectrum" / "metadata.csv").exists()  # shard 1 still missing
+    b = generate_spectrum(cfg, sharded, shard=(1, 2), dataset=ds, progress=False)
+    assert set(a["job"]).isdisjoint(b["job"]) and len(a) + len(b) == 18
+    assert _files(sharded / "spectrum") == _files(ref / "spectrum")
+    pd.testing.assert_frame_equal(pd.read_csv(sharded / "spectrum/metadata.csv"), pd.read_csv(ref / "spectrum/metadata.csv"))
+
+
+# -- the diffusers adapter on tiny real SD / SDXL-refiner pipelines -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_pipelines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipes")
+    return {"sd": build_tiny_sd(root / "sd"), "sdxl-refiner": build_tiny_sdxl_refiner(root / "xl")}
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl-refiner"])
+def test_diffusers_spectrum_counts_and_is_batch_invariant(tmp_path, tiny_pipelines, kind):
+    ds = tiny_dataset(2)
+    gen_kw = dict(backend="diffusers", model=str(tiny_pipelines[kind]), levels=[0.0, 0.3, 0.9], seeds_per_level=2,
+                  steps=10, guidance_scale=5.0, resolution=32, negative_prompt="blurry")
+    runs = {}
+    for bs in (12, 5):
+        run = tmp_path / f"bs{bs}"
+        write_hard_csv(run, ds)
+        cfg = _cfg(run, batch_size=bs, **gen_kw)
+        gen = create_generator(cfg.generation)
+        counter = ForwardCounter(gen.denoiser)
+        generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+        # 4 images per lambda; int(10 * (1 - lambda)) steps each, both CFG branches
+        assert counter.rows == 2 * 4 * (10 + 7 + 1)
+        counter.close()
+        runs[bs] = _files(run / "spectrum")
+        meta = pd.read_csv(run / "spectrum/metadata.csv")
+        assert len(meta) == 12 and (meta["model"] == str(tiny_pipelines[kind])).all()
+    assert runs[12] == runs[5] and len(runs[5]) == 12
+
+
+def test_diffusers_seeds_reproducible_and_distinct(tiny_pipelines):
+    from generation_fixtures import gray_image
+
+    from discl.generation.base import GenerationBatch
+
+    gen = create_generator(GenerationConfig(backend="diffusers", model=str(tiny_pipelines["sd"]), resolution=32,
+                                            steps=4, guidance_scale=3.0))
+
+    def run(seeds):
+        return [im.tobytes() for im in gen.generate(GenerationBatch(
+            sources=[gray_image(28, 0)] * len(seeds), source_keys=["x"] * len(seeds), labels=[0] * len(seeds),
+            prompts=["a photo of a coat"] * len(seeds), seeds=seeds, strength=0.75, steps=4, guidance_scale=3.0))]
+
+    a, b = run([1, 2]), run([1, 2])
+    assert a == b and a[0] != a[1]
+
+
+def test_missing_model_error_says_how_to_provide_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model in ("no-such-org/no-such-model", str(tmp_path / "missing")):
+        with pytest.raises(ModelNotFoundError, match="huggingface-cli download") as e:
+            create_generator(GenerationConfig(backend="diffusers", model=model))
+        assert model in str(e.value)
+
+
+# -- the CLI: dry run and two processes under torchrun -------------------------------------------
+
+
+def _write_cli_config(tmp_path, prior) -> tuple[Path, Path]:
+    root = write_folder_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    from discl.data import build_dataset
+    from discl.data.config import DataConfig
+
+    ds = build_dataset(DataConfig(task="folder", root=str(root), val_fraction=0.25))
+    write_hard_csv(run, ds, ids=list(ds.split("train")["sample_id"]))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"""name: t
+run_dir: {run}
+data: {{task: folder, root: {root}, val_fraction: 0.25}}
+generation: {{backend: embedded, model: {prior}, levels: [0.0, 0.5], seeds_per_level: 2, steps: 6,
+              guidance_scale: 2.0, batch_size: 3}}
+""")
+    return cfg, run
+
+
+def test_dry_run_prints_cost(tmp_path, tiny_prior, capsys):
+    from discl.generation import runner
+
+    cfg, run = _write_cli_config(tmp_path, tiny_prior)
+    import argparse
+
+    p = argparse.ArgumentParser()
+    runner.add_arguments(p)
+    assert runner.main(p.parse_args(["--config", str(cfg), "--dry-run"])) == 0
+    out = capsys.readouterr().out
+    n = len(pd.read_csv(run / "mining/hard.csv"))
+    # n hard x 2 levels x 2 seeds images; per image int(6 * (1 - lambda)) steps x 2 CFG branches
+    assert f'"images": {n * 4}' in out and f'"denoiser_evaluations": {n * 2 * (6 + 3) * 2}' in out
+    assert not (run / "spectrum").exists()
+
+
+def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):
+    cfg, run = _write_cli_config(tmp_path, tiny_prior)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "discl", "-q", "generate", "--config",
+                          str(cfg), "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "shard 0/2" in res.stdout and "shard 1/2" in res.stdout
+    logs = sorted(p.name for p in (run / "spectrum/_progress").iterdir())
+    assert logs == ["shard-0-of-2.jsonl", "shard-1-of-2.jsonl"]
+    two = _files(run / "spectrum")
+    meta = pd.read_csv(run / "spectrum/metadata.csv")
+    # the same config in one process
+    import shutil
+
+    shutil.rmtree(run / "spectrum")
+    from discl.cli import main
+
+    assert main(["-q", "generate", "--config", str(cfg), "--no-progress"]) == 0
+    assert _files(run / "spectrum") == two and len(two) == len(meta)
