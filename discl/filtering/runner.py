@@ -257,11 +257,12 @@ def plot_summary(summary: pd.DataFrame, path: Path, title: str = "") -> None:
 # -- stage -------------------------------------------------------------------------------------
 
 
-def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None) -> pd.DataFrame:
+def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None, regenerate=None) -> pd.DataFrame:
     """Score ``RUN/spectrum``, apply ``cfg.filtering``'s rules, write ``RUN/filter/*``; returns the manifest.
 
     ``scorer`` (a :class:`ClipScorer`) and ``dataset`` (the real images) are built from the config
-    when not given.
+    when not given. With ``filtering.retries > 0``, ``regenerate(row, attempt) -> dict`` (see
+    :mod:`discl.filtering.retry`) makes replacement images for cells below their threshold.
     """
     from discl.config import section_digest
     from discl.filtering.scorer import create_scorer
@@ -302,6 +303,29 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None)
     scored = score_spectrum(frame, spectrum_dir, filter_dir, get_scorer, scorer_id, fc.text_template,
                             real_image, section_digest(cfg, "data"))
     manifest = apply_rules(scored, rules)
+    if fc.retries > 0 and regenerate is None:
+        log.warning("filtering.retries=%d is ignored: no regenerate callable was given (the pipeline passes the "
+                    "generator's)", fc.retries)
+    elif fc.retries > 0:
+        from discl.filtering.retry import retry_dropped
+
+        log_path = filter_dir / "retries.csv"
+        previous = read_table(log_path) if log_path.is_file() else None
+        real_path = filter_dir / "real_embeddings.safetensors"
+
+        def score_candidates(rows: list[dict]) -> list[dict]:
+            sc = get_scorer()
+            emb = sc.encode_images([_load_image(confine(spectrum_dir, r["file_name"])) for r in rows]).numpy()
+            texts = sc.encode_texts([str(r["prompt"]) for r in rows] +
+                                    [fc.text_template.format(name=r["class_name"]) for r in rows]).numpy()
+            real = load_real_embeddings(real_path, scorer_id, section_digest(cfg, "data"))
+            ref = np.stack([real[str(r["sample_id"])].numpy() for r in rows])
+            n = len(rows)
+            return [{"sim_prompt": a, "sim_text": b, "sim_image": c} for a, b, c in zip(
+                rowwise_cosine(emb, texts[:n]), rowwise_cosine(emb, texts[n:]), rowwise_cosine(emb, ref))]
+
+        manifest, retry_log = retry_dropped(manifest, rules, fc.retries, regenerate, score_candidates, previous)
+        write_table(log_path, retry_log)
     manifest.attrs = scored.attrs
     write_table(filter_dir / "manifest.csv", manifest)
     summary = summarize(manifest)
