@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from discl.cli import add_config_arguments
 
     p.add_argument("--loss", nargs="+", choices=["ce", "bs"], default=None,
-                   help="losses to train (default: the config's baseline_losses)")
+                   help="losses to train (default: the baselines among the config's methods)")
     p.add_argument("--sampler", choices=["none", "class_balanced"], default="none",
                    help="class_balanced: also train the class-balanced resampling baseline (CE)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seeds)")
@@ -40,8 +40,11 @@ def main(args: argparse.Namespace) -> int:
     from discl.training.report import print_summary
 
     cfg = config_from_args(args)
-    losses = args.loss or [("bs" if x in ("bs", "balanced_softmax") else x) for x in cfg.baseline_losses]
-    variants = variants_from_args(losses, args.sampler)
+    if args.loss:
+        variants = variants_from_args(args.loss, args.sampler)
+    else:
+        variants = [m for m in cfg.methods if m in ("ce", "bs", "cb")] or ["ce"]
+        variants = variants_from_args(variants, args.sampler)
     seeds = args.seeds if args.seeds is not None else cfg.seeds
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
     results = {}

@@ -86,7 +86,7 @@ def load_classifier(ckpt: Path) -> tuple[nn.Module, dict[str, Any]]:
 def _tensors(ds: ImageDataset, split: str, cfg: RunConfig) -> TensorData:
     frame = ds.split(split)
     x = ds.tensors(frame["sample_id"].tolist(), cfg.data.image_size, cfg.data.channels)
-    return TensorData(x, torch.as_tensor(frame["label"].to_numpy(), dtype=torch.int64))
+    return TensorData(x, torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy()))
 
 
 def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts) -> dict[str, Any]:
