@@ -36,13 +36,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def add_config_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
     """``--config FILE`` and trailing ``key.sub=value`` overrides, shared by config-driven commands."""
     p.add_argument("--config", "-c", required=required, help="YAML run config (configs/*.yaml)")
+    if "--run-dir" not in p._option_string_actions:
+        p.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.epochs=5")
 
 
 def config_from_args(args: argparse.Namespace):
     from discl.config import load_config
 
-    return load_config(getattr(args, "config", None), list(getattr(args, "overrides", None) or []))
+    overrides = list(getattr(args, "overrides", None) or [])
+    if getattr(args, "run_dir", None):
+        overrides.append(f"run_dir={args.run_dir}")
+    return load_config(getattr(args, "config", None), overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text, conflict_handler="resolve")
         sp.set_defaults(_module=module)
         if name in _wanted(sys.argv):
             importlib.import_module(module).add_arguments(sp)

@@ -59,16 +59,20 @@ def _filter(cfg: RunConfig, run_dir: Path) -> Any:
 
 
 def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:
-    """Train one (method, seed) of the comparison; returns its metrics row."""
+    """Train one (method, seed) of the comparison into ``RUN/train/<method>-s<seed>/``."""
+    import dataclasses
+
     from discl.training.recipe import train_baseline, train_curriculum
 
     m = parse_method(method)
-    name = f"{m.name}-s{seed}"
     if m.strategy is None:
         variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
-        return train_baseline(cfg, run_dir, variant=variant, seed=seed, name=name)
+        assert f"{variant}-s{seed}" == f"{m.name}-s{seed}"
+        return train_baseline(cfg, run_dir, variant=variant, seed=seed)
     strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
-    return train_curriculum(cfg, run_dir, strategy, seed=seed, loss=m.loss, name=name, level=m.level)
+    if m.level is not None:
+        cfg = dataclasses.replace(cfg, curriculum=dataclasses.replace(cfg.curriculum, fixed_level=m.level))
+    return train_curriculum(cfg, run_dir, strategy, seed=seed, loss=m.loss, name=f"{m.name}-s{seed}")
 
 
 def stages(cfg: RunConfig) -> list[Stage]:
