@@ -1,0 +1,113 @@
+"""The folder / CSV / WILDS adapters on small real files made on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from discl.data import build_dataset
+from discl.data.config import DataConfig
+from discl.data.folder import load_csv_dataset, load_folder_dataset
+from discl.errors import BadInputError, DisclError
+
+CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
+
+
+def _img(path: Path, value: int, size=(6, 4), mode="L") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value, 0, 0)).save(path)
+
+
+@pytest.fixture()
+def class_folder(tmp_path):
+    root = tmp_path / "pets"
+    for c, v in (("dog", 10), ("cat", 20), ("emu", 30)):
+        for i in range(8):
+            _img(root / c / f"{c}_{i}.{'jpg' if i % 2 else 'png'}", v + i)
+    return root
+
+
+def test_class_folder_layout(class_folder):
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(class_folder), val_fraction=0.25))
+    assert ds.classes == ["cat", "dog", "emu"]
+    assert len(ds.frame) == 24 and set(ds.splits) == {"train", "val"}
+    assert (ds.class_counts("val") == 2).all() and (ds.class_counts("train") == 6).all()  # stratified
+    sid = "dog/dog_2.png"
+    assert ds.frame.at[sid, "label"] == 1 and ds.frame.at[sid, "path"] == sid
+    assert np.asarray(ds.image(sid)).max() == 12
+    t = ds.tensors([sid, "cat/cat_1.jpg"], size=8, channels=3)
+    assert t.shape == (2, 3, 8, 8) and t.dtype.is_floating_point is False
+    assert len(ds.skipped) == 0
+
+
+def test_val_split_is_seeded(class_folder):
+    val = lambda seed: set(load_folder_dataset(  # noqa: E731
+        DataConfig(task="folder", root=str(class_folder), val_fraction=0.25, seed=seed)).split("val").index)
+    assert val(0) == val(0)
+    assert val(0) != val(1)
+
+
+def test_split_folder_layout_and_class_names_order(tmp_path):
+    root = tmp_path / "data"
+    for split, n in (("train", 10), ("test", 3)):
+        for c in ("b", "a"):
+            for i in range(n):
+                _img(root / split / c / f"{i}.png", 100)
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(root), class_names=["b", "a"], val_fraction=0.2))
+    assert ds.classes == ["b", "a"] and ds.frame.at["train/b/0.png", "label"] == 0
+    assert ds.class_counts("test").tolist() == [3, 3]
+    assert ds.class_counts("val").tolist() == [2, 2] and ds.class_counts("train").tolist() == [8, 8]
+
+
+def test_numeric_class_names_sort_as_numbers(tmp_path):
+    for c in ("10", "2", "1"):
+        for i in range(2):
+            _img(tmp_path / "n" / c / f"{i}.png", 5)
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(tmp_path / "n")))
+    assert ds.classes == ["1", "2", "10"]
+
+
+def test_csv_with_splits_and_dispatch():
+    cfg = DataConfig(task="csv", root=str(CORPUS / "csv" / "good.csv"))
+    ds = build_dataset(cfg)
+    assert ds.classes == ["cat", "dog"]
+    assert ds.class_counts("train").tolist() == [2, 2] and ds.class_counts("test").tolist() == [1, 1]
+    assert set(ds.splits) == {"train", "val", "test"}
+    assert ds.frame.at["img/cat2.png", "split"] == "val"
+
+
+def test_csv_paths_are_normalised_and_spaces_work(tmp_path):
+    _img(tmp_path / "sub dir" / "x 1.png", 7)
+    _img(tmp_path / "sub dir" / "y.png", 9)
+    (tmp_path / "d.csv").write_text("path,label\n./sub dir/x 1.png, one\nsub dir/../sub dir/y.png,two\n")
+    ds = load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "d.csv")))
+    assert sorted(ds.frame.index) == ["sub dir/x 1.png", "sub dir/y.png"]
+    assert ds.classes == ["one", "two"]
+
+
+def test_unverified_bad_image_fails_on_use_with_the_file_name(tmp_path):
+    _img(tmp_path / "f" / "a" / "ok.png", 1)
+    (tmp_path / "f" / "a" / "bad.png").write_bytes(b"\x89PNG but not really")
+    with pytest.raises(BadInputError, match="bad.png"):
+        load_folder_dataset(DataConfig(task="folder", root=str(tmp_path / "f")))
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(tmp_path / "f"), verify_images=False))
+    with pytest.raises(BadInputError, match=r"bad\.png: not an image file"):
+        ds.image("a/bad.png")
+
+
+def test_missing_root_and_empty_dataset(tmp_path):
+    with pytest.raises(BadInputError, match="is not a folder"):
+        load_folder_dataset(DataConfig(task="folder", root=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="no class folders"):
+        load_folder_dataset(DataConfig(task="folder", root=str(tmp_path / "empty")))
+    with pytest.raises(BadInputError, match="is not a file"):
+        load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "nope.csv")))
+
+
+def test_iwildcam_without_wilds_or_data_says_how_to_get_it(tmp_path):
+    with pytest.raises(DisclError, match=r"pip install .*discl\[wilds\]"):
+        build_dataset(DataConfig(task="iwildcam", root=str(tmp_path)))
