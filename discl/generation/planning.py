@@ -62,7 +62,7 @@ def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, bas
     if hard["sample_id"].duplicated().any():
         raise ValueError(f"duplicate sample id in hard samples: {hard['sample_id'][hard['sample_id'].duplicated()].iloc[0]!r}")
     rows = []
-    for rec in hard.sort_values("sample_id", kind="stable").itertuples(index=False):
+    for rec in hard.reset_index(drop=True).sort_values("sample_id", kind="stable").itertuples(index=False):
         sid, label, name = str(rec.sample_id), int(rec.label), str(rec.class_name)
         for lam in levels:
             for k in range(seeds_per_level):

@@ -23,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--out", required=True, help="PNG path")
     s.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     s.add_argument("--steps", type=int, default=50)
+    sp = sub.add_parser("spectrum", help="a sheet: one fmnist-lt training image per class across the lambda grid")
+    sp.add_argument("--prior", default=None, help="prior folder (default: shipped)")
+    sp.add_argument("--out", required=True, help="PNG path")
+    sp.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
+    sp.add_argument("--guidance", type=float, default=2.0)
+    sp.add_argument("--steps", type=int, default=50)
+    sp.add_argument("--task", default="fmnist-lt")
     e = sub.add_parser("evaluate", help="classifier accuracy on the prior's samples vs on real test images")
     e.add_argument("--prior", default=None, help="prior folder (default: shipped)")
     e.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
@@ -38,6 +45,8 @@ def main(args: argparse.Namespace) -> int:
         return _train(args)
     if args.prior_command == "sample":
         return _sample(args)
+    if args.prior_command == "spectrum":
+        return _spectrum(args)
     return _evaluate(args)
 
 
@@ -69,6 +78,36 @@ def _sample(args) -> int:
         rows.append(x)
     save_grid(torch.cat(rows), nrow=8 * prior.num_classes // 2, path=Path(args.out))
     print(f"wrote {args.out} (rows: guidance {args.guidance}, 2 rows each, 8 samples per class)")
+    return 0
+
+
+def _spectrum(args) -> int:
+    """Columns: text-to-image, then img2img at each lambda, then the real image; one row per class."""
+    from discl.data.tasks import build_task
+    from discl.generation.base import GenerationBatch, create_generator
+    from discl.generation.config import GenerationConfig
+    from discl.generation.planning import job_seed, strength_for
+    from discl.generation.sheets import save_grid
+
+    gen = create_generator(GenerationConfig(backend="embedded", model=args.prior or "embedded", steps=args.steps,
+                                            guidance_scale=args.guidance))
+    ds = build_task(args.task, seed=0, test_limit=10)
+    ids = list(ds.split("train").groupby("label").head(1).sort_values("label")["sample_id"])
+    labels = [int(ds.frame.at[s, "label"]) for s in ids]
+    sources = [ds.image(s) for s in ids]
+    columns = []
+
+    def run(lam, t2i=False):
+        return gen.generate(GenerationBatch(sources=sources, source_keys=ids, labels=labels, prompts=[""] * len(ids),
+                                            seeds=[job_seed(0, s, lam, 0) for s in ids], strength=strength_for(lam),
+                                            steps=args.steps, guidance_scale=args.guidance, text_to_image=t2i))
+
+    columns.append(run(0.0, t2i=True))
+    columns += [run(lam) for lam in args.levels]
+    columns.append(sources)
+    grid = [columns[c][r] for r in range(len(ids)) for c in range(len(columns))]
+    save_grid(grid, nrow=len(columns), path=Path(args.out), scale=3)
+    print(f"wrote {args.out}: rows = classes 0-9; columns = text-to-image, lambda {args.levels}, real image")
     return 0
 
 
