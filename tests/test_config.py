@@ -1,0 +1,99 @@
+"""Bad config values are ConfigErrors that name the key; the CLI shows them in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from discl.config import ConfigError, RunConfig, load_config, save_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BAD = [
+    # override, the key the message must start with, a phrase it must contain
+    ("generation.levels=[0.5, 1.0]", "generation.levels[1]", "[0, 1)"),
+    ("generation.levels=[-0.1]", "generation.levels[0]", "[0, 1)"),
+    ("generation.levels=[]", "generation.levels", "at least one"),
+    ("generation.levels=[.nan]", "generation.levels[0]", "not a finite number"),
+    ("generation.levels=[0.5, 0.5]", "generation.levels", "duplicates"),
+    ("generation.base_seed=-1", "generation.base_seed", ">= 0"),
+    ("seed=-3", "seed", ">= 0"),
+    ("seeds=[]", "seeds", "one or more"),
+    ("training.epochs=abc", "training.epochs", "expected an integer"),
+    ("training.lr=-1", "training.lr", "> 0"),
+    ("training.lr=.inf", "training.lr", "not a finite number"),
+    ("mining.confidence_below=1.5", "mining.confidence_below", "(0, 1]"),
+    ("mining.folds=1", "mining.folds", ">= 2"),
+    ("mining.criteria=[]", "mining.criteria", "at least one"),
+    ("mining.criteria=[bogus]", "mining.criteria[0]", "not one of"),
+    ("mining.max_per_class=0", "mining.max_per_class", ">= 1"),
+    ("data.val_fraction=1.0", "data.val_fraction", "(0, 1)"),
+    ("data.on_bad_image=maybe", "data.on_bad_image", "not one of"),
+    ("data.max_image_pixels=0", "data.max_image_pixels", ">= 1"),
+    ("data.class_names=[a, a]", "data.class_names", "twice"),
+    ("data.task=csv", "data.root", "needs data.root"),
+    ("filtering.threshold=2", "filtering.threshold", "[-1, 1]"),
+    ("generation=3", "generation", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("override, key, phrase", BAD, ids=[b[0] for b in BAD])
+def test_bad_values_name_the_key(override, key, phrase):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    msg = str(info.value)
+    assert msg.startswith(f"{key}:") and phrase in msg and "\n" not in msg, msg
+
+
+def test_unknown_keys_name_the_key_and_list_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown config key generation\.levelz \(known keys in generation: .*levels"):
+        load_config(overrides=["generation.levelz=1"])
+    with pytest.raises(ConfigError, match="unknown config key trainig"):
+        load_config(overrides=["trainig.epochs=1"])
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation:\n  levels: [0.1, 1.5]\n")
+    with pytest.raises(ConfigError, match=rf"{bad.name}: generation\.levels\[1\]"):
+        load_config(bad)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_yaml_is_data_not_code(tmp_path):
+    """A YAML tag that would construct a Python object is refused, not executed."""
+    evil = tmp_path / "evil.yaml"
+    marker = tmp_path / "pwned"
+    evil.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError):
+        load_config(evil)
+    assert not marker.exists()
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(overrides=["generation.levels=[0.1, 0.9]", "data.on_bad_image=skip", "mining.max_per_class=3"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg and isinstance(again, RunConfig)
+
+
+def test_cli_prints_one_line_and_exit_code_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "discl", "mine", "generation.levels=[0.3, 1.5]", f"run_dir={tmp_path}/run"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["discl mine: config error: generation.levels[1]: lambda must be in [0, 1) (1 is the real image), got 1.5"]
+    assert not (tmp_path / "run").exists()  # nothing was written
