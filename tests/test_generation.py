@@ -282,3 +282,23 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):
 
     assert main(["-q", "generate", "--config", str(cfg), "--no-progress"]) == 0
     assert _files(run / "spectrum") == two and len(two) == len(meta)
+
+
+def test_changed_config_regenerates_instead_of_reusing_stale_images(tmp_path, tiny_prior):
+    from discl.errors import DisclError
+
+    ds = tiny_dataset(2)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), levels=[0.5], steps=4), run, dataset=ds, progress=False)
+    old = _files(run / "spectrum")
+    # batch size never changes an image: no new work
+    generate_spectrum(_cfg(run, model=str(tiny_prior), levels=[0.5], steps=4, batch_size=1), run, dataset=ds,
+                      progress=False)
+    with pytest.raises(DisclError, match="another config"):
+        generate_spectrum(_cfg(run, model=str(tiny_prior), levels=[0.5], steps=8), run, shard=(0, 2), dataset=ds,
+                          progress=False)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), levels=[0.5], steps=8), run, dataset=ds, progress=False)
+    new = _files(run / "spectrum")
+    assert new.keys() == old.keys() and all(new[k] != old[k] for k in new)
+    assert (pd.read_csv(run / "spectrum/metadata.csv")["steps"] == 8).all()

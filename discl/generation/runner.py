@@ -46,7 +46,38 @@ MANIFEST_COLUMNS = ["file_name", "sample_id", "source_sample_id", "source_path",
 
 
 def spectrum_digest(cfg: RunConfig) -> str:
-    return section_digest(cfg, "data", "prompts", "generation")
+    """Digest of what decides the images (batch size, which never changes an image, left out)."""
+    import dataclasses
+
+    neutral = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=1))
+    return section_digest(neutral, "data", "prompts", "generation")
+
+
+def _check_or_claim(out: Path, digest: str, shard: tuple[int, int]) -> None:
+    """Images on disk from another config must not be mistaken for finished work.
+
+    The first run records the digest in ``_spec.json``. A later run with another digest clears the
+    old spectrum when it runs unsharded; sharded runs refuse (another shard may be writing).
+    """
+    import shutil
+
+    from discl.artifacts import atomic_write_json, read_json
+    from discl.errors import DisclError
+
+    spec = out / "_spec.json"
+    if spec.is_file():
+        old = read_json(spec).get("digest")
+        if old == digest:
+            return
+        if shard[1] > 1:
+            raise DisclError(f"{out} holds a spectrum generated with another config (digest {old} != {digest}); "
+                             "delete it or run unsharded once to regenerate it")
+        logger.warning("config changed since %s was generated: clearing the old spectrum", out)
+        for name in ("images", "_progress"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (METADATA, "_done.json"):
+            (out / name).unlink(missing_ok=True)
+    atomic_write_json(spec, {"digest": digest})
 
 
 def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset) -> pd.DataFrame:
@@ -99,6 +130,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         logger.info("spectrum already complete in %s", out)
         manifest = read_table(out / METADATA)
         return shard_jobs(manifest, *shard)
+    _check_or_claim(out, digest, shard)
     hard = read_table(confine(run_dir, HARD_CSV))
     if dataset is None:
         from discl.data import build_dataset
