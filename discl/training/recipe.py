@@ -258,12 +258,12 @@ def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_
     for lv in cfg.curriculum.levels:
         if is_real(lv):
             x = ds.tensors(list(holdout), size, ch)
-            y = torch.as_tensor(frame["label"].to_numpy(), dtype=torch.int64)
+            y = torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy())
         else:
             rows = manifest[keep & manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
                             & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
             rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
             x = load_spectrum_images(run_dir / "spectrum", rows["file_name"].tolist(), size, ch)
-            y = torch.as_tensor(rows["label"].to_numpy(dtype=np.int64), dtype=torch.int64)
+            y = torch.as_tensor(rows["label"].to_numpy(dtype=np.int64).copy())
         probes[round(float(lv), 6)] = (x, y)
     return probes
