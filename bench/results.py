@@ -82,10 +82,10 @@ def render(cfg, results, args, wall: float) -> str:
 
     task = cfg.data.task
     if task == "fmnist-lt":
-        cols = [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")]
+        cols = [("test.top1", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")]
     else:
-        cols = [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.accuracy", "ID acc"),
-                ("test_ood.accuracy", "OOD acc")]
+        cols = [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.top1", "ID acc"),
+                ("test_ood.top1", "OOD acc")]
     cols = [(k, n) for k, n in cols if k in results.columns]
     head = "| method | " + " | ".join(n for _, n in cols) + " | synthetic images seen | denoiser steps (pool) |"
     lines = [head, "|---|" + "---|" * (len(cols) + 2)]

@@ -132,12 +132,42 @@ def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     from discl.artifacts import read_json
 
     rows = []
+    spectrum = run_dir / "spectrum" / "metadata.csv"
+    manifest = pd.read_csv(spectrum) if spectrum.is_file() else None
     for method in cfg.methods:
+        steps = denoiser_pool_steps(cfg, method, manifest)
         for seed in cfg.seeds:
             path = run_dir / "train" / f"{method}-s{seed}" / "metrics.json"
             if path.is_file():
-                rows.append({"method": method, "seed": seed, **_flatten(read_json(path))})
+                rows.append({"method": method, "seed": seed, **_flatten(read_json(path)), "denoiser_steps": steps})
     return pd.DataFrame(rows)
+
+
+def method_levels(cfg: RunConfig, method: str) -> list[float]:
+    """The synthetic levels a method can draw from (pure given the config)."""
+    import dataclasses
+
+    from discl.curriculum.base import create_strategy
+    from discl.curriculum.stage_data import needed_levels
+
+    m = parse_method(method)
+    if not m.uses_synthetic:
+        return []
+    cur = cfg.curriculum
+    if m.level is not None:
+        cur = dataclasses.replace(cur, fixed_level=m.level)
+    strategy = create_strategy(cur.strategy if m.strategy == "discl" else m.strategy, cur, cfg.training.epochs, 0)
+    return needed_levels(strategy, cur, cfg.training.epochs)
+
+
+def denoiser_pool_steps(cfg: RunConfig, method: str, manifest: pd.DataFrame | None) -> int:
+    """Denoiser evaluations spent generating the images a method could draw from (x2 with CFG)."""
+    levels = method_levels(cfg, method)
+    if manifest is None or not levels or not len(manifest):
+        return 0
+    rows = manifest[manifest["lam"].round(6).isin([round(lv, 6) for lv in levels])]
+    cfg_factor = (rows["guidance_scale"].astype(float) > 1.0).map({True: 2, False: 1})
+    return int((rows["denoise_steps"].astype(int) * cfg_factor).sum())
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -152,8 +182,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 HEADLINE = {
-    "fmnist-lt": [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")],
-    "fmnist-lq": [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.accuracy", "ID acc")],
+    "fmnist-lt": [("test.top1", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few")],
+    "fmnist-lq": [("test.macro_f1", "ID macro-F1"), ("test_ood.macro_f1", "OOD macro-F1"), ("test.top1", "ID acc")],
 }
 
 
@@ -161,7 +191,7 @@ def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
     """Markdown table: mean +- std over seeds of the task's headline metrics, per method."""
     cols = HEADLINE.get(cfg.data.task, HEADLINE["fmnist-lt"])
     if cfg.data.task not in HEADLINE:
-        cols = [("test.accuracy", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few"),
+        cols = [("test.top1", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few"),
                 ("test.macro_f1", "macro-F1")]
     cols = [(k, label) for k, label in cols if k in results.columns]
     extra = [(k, label) for k, label in (("synthetic_seen", "synthetic images seen"), ("denoiser_steps", "denoiser steps"))

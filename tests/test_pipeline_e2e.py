@@ -45,7 +45,7 @@ def test_every_stage_writes_its_artifacts(tiny_run: Path):
     assert len(filt) == len(meta) and {"keep", "sim_text", "sim_image"} <= set(filt.columns)
     for name in ("ce-s0", "discl-s0"):
         m = json.loads((run / "train" / name / "metrics.json").read_text())
-        assert 0.0 <= m["test"]["accuracy"] <= 1.0
+        assert 0.0 <= m["test"]["top1"] <= 1.0
         assert (run / "train" / name / "log.csv").is_file()
     results = pd.read_csv(run / "results.csv")
     assert set(results["method"]) == {"ce", "discl"}

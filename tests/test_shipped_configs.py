@@ -47,7 +47,7 @@ def test_method_grammar():
 def test_headline_table_mean_and_std():
     cfg = load_config(None, ["methods=[ce, discl]", "seeds=[0, 1]"])
     res = pd.DataFrame({"method": ["ce", "ce", "discl", "discl"], "seed": [0, 1, 0, 1],
-                        "test.accuracy": [0.5, 0.7, 0.8, 0.8], "test.few": [0.1, 0.3, 0.5, 0.7],
+                        "test.top1": [0.5, 0.7, 0.8, 0.8], "test.few": [0.1, 0.3, 0.5, 0.7],
                         "test.many": [0.9, 0.9, 0.9, 0.9], "test.medium": [0.5, 0.5, 0.5, 0.5]})
     table = headline_table(cfg, res)
     assert "| ce | 2 | 60.0 ± 10.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 20.0 ± 10.0 |" in table

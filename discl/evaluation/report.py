@@ -25,8 +25,7 @@ from discl.artifacts import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
-LEVEL_COLUMNS = ("level", "lam", "lambda", "chosen_level")
-VAL_COLUMNS = ("val_accuracy", "val_acc", "val.accuracy", "val_macro_f1")
+VAL_COLUMNS = ("val_top1", "val_macro_f1")
 LOSS_COLUMNS = ("train_loss", "loss")
 
 
@@ -177,14 +176,11 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
     fig.tight_layout()
     curves = _png(fig)
     chosen = None
-    with_level = {m: df for m, df in logs.items() if _first(df, LEVEL_COLUMNS)}
+    with_level = {m: lv for m, df in logs.items() if (lv := level_series(df)) is not None}
     if with_level:
         fig, ax = plt.subplots(figsize=(10, 2.8))
-        for m, df in with_level.items():
-            col = _first(df, LEVEL_COLUMNS)
-            x = df["epoch"] if "epoch" in df.columns else np.arange(len(df))
-            y = pd.to_numeric(df[col], errors="coerce")
-            ax.step(x, y.fillna(1.0), where="post", label=m)
+        for i, (m, (x, y)) in enumerate(with_level.items()):
+            ax.step(x, y + 0.01 * i, where="post", label=m)
         ax.set_ylabel("λ (1 = real only)")
         ax.set_xlabel("epoch")
         ax.set_ylim(-0.05, 1.05)
@@ -193,6 +189,24 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
         fig.tight_layout()
         chosen = _png(fig)
     return curves, chosen
+
+
+def level_series(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(epochs, lambda trained on) from a training log: 1 = real only, mean lambda for mixed stages."""
+    if "stage" not in df.columns:
+        return None
+
+    def parse(v) -> float:
+        text = str(v)
+        if text == "real" or text == "nan":
+            return 1.0
+        try:
+            return float(np.mean([float(t) for t in text.split("+")]))
+        except ValueError:
+            return float("nan")
+
+    x = df["epoch"].to_numpy() if "epoch" in df.columns else np.arange(len(df))
+    return x, np.array([parse(v) for v in df["stage"]])
 
 
 def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classes: list[str]) -> bytes | None:
