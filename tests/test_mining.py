@@ -179,6 +179,14 @@ def test_mine_stage_writes_artifacts_and_skips_when_done(tmp_path):
     again = mine(cfg, run)
     assert again.equals(pd.read_csv(out / "hard.csv", keep_default_na=False, na_values=[""]))
     assert stamps == {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    # an interruption after the folds: the rerun reuses every fold's saved predictions
+    folds = {p.name: p.stat().st_mtime_ns for p in (out / "folds").iterdir()}
+    assert len(folds) == 2
+    (out / "_done.json").unlink()
+    (out / "hard.csv").unlink()
+    resumed = mine(cfg, run)
+    assert resumed.equals(again)
+    assert folds == {p.name: p.stat().st_mtime_ns for p in (out / "folds").iterdir()}
     # a changed mining setting redoes the selection, reusing nothing stale
     cfg2 = load_config(overrides=["data.task=csv", f"data.root={csv}", "data.image_size=8",
                                   "mining.frequency_below=30"])
