@@ -56,8 +56,12 @@ def fetch(dest: Path | None = None) -> Path:
     try:
         folder = fm.download(dest)
     except Exception as e:  # noqa: BLE001 - network errors come in many types; the message says what to do
-        raise DisclError(f"downloading Fashion-MNIST failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-                         f"{fm.HOW_TO_GET}") from None
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise DisclError(
+            f"downloading Fashion-MNIST failed ({type(e).__name__}: {reason}); without network, get it with "
+            f"`sudo apt-get install dataset-fashion-mnist` or put the four idx .gz files in a folder and set "
+            f"{fm.ENV_VAR}=/that/folder"
+        ) from None
     print(f"Fashion-MNIST is in {folder}")
     return folder
 
