@@ -44,15 +44,20 @@ PROBA = [
 FRAME = pd.DataFrame({"sample_id": [f"s{i}" for i in range(6)]})
 
 
-@pytest.mark.parametrize("name", ["class_frequency", "misclassified", "low_confidence"])
+@pytest.mark.parametrize("name", available_criteria())
 def test_every_registered_criterion_returns_a_mask(name):
-    assert name in available_criteria()
     crit = get_criterion(name)
     mask = crit(_inputs(PROBA), MiningConfig(criteria=[name]))
     assert mask.dtype == bool and mask.shape == (6,)
     if crit.needs_predictions:
         with pytest.raises(ValueError, match="out-of-fold"):
             crit(_inputs(), MiningConfig(criteria=[name]))
+
+
+def test_builtin_criteria_are_registered():
+    assert {"class_frequency", "misclassified", "low_confidence"} <= set(available_criteria())
+    with pytest.raises(KeyError, match="unknown mining criterion"):
+        get_criterion("nope")
 
 
 def test_criteria_on_hand_made_numbers():
