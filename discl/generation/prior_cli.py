@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--classifier-epochs", type=int, default=3)
     e.add_argument("--out", default=None, help="JSON file for the figures")
     e.add_argument("--data-root", default=None)
+    e.add_argument("--no-clip-sample", action="store_true", help="sample without clipping x0 each step (ablation)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,7 +118,8 @@ def _evaluate(args) -> int:
     from discl.generation.prior_eval import evaluate_prior
 
     res = evaluate_prior(args.prior, args.guidance, per_class=args.per_class, steps=args.steps,
-                         classifier_epochs=args.classifier_epochs, data_root=args.data_root)
+                         classifier_epochs=args.classifier_epochs, data_root=args.data_root,
+                         clip_sample=not args.no_clip_sample)
     print(json.dumps(res, indent=2))
     if args.out:
         from discl.artifacts import atomic_write_json
