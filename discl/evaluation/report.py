@@ -217,6 +217,8 @@ def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classe
             p = run_dir / "train" / f"{m}-s{s}" / "metrics.json"
             if p.is_file():
                 pc = read_json(p).get("test", {}).get("per_class")
+                if isinstance(pc, dict):
+                    pc = [pc.get(c, float("nan")) for c in classes] if classes else list(pc.values())
                 if pc:
                     vals.append(pc)
         if vals:
