@@ -45,3 +45,23 @@ def test_bad_descriptions_file_names_the_file(tmp_path, content):
 def test_missing_descriptions_file():
     with pytest.raises(BadInputError, match="not found"):
         load_descriptions("/nonexistent/d.json")
+
+
+def test_prompt_table_matches_the_spectrum_prompts(tmp_path):
+    import pandas as pd
+
+    from discl.config import RunConfig
+    from discl.generation.config import GenerationConfig
+    from discl.generation.planning import plan_jobs
+    from discl.prompts.runner import write_prompts
+
+    run = tmp_path / "run"
+    (run / "mining").mkdir(parents=True)
+    hard = pd.DataFrame({"sample_id": ["a", "b"], "label": [0, 1], "class_name": ["Coat", "Bag"]})
+    hard.to_csv(run / "mining/hard.csv", index=False)
+    cfg = RunConfig(run_dir=str(run), generation=GenerationConfig(seeds_per_level=3),
+                    prompts=PromptConfig(templates=["a photo of a {name}", "a {name}"]))
+    table = write_prompts(cfg, run, classes=["Coat", "Bag"])
+    assert len(table) == 6 and (run / "prompts/prompts.csv").is_file()
+    jobs = plan_jobs(hard, [0.0], 3, 0, 10, prompt_fn=lambda s, k, n: build_prompt(cfg.prompts, n, s, k))
+    assert dict(zip(zip(table.sample_id, table.k), table.prompt)) == dict(zip(zip(jobs.sample_id, jobs.k), jobs.prompt))
