@@ -135,16 +135,16 @@ def make_csvs(root: Path) -> None:
         (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def main() -> int:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    make_images(OUT / "images")
-    make_folders(OUT)
-    make_csvs(OUT)
-    (OUT / "README.md").write_text(README, encoding="utf-8")
-    total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"wrote {sum(1 for p in OUT.rglob('*') if p.is_file())} files, {total} bytes, under {OUT}")
+def main(out: Path = OUT) -> int:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    make_images(out / "images")
+    make_folders(out)
+    make_csvs(out)
+    (out / "README.md").write_text(README, encoding="utf-8")
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {sum(1 for p in out.rglob('*') if p.is_file())} files, {total} bytes, under {out}")
     return 0
 
 
