@@ -26,10 +26,18 @@ from discl.methods import parse_method
 
 log = logging.getLogger(__name__)
 
-MINE_SECTIONS = ("data", "mining")
-GEN_SECTIONS = (*MINE_SECTIONS, "prompts", "generation")
-FILTER_SECTIONS = (*GEN_SECTIONS, "filtering")
-TRAIN_SECTIONS = (*FILTER_SECTIONS, "training", "curriculum")
+MODEL_BASED_CRITERIA = {"misclassified", "low_confidence"}
+
+
+def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
+    """The config sections each stage's output depends on, upstream ones included (pure)."""
+    mine = ("data", "mining")
+    if MODEL_BASED_CRITERIA & set(cfg.mining.criteria):  # the out-of-fold models depend on these too
+        mine = (*mine, "training", "seed")
+    gen = (*mine, "prompts", "generation")
+    filt = (*gen, "filtering")
+    return {"mine": mine, "generate": gen, "filter": filt, "train": (*filt, "training", "curriculum"),
+            "train-real": ("data", "training")}
 
 
 @dataclass
@@ -77,17 +85,18 @@ def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[
 
 def stages(cfg: RunConfig) -> list[Stage]:
     synthetic = any(parse_method(m).uses_synthetic for m in cfg.methods)
-    out = [Stage("mine", MINE_SECTIONS, _mine)]
+    sec = stage_sections(cfg)
+    out = [Stage("mine", sec["mine"], _mine)]
     if synthetic:
         out += [
-            Stage("generate", GEN_SECTIONS, _generate, needs_synthetic=True),
-            Stage("filter", FILTER_SECTIONS, _filter, needs_synthetic=True),
+            Stage("generate", sec["generate"], _generate, needs_synthetic=True),
+            Stage("filter", sec["filter"], _filter, needs_synthetic=True),
         ]
     return out
 
 
-def _train_sections(method: str) -> tuple[str, ...]:
-    return TRAIN_SECTIONS if parse_method(method).uses_synthetic else ("data", "training")
+def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
+    return stage_sections(cfg)["train" if parse_method(method).uses_synthetic else "train-real"]
 
 
 def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dict[str, str]:
@@ -116,7 +125,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
         step(st.name, st.sections, lambda st=st: st.fn(cfg, run_dir))
     for method in cfg.methods:
         for seed in cfg.seeds:
-            step(f"train-{method}-s{seed}", _train_sections(method),
+            step(f"train-{method}-s{seed}", _train_sections(cfg, method),
                  lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed), extra=f":{seed}")
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)

@@ -63,7 +63,7 @@ def test_second_run_does_no_work(tiny_run: Path):
     assert images == {p: p.stat().st_mtime_ns for p in (tiny_run / "spectrum").rglob("*.png")}
 
 
-def test_changed_setting_reruns_what_depends_on_it(tiny_run: Path, tmp_path: Path):
+def test_changed_setting_reruns_what_depends_on_it():
     from discl.config import load_config, section_digest
     from discl.pipeline import FILTER_SECTIONS, MINE_SECTIONS
 
