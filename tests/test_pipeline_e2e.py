@@ -65,12 +65,19 @@ def test_second_run_does_no_work(tiny_run: Path):
 
 def test_changed_setting_reruns_what_depends_on_it():
     from discl.config import load_config, section_digest
-    from discl.pipeline import FILTER_SECTIONS, MINE_SECTIONS
+    from discl.pipeline import stage_sections
 
-    a = load_config("configs/fmnist-lt.yaml", TINY)
-    b = load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.5"])
-    assert section_digest(a, *MINE_SECTIONS) == section_digest(b, *MINE_SECTIONS)
-    assert section_digest(a, *FILTER_SECTIONS) != section_digest(b, *FILTER_SECTIONS)
+    def digests(cfg):
+        return {k: section_digest(cfg, *v) for k, v in stage_sections(cfg).items()}
+
+    a = digests(load_config("configs/fmnist-lt.yaml", TINY))
+    b = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.5"]))
+    assert a["mine"] == b["mine"] and a["generate"] == b["generate"]
+    assert a["filter"] != b["filter"] and a["train"] != b["train"] and a["train-real"] == b["train-real"]
+    c = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "training.epochs=7"]))
+    assert a["mine"] == c["mine"]  # class frequency does not depend on a model
+    d, e = (digests(load_config("configs/fmnist-lq.yaml", o)) for o in ([], ["training.epochs=7"]))
+    assert d["mine"] != e["mine"]  # out-of-fold mining does
 
 
 def test_killed_mid_generation_resumes_to_the_same_bytes(tiny_run: Path, tmp_path: Path):
