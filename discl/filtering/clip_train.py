@@ -187,15 +187,15 @@ def train_embedded_clip(recipe: ClipTrainRecipe, images: torch.Tensor, labels: n
         elapsed = time.monotonic() - start
         if step % 50 == 0 or step == recipe.steps - 1:
             rows.append({"step": step, "loss": float(loss.detach()), "lr": lr_at(step),
-                         "logit_scale": float(model.logit_scale.exp()), "seconds": round(elapsed, 1)})
+                         "logit_scale": float(model.logit_scale.detach().exp()), "seconds": round(elapsed, 1)})
             log.info("step %d/%d loss %.4f scale %.1f %.0fs", step, recipe.steps, float(loss.detach()),
-                     float(model.logit_scale.exp()), elapsed)
+                     float(model.logit_scale.detach().exp()), elapsed)
             if progress:
                 progress(rows[-1])
         if recipe.max_minutes is not None and elapsed > recipe.max_minutes * 60:
             log.warning("stopping at step %d: max_minutes=%s reached", step, recipe.max_minutes)
             rows.append({"step": step, "loss": float(loss.detach()), "lr": lr_at(step),
-                         "logit_scale": float(model.logit_scale.exp()), "seconds": round(elapsed, 1), "stopped": True})
+                         "logit_scale": float(model.logit_scale.detach().exp()), "seconds": round(elapsed, 1), "stopped": True})
             break
     model.eval()
     return model, rows

@@ -58,7 +58,7 @@ def evaluate_embedded(weights=None, limit: int | None = None, folder: str | None
         start = time.monotonic()
         emb = scorer.encode_uint8(x)
         sims = emb @ single.t()
-        own = sims[torch.arange(len(y)), torch.as_tensor(y, dtype=torch.long)]
+        own = sims[torch.arange(len(y)), torch.tensor(np.asarray(y), dtype=torch.long)]
         out["sets"][name] = {
             "n": int(len(y)),
             "accuracy": zero_shot_accuracy(emb, head, y),
