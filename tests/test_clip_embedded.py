@@ -100,7 +100,7 @@ def test_multi_positive_loss_prefers_matching_classes():
 
 def test_training_steps_run_and_weights_round_trip(tmp_path):
     images, labels = fm.load_split("test")
-    x = torch.from_numpy(images[:32]).unsqueeze(1)
+    x = torch.from_numpy(images[:32].copy()).unsqueeze(1)
     model, rows = train_embedded_clip(ClipTrainRecipe(steps=2, batch_size=16, warmup=1), x, labels[:32], fm.CLASSES)
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
     path = tmp_path / "w.safetensors"
@@ -142,3 +142,13 @@ def test_discl_filter_cli_with_the_default_embedded_backend(tmp_path):
     assert (by[0.9] > by[0.0]).all()
     p2 = discl("filter", f"run_dir={run}", "data.test_limit=10", "filtering.threshold=0.5")
     assert "encoded 0 new images" in p2.stdout
+
+
+def test_zero_shot_evaluation_command_path():
+    from discl.filtering.zeroshot import evaluate_embedded
+
+    res = evaluate_embedded(limit=100, batch_size=50)
+    clean, styled = res["sets"]["fmnist_test_clean"], res["sets"]["fmnist_lt_test_styled"]
+    assert clean["n"] == styled["n"] == 100
+    assert clean["accuracy"] > 0.7 and styled["accuracy"] > 0.5
+    assert clean["sim_own_class_quantiles"]["0.5"] > clean["sim_other_class_mean"]

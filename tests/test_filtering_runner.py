@@ -182,3 +182,17 @@ def test_embeddings_are_normalised_and_batching_does_not_change_them(tiny_scorer
     single = torch.cat([tiny_scorer.encode_images([im]) for im in imgs])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(batched.norm(dim=1), torch.ones(6))
+
+
+def test_touched_but_unchanged_file_is_not_reencoded(tiny_run, tiny_scorer):
+    import os
+
+    run, dataset, spectrum = tiny_run
+    filter_spectrum(_cfg(), run, scorer=tiny_scorer, dataset=dataset)
+    images = tiny_scorer.images_encoded
+    path = run / "spectrum" / spectrum["file_name"].iloc[2]
+    os.utime(path, ns=(1, 1))  # new mtime, same bytes: the digest decides
+    out = filter_spectrum(_cfg(), run, scorer=tiny_scorer, dataset=dataset)
+    assert out.attrs["images_encoded"] == 0 and tiny_scorer.images_encoded == images
+    cache = read_table(run / "filter" / "scores.parquet").set_index("file_name")
+    assert cache.at[spectrum["file_name"].iloc[2], "stat"].endswith(":1")

@@ -31,7 +31,7 @@ from discl.filtering.scores import clipscore, rowwise_cosine
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("file_name", "sample_id", "label", "class_name", "lam", "prompt")
-CACHE_COLUMNS = ("file_name", "scorer", "digest", "sample_id", "prompt", "text", "real_digest",
+CACHE_COLUMNS = ("file_name", "scorer", "stat", "digest", "sample_id", "prompt", "text", "real_digest",
                  "sim_text", "sim_prompt", "sim_image", "embedding")
 FLUSH_EVERY = 2048  # images between cache writes, so an interrupted run keeps its work
 
@@ -53,6 +53,15 @@ def load_spectrum(run_dir: Path) -> pd.DataFrame:
 
 def _digest(path: Path) -> str:
     return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+
+
+def _stat(path: Path) -> str:
+    """size:mtime of a file ("" when missing): a cheap check before hashing the content."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _load_image(path: Path):
@@ -138,14 +147,17 @@ def score_spectrum(
         return scorer
 
     files = [confine(spectrum_dir, f) for f in frame["file_name"]]
-    digests = [_digest(p) if p.is_file() else "" for p in files]
-    missing = [str(f) for f, d in zip(frame["file_name"], digests) if not d]
+    stats = [_stat(p) for p in files]
+    missing = [str(f) for f, st in zip(frame["file_name"], stats) if not st]
     if missing:
         raise BadInputError(f"{len(missing)} spectrum images listed in metadata.csv are missing under {spectrum_dir}, "
                             f"e.g. {missing[0]}")
     texts = [text_template.format(name=n) for n in frame["class_name"]]
     cache = read_score_cache(cache_path, scorer_id).set_index("file_name", drop=False)
     rows: dict[str, dict] = {fn: dict(r) for fn, r in cache.iterrows()}
+    # content digests, read only for files whose size or mtime changed since they were cached
+    digests = [rows[fn]["digest"] if fn in rows and rows[fn].get("stat") == st else _digest(p)
+               for fn, st, p in zip(frame["file_name"], stats, files)]
 
     # 1. image embeddings of new or changed files, flushed to the cache as they come
     todo = [i for i, (fn, d) in enumerate(zip(frame["file_name"], digests)) if rows.get(fn, {}).get("digest") != d]
@@ -156,7 +168,8 @@ def score_spectrum(
         emb = need_scorer().encode_images([_load_image(files[i]) for i in chunk]).numpy()
         for i, e in zip(chunk, emb):
             fn = frame["file_name"].iat[i]
-            rows[fn] = {"file_name": fn, "scorer": scorer_id, "digest": digests[i], "sample_id": "", "prompt": None,
+            rows[fn] = {"file_name": fn, "scorer": scorer_id, "stat": stats[i], "digest": digests[i],
+                        "sample_id": "", "prompt": None,
                         "text": None, "real_digest": "", "sim_text": np.nan, "sim_prompt": np.nan,
                         "sim_image": np.nan, "embedding": e}
         write_score_cache(cache_path, scorer_id, pd.DataFrame(list(rows.values())))
@@ -193,9 +206,10 @@ def score_spectrum(
             save_real_embeddings(real_path, real, scorer_id, data_digest)
         sim_image[redo] = rowwise_cosine(emb[redo], np.stack([real[sids[i]].numpy() for i in redo]))
 
-    for c, s, p, t, a, b, d in zip(cached, sids, prompts, texts, sim_text, sim_prompt, sim_image):
-        c.update(sample_id=s, prompt=p, text=t, real_digest=data_digest, sim_text=a, sim_prompt=b, sim_image=d)
-    if todo or scorer is not None:
+    restat = any(c.get("stat") != st for c, st in zip(cached, stats))
+    for c, st, s, p, t, a, b, d in zip(cached, stats, sids, prompts, texts, sim_text, sim_prompt, sim_image):
+        c.update(stat=st, sample_id=s, prompt=p, text=t, real_digest=data_digest, sim_text=a, sim_prompt=b, sim_image=d)
+    if todo or restat or scorer is not None:
         write_score_cache(cache_path, scorer_id, pd.DataFrame(list(rows.values())))
     out = frame.copy()
     out["sim_text"], out["sim_prompt"], out["sim_image"] = sim_text, sim_prompt, sim_image
@@ -224,7 +238,7 @@ def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_summary(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+def plot_summary(summary: pd.DataFrame, path: Path, title: str = "", threshold: float | None = None) -> None:
     import io
 
     import matplotlib
@@ -237,13 +251,15 @@ def plot_summary(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     for col, color in (("sim_text", "C0"), ("sim_prompt", "C1"), ("sim_image", "C2")):
         ax1.plot(lam, summary[f"{col}_q50"], "o-", color=color, label=col)
         ax1.fill_between(lam, summary[f"{col}_q25"], summary[f"{col}_q75"], color=color, alpha=0.2)
+    if threshold is not None:
+        ax1.axhline(threshold, color="k", ls="--", lw=1, label=f"global threshold {threshold:g}")
     ax1.set_xlabel("λ (image guidance)")
     ax1.set_ylabel("cosine (median, IQR)")
     ax1.legend(fontsize=8)
     ax2.bar([f"{v:g}" for v in lam], summary["keep_rate"], color="C0")
     for x, (k, n) in enumerate(zip(summary["kept"], summary["count"])):
-        ax2.text(x, 0.02, f"{k}/{n}", ha="center", fontsize=8, color="white")
-    ax2.set_ylim(0, 1)
+        ax2.text(x, k / n + 0.02, f"{k}/{n}", ha="center", fontsize=8)
+    ax2.set_ylim(0, 1.1)
     ax2.set_xlabel("λ")
     ax2.set_ylabel("keep rate")
     fig.suptitle(title, fontsize=9)
@@ -331,7 +347,8 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
     summary = summarize(manifest)
     write_table(filter_dir / "summary.csv", summary)
     plot_summary(summary, filter_dir / "summary.png",
-                 title=f"{scorer_id} · rule on sim_{fc.score} · kept {int(manifest['keep'].sum())}/{len(manifest)}")
+                 title=f"{scorer_id} · rule on sim_{fc.score} · kept {int(manifest['keep'].sum())}/{len(manifest)}",
+                 threshold=fc.threshold)
     log.info("filter: kept %d of %d images (%s)", int(manifest["keep"].sum()), len(manifest), filter_dir)
     return manifest
 
