@@ -129,3 +129,14 @@ def test_rules_from_config_and_config_errors_name_the_key():
         from_dict(FilterConfig, {"per_level": {"half": 0.3}})
     with pytest.raises(ConfigError, match="threshold"):
         from_dict(FilterConfig, {"threshold": 1.5})
+
+
+def test_per_level_keys_from_yaml_numbers_or_strings():
+    from discl.config import load_config
+
+    cfg = load_config(None, ["filtering.per_level={0.5: 0.2, '0.90': 0.1}"])
+    assert cfg.filtering.per_level == {"0.5": 0.2, "0.9": 0.1}
+    with pytest.raises(ConfigError, match="twice"):
+        from_dict(FilterConfig, {"per_level": {0.5: 0.2, "0.50": 0.3}})
+    with pytest.raises(ConfigError, match="per_level.1.5"):
+        from_dict(FilterConfig, {"per_level": {1.5: 0.2}})

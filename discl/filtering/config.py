@@ -16,7 +16,8 @@ class FilterConfig:
     score: Literal["text", "prompt", "image"] = "text"  # which similarity the threshold applies to
     threshold: float | None = 0.30  # global threshold on the chosen similarity; None = no threshold
     # a row's threshold is the most specific one given: per_class, else per_level, else threshold
-    per_level: dict[str, float] = field(default_factory=dict)  # lambda ("0.5") -> threshold
+    # lambda -> threshold; YAML may write keys as 0.5 or "0.5", they are stored as strings ("0.5")
+    per_level: dict[str | float, float] = field(default_factory=dict)
     per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
     top_q: float | None = None  # keep the best fraction per (sample, lambda)
     retries: int = 0  # regenerate dropped cells with another prompt/seed, keep the best (see filtering.retry)
@@ -30,6 +31,7 @@ class FilterConfig:
         check(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check("{name}" in self.text_template, "text_template", "must contain {name}")
+        levels = {}
         for key, value in self.per_level.items():
             try:
                 lam = float(key)
@@ -37,5 +39,8 @@ class FilterConfig:
                 lam = None
             check(lam is not None and 0.0 <= lam < 1.0, f"per_level.{key}", "keys are guidance levels like '0.5' in [0, 1)")
             check(-1.0 <= value <= 1.0, f"per_level.{key}", f"a cosine must be in [-1, 1], got {value}")
+            check(f"{lam:g}" not in levels, f"per_level.{key}", "names a level twice")
+            levels[f"{lam:g}"] = value
+        self.per_level = levels
         for key, value in self.per_class.items():
             check(-1.0 <= value <= 1.0, f"per_class.{key}", f"a cosine must be in [-1, 1], got {value}")
