@@ -36,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--per-class", type=int, default=100, help="samples per class and guidance scale")
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--classifier-epochs", type=int, default=3)
+    e.add_argument("--threads", type=int, default=1)
     e.add_argument("--out", default=None, help="JSON file for the figures")
     e.add_argument("--data-root", default=None)
-    e.add_argument("--no-clip-sample", action="store_true", help="sample without clipping x0 each step (ablation)")
+    e.add_argument("--stock-ddim-step", action="store_true",
+                   help="ablation: diffusers' default DDIM step (epsilon not recomputed from the clipped x0)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,9 +119,10 @@ def _evaluate(args) -> int:
 
     from discl.generation.prior_eval import evaluate_prior
 
+    torch.set_num_threads(args.threads)
     res = evaluate_prior(args.prior, args.guidance, per_class=args.per_class, steps=args.steps,
                          classifier_epochs=args.classifier_epochs, data_root=args.data_root,
-                         clip_sample=not args.no_clip_sample)
+                         clipped_eps=not args.stock_ddim_step)
     print(json.dumps(res, indent=2))
     if args.out:
         from discl.artifacts import atomic_write_json

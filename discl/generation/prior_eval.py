@@ -54,13 +54,12 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 def evaluate_prior(folder=None, guidance: list[float] = (1.0, 2.0, 3.0), per_class: int = 100, steps: int = 50,
                    classifier_epochs: int = 3, data_root: str | None = None, seed: int = 0,
-                   clip_sample: bool = True) -> dict:
-    """``clip_sample=False`` turns off the per-step x0 clipping (to show what it is for)."""
+                   clipped_eps: bool = True) -> dict:
+    """``clipped_eps=False`` samples with diffusers' default DDIM step (the ablation)."""
     from discl.data import fashion_mnist as fm
     from discl.data.tasks import build_prior_pool
 
     prior = load_prior(folder)
-    prior.scheduler_config = {**prior.scheduler_config, "clip_sample": clip_sample}
     pool = build_prior_pool(0, data_root)
     tr_x = pool.tensors(list(pool.frame["sample_id"]), 28, 1)
     tr_y = torch.as_tensor(pool.frame["label"].to_numpy().copy()).long()
@@ -73,11 +72,12 @@ def evaluate_prior(folder=None, guidance: list[float] = (1.0, 2.0, 3.0), per_cla
     roundtrip = accuracy(clf, from_model_space(to_model_space(te_x, prior.resolution), (28, 28)), te_y)
     res = {"classifier_epochs": classifier_epochs, "real_test_accuracy": round(real, 4),
            "real_test_at_prior_resolution_accuracy": round(roundtrip, 4), "resolution": prior.resolution,
-           "steps": steps, "clip_sample": clip_sample, "per_class": per_class, "samples": {}}
+           "steps": steps, "clipped_eps": clipped_eps, "per_class": per_class, "samples": {}}
     labels = torch.arange(prior.num_classes).repeat_interleave(per_class)
     for gs in guidance:
         t1 = time.perf_counter()
-        x = from_model_space(class_samples(prior, labels, seed=seed, steps=steps, guidance_scale=gs), (28, 28))
+        x = from_model_space(class_samples(prior, labels, seed=seed, steps=steps, guidance_scale=gs,
+                                                 clipped_eps=clipped_eps), (28, 28))
         acc = accuracy(clf, x, labels)
         res["samples"][str(gs)] = {"accuracy": round(acc, 4), "ratio_to_real": round(acc / real, 4),
                                    "seconds": round(time.perf_counter() - t1, 1)}
