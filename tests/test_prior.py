@@ -113,3 +113,14 @@ def test_shipped_prior_prototypes_have_clean_background(shipped):
         prompts=["p"] * 4, seeds=[1, 2, 3, 4], strength=1.0, steps=50, guidance_scale=2.0, text_to_image=True))
     corners = np.stack([np.asarray(im)[:3, :3] for im in imgs])
     assert corners.mean() < 30
+
+
+@pytest.mark.slow
+def test_shipped_prior_quality_bar():
+    """The documented bar: samples at the demo's guidance are classified at >= 90% of real accuracy,
+    and guidance does not hurt (about 3 minutes on one CPU core)."""
+    from discl.generation.prior_eval import evaluate_prior
+
+    res = evaluate_prior(None, [1.0, 3.0], per_class=20, steps=50, classifier_epochs=2)
+    assert res["samples"]["3.0"]["ratio_to_real"] >= 0.9
+    assert res["samples"]["3.0"]["accuracy"] >= res["samples"]["1.0"]["accuracy"] - 0.02
