@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClipTrainRecipe:
-    steps: int = 1200
+    steps: int = 950
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.05
