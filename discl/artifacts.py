@@ -32,12 +32,22 @@ def _raise_io(path: Path, e: OSError) -> None:
     raise ArtifactError(f"cannot write {path}: {e}") from e
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts get the usual mode
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _wanted(argv: list[str]) -> set[str]:
-    """Only the chosen command's module is imported to build its arguments."""
-    return {a for a in argv[1:] if a in COMMANDS}
+    """The chosen command (the first non-option word): only its module is imported to build its arguments."""
+    first = next((a for a in argv[1:] if not a.startswith("-")), None)
+    return {first} if first in COMMANDS else set()
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
