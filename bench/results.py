@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 METHODS = {
     "fmnist-lt": [
-        "ce", "bs", "cb", "text_only", "single@0.1", "single@0.3", "single@0.5", "single@0.7", "single@0.9",
+        "ce", "bs", "cb", "text_only", "single@0.1", "single@0.3", "single@0.5",
         "mixed", "random_order", "reverse", "discl", "adaptive", "bs+discl",
     ],
     "fmnist-lq": [
         "ce", "bs", "cb", "text_only", "single@0.5", "single@0.7", "single@0.9",
-        "mixed", "random_order", "reverse", "fixed", "discl", "bs+discl",
+        "mixed", "random_order", "reverse", "fixed", "discl", "random_level", "bs+discl",
     ],
 }
 LABELS = {
@@ -37,6 +37,7 @@ LABELS = {
     "text_only": "CE + text-only synthetic (λ=0)", "mixed": "CE + all levels mixed", "random_order": "CE + random order",
     "reverse": "CE + reverse order (real → synthetic)", "fixed": "CE + DisCL non-adaptive",
     "adaptive": "CE + DisCL adaptive", "bs+discl": "BS + DisCL",
+    "random_level": "CE + random level per stage (control for adaptive)",
 }
 
 
@@ -53,8 +54,11 @@ def main() -> int:
     ap.add_argument("--task", choices=sorted(METHODS), default="fmnist-lt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", help="subset of the method list")
+    ap.add_argument("--run-dir", help="default: runs/bench-<task>")
+    ap.add_argument("--doc", help="where to write the table (default: docs/results-<task>.md)")
     ap.add_argument("overrides", nargs="*", help="config overrides")
-    args = ap.parse_args()
+    args, extra = ap.parse_known_args()
+    args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     from discl.config import load_config
@@ -65,13 +69,13 @@ def main() -> int:
     cfg = load_config(ROOT / "configs" / f"{args.task}.yaml",
                       [f"name=bench-{args.task}", f"methods=[{', '.join(repr(m) for m in methods)}]", f"seeds={seeds}",
                        *args.overrides])
-    run_dir = ROOT / "runs" / f"bench-{args.task}"
+    run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"bench-{args.task}"
     t0 = time.perf_counter()
     run(cfg, run_dir)
     wall = time.perf_counter() - t0
     results = collect_results(cfg, run_dir)
     text = render(cfg, results, args, wall)
-    out = ROOT / "docs" / f"results-{args.task}.md"
+    out = Path(args.doc) if args.doc else ROOT / "docs" / f"results-{args.task}.md"
     out.write_text(text)
     print(text)
     return 0
