@@ -320,6 +320,10 @@ def write_report(cfg, run_dir: Path) -> Path:
         if png:
             atomic_write_bytes(run_dir / "report" / name, png)
 
+    distances = _distances(cfg, run_dir)
+    dist_png = distance_figure(distances)
+    if dist_png:
+        atomic_write_bytes(run_dir / "report" / "distance.png", dist_png)
     counts = _class_counts_table(cfg, hard)
     n_syn = len(manifest) if manifest is not None else 0
     kept = int(manifest["keep"].astype(bool).sum()) if manifest is not None and "keep" in manifest.columns else n_syn
@@ -341,6 +345,10 @@ def write_report(cfg, run_dir: Path) -> Path:
         "## Filter per λ",
         "",
         _md_table(fsum) if fsum is not None else "(no filter summary)",
+        "",
+        "## Distance of each λ to real data (CLIP embeddings; λ = 1: the real hard sources)",
+        "",
+        _md_table(distances) if distances is not None else "(no filter embeddings)",
         "",
         "## Classes (training images per class, hard images per class)",
         "",
@@ -367,6 +375,11 @@ def write_report(cfg, run_dir: Path) -> Path:
         "<h2>CLIP filter: keep rate and scores per λ</h2>",
         _img_tag(filt, "filter per lambda"),
         _md_to_html_table(_md_table(fsum)) if fsum is not None else "",
+        "<h2>How far is each λ from the real data?</h2>",
+        "<p>MMD² (RBF kernel) and Fréchet distance between the CLIP image embeddings of each level's synthetic images "
+        "and real test images of the same classes; λ = 1 is the real hard sources.</p>",
+        _img_tag(dist_png, "distance per lambda"),
+        _md_to_html_table(_md_table(distances)) if distances is not None else "",
         "<h2>Guidance level over training</h2>",
         _img_tag(chosen, "level chosen per epoch"),
         f"<h2>Learning curves (seed {seed0})</h2>",
@@ -382,6 +395,38 @@ def write_report(cfg, run_dir: Path) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(page))
     return out
+
+
+def _distances(cfg, run_dir: Path) -> pd.DataFrame | None:
+    try:
+        from discl.evaluation.distance import spectrum_distances
+
+        out = spectrum_distances(cfg, run_dir)
+    except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
+        log.warning("report: no distance per level: %s", e)
+        return None
+    if out is not None:
+        from discl.artifacts import write_table
+
+        write_table(run_dir / "report" / "distances.csv", out)
+    return out
+
+
+def distance_figure(distances: pd.DataFrame | None) -> bytes | None:
+    if distances is None or not len(distances):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.plot(distances["lam"], distances["mmd2"], "o-", label="MMD²")
+    ax2 = ax.twinx()
+    ax2.plot(distances["lam"], distances["frechet"], "s--", color="#c52", label="Fréchet")
+    ax.set_xlabel("λ (1 = real sources)")
+    ax.set_ylabel("MMD²")
+    ax2.set_ylabel("Fréchet")
+    ax.set_title("distance to real test images of the same classes")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def _classes(cfg) -> list[str]:
