@@ -118,7 +118,7 @@ def test_shipped_prior_prototypes_have_clean_background(shipped):
 @pytest.mark.slow
 def test_shipped_prior_quality_bar():
     """The documented bar: samples at the demo's guidance are classified at >= 90% of real accuracy,
-    and guidance does not hurt (about 3 minutes on one CPU core)."""
+    and guidance does not hurt (minutes on a CPU)."""
     from discl.generation.prior_eval import evaluate_prior
 
     res = evaluate_prior(None, [1.0, 3.0], per_class=20, steps=50, classifier_epochs=2)
