@@ -302,3 +302,25 @@ def test_changed_config_regenerates_instead_of_reusing_stale_images(tmp_path, ti
     new = _files(run / "spectrum")
     assert new.keys() == old.keys() and all(new[k] != old[k] for k in new)
     assert (pd.read_csv(run / "spectrum/metadata.csv")["steps"] == 8).all()
+
+
+def test_text_to_image_at_zero(tmp_path, tiny_pipelines):
+    from discl.errors import DisclError
+
+    ds = tiny_dataset(2)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = _cfg(run, backend="diffusers", model=str(tiny_pipelines["sd"]), levels=[0.0], seeds_per_level=1,
+               steps=6, guidance_scale=3.0, resolution=32, text_to_image_at_zero=True)
+    gen = create_generator(cfg.generation)
+    counter = ForwardCounter(gen.denoiser)
+    generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    assert counter.rows == 2 * 2 * 6  # all T steps from pure noise, both CFG branches
+    assert (pd.read_csv(run / "spectrum/metadata.csv")["mode"] == "text2img").all()
+    # the SDXL refiner cannot generate from text alone, and says so
+    run2 = tmp_path / "run2"
+    write_hard_csv(run2, ds)
+    cfg2 = _cfg(run2, backend="diffusers", model=str(tiny_pipelines["sdxl-refiner"]), levels=[0.0],
+                seeds_per_level=1, steps=4, guidance_scale=3.0, resolution=32, text_to_image_at_zero=True)
+    with pytest.raises(DisclError, match="text_to_image_at_zero"):
+        generate_spectrum(cfg2, run2, dataset=ds, progress=False)

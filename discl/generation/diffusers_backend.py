@@ -67,7 +67,7 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
             raise DisclError(f"generation.pipeline_class: diffusers has no class {cfg.pipeline_class!r}")
     else:
         cls = diffusers.AutoPipelineForImage2Image
-    kwargs = {"dtype": dtype}
+    kwargs = {"torch_dtype": dtype}  # the name every diffusers >= 0.30 accepts
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         kwargs["local_files_only"] = True
     local = os.path.isdir(cfg.model)
