@@ -63,7 +63,12 @@ def _generate(cfg: RunConfig, run_dir: Path) -> Any:
 def _filter(cfg: RunConfig, run_dir: Path) -> Any:
     from discl.filtering.runner import filter_spectrum
 
-    return filter_spectrum(cfg, run_dir)
+    regenerate = None
+    if cfg.filtering.retries > 0:
+        from discl.generation.regenerate import make_regenerator
+
+        regenerate = make_regenerator(cfg, run_dir)
+    return filter_spectrum(cfg, run_dir, regenerate=regenerate)
 
 
 def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:

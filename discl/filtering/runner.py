@@ -376,7 +376,13 @@ def main(args) -> int:
     from discl.cli import config_from_args
 
     cfg = config_from_args(args)
-    manifest = filter_spectrum(cfg, Path(args.run_dir) if args.run_dir else None)
+    run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
+    regenerate = None
+    if cfg.filtering.retries > 0:  # the command line wires the generator in; the library stays independent
+        from discl.generation.regenerate import make_regenerator
+
+        regenerate = make_regenerator(cfg, run_dir)
+    manifest = filter_spectrum(cfg, run_dir, regenerate=regenerate)
     kept = int(manifest["keep"].sum())
     print(f"kept {kept} of {len(manifest)} images; encoded {manifest.attrs.get('images_encoded', 0)} new images")
     return 0
