@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, TINY, discl
 from PIL import Image
 from safetensors.torch import load_file
-
-from conftest import ROOT, TINY, discl
 
 CFG = ["--config", "configs/fmnist-lt.yaml"]
 # a slightly longer generation and training than TINY so that kills land mid-work
