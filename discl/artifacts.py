@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,11 +42,55 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+TMP_SUFFIX = ".tmp"
+_OWNER = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool | None:
+    """True/False for a writer on this host; None when it ran on another host (cannot tell)."""
+    host, _, pid = owner.rpartition("-")
+    if host != socket.gethostname().replace(".", "_") or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temp(folder: Path, max_age_s: float = 3600.0) -> int:
+    """Remove temp files that killed writers left under ``folder``; returns how many.
+
+    A SIGKILL between ``mkstemp`` and ``os.replace`` leaves ``.<name>.<host>-<pid>.*.tmp``. Files of a
+    dead process on this host go at once; files of live processes (a concurrent shard) stay; files
+    from other hosts go only when older than ``max_age_s``.
+    """
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for tmp in folder.rglob(f".*{TMP_SUFFIX}"):
+        parts = tmp.name.split(".")
+        owner = parts[-3] if len(parts) >= 4 else ""
+        alive = _owner_alive(owner)
+        try:
+            if alive is False or (alive is None and time.time() - tmp.stat().st_mtime > max_age_s):
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_OWNER}.", suffix=TMP_SUFFIX)
         try:
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts get the usual mode
             with os.fdopen(fd, "wb") as f:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from discl.artifacts import atomic_write_bytes, confine, read_table, write_table
+from discl.artifacts import atomic_write_bytes, clean_stale_temp, confine, read_table, write_table
 from discl.errors import BadInputError
 from discl.filtering.rules import apply_rules, rules_from_config
 from discl.filtering.scores import clipscore, rowwise_cosine
@@ -286,6 +286,7 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
     fc = cfg.filtering
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     spectrum_dir, filter_dir = run_dir / "spectrum", run_dir / "filter"
+    clean_stale_temp(filter_dir)
     frame = load_spectrum(run_dir)
     rules = rules_from_config(fc)
     unknown = sorted(set(fc.per_class) - set(frame["class_name"].astype(str)))

@@ -24,6 +24,7 @@ from PIL import Image
 
 from discl.artifacts import (
     append_jsonl,
+    clean_stale_temp,
     confine,
     is_complete,
     mark_complete,
@@ -125,6 +126,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     """
     run_dir = Path(run_dir)
     out = confine(run_dir, SPECTRUM_DIR)
+    clean_stale_temp(out)
     digest = spectrum_digest(cfg)
     if is_complete(out / "_done.json", digest) and (out / METADATA).is_file():
         logger.info("spectrum already complete in %s", out)

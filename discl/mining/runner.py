@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from discl.artifacts import atomic_write_json, is_complete, mark_complete, read_table, write_table
+from discl.artifacts import (
+    atomic_write_json,
+    clean_stale_temp,
+    is_complete,
+    mark_complete,
+    read_table,
+    write_table,
+)
 from discl.config import RunConfig, section_digest
 from discl.mining.base import MiningInputs
 from discl.mining.select import needs_predictions, select_hard, stratified_folds, summarize
@@ -45,6 +52,7 @@ def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     from discl.data.folder import write_skip_report
 
     out = Path(run_dir) / OUT
+    clean_stale_temp(out)
     digest = mining_digest(cfg)
     if is_complete(out / "_done.json", digest) and (out / "hard.csv").is_file():
         log.info("mining: already done (%s)", out)

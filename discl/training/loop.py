@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from discl.artifacts import atomic_write_json, atomic_write_text, read_jsonl
+from discl.artifacts import atomic_write_json, atomic_write_text, clean_stale_temp, read_jsonl
 from discl.evaluation.metrics import compute_metrics
 from discl.seeding import derive_seed, torch_generator
 from discl.training.checkpoint import load_training_state, save_training_state, save_weights
@@ -198,6 +198,8 @@ def fit(
     """
     seed = cfg.seed if seed is None else int(seed)
     out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        clean_stale_temp(out_dir)
     accelerator = accelerator or create_accelerator(cfg, out_dir)
     device = accelerator.device
     labels_np = train.labels.numpy()
@@ -358,7 +360,7 @@ def _loggable(d: dict[str, Any]) -> dict[str, Any]:
 def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> None:
     import json
 
-    atomic_write_text(out_dir / "log.jsonl", "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in history))
+    atomic_write_text(out_dir / "log.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in history))
     atomic_write_text(out_dir / "log.csv", pd.DataFrame(history).to_csv(index=False))
 
 
