@@ -28,7 +28,7 @@ METHODS = {
         "mixed", "random_order", "reverse", "discl", "adaptive", "bs+discl",
     ],
     "fmnist-lq": [
-        "ce", "bs", "cb", "text_only", "single@0.5", "single@0.7", "single@0.9",
+        "ce", "bs", "cb", "text_only", "single@0.5", "single@0.9",
         "mixed", "random_order", "reverse", "fixed", "discl", "random_level", "bs+discl",
     ],
 }
