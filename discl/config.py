@@ -23,9 +23,11 @@ __all__ = ["RunConfig", "ConfigError", "load_config", "save_config", "section_di
 
 @dataclass
 class RunConfig:
+    """One run: its name and folder, the methods it compares, and one section per stage."""
+
     name: str = "run"
     run_dir: str = "runs/{name}"  # every artifact of the run lives below this folder
-    seed: int = 0
+    seed: int = 0  # run seed: the adaptive strategies' held-out images; stage seeds have their own keys
     data: DataConfig = field(default_factory=DataConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
@@ -35,7 +37,7 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     # what the run trains and compares (see discl.methods): ce, bs, cb (class-balanced resampling),
     # discl (the curriculum configured below), bs+discl, or a strategy name (mixed, text_only, ...)
-    methods: list[str] = field(default_factory=lambda: ["ce", "discl"])
+    methods: list[str] = field(default_factory=lambda: ["ce", "discl"])  # ce, bs, cb, discl, bs+discl, <strategy>, single@0.5
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds for mean/std in the report
 
     def __post_init__(self):
