@@ -52,3 +52,14 @@ def test_headline_table_mean_and_std():
     table = headline_table(cfg, res)
     assert "| ce | 2 | 60.0 ± 10.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 20.0 ± 10.0 |" in table
     assert "| discl | 2 | 80.0 ± 0.0 |" in table
+
+
+def test_configuration_reference_is_current():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("config_reference", root / "scripts" / "config_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (root / "docs" / "configuration.md").read_text() == mod.render(), (
+        "docs/configuration.md is stale: run .venv/bin/python scripts/config_reference.py")
