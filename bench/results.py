@@ -25,16 +25,17 @@ sys.path.insert(0, str(ROOT))
 METHODS = {
     "fmnist-lt": [
         "ce", "bs", "cb", "text_only", "single@0.1", "single@0.3", "single@0.5",
-        "mixed", "random_order", "reverse", "discl", "adaptive", "bs+discl",
+        "mixed", "mixed_equal", "random_order", "reverse", "discl", "adaptive", "bs+discl",
     ],
     "fmnist-lq": [
         "ce", "bs", "cb", "text_only", "single@0.5", "single@0.9",
-        "mixed", "random_order", "reverse", "fixed", "discl", "random_level", "bs+discl",
+        "mixed", "mixed_equal", "random_order", "reverse", "fixed", "discl", "random_level", "bs+discl",
     ],
 }
 LABELS = {
     "ce": "CE (real only)", "bs": "BS (real only)", "cb": "CE + class-balanced resampling",
-    "text_only": "CE + text-only synthetic (λ=0)", "mixed": "CE + all levels mixed", "random_order": "CE + random order",
+    "text_only": "CE + text-only synthetic (λ=0)", "mixed": "CE + all levels mixed",
+    "mixed_equal": "CE + all levels mixed, equal synthetic budget", "random_order": "CE + random order",
     "reverse": "CE + reverse order (real → synthetic)", "fixed": "CE + DisCL non-adaptive",
     "adaptive": "CE + DisCL adaptive", "bs+discl": "BS + DisCL",
     "random_level": "CE + random level per stage (control for adaptive)",

@@ -30,12 +30,19 @@ def is_real(level: float) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
-    """The synthetic levels of an epoch (sorted); ``()`` = real data only."""
+    """The synthetic levels of an epoch (sorted); ``()`` = real data only.
+
+    ``share`` < 1 draws only that fraction of the stage's synthetic candidates each epoch (seeded, per
+    class): ``mixed_equal`` uses it to give an unordered mix the synthetic budget of one level.
+    """
 
     levels: tuple[float, ...] = ()
+    share: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "levels", tuple(sorted(round(float(v), 6) for v in self.levels if not is_real(v))))
+        if not 0.0 < self.share <= 1.0:
+            raise ValueError(f"Stage.share must be in (0, 1], got {self.share}")
 
     @property
     def real_only(self) -> bool:

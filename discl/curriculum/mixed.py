@@ -24,3 +24,12 @@ class MixedLevels(_SyntheticThenReal):
     def __init__(self, cfg, epochs, seed):
         super().__init__(cfg, epochs, seed)
         self._build(Stage(tuple(self._synthetic_levels())))
+
+
+@register_strategy("mixed_equal", "ablation: all levels mixed without order, at the synthetic budget of one level per "
+                                  "epoch (each epoch draws 1/len(levels) of the synthetic pool), then real only")
+class MixedEqualBudget(_SyntheticThenReal):
+    def __init__(self, cfg, epochs, seed):
+        super().__init__(cfg, epochs, seed)
+        levels = tuple(self._synthetic_levels())
+        self._build(Stage(levels, share=1.0 / len(levels)))

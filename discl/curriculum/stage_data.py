@@ -78,6 +78,17 @@ def _cap_per_class(idx: np.ndarray, labels: np.ndarray, cap: int | None, rng: np
     return np.concatenate(out) if out else idx[:0]
 
 
+def _subsample_per_class(mask: np.ndarray, labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` with only a seeded ``share`` of its members kept in each class (at least one)."""
+    idx = np.flatnonzero(mask)
+    out = np.zeros_like(mask)
+    for c in np.unique(labels[idx]):
+        members = idx[labels[idx] == c]
+        n = max(1, int(round(share * len(members))))
+        out[rng.choice(members, n, replace=False)] = True
+    return out
+
+
 def _oversample(members: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` items from ``members``: whole copies, then a seeded sample without replacement."""
     if n <= 0 or len(members) == 0:
@@ -96,6 +107,8 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
     tail = meta["tail"].to_numpy(dtype=bool) if cfg.tail_quota else np.zeros(len(meta), dtype=bool)
     real = kind == "real"
     at_level = (~real) & np.isin(np.round(lam, 6), np.round(np.asarray(stage.levels, dtype=np.float64), 6))
+    if stage.share < 1.0:
+        at_level = _subsample_per_class(at_level, labels, stage.share, rng)
 
     non_hard = np.flatnonzero(real & ~hard & ~tail)
     n_keep = int(round(cfg.real_fraction * len(non_hard)))
