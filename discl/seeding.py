@@ -2,7 +2,7 @@
 
 Every random choice in discl (which prompt a job uses, the noise of a generated image, the epoch's
 subset of real images) gets its seed from a blake2b digest of the ids that identify it. Python's
-``hash()`` is salted per process and must never be used for this: the same config has to give the
+built-in string hash is salted per process and must never be used for this: the same config has to give the
 same images whatever process, shard or resume produced them.
 """
 
