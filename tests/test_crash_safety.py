@@ -76,7 +76,7 @@ def _fresh_run(tmp_path: Path, reference: Path, upto: str) -> Path:
     import shutil
 
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     shutil.copytree(reference / "mining", run / "mining")
     if upto in ("filter", "train"):
         shutil.copytree(reference / "spectrum", run / "spectrum")
@@ -116,7 +116,7 @@ def _trials(n: int, kill: Callable[[int], bool], finish: Callable[[], None], see
     return kills
 
 
-def _generate_case(tmp_path: Path, reference: Path, trials: int) -> None:
+def _generate_case(tmp_path: Path, reference: Path, trials: int, seed: int = 0) -> int:
     run = _fresh_run(tmp_path, reference, "generate")
     total = len(pd.read_csv(reference / "spectrum" / "metadata.csv"))
     args = ["generate", *CFG, "--run-dir", str(run), *HARNESS]
@@ -128,15 +128,15 @@ def _generate_case(tmp_path: Path, reference: Path, trials: int) -> None:
         progress["done"] = _count(run / "spectrum", "*.png")
         return killed
 
-    kills = _trials(trials, kill, lambda: discl(*args), seed=1)
-    assert kills >= 1
+    kills = _trials(trials, kill, lambda: discl(*args), seed=1 + seed)
     _check_spectrum(run, reference)
+    return kills
 
 
-def _filter_case(tmp_path: Path, reference: Path, trials: int) -> None:
+def _filter_case(tmp_path: Path, reference: Path, trials: int, seed: int = 0) -> int:
     run = _fresh_run(tmp_path, reference, "filter")
     args = ["filter", *CFG, "--run-dir", str(run), *HARNESS]
-    rng = random.Random(2)
+    rng = random.Random(2 + seed)
 
     def kill(r: int) -> bool:
         # kill after a random delay: filtering is short, so time is the finer-grained trigger
@@ -148,14 +148,15 @@ def _filter_case(tmp_path: Path, reference: Path, trials: int) -> None:
             return True
         return False
 
-    _trials(trials, kill, lambda: discl(*args), seed=2)
+    kills = _trials(trials, kill, lambda: discl(*args), seed=2 + seed)
     got = pd.read_csv(run / "filter" / "manifest.csv")
     ref = pd.read_csv(reference / "filter" / "manifest.csv")
     pd.testing.assert_frame_equal(got, ref)
     assert not list((run / "filter").rglob("*.tmp"))
+    return kills
 
 
-def _train_case(tmp_path: Path, reference: Path, trials: int) -> None:
+def _train_case(tmp_path: Path, reference: Path, trials: int, seed: int = 0) -> int:
     run = _fresh_run(tmp_path, reference, "train")
     args = ["baseline", *CFG, "--run-dir", str(run), *HARNESS]  # HARNESS sets seeds=[0]
     log = run / "train" / "ce-s0" / "log.csv"
@@ -164,8 +165,7 @@ def _train_case(tmp_path: Path, reference: Path, trials: int) -> None:
         target = _lines(log) + 1  # the header, then one line per finished epoch: kill during the next epoch
         return kill_when(args, lambda: _lines(log), target + (r % 2))
 
-    kills = _trials(trials, kill, lambda: discl(*args), seed=3)
-    assert kills >= 1
+    kills = _trials(trials, kill, lambda: discl(*args), seed=3 + seed)
     a = load_file(run / "train" / "ce-s0" / "best.safetensors")
     b = load_file(reference / "train" / "ce-s0" / "best.safetensors")
     assert a.keys() == b.keys()
@@ -176,24 +176,37 @@ def _train_case(tmp_path: Path, reference: Path, trials: int) -> None:
         return frame.drop(columns=[c for c in frame.columns if c.endswith("_s")])
 
     pd.testing.assert_frame_equal(untimed(log), untimed(reference / "train" / "ce-s0" / "log.csv"))
+    return kills
+
+
+def kill_series(case, tmp_path: Path, reference: Path, kills: int) -> int:
+    """Run kill series on fresh copies until ``kills`` SIGKILLs have landed mid-work (each series
+    ends when its stage finishes before the next trigger and checks the final outputs)."""
+    total = 0
+    for i in range(3 * kills):
+        if total >= kills:
+            break
+        total += case(tmp_path / f"series{i}", reference, kills - total, seed=i)
+    assert total >= kills, f"only {total} of {kills} kills landed mid-work"
+    return total
 
 
 def test_generate_survives_sigkill(tmp_path, reference):
-    _generate_case(tmp_path, reference, trials=3)
+    kill_series(_generate_case, tmp_path, reference, kills=3)
 
 
 def test_filter_survives_sigkill(tmp_path, reference):
-    _filter_case(tmp_path, reference, trials=2)
+    kill_series(_filter_case, tmp_path, reference, kills=2)
 
 
 def test_train_survives_sigkill(tmp_path, reference):
-    _train_case(tmp_path, reference, trials=2)
+    kill_series(_train_case, tmp_path, reference, kills=2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [_generate_case, _filter_case, _train_case], ids=["generate", "filter", "train"])
 def test_twenty_kills(tmp_path, reference, case):
-    case(tmp_path, reference, trials=20)
+    kill_series(case, tmp_path, reference, kills=20)
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
