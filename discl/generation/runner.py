@@ -140,27 +140,30 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         dataset = build_dataset(cfg.data)
     plan = plan_spectrum(cfg, hard, dataset)
     mine = shard_jobs(plan, *shard)
-    done = [(out / f).is_file() and _decodes(confine(out, f)) for f in mine["file_name"]]
-    todo = mine[[not d for d in done]]
-    logger.info("shard %d/%d: %d images, %d already done, %d to generate", shard[0], shard[1], len(mine),
-                len(mine) - len(todo), len(todo))
-    if len(todo):
+    done = {f for f in mine["file_name"] if (out / f).is_file() and _decodes(confine(out, f))}
+    # Resume by whole batches of the shard's plan: an image is always computed in the same batch, so
+    # float rounding that depends on the batch's make-up cannot change a resumed image's bytes.
+    todo = [b for b in batches(mine, cfg.generation.batch_size) if not set(b["file_name"]) <= done]
+    logger.info("shard %d/%d: %d images, %d already done, %d batches to generate", shard[0], shard[1],
+                len(mine), len(done), len(todo))
+    if todo:
         gen = generator or create_generator(cfg.generation)
         _run_jobs(cfg, gen, dataset, todo, out, shard, progress)
     write_manifest_if_complete(cfg, plan, out, digest)
     return mine.reset_index(drop=True)
 
 
-def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: pd.DataFrame, out: Path, shard: tuple[int, int],
-              progress: bool) -> None:
+def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame], out: Path,
+              shard: tuple[int, int], progress: bool) -> None:
     from tqdm.auto import tqdm
 
     g = cfg.generation
     log = out / "_progress" / f"shard-{shard[0]}-of-{shard[1]}.jsonl"
     sources: dict[str, Image.Image] = {}
-    bar = tqdm(total=len(todo), unit="img", desc=f"generate {shard[0]}/{shard[1]}", disable=not progress)
+    total = sum(len(b) for b in todo)
+    bar = tqdm(total=total, unit="img", desc=f"generate {shard[0]}/{shard[1]}", disable=not progress)
     try:
-        for chunk in batches(todo, g.batch_size):
+        for chunk in todo:
             sids = list(chunk["sample_id"])
             for s in sids:
                 if s not in sources:
