@@ -66,7 +66,6 @@ def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seed
     """Rows: (source, seed); columns: lambda ascending then the real image. Dropped = red outline."""
     if manifest is None or not len(manifest):
         return None
-    from discl.data.base import to_model_tensor  # noqa: F401  (keeps the data package's image policy)
 
     m = manifest.copy()
     picked = []
