@@ -14,14 +14,16 @@ EPOCHS = 12
 
 
 def _cfg(name):
-    if name in ("adaptive", "random_level"):
+    if name in ("adaptive", "adaptive_class", "random_level"):
         return CurriculumConfig(levels=[0.5, 0.7, 0.9, 1.0], curriculum_fraction=0.75)
     return CurriculumConfig(fixed_level=0.3 if name == "single" else None)
 
 
 def _feed(s, epoch, shift=0.0):
     levels = s.cfg.levels
-    return s.observe(epoch, {lv: np.linspace(0, 1, 9) * (0.2 + (i == 2) * 0.5) + shift for i, lv in enumerate(levels)})
+    labels = {lv: np.arange(9) % 2 for lv in levels}  # two classes, 5 and 4 held-out values per level
+    return s.observe(epoch, {lv: np.linspace(0, 1, 9) * (0.2 + (i == 2) * 0.5) + shift for i, lv in enumerate(levels)},
+                     labels)
 
 
 @pytest.mark.parametrize("name", sorted(list_strategies()))

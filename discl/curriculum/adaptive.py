@@ -56,11 +56,16 @@ class Adaptive(NonAdaptive):
         e = int(epoch)
         return e + 1 < self.curriculum_epochs and (e + 1 - self.stage_start) >= self.cfg.min_stage_epochs
 
-    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray]) -> dict[str, Any]:
+    def _measured(self, gt_probs: dict[float, np.ndarray]) -> dict[float, np.ndarray]:
         now = {round(float(k), 6): np.asarray(v, dtype=np.float64) for k, v in gt_probs.items()}
         unknown = set(now) - set(self.levels)
         if unknown:
             raise ValueError(f"progress measured for levels {sorted(unknown)} that are not candidates {self.levels}")
+        return now
+
+    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray],
+                labels: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
+        now = self._measured(gt_probs)
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
         raw = level_progress(now, prev)
         self.smoothed = smooth(self.smoothed, raw, self.cfg.smoothing)

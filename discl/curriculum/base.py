@@ -4,7 +4,8 @@ A strategy answers one question: which synthetic guidance level(s) λ does epoch
 An empty :class:`Stage` means real data only. Strategies are built from (config, epochs, seed),
 are deterministic from (seed, epoch), never touch the global RNG, and round-trip their state
 through ``state_dict``/``load_state_dict`` (plain JSON-able data) so training resumes exactly.
-Adaptive strategies also ``observe`` the model's progress after an epoch.
+Adaptive strategies also ``observe`` the model's progress after an epoch: the ground-truth-class
+probability of each held-out value per candidate level, and (for per-class choices) its class.
 """
 
 from __future__ import annotations
@@ -34,22 +35,37 @@ class Stage:
 
     ``share`` < 1 draws only that fraction of the stage's synthetic candidates each epoch (seeded, per
     class): ``mixed_equal`` uses it to give an unordered mix the synthetic budget of one level.
+    ``class_levels`` ((class, λ) pairs, λ=1 = real only) overrides ``levels`` for those classes:
+    ``adaptive_class`` lets each hard class train on its own level.
     """
 
     levels: tuple[float, ...] = ()
     share: float = 1.0
+    class_levels: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "levels", tuple(sorted(round(float(v), 6) for v in self.levels if not is_real(v))))
+        object.__setattr__(self, "class_levels", tuple(sorted((int(c), round(float(v), 6)) for c, v in self.class_levels)))
         if not 0.0 < self.share <= 1.0:
             raise ValueError(f"Stage.share must be in (0, 1], got {self.share}")
+        classes = [c for c, _ in self.class_levels]
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"Stage.class_levels names a class twice: {self.class_levels}")
+
+    @property
+    def all_levels(self) -> tuple[float, ...]:
+        """Every synthetic level some class trains on in this stage (sorted)."""
+        return tuple(sorted(set(self.levels) | {v for _, v in self.class_levels if not is_real(v)}))
 
     @property
     def real_only(self) -> bool:
-        return not self.levels
+        return not self.all_levels
 
     def __str__(self) -> str:
-        return "real" if self.real_only else "+".join(f"{v:g}" for v in self.levels)
+        text = "real" if not self.levels else "+".join(f"{v:g}" for v in self.levels)
+        if self.class_levels:
+            text += " [" + " ".join(f"{c}:{'real' if is_real(v) else f'{v:g}'}" for c, v in self.class_levels) + "]"
+        return text
 
 
 @runtime_checkable
@@ -62,7 +78,8 @@ class CurriculumStrategy(Protocol):
 
     def wants_feedback(self, epoch: int) -> bool: ...
 
-    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray]) -> dict[str, Any]: ...
+    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray],
+                labels: dict[float, np.ndarray] | None = None) -> dict[str, Any]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -87,6 +104,7 @@ def _load_builtins() -> None:
     # one module per strategy; importing registers it
     from discl.curriculum import (  # noqa: F401
         adaptive,
+        adaptive_class,
         fixed,
         mixed,
         random_level,
@@ -147,7 +165,8 @@ class NonAdaptive:
     def wants_feedback(self, epoch: int) -> bool:
         return False
 
-    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray]) -> dict[str, Any]:
+    def observe(self, epoch: int, gt_probs: dict[float, np.ndarray],
+                labels: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from discl.configtools import check
+from discl.configtools import check, to_dict
+
+
+def _only_for(*strategies: str) -> dict[str, Any]:
+    """Field metadata of a key read only by ``strategies``: it counts in a training run's digest only for
+    them (:func:`digest_view`), so adding an option does not invalidate finished runs of other strategies.
+    """
+    return {"only_for": strategies}
 
 
 @dataclass
@@ -23,6 +31,7 @@ class CurriculumConfig:
     epsilon: float = 0.0  # adaptive: epsilon-greedy exploration, beyond the paper
     ucb: float = 0.0  # adaptive: UCB exploration bonus, beyond the paper
     smoothing: float = 0.0  # adaptive: EMA of the progress signal, beyond the paper
+    class_min_holdout: int = field(default=4, metadata=_only_for("adaptive_class"))  # adaptive_class: a class picks its own level only with at least this many held-out values (variants) at every candidate level, else it takes the global choice
 
     def __post_init__(self):
         check(len(self.levels) > 0, "levels", "needs at least one level")
@@ -40,3 +49,12 @@ class CurriculumConfig:
         check(0.0 <= self.epsilon <= 1.0, "epsilon", "must be in [0, 1]")
         check(self.ucb >= 0.0, "ucb", "must be >= 0")
         check(0.0 <= self.smoothing < 1.0, "smoothing", "must be in [0, 1)")
+        check(self.class_min_holdout >= 1, "class_min_holdout", f"must be >= 1, got {self.class_min_holdout}")
+
+
+def digest_view(cfg: CurriculumConfig) -> dict[str, Any]:
+    """The keys a training run with ``cfg.strategy`` depends on (for its digest): every key except
+    those marked as read only by other strategies.
+    """
+    return {f.name: to_dict(getattr(cfg, f.name)) for f in fields(cfg)
+            if cfg.strategy in f.metadata.get("only_for", (cfg.strategy,))}

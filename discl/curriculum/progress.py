@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["iqr_trimmed_mean", "level_progress", "smooth", "choose_level"]
+__all__ = ["iqr_trimmed_mean", "progress_deltas", "level_progress", "class_level_progress", "class_value_counts",
+           "smooth", "choose_level", "choose_class_levels"]
 
 
 def iqr_trimmed_mean(values: Sequence[float] | np.ndarray, k: float = 1.5) -> float:
@@ -29,15 +30,48 @@ def iqr_trimmed_mean(values: Sequence[float] | np.ndarray, k: float = 1.5) -> fl
     return float(kept.mean())
 
 
-def level_progress(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None) -> dict[float, float]:
-    """IQR-trimmed mean of (p_now - p_previous) per level; a level without a previous check uses 0."""
+def progress_deltas(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None) -> dict[float, np.ndarray]:
+    """``p_now - p_previous`` per level and held-out value; a level without a previous check uses 0."""
     out = {}
     for level, p in now.items():
         p = np.asarray(p, dtype=np.float64)
         prev = None if previous is None else previous.get(level)
         if prev is None or len(prev) != len(p):
             prev = np.zeros_like(p)
-        out[level] = iqr_trimmed_mean(p - np.asarray(prev, dtype=np.float64))
+        out[level] = p - np.asarray(prev, dtype=np.float64)
+    return out
+
+
+def level_progress(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None) -> dict[float, float]:
+    """IQR-trimmed mean of (p_now - p_previous) per level; a level without a previous check uses 0."""
+    return {level: iqr_trimmed_mean(d) for level, d in progress_deltas(now, previous).items()}
+
+
+def class_value_counts(labels: Mapping[float, np.ndarray]) -> dict[int, dict[float, int]]:
+    """Held-out values per (class, level): how much evidence a class's own choice would rest on."""
+    classes = sorted({int(c) for y in labels.values() for c in np.asarray(y).ravel()})
+    return {c: {lv: int((np.asarray(y) == c).sum()) for lv, y in labels.items()} for c in classes}
+
+
+def class_level_progress(
+    now: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None,
+    min_values: int = 1,
+) -> dict[int, dict[float, float]]:
+    """:func:`level_progress` computed per class over that class's held-out values (IQR drop per class).
+
+    ``labels[level]`` is the ground-truth class of each value in ``now[level]``. A class with fewer
+    than ``min_values`` values at a level scores NaN there (too little evidence to compare levels on).
+    """
+    if set(labels) != set(now):
+        raise ValueError(f"class labels given for levels {sorted(labels)} but probabilities for {sorted(now)}")
+    for lv, p in now.items():
+        if len(np.asarray(labels[lv])) != len(np.asarray(p)):
+            raise ValueError(f"level {lv:g}: {len(labels[lv])} labels for {len(p)} probabilities")
+    deltas = progress_deltas(now, previous)
+    out: dict[int, dict[float, float]] = {}
+    for c, counts in class_value_counts(labels).items():
+        out[c] = {lv: iqr_trimmed_mean(deltas[lv][np.asarray(labels[lv]) == c]) if counts[lv] >= max(min_values, 1)
+                  else float("nan") for lv in deltas}
     return out
 
 
@@ -81,3 +115,24 @@ def choose_level(
         if s > best_score:
             best, best_score = lv, s
     return best
+
+
+def choose_class_levels(
+    class_scores: Mapping[int, Mapping[float, float]],
+    counts: Mapping[int, Mapping[float, int]] | None = None,
+    checks: int = 1,
+    epsilon: float = 0.0,
+    ucb: float = 0.0,
+    draws: Mapping[int, tuple[float, float]] | None = None,
+) -> dict[int, float]:
+    """Each class's own next level by :func:`choose_level` on its scores (its own UCB counts and
+    exploration draws ``(u, pick)``). A class with a NaN score at any level (too few held-out values
+    there) is left out: it falls back to the global choice.
+    """
+    out = {}
+    for c, scores in class_scores.items():
+        if not scores or not all(s is not None and np.isfinite(s) for s in scores.values()):
+            continue
+        u, pick = (draws or {}).get(c, (1.0, 0.0))
+        out[c] = choose_level(scores, (counts or {}).get(c), checks, epsilon, ucb, u, pick)
+    return out

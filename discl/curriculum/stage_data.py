@@ -10,6 +10,9 @@ An epoch of stage ``S`` (its synthetic levels, or real only) consists of
   at the levels of ``S``; what is still missing (always, in a real-only stage) is filled by
   oversampling its real images, so tail classes never fall back to their raw imbalance.
 
+In a per-class stage (``adaptive_class``) "the levels of ``S``" means, for each class listed in
+``S.class_levels``, that class's own level (λ=1: no synthetic images for it), in both rules above.
+
 Tail classes are the classes whose training images are mostly hard (share ≥
 ``tail_min_hard_share``): with the class-frequency criterion, exactly the rare classes. Held-out
 hard images (adaptive validation) and their variants never enter the pool.
@@ -97,6 +100,16 @@ def _oversample(members: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.concatenate([np.tile(members, reps), np.sort(rng.choice(members, rem, replace=False))])
 
 
+def _at_stage_levels(lam: np.ndarray, labels: np.ndarray, stage: Stage) -> np.ndarray:
+    """Rows whose λ is the stage's level for their class (``class_levels`` override ``levels``)."""
+    lam6 = np.round(lam, 6)
+    out = np.isin(lam6, np.round(np.asarray(stage.levels, dtype=np.float64), 6))
+    for c, v in stage.class_levels:
+        in_c = labels == c
+        out[in_c] = (lam6[in_c] == round(v, 6)) & (not is_real(v))
+    return out
+
+
 def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cfg: CurriculumConfig) -> EpochPlan:
     """Pool indices of one epoch (see the module docstring) and the counts to log."""
     rng = numpy_rng("curriculum-stage-data", seed, int(epoch))
@@ -106,7 +119,7 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
     hard = meta["hard"].to_numpy(dtype=bool)
     tail = meta["tail"].to_numpy(dtype=bool) if cfg.tail_quota else np.zeros(len(meta), dtype=bool)
     real = kind == "real"
-    at_level = (~real) & np.isin(np.round(lam, 6), np.round(np.asarray(stage.levels, dtype=np.float64), 6))
+    at_level = (~real) & _at_stage_levels(lam, labels, stage)
     if stage.share < 1.0:
         at_level = _subsample_per_class(at_level, labels, stage.share, rng)
 
@@ -144,7 +157,9 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
             parts.extend(take)
     indices = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
     is_syn = ~real[indices]
-    by_level = {f"{v:g}": int(np.isclose(lam[indices][is_syn], v).sum()) for v in stage.levels}
+    by_level = {f"{v:g}": int(np.isclose(lam[indices][is_syn], v).sum()) for v in stage.all_levels}
+    if stage.class_levels:
+        info["class_level"] = {str(c): v for c, v in stage.class_levels}
     info.update({
         "tail_quota": quota, "n_tail_real": n_tail_real, "n_tail_synthetic": n_tail_syn,
         "n_tail_oversampled": n_tail_over, "n_real": int((~is_syn).sum()), "n_synthetic": int(is_syn.sum()),
@@ -249,13 +264,14 @@ class CurriculumPlanner:
         from discl.training.loop import predict_proba
 
         t0 = time.perf_counter()
-        gt = {}
+        gt, labels = {}, {}
         for level, (x, y) in self.probes.items():
             if len(x) == 0:
                 continue
             p = predict_proba(model, x, self.batch_size)
             gt[level] = p[torch.arange(len(y)), y].numpy()
-        out = self.strategy.observe(epoch, gt)
+            labels[level] = y.numpy()
+        out = self.strategy.observe(epoch, gt, labels)
         out["measure_time_s"] = round(time.perf_counter() - t0, 4)
         return out
 

@@ -34,7 +34,7 @@ from discl.training.loop import TensorData, fit, predict_logits
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_baseline", "train_curriculum", "evaluate_checkpoint", "load_classifier", "build_classifier",
+__all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "evaluate_checkpoint", "load_classifier", "build_classifier",
            "BASELINE_VARIANTS", "test_splits"]
 
 # variant -> (loss, sampler)
@@ -179,6 +179,21 @@ def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
     return read_table(hard_path), read_table(manifest_path)
 
 
+def curriculum_digest(cfg: RunConfig) -> str:
+    """Digest of what a curriculum training run depends on. Curriculum keys read only by other
+    strategies are left out (:func:`discl.curriculum.config.digest_view`): a new option does not
+    retrain finished runs of the strategies that ignore it.
+    """
+    from types import SimpleNamespace
+
+    from discl.curriculum.config import digest_view
+
+    sections = ("data", "training", "curriculum", "mining", "generation", "filtering")
+    view = SimpleNamespace(**{s: getattr(cfg, s) for s in sections})
+    view.curriculum = digest_view(cfg.curriculum)
+    return section_digest(view, *sections) + "-curriculum"
+
+
 def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
                      seed: int = 0, loss: str | None = None, name: str | None = None, accelerator=None,
                      stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -206,7 +221,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
     out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
-    digest = section_digest(cfg, "data", "training", "curriculum", "mining", "generation", "filtering") + "-curriculum"
+    digest = curriculum_digest(cfg)
     if (done := _done(out_dir, digest)) is not None:
         return done
     ds = build_dataset(cfg.data)
