@@ -29,7 +29,8 @@ METHODS = {
     ],
     "fmnist-lq": [
         "ce", "bs", "cb", "text_only", "single@0.5", "single@0.9",
-        "mixed", "mixed_equal", "random_order", "reverse", "fixed", "discl", "random_level", "bs+discl",
+        "mixed", "mixed_equal", "random_order", "reverse", "fixed", "discl", "adaptive_class", "random_level",
+        "bs+discl",
     ],
 }
 LABELS = {
@@ -39,6 +40,7 @@ LABELS = {
     "reverse": "CE + reverse order (real → synthetic)", "fixed": "CE + DisCL non-adaptive",
     "adaptive": "CE + DisCL adaptive", "bs+discl": "BS + DisCL",
     "random_level": "CE + random level per stage (control for adaptive)",
+    "adaptive_class": "CE + DisCL adaptive, level per class",
 }
 
 
