@@ -4,8 +4,11 @@ The spectrum is the stand-in of :mod:`discl.curriculum.testing` (the measuring c
 many held-out variants are scored, not on how they were generated): ``--hard-per-class`` seeded
 hard images per class, ``--k`` kept variants per level at λ ∈ {0.5, 0.7, 0.9}, the fmnist-lq recipe's
 ``holdout_per_class`` (4) held out. Prints one JSON line; target: measure share ≤ 15%.
+``--strategy adaptive_class`` measures the per-class variant (same probes; the per-class choice adds
+only numpy work on the probabilities already computed).
 
     .venv/bin/python bench/bench_adaptive.py --epochs 8 --threads 1
+    .venv/bin/python bench/bench_adaptive.py --epochs 8 --threads 1 --strategy adaptive_class
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--hard-per-class", type=int, default=40)
     ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--strategy", choices=["adaptive", "adaptive_class"], default="adaptive")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config("configs/fmnist-lq.yaml", [f"training.epochs={args.epochs}", "data.test_limit=1000"])
@@ -45,17 +49,20 @@ def main() -> None:
         run = Path(tmp)
         write_toy_spectrum(run, ds, levels=(0.5, 0.7, 0.9), k=args.k, hard_ids=hard, drop=0.0)
         t0 = time.perf_counter()
-        metrics = train_curriculum(cfg, run, "adaptive", seed=0)
+        metrics = train_curriculum(cfg, run, args.strategy, seed=0)
         wall = time.perf_counter() - t0
-        log = pd.read_csv(run / "train" / "adaptive-ce-s0" / "log.csv")
+        log = pd.read_csv(run / "train" / f"{args.strategy}-ce-s0" / "log.csv")
     measure = float(log["measure_time_s"].fillna(0).sum()) if "measure_time_s" in log else 0.0
     train_t = float(log["train_time_s"].sum())
+    checks = log[log["measure_time_s"].notna()] if "measure_time_s" in log else log.iloc[:0]
+    own = [c for c in log.columns if c.startswith("chosen_class_level.")]
+    per_class = {"classes_choosing_own_level": [int(r[own].notna().sum()) for _, r in checks.iterrows()]} if own else {}
     print(json.dumps({
-        "task": "fmnist-lq", "epochs": args.epochs, "threads": args.threads, "machine": platform.processor() or platform.machine(),
+        "task": "fmnist-lq", "strategy": args.strategy, "epochs": args.epochs, "threads": args.threads, "machine": platform.processor() or platform.machine(),
         "train_time_s": round(train_t, 2), "measure_time_s": round(measure, 2),
         "measure_share": round(measure / (train_t + measure), 4), "checks": int(log["measure_time_s"].notna().sum()),
         "heldout": metrics["holdout"], "pool_real": metrics["pool_real"], "pool_synthetic": metrics["pool_synthetic"],
-        "levels_chosen": log.get("chosen_level", pd.Series(dtype=float)).dropna().tolist(),
+        "levels_chosen": log.get("chosen_level", pd.Series(dtype=float)).dropna().tolist(), **per_class,
         "test_macro_f1": round(metrics["test"]["macro_f1"], 4), "test_ood_macro_f1": round(metrics["test_ood"]["macro_f1"], 4),
         "wall_s": round(wall, 1), "mean_train_items_per_epoch": float(np.mean(log["n_items"])),
     }))

@@ -149,3 +149,14 @@ def test_adaptive_class_trains_end_to_end(tmp_path):
         assert log.loc[1, f"class_level.{c.split('.')[1]}"] == pytest.approx(first[c])
     assert log.loc[3, "stage"] == "real"
     assert train_curriculum(cfg, tmp_path, "adaptive_class", seed=0) == metrics  # finished: not redone
+
+
+def test_report_level_plot_reads_per_class_stages():
+    from discl.evaluation.report import class_level_series, level_series
+
+    log = pd.DataFrame({"epoch": [0, 1, 2, 3], "stage": ["0.5", "0.5 [0:0.9 3:real]", "real [0:0.7]", "real"]})
+    x, y = level_series(log)
+    assert y.tolist() == [0.5, 0.5, 1.0, 1.0]
+    per_class = class_level_series(log, y)
+    assert {c: v.tolist() for c, v in per_class.items()} == {0: [0.5, 0.9, 0.7, 1.0], 3: [0.5, 1.0, 1.0, 1.0]}
+    assert class_level_series(log.iloc[[0, 3]], y[[0, 3]]) == {}

@@ -179,7 +179,10 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
     if with_level:
         fig, ax = plt.subplots(figsize=(10, 2.8))
         for i, (m, (x, y)) in enumerate(with_level.items()):
-            ax.step(x, y + 0.01 * i, where="post", label=m)
+            (line,) = ax.step(x, y + 0.01 * i, where="post", label=m)
+            for j, yc in enumerate(class_level_series(logs[m], y).values()):  # adaptive_class: dotted, one per class
+                ax.step(x, yc + 0.01 * i, where="post", color=line.get_color(), lw=0.8, ls=":", alpha=0.6,
+                        label=f"{m}, per class" if j == 0 else None)
         ax.set_ylabel("λ (1 = real only)")
         ax.set_xlabel("epoch")
         ax.set_ylim(-0.05, 1.05)
@@ -196,7 +199,7 @@ def level_series(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
     def parse(v) -> float:
-        text = str(v)
+        text = str(v).split(" [")[0]  # per-class stages: "0.5 [3:0.9 7:real]", the global level first
         if text == "real" or text == "nan":
             return 1.0
         try:
@@ -206,6 +209,19 @@ def level_series(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
 
     x = df["epoch"].to_numpy() if "epoch" in df.columns else np.arange(len(df))
     return x, np.array([parse(v) for v in df["stage"]])
+
+
+def class_level_series(df: pd.DataFrame, global_levels: np.ndarray) -> dict[int, np.ndarray]:
+    """Per class, the λ it trained on in per-class stages (``"0.5 [3:0.9 7:real]"``): its own level
+    where the stage lists it, the global one elsewhere. Empty for logs without per-class stages.
+    """
+    own: dict[int, dict[int, float]] = {}
+    for i, v in enumerate(df["stage"].astype(str)):
+        if " [" in v:
+            for item in v.split(" [", 1)[1].rstrip("]").split():
+                c, _, lv = item.partition(":")
+                own.setdefault(int(c), {})[i] = 1.0 if lv == "real" else float(lv)
+    return {c: np.array([levels.get(i, g) for i, g in enumerate(global_levels)]) for c, levels in sorted(own.items())}
 
 
 def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classes: list[str]) -> bytes | None:
