@@ -1,0 +1,439 @@
+"""``discl sweep``: one config key over several values, one full run per value, and how the results move.
+
+The critics' first check on DisCL -- does the CLIP threshold track downstream accuracy? -- is a sweep of
+``filtering.threshold``; any dotted key works the same way (``generation.guidance_scale``,
+``curriculum.stages``). Layout, under the base run folder ``RUN`` (the config's run_dir or ``--run-dir``):
+
+- ``RUN/sweep/<key>/<value>/``: a complete run (:func:`discl.pipeline.run`) with ``<key>=<value>``;
+- ``RUN/sweep/<key>/summary.csv``: one row per value x method x seed: the value, the filter's keep
+  rate, kept-image count and mean image-text score of the kept images (over all levels and over the
+  levels the method draws from), and the run's headline test metrics;
+- ``summary.md`` (mean +- std per value, Spearman rank correlation for numeric keys) and
+  ``summary.png`` (headline metric vs value, keep rate on a second axis).
+
+Stages the swept key does not change are not recomputed: before a value runs, every stage whose
+marker (``.stages/<stage>.json``) in the base run or in an earlier value's folder carries the config
+digest the value's run would record is hard-linked into the value's folder (artifact files, then
+the marker). Artifacts are written by rename, never in place, so a link can never see a
+half-written file and a later rewrite in one folder leaves the other's file alone; append-only logs
+(``*.jsonl``) are copied instead. When the spectrum is shared but the filter is not (a threshold
+sweep), the filter's score cache is linked with it, so the value's filter stage encodes nothing and
+only re-applies its rules. The base run's own stages are never run or written by the sweep: when
+the base has not run, the first value computes the upstream stages and the others link them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from discl.artifacts import (
+    TMP_SUFFIX,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_table,
+)
+from discl.config import RunConfig, section_digest
+from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
+from discl.methods import parse_method
+from discl.pipeline import HEADLINE, _train_sections, method_levels, stages
+
+log = logging.getLogger(__name__)
+
+NOT_SWEEPABLE = {"name", "run_dir", "methods", "seeds"}  # the sweep sets these itself
+# stage marker name -> the run-folder paths its artifacts live in (see the stage runners)
+STAGE_DIRS = {"mine": ("mining",), "generate": ("spectrum",), "filter": ("filter",)}
+FILTER_CACHE = ("filter/scores.parquet", "filter/real_embeddings.safetensors")  # content-checked caches
+COPY_SUFFIXES = (".jsonl",)  # appended in place by their writers: never share the inode
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One value of the sweep: the text as given, the parsed value, its config and run folder."""
+
+    text: str
+    value: Any
+    cfg: RunConfig
+    run_dir: Path
+
+
+# -- planning (pure given the base config) ----------------------------------------------------------
+
+
+def with_override(cfg: RunConfig, key: str, raw: str) -> RunConfig:
+    """``cfg`` with ``key=raw`` applied exactly like a command-line override; errors name the key."""
+    return from_dict(RunConfig, apply_overrides(cfg.to_dict(), [f"{key}={raw}"]))
+
+
+def value_dirname(text: str) -> str:
+    """A folder name for a value as given: characters other than ``A-Za-z0-9._+-`` become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", text.strip())
+    return name if name and not name.startswith(".") else f"_{name}"
+
+
+def sweep_dir(base_dir: Path, key: str) -> Path:
+    return Path(base_dir) / "sweep" / key
+
+
+def plan_sweep(cfg: RunConfig, key: str, values: list[str], base_dir: Path) -> list[SweepPoint]:
+    """One :class:`SweepPoint` per value; every value is checked before anything runs."""
+    key = key.strip()
+    path, _ = parse_override(f"{key}=0")
+    if not key or any(not p for p in path):
+        raise ConfigError(f"--key {key!r} is not a dotted config key like filtering.threshold")
+    if key in NOT_SWEEPABLE:
+        raise ConfigError(f"--key {key}: cannot be swept ({', '.join(sorted(NOT_SWEEPABLE))} are set by the sweep; "
+                          "use --methods / --seeds)")
+    if not values:
+        raise ConfigError(f"--key {key}: give one or more --values")
+    points: list[SweepPoint] = []
+    seen: dict[str, str] = {}
+    for text in values:
+        _, value = parse_override(f"{key}={text}")
+        folder = sweep_dir(base_dir, key) / value_dirname(text)
+        try:
+            cfg_v = with_override(cfg, key, text)
+            cfg_v = with_override(cfg_v, "run_dir", str(folder))
+        except ConfigError as e:
+            raise ConfigError(f"--key {key} --values {text}: {e}") from None
+        ident = repr(value)
+        if ident in seen or folder.name in {p.run_dir.name for p in points}:
+            raise ConfigError(f"--values: {text!r} is given twice (same value or folder as {seen.get(ident, text)!r})")
+        seen[ident] = text
+        points.append(SweepPoint(text, value, cfg_v, folder))
+    return points
+
+
+def marker_digests(cfg: RunConfig) -> dict[str, str]:
+    """Stage marker name -> the config part of the digest :func:`discl.pipeline.run` records under ``cfg``.
+
+    The pipeline records ``<section digest>[-<model fingerprints>][:<seed>]``; the sweep compares the
+    config part (:func:`config_part`). The weights part is the pipeline's own check when the value
+    runs: a stage whose weights changed since the linked marker is recomputed in the value's folder,
+    where every write replaces a link by rename instead of writing through it.
+    """
+    out = {st.name: section_digest(cfg, *st.sections) for st in stages(cfg)}
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            out[f"train-{method}-s{seed}"] = section_digest(cfg, *_train_sections(cfg, method)) + f":{seed}"
+    return out
+
+
+def config_part(digest: str) -> str:
+    """``sections-models:seed`` -> ``sections:seed`` (the part a config decides)."""
+    head, sep, seed = digest.partition(":")
+    return head.split("-")[0] + sep + seed
+
+
+def read_marker_digest(marker: Path) -> str | None:
+    try:
+        return json.loads(Path(marker).read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def stage_paths(name: str) -> tuple[str, ...]:
+    """The run-folder paths holding a stage's artifacts (``train-<method>-s<seed>`` -> its train folder)."""
+    if name in STAGE_DIRS:
+        return STAGE_DIRS[name]
+    if name.startswith("train-"):
+        return (f"train/{name.removeprefix('train-')}",)
+    raise ValueError(f"no artifact folders known for stage {name!r}")
+
+
+def is_numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+# -- reuse by hard links --------------------------------------------------------------------------
+
+
+def link_file(src: Path, dst: Path) -> str:
+    """Hard-link ``src`` at ``dst`` (replacing it); copy across filesystems. Returns 'link' or 'copy'."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    if src.suffix not in COPY_SUFFIXES:
+        try:
+            os.link(src, dst)
+            return "link"
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+    shutil.copy2(src, dst)
+    return "copy"
+
+
+def link_tree(src: Path, dst: Path) -> int:
+    """Link every finished file under ``src`` into ``dst`` (writers' temp files are left out)."""
+    n = 0
+    for path in sorted(src.rglob("*")):
+        if path.is_file() and not path.name.endswith(TMP_SUFFIX):
+            link_file(path, dst / path.relative_to(src))
+            n += 1
+    return n
+
+
+def reuse_upstream(sources: list[Path], point: SweepPoint) -> list[str]:
+    """Link, from the first of ``sources`` that holds it, every completed stage ``point``'s run shares.
+
+    ``sources`` are the base run and the values that ran before this one. A stage whose marker the
+    value's folder already holds is left alone (a rerun does no work); the marker is linked last, so
+    a kill mid-way leaves a stage without marker that the next sweep links again.
+    """
+    reused = []
+    for name, want in marker_digests(point.cfg).items():
+        marker = point.run_dir / ".stages" / f"{name}.json"
+        if (have := read_marker_digest(marker)) is not None and config_part(have) == want:
+            continue
+        src = next((Path(s) for s in sources if (d := read_marker_digest(Path(s) / ".stages" / f"{name}.json"))
+                    is not None and config_part(d) == want), None)
+        if src is None:
+            continue
+        marker.unlink(missing_ok=True)
+        for rel in stage_paths(name):
+            shutil.rmtree(point.run_dir / rel, ignore_errors=True)
+            if (src / rel).is_dir():
+                link_tree(src / rel, point.run_dir / rel)
+        link_file(src / ".stages" / f"{name}.json", marker)
+        reused.append(name)
+        log.info("sweep %s: stage %s linked from %s", point.run_dir.name, name, src)
+        if name == "generate" and not (point.run_dir / ".stages" / "filter.json").is_file():
+            for rel in FILTER_CACHE:  # same spectrum files (same inodes, so same size:mtime): nothing to re-encode
+                if (src / rel).is_file():
+                    link_file(src / rel, point.run_dir / rel)
+    return reused
+
+
+# -- the sweep -------------------------------------------------------------------------------------
+
+
+def run_point(sources: list[Path], point: SweepPoint) -> dict[str, Any]:
+    """Link what earlier runs share, then run the value's pipeline (it skips every complete stage)."""
+    from discl.pipeline import run
+
+    reused = reuse_upstream(sources, point)
+    status = run(point.cfg, point.run_dir)
+    redone = [name for name in reused if status.get(name) == "ran"]
+    if redone:  # the config matched, the full marker did not: other model weights since it was written
+        log.warning("sweep %s: linked %s, but the pipeline recomputed it (its model weights differ from the "
+                    "marker's)", point.run_dir.name, ", ".join(redone))
+    ran = [k for k, v in status.items() if v == "ran" and k != "report"]
+    log.info("sweep %s: %s", point.run_dir.name, "stages run: " + ", ".join(ran) if ran else "nothing to redo")
+    return {"value": point.text, "reused": reused, "status": status}
+
+
+def run_sweep(cfg: RunConfig, key: str, values: list[str], base_dir: Path | None = None) -> pd.DataFrame:
+    """Run every value of ``key`` (see the module doc); writes and returns the per-seed summary."""
+    base_dir = Path(base_dir or cfg.run_path)
+    points = plan_sweep(cfg, key, values, base_dir)
+    for i, point in enumerate(points):
+        log.info("sweep %s [%d/%d]: %s=%s in %s", key, i + 1, len(points), key, point.text, point.run_dir)
+        run_point([base_dir, *(p.run_dir for p in points[:i])], point)
+    summary = summarize_sweep(points)
+    write_summary(summary, points, key, sweep_dir(base_dir, key))
+    return summary
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+
+def headline_columns(task: str, columns) -> list[tuple[str, str]]:
+    """(results.csv column, label) of the task's headline test metrics that the results hold."""
+    cols = HEADLINE.get(task) or [("test.top1", "overall"), ("test.macro_f1", "macro-F1")]
+    return [(k, label) for k, label in cols if k in columns]
+
+
+def _filter_stats(manifest: pd.DataFrame | None, levels: list[float] | None) -> dict[str, Any]:
+    if manifest is None:
+        return {}
+    rows = manifest if levels is None else manifest[manifest["lam"].astype(float).round(6).isin(
+        [round(lv, 6) for lv in levels])]
+    kept = rows[rows["keep"].astype(bool)]
+    return {"images": len(rows), "kept": len(kept), "keep_rate": len(kept) / len(rows) if len(rows) else math.nan,
+            "kept_sim_text": float(kept["sim_text"].astype(float).mean()) if len(kept) else math.nan}
+
+
+def summarize_sweep(points: list[SweepPoint]) -> pd.DataFrame:
+    """One row per value x method x seed from each value's filter manifest and results.csv."""
+    rows = []
+    for p in points:
+        mpath = p.run_dir / "filter" / "manifest.csv"
+        manifest = read_table(mpath) if mpath.is_file() else None
+        results = read_table(p.run_dir / "results.csv")
+        cols = headline_columns(p.cfg.data.task, results.columns)
+        overall = _filter_stats(manifest, None)
+        for method in p.cfg.methods:
+            used = _filter_stats(manifest, method_levels(p.cfg, method)) if parse_method(method).uses_synthetic else {}
+            for seed in p.cfg.seeds:
+                r = results[(results["method"] == method) & (results["seed"] == seed)]
+                if not len(r):
+                    raise ConfigError(f"{p.run_dir / 'results.csv'} has no row for method {method} seed {seed}")
+                row = {"value": p.value, "value_text": p.text, "method": method, "seed": seed}
+                row.update({f"filter_{k}": v for k, v in overall.items()})
+                row.update({f"used_{k}": v for k, v in used.items()})
+                row.update({k: float(r[k].iloc[0]) for k, _ in cols})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def correlations(summary: pd.DataFrame, metrics: list[str]) -> list[dict[str, Any]]:
+    """Spearman rank correlation of value vs each metric, per method, over the per-seed rows."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for method, g in summary.groupby("method", sort=False):
+        for m in metrics:
+            x, y = g["value"].astype(float), g[m].astype(float)
+            rho, pval = (math.nan, math.nan)
+            if x.nunique() > 1 and y.nunique() > 1:
+                res = spearmanr(x, y)
+                rho, pval = float(res.statistic), float(res.pvalue)
+            out.append({"method": method, "metric": m, "rho": rho, "p": pval, "n": len(g)})
+    return out
+
+
+def _pm(v: pd.Series, scale: float = 100.0, fmt: str = ".1f") -> str:
+    v = v.astype(float) * scale
+    return f"{v.mean():{fmt}} ± {v.std(ddof=0):{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
+
+
+def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) -> str:
+    cols = headline_columns(points[0].cfg.data.task, summary.columns)
+    lines = [f"| {key} | method | seeds | keep rate (all λ) | keep rate (method's λ) | kept (method's λ) "
+             "| kept sim_text | " + " | ".join(label for _, label in cols) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+    for p in points:
+        for method in p.cfg.methods:
+            g = summary[(summary["value_text"] == p.text) & (summary["method"] == method)]
+            first = g.iloc[0]
+            used = "used_keep_rate" in g and not pd.isna(first.get("used_keep_rate"))
+            cells = [f"{first['filter_keep_rate'] * 100:.1f}%" if "filter_keep_rate" in g else "–",
+                     f"{first['used_keep_rate'] * 100:.1f}%" if used else "–",
+                     f"{int(first['used_kept'])}/{int(first['used_images'])}" if used else "–",
+                     f"{first['used_kept_sim_text']:.3f}" if used else "–"]
+            cells += [_pm(g[k]) for k, _ in cols]
+            lines.append(f"| {p.text} | {method} | {len(g)} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if is_numeric([p.value for p in points]):
+        text += "\nSpearman rank correlation of the value with each metric, over the per-seed rows:\n\n"
+        text += "| method | metric | ρ | p | n |\n|---|---|---|---|---|\n"
+        labels = dict(cols)
+        for c in correlations(summary, [k for k, _ in cols]):
+            rho, pval = ("undefined (a constant column)", "–") if math.isnan(c["rho"]) else \
+                (f"{c['rho']:+.2f}", f"{c['p']:.3f}")
+            text += f"| {c['method']} | {labels[c['metric']]} | {rho} | {pval} | {c['n']} |\n"
+    else:
+        text += "\n(the values are not numbers: no rank correlation)\n"
+    return text
+
+
+def plot_sweep(summary: pd.DataFrame, points: list[SweepPoint], key: str, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = headline_columns(points[0].cfg.data.task, summary.columns)
+    numeric = is_numeric([p.value for p in points])
+    xs = {p.text: (float(p.value) if numeric else i) for i, p in enumerate(points)}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = ["o-", "s--", "^:", "d-."]
+    for mi, method in enumerate(summary["method"].unique()):
+        g = summary[summary["method"] == method]
+        for ci, (k, label) in enumerate(cols):
+            stats = g.groupby("value_text", sort=False)[k].agg(["mean", "std"]).reindex([p.text for p in points])
+            ax.errorbar([xs[t] for t in stats.index], stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100,
+                        fmt=styles[ci % len(styles)], color=f"C{mi}", capsize=3, label=f"{method}: {label}")
+    ax.set_xlabel(key)
+    ax.set_ylabel("test metric (%), mean ± std over seeds")
+    rate_col = "used_keep_rate" if "used_keep_rate" in summary and summary["used_keep_rate"].notna().any() \
+        else "filter_keep_rate"
+    if rate_col in summary:
+        rates = summary.groupby("value_text", sort=False)[rate_col].first().reindex([p.text for p in points])
+        ax2 = ax.twinx()
+        ax2.plot([xs[t] for t in rates.index], rates * 100, "x:", color="grey", label="keep rate")
+        ax2.set_ylabel("filter keep rate (%)" + (" at the method's λ" if rate_col == "used_keep_rate" else ""))
+        ax2.set_ylim(0, 105)
+        ax2.legend(loc="lower right", fontsize=7)
+    if not numeric:
+        ax.set_xticks(list(xs.values()), list(xs))
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def write_summary(summary: pd.DataFrame, points: list[SweepPoint], key: str, out: Path) -> bool:
+    """Write summary.csv / .md / .png; a rerun with the same rows rewrites nothing. True when written."""
+    csv = summary.to_csv(index=False)
+    files = [out / "summary.csv", out / "summary.md", out / "summary.png"]
+    if all(f.is_file() for f in files) and files[0].read_text(encoding="utf-8") == csv:
+        return False
+    atomic_write_text(files[1], summary_markdown(summary, points, key))
+    plot_sweep(summary, points, key, files[2])
+    atomic_write_text(files[0], csv)  # last: the marker that the other two are current
+    return True
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from discl.cli import add_config_arguments
+
+    add_config_arguments(p, required=True)
+    p.add_argument("--key", required=True, help="dotted config key to sweep, e.g. filtering.threshold")
+    p.add_argument("--values", nargs="+", required=True, help="values, parsed like key=value overrides")
+    p.add_argument("--methods", nargs="+", default=None, help="methods to train per value (default: the config's)")
+    p.add_argument("--seeds", nargs="+", default=None, help="training seeds per value (default: the config's)")
+
+
+def _split_overrides(args: argparse.Namespace) -> None:
+    """``--values a b key=v``: argparse gives trailing overrides to the list option; move them back."""
+    overrides = list(args.overrides or [])
+    for name in ("values", "methods", "seeds"):
+        items = getattr(args, name) or []
+        keep = [v for v in items if not _OVERRIDE.match(v)]
+        overrides += [v for v in items if _OVERRIDE.match(v)]
+        setattr(args, name, keep if items else getattr(args, name))
+    args.overrides = overrides
+
+
+def main(args: argparse.Namespace) -> int:
+    from discl.cli import config_from_args
+
+    _split_overrides(args)
+    if args.methods:
+        args.overrides.append(f"methods=[{', '.join(args.methods)}]")
+    if args.seeds:
+        bad = [s for s in args.seeds if not s.isdigit()]
+        if bad:
+            raise ConfigError(f"--seeds: {bad[0]!r} is not a seed (integers >= 0)")
+        args.overrides.append(f"seeds=[{', '.join(args.seeds)}]")
+    cfg = config_from_args(args)
+    base_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
+    t0 = time.perf_counter()
+    run_sweep(cfg, args.key, args.values, base_dir)
+    out = sweep_dir(base_dir, args.key.strip())
+    print(f"\nSweep of {args.key} over {len(args.values)} values finished in {time.perf_counter() - t0:.0f} s")
+    print(f"Summary: {out / 'summary.csv'}  ({out / 'summary.md'}, {out / 'summary.png'})\n")
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    return 0
