@@ -185,20 +185,23 @@ def link_tree(src: Path, dst: Path) -> int:
     return n
 
 
-def reuse_upstream(sources: list[Path], point: SweepPoint) -> list[str]:
+def reuse_upstream(sources: list[Path], point: SweepPoint, stale: set[tuple[str, str]] = frozenset()
+                   ) -> dict[str, Path]:
     """Link, from the first of ``sources`` that holds it, every completed stage ``point``'s run shares.
 
-    ``sources`` are the base run and the values that ran before this one. A stage whose marker the
-    value's folder already holds is left alone (a rerun does no work); the marker is linked last, so
-    a kill mid-way leaves a stage without marker that the next sweep links again.
+    ``sources`` are the base run and the values that ran before this one; ``stale`` holds (stage,
+    source) pairs the pipeline refused earlier in the sweep. A stage whose marker the value's folder
+    already holds is left alone (a rerun does no work); the marker is linked last, so a kill mid-way
+    leaves a stage without marker that the next sweep links again. Returns {stage: source}.
     """
-    reused = []
+    reused: dict[str, Path] = {}
     for name, want in marker_digests(point.cfg).items():
         marker = point.run_dir / ".stages" / f"{name}.json"
         if (have := read_marker_digest(marker)) is not None and config_part(have) == want:
             continue
-        src = next((Path(s) for s in sources if (d := read_marker_digest(Path(s) / ".stages" / f"{name}.json"))
-                    is not None and config_part(d) == want), None)
+        src = next((Path(s) for s in sources if (name, str(s)) not in stale
+                    and (d := read_marker_digest(Path(s) / ".stages" / f"{name}.json")) is not None
+                    and config_part(d) == want), None)
         if src is None:
             continue
         marker.unlink(missing_ok=True)
@@ -207,7 +210,7 @@ def reuse_upstream(sources: list[Path], point: SweepPoint) -> list[str]:
             if (src / rel).is_dir():
                 link_tree(src / rel, point.run_dir / rel)
         link_file(src / ".stages" / f"{name}.json", marker)
-        reused.append(name)
+        reused[name] = src
         log.info("sweep %s: stage %s linked from %s", point.run_dir.name, name, src)
         if name == "generate" and not (point.run_dir / ".stages" / "filter.json").is_file():
             for rel in FILTER_CACHE:  # same spectrum files (same inodes, so same size:mtime): nothing to re-encode
@@ -219,14 +222,19 @@ def reuse_upstream(sources: list[Path], point: SweepPoint) -> list[str]:
 # -- the sweep -------------------------------------------------------------------------------------
 
 
-def run_point(sources: list[Path], point: SweepPoint) -> dict[str, Any]:
-    """Link what earlier runs share, then run the value's pipeline (it skips every complete stage)."""
+def run_point(sources: list[Path], point: SweepPoint, stale: set[tuple[str, str]]) -> dict[str, Any]:
+    """Link what earlier runs share, then run the value's pipeline (it skips every complete stage).
+
+    A linked stage the pipeline recomputes anyway (same config, other model weights than its marker
+    records) is added to ``stale``, so later values do not link it from that source again.
+    """
     from discl.pipeline import run
 
-    reused = reuse_upstream(sources, point)
+    reused = reuse_upstream(sources, point, stale)
     status = run(point.cfg, point.run_dir)
     redone = [name for name in reused if status.get(name) == "ran"]
-    if redone:  # the config matched, the full marker did not: other model weights since it was written
+    stale.update((name, str(reused[name])) for name in redone)
+    if redone:
         log.warning("sweep %s: linked %s, but the pipeline recomputed it (its model weights differ from the "
                     "marker's)", point.run_dir.name, ", ".join(redone))
     ran = [k for k, v in status.items() if v == "ran" and k != "report"]
@@ -238,9 +246,10 @@ def run_sweep(cfg: RunConfig, key: str, values: list[str], base_dir: Path | None
     """Run every value of ``key`` (see the module doc); writes and returns the per-seed summary."""
     base_dir = Path(base_dir or cfg.run_path)
     points = plan_sweep(cfg, key, values, base_dir)
+    stale: set[tuple[str, str]] = set()
     for i, point in enumerate(points):
         log.info("sweep %s [%d/%d]: %s=%s in %s", key, i + 1, len(points), key, point.text, point.run_dir)
-        run_point([base_dir, *(p.run_dir for p in points[:i])], point)
+        run_point([base_dir, *(p.run_dir for p in points[:i])], point, stale)
     summary = summarize_sweep(points)
     write_summary(summary, points, key, sweep_dir(base_dir, key))
     return summary

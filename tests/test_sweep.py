@@ -1,0 +1,122 @@
+"""``discl sweep``: a threshold sweep on the tiny embedded task, reuse of upstream stages, reruns, bad keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY, discl
+
+from discl.config import load_config
+from discl.configtools import ConfigError
+from discl.sweep import config_part, link_file, link_tree, plan_sweep, value_dirname
+
+KEY = "filtering.threshold"
+VALUES = ("0.0", "0.7")  # the tiny run's own threshold is 0.5: neither value can reuse its filter stage
+SWEEP = ["--key", KEY, "--values", *VALUES, "--methods", "discl", "--seeds", "0"]
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_run: Path, tmp_path_factory) -> tuple[Path, dict[str, tuple[int, int]], str]:
+    """A base run (linked copy of the session's tiny run) and a 2-value threshold sweep over it."""
+    base = tmp_path_factory.mktemp("sweep") / "base"
+    link_tree(tiny_run, base)
+    before = _files(base)
+    p = discl("sweep", "-c", "configs/fmnist-lt.yaml", "--run-dir", str(base), *TINY, *SWEEP)
+    return base, before, p.stdout + p.stderr
+
+
+def test_sweep_writes_one_row_per_value_method_seed(swept):
+    base, _, out = swept
+    d = base / "sweep" / KEY
+    s = pd.read_csv(d / "summary.csv")
+    assert list(s["value"]) == [0.0, 0.7] and set(s["method"]) == {"discl"} and set(s["seed"]) == {0}
+    for _, row in s.iterrows():
+        run = d / value_dirname(str(row["value_text"]))
+        manifest = pd.read_csv(run / "filter" / "manifest.csv")
+        assert row["filter_kept"] == manifest["keep"].sum() and row["filter_images"] == len(manifest)
+        assert row["filter_kept_sim_text"] == pytest.approx(manifest.loc[manifest["keep"], "sim_text"].mean())
+        assert (manifest.loc[manifest["keep"], "sim_text"] >= row["value"]).all()
+        results = pd.read_csv(run / "results.csv")
+        assert row["test.top1"] == pytest.approx(results.loc[results["method"] == "discl", "test.top1"].iloc[0])
+        assert load_config(run / "config.yaml").filtering.threshold == row["value"]
+    assert s["filter_keep_rate"].iloc[0] == 1.0 and s["filter_keep_rate"].iloc[1] < 1.0
+    md = (d / "summary.md").read_text()
+    assert "| 0.7 | discl | 1 |" in md and "Spearman" in md and "| n |" in md
+    assert (d / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 0.0 | discl | 1 | 100.0% |" in out  # the table is printed
+
+
+def test_upstream_stages_are_linked_not_recomputed(swept):
+    base, before, out = swept
+    assert {k: v for k, v in _files(base).items() if k in before} == before  # the base run is left as it was
+    for v in VALUES:
+        run = base / "sweep" / KEY / v
+        # mining and the spectrum (images, manifest, marker) are the base's own files
+        for rel in ("mining/hard.csv", ".stages/mine.json", ".stages/generate.json", "spectrum/metadata.csv"):
+            assert os.path.samefile(run / rel, base / rel), rel
+        images = list((base / "spectrum").rglob("*.png"))
+        assert images and all(os.path.samefile(p, run / p.relative_to(base)) for p in images)
+        # the filter ran again (other threshold) on the linked score cache, which it did not have to rewrite:
+        # not one image was encoded
+        assert not os.path.samefile(run / ".stages" / "filter.json", base / ".stages" / "filter.json")
+        assert os.path.samefile(run / "filter" / "scores.parquet", base / "filter" / "scores.parquet")
+        assert not os.path.samefile(run / "filter" / "manifest.csv", base / "filter" / "manifest.csv")
+        # training depends on the threshold: its own run
+        assert not os.path.samefile(run / "train" / "discl-s0" / "metrics.json",
+                                    base / "train" / "discl-s0" / "metrics.json")
+    assert "stage generate: running" not in out and "encoding" not in out
+
+
+def test_rerun_does_no_work(swept, tiny_run):
+    base, _, _ = swept
+    d = base / "sweep" / KEY
+    keep = lambda files: {k: v for k, v in files.items()  # noqa: E731 - report files are rewritten each run
+                          if "/report" not in k and not k.endswith(("results.csv", "config.yaml"))}
+    before = keep(_files(d))
+    p = discl("sweep", "-c", "configs/fmnist-lt.yaml", "--run-dir", str(base), *TINY, *SWEEP)
+    assert keep(_files(d)) == before
+    assert p.stderr.count("nothing to redo") == len(VALUES) and "stages run:" not in p.stderr
+
+
+def test_bad_key_or_value_is_named_and_exits_2(tmp_path):
+    for key, value, named in (("filtering.thresh", "0.5", "filtering.thresh"),
+                              (KEY, "abc", "filtering.threshold")):
+        p = discl("sweep", "-c", "configs/fmnist-lt.yaml", "--run-dir", str(tmp_path), "--key", key,
+                  "--values", "0.0", value, check=False)
+        assert p.returncode == 2 and named in p.stderr, p.stderr
+    assert not any(tmp_path.iterdir())  # checked before any work
+
+
+def test_plan_names_duplicates_and_keys_the_sweep_sets(tmp_path):
+    cfg = load_config("configs/fmnist-lt.yaml")
+    points = plan_sweep(cfg, "curriculum.stages", ["[0.5, 0.5]", "[0.2, 0.8]"], tmp_path)
+    assert [p.cfg.curriculum.stages for p in points] == [[0.5, 0.5], [0.2, 0.8]]
+    assert points[0].run_dir == tmp_path / "sweep" / "curriculum.stages" / "_0.5__0.5_"
+    assert points[0].cfg.run_dir == str(points[0].run_dir)
+    with pytest.raises(ConfigError, match="given twice"):
+        plan_sweep(cfg, KEY, ["0.3", "0.30"], tmp_path)
+    with pytest.raises(ConfigError, match="cannot be swept"):
+        plan_sweep(cfg, "seeds", ["[1]"], tmp_path)
+
+
+def test_config_part_drops_the_model_fingerprint_only():
+    assert config_part("abc") == "abc"
+    assert config_part("abc-f00d") == "abc"
+    assert config_part("abc-f00d:2") == "abc:2" != config_part("abc:1")
+
+
+def test_links_share_the_inode_but_append_logs_are_copied(tmp_path):
+    (tmp_path / "a.csv").write_text("x\n")
+    (tmp_path / "p.jsonl").write_text("{}\n")
+    assert link_file(tmp_path / "a.csv", tmp_path / "out" / "a.csv") == "link"
+    assert link_file(tmp_path / "p.jsonl", tmp_path / "out" / "p.jsonl") == "copy"
+    assert os.path.samefile(tmp_path / "a.csv", tmp_path / "out" / "a.csv")
+    (tmp_path / "out" / "p.jsonl").write_text("{}\n{}\n")
+    assert (tmp_path / "p.jsonl").read_text() == "{}\n"
