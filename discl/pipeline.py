@@ -3,14 +3,16 @@
 mine -> generate (prompts + spectrum) -> filter -> train (each method x seed) -> report
 
 Each stage is recorded in ``RUN/.stages/<stage>.json`` with a digest of the config sections its
-output depends on (upstream sections included). A rerun with the same config does no work; a
-changed setting reruns the stages that depend on it; an interrupted stage resumes from its own
-artifacts (finished images, training checkpoints).
+output depends on (upstream sections included) and of the weights of the models those sections
+load (:mod:`discl.fingerprint`; recorded in the marker under ``models``). A rerun with the same
+config and weights does no work; a changed setting or changed weights rerun the stages that depend
+on them; an interrupted stage resumes from its own artifacts (finished images, training checkpoints).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +40,30 @@ def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
     filt = (*gen, "filtering")
     return {"mine": mine, "generate": gen, "filter": filt, "train": (*filt, "training", "curriculum"),
             "train-real": ("data", "training")}
+
+
+def stage_models(sections: tuple[str, ...], fingerprints: dict[str, Any] | None) -> dict[str, Any]:
+    """The model fingerprints of a stage: those of the config sections it depends on (pure)."""
+    return {s: fingerprints[s] for s in sections if fingerprints and s in fingerprints}
+
+
+def stage_digest(cfg: RunConfig, stage: str, fingerprints: dict[str, Any] | None = None) -> str:
+    """The digest a stage's marker records: its config sections, plus its models' fingerprints.
+
+    ``fingerprints`` is :func:`discl.fingerprint.model_fingerprints` ``(cfg)``; a stage that loads
+    no model (class-frequency mining) keeps the plain section digest. The marker of a training run
+    ``RUN/.stages/train-<method>-s<seed>.json`` records ``stage_digest(cfg, "train" or "train-real",
+    fingerprints) + f":{seed}"`` (``"train"`` for methods that use synthetic data).
+    """
+    sections = stage_sections(cfg)[stage]
+    return _digest(cfg, sections, stage_models(sections, fingerprints))
+
+
+def _digest(cfg: RunConfig, sections: tuple[str, ...], models: dict[str, Any]) -> str:
+    from discl.fingerprint import fingerprints_digest
+
+    digest = section_digest(cfg, *sections)
+    return f"{digest}-{fingerprints_digest(models)}" if models else digest
 
 
 @dataclass
@@ -111,9 +137,17 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
     save_config(cfg, run_dir / "config.yaml")
     done_dir = run_dir / ".stages"
     status: dict[str, str] = {}
+    from discl.fingerprint import model_fingerprints
+
+    used = {s for st in stages(cfg) for s in st.sections} | {s for m in cfg.methods for s in _train_sections(cfg, m)}
+    fingerprints = model_fingerprints(cfg, used)
+    models_json = json.dumps(fingerprints, indent=1, sort_keys=True) + "\n"
+    if not (run_dir / "models.json").is_file() or (run_dir / "models.json").read_text() != models_json:
+        atomic_write_text(run_dir / "models.json", models_json)  # which weights this config loads now
 
     def step(name: str, sections: tuple[str, ...], fn: Callable[[], Any], extra: str = "") -> Any:
-        digest = section_digest(cfg, *sections) + extra
+        models = stage_models(sections, fingerprints)
+        digest = _digest(cfg, sections, models) + extra
         marker = done_dir / f"{name}.json"
         if not force and is_complete(marker, digest):
             log.info("stage %s: complete for this config, skipped", name)
@@ -122,7 +156,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
         log.info("stage %s: running", name)
         t0 = time.perf_counter()
         result = fn()
-        mark_complete(marker, digest, seconds=round(time.perf_counter() - t0, 2))
+        mark_complete(marker, digest, seconds=round(time.perf_counter() - t0, 2), models=models)
         status[name] = "ran"
         return result
 
@@ -130,15 +164,45 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
         step(st.name, st.sections, lambda st=st: st.fn(cfg, run_dir))
     for method in cfg.methods:
         for seed in cfg.seeds:
-            step(f"train-{method}-s{seed}", _train_sections(cfg, method),
-                 lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed), extra=f":{seed}")
+            name, sections = f"train-{method}-s{seed}", _train_sections(cfg, method)
+
+            def train(method=method, seed=seed, name=name, sections=sections):
+                start_over_if_weights_changed(done_dir / f"{name}.json", stage_models(sections, fingerprints),
+                                              run_dir / "train" / f"{method}-s{seed}")
+                return train_method(cfg, run_dir, method, seed)
+
+            step(name, sections, train, extra=f":{seed}")
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)
     from discl.evaluation.report import write_report
 
-    write_report(cfg, run_dir)
+    write_report(cfg, run_dir, fingerprints=fingerprints)
     status["report"] = "ran"
     return status
+
+
+def start_over_if_weights_changed(marker: Path, models: dict[str, Any], out_dir: Path) -> bool:
+    """Delete a finished training folder whose marker records other model weights upstream.
+
+    A trainer's own completion digest covers the config, not the weights that made its synthetic
+    images, so it would return its old metrics. A marker without ``models`` (written before markers
+    recorded them) is trusted as it is. Returns whether the folder was deleted.
+    """
+    import shutil
+
+    from discl.artifacts import read_json
+
+    if not marker.is_file() or not out_dir.is_dir():
+        return False
+    try:
+        old = read_json(marker).get("models")
+    except Exception:  # noqa: BLE001 - an unreadable marker: the stage reruns, the trainer decides
+        return False
+    if old is None or old == models:
+        return False
+    log.info("%s: the weights upstream changed since it was trained; training it again", out_dir)
+    shutil.rmtree(out_dir)
+    return True
 
 
 def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import ROOT, TINY, discl
 from PIL import Image
 
@@ -101,3 +102,116 @@ def test_killed_mid_generation_resumes_to_the_same_bytes(tiny_run: Path, tmp_pat
     discl("run", "configs/fmnist-lt.yaml", "--run-dir", str(run), *TINY)
     assert _spectrum_bytes(run) == _spectrum_bytes(tiny_run)
     assert not list((run / "spectrum").rglob("*.tmp"))
+
+
+def _mtimes(paths) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in paths}
+
+
+def _flip_first_weight_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8 + int.from_bytes(data[:8], "little")] ^= 1  # lowest byte of the first weight: still a valid file
+    path.write_bytes(bytes(data))
+
+
+def test_weights_enter_the_stage_digests(tmp_path: Path, monkeypatch):
+    """Fast check of the digests: a touched prior changes none, a changed byte changes generate and everything after."""
+    import shutil
+
+    from discl.config import load_config
+    from discl.fingerprint import model_fingerprints
+    from discl.generation.prior import ASSET_DIR
+    from discl.generation.runner import spectrum_digest
+    from discl.pipeline import stage_digest, stage_sections
+
+    monkeypatch.setenv("DISCL_CACHE_DIR", str(tmp_path / "cache"))
+    prior = Path(shutil.copytree(ASSET_DIR, tmp_path / "prior"))
+    cfg = load_config("configs/fmnist-lt.yaml", [*TINY, f"generation.model={prior}"])
+
+    def digests():
+        fps = model_fingerprints(cfg)
+        return {k: stage_digest(cfg, k, fps) for k in stage_sections(cfg)} | {"spectrum": spectrum_digest(cfg)}
+
+    a = digests()
+    os.utime(prior / "prior.safetensors")
+    assert digests() == a
+    _flip_first_weight_byte(prior / "prior.safetensors")
+    b = digests()
+    assert a["mine"] == b["mine"] and a["train-real"] == b["train-real"]
+    assert all(a[k] != b[k] for k in ("generate", "filter", "train", "spectrum"))
+
+
+@pytest.mark.slow
+def test_new_weights_behind_the_same_config_rerun_generate_filter_and_train(tmp_path: Path, monkeypatch):
+    """generation.model points at a copy of the shipped prior: touching it redoes nothing, a changed
+    byte of its weights regenerates, refilters and retrains (the config is the same all along).
+    About 20 s on 2 idle cores (two small runs with training), hence slow."""
+    import shutil
+
+    from discl.config import load_config
+    from discl.generation.prior import ASSET_DIR
+    from discl.pipeline import run
+
+    monkeypatch.setenv("DISCL_CACHE_DIR", str(tmp_path / "cache"))
+    prior = Path(shutil.copytree(ASSET_DIR, tmp_path / "prior"))
+    small = ["methods=[discl]", "generation.levels=[0.5]", "generation.seeds_per_level=1", "generation.steps=4",
+             "curriculum.levels=[0.5]", "curriculum.stages=[0.5, 0.5]", "training.epochs=2", "data.image_size=12"]
+    cfg = load_config("configs/fmnist-lt.yaml", [*TINY, *small, f"generation.model={prior}"])
+    out = tmp_path / "run"
+    assert set(run(cfg, out).values()) == {"ran"}
+    marker = json.loads((out / ".stages" / "filter.json").read_text())
+    assert marker["models"]["generation"]["model"]["model"] == str(prior)
+    assert "generation.model: " + str(prior) in (out / "report.md").read_text()
+
+    def outputs():
+        return _mtimes([*(out / "spectrum").rglob("*.png"), *(out / ".stages").glob("*.json"),
+                        out / "filter" / "manifest.csv", out / "train" / "discl-s0" / "metrics.json"])
+
+    before = outputs()
+    os.utime(prior / "prior.safetensors")  # new mtime, same bytes
+    status = run(cfg, out)
+    assert {k: v for k, v in status.items() if k != "report"} == dict.fromkeys(
+        ["mine", "generate", "filter", "train-discl-s0"], "skipped")
+    assert outputs() == before
+
+    _flip_first_weight_byte(prior / "prior.safetensors")
+    status = run(cfg, out)
+    assert status["mine"] == "skipped"
+    assert status["generate"] == status["filter"] == status["train-discl-s0"] == "ran"
+    after = outputs()
+    rewritten = {p for p in before if after.get(p) != before[p]}
+    assert {p for p in before if p.suffix == ".png"} <= rewritten  # every image made again, none reused
+    assert out / "filter" / "manifest.csv" in rewritten and out / "train" / "discl-s0" / "metrics.json" in rewritten
+    assert json.loads((out / ".stages" / "generate.json").read_text())["models"] != marker["models"]["generation"]
+
+    status = run(cfg, out)  # and the new weights are now the finished state
+    assert {k for k, v in status.items() if v == "ran"} == {"report"}
+
+
+def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_path: Path):
+    """Rewriting the report runs no model while the filter output, the CLIP and the settings are the same."""
+    import shutil
+
+    import torch
+
+    from discl.config import load_config
+    from discl.evaluation.report import write_report
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    cfg = load_config(run / "config.yaml")
+    key_path, csv = run / "report" / "distances.key.json", run / "report" / "distances.csv"
+    key = json.loads(key_path.read_text())
+    assert key["clip"]["model"]["source"] == "files" and key["settings"]["max_reference"] == 1000
+    assert key["filter_stage"] == json.loads((run / ".stages" / "filter.json").read_text())["digest"]
+    forwards = []
+    hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: forwards.append(type(m).__name__))
+    try:
+        table = csv.read_bytes()
+        write_report(cfg, run)
+        assert forwards == [] and csv.read_bytes() == table and json.loads(key_path.read_text()) == key
+        changed = load_config(run / "config.yaml", ["filtering.threshold=0.61"])
+        write_report(changed, run)
+        assert forwards, "a changed filter must recompute the distances"
+        assert json.loads(key_path.read_text())["filter_stage"] != key["filter_stage"]
+    finally:
+        hook.remove()

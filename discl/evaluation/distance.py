@@ -5,10 +5,16 @@ heuristic bandwidth, unbiased estimate) and the Fréchet distance (the FID formu
 features). Each λ's synthetic images are compared with real *test* images of the same classes (held
 out: neither the sources nor anything the classifier trained on); the real hard sources themselves
 give the λ = 1 reference row.
+
+The report calls :func:`cached_spectrum_distances`: ``RUN/report/distances.csv`` is reused while
+its key (``distances.key.json``: the filter stage's digest, the CLIP fingerprint, a digest of the
+filter manifest and the distance settings) is unchanged, so rewriting a report loads no CLIP.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -66,7 +72,44 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
     return pd.DataFrame(rows, columns=["lam", "n", "mmd2", "frechet"])
 
 
-def spectrum_distances(cfg, run_dir: Path, max_reference: int = 1000) -> pd.DataFrame | None:
+MAX_REFERENCE = 1000
+
+
+def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
+    """What the distances depend on besides the filter's output and the CLIP weights (pure)."""
+    return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median", "version": 1}
+
+
+def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
+                              max_reference: int = MAX_REFERENCE) -> pd.DataFrame | None:
+    """:func:`spectrum_distances`, reusing ``RUN/report/distances.csv`` while its key is unchanged."""
+    from discl.artifacts import atomic_write_json, read_json, write_table
+
+    run_dir = Path(run_dir)
+    manifest = run_dir / "filter" / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    key = {"filter_stage": filter_digest, "clip": clip_fingerprint,
+           "manifest": hashlib.blake2b(manifest.read_bytes(), digest_size=8).hexdigest(),
+           "settings": distance_settings(cfg, max_reference)}
+    key = json.loads(json.dumps(key, sort_keys=True))  # as it reads back from disk
+    csv, key_path = run_dir / "report" / "distances.csv", run_dir / "report" / "distances.key.json"
+    if csv.is_file() and key_path.is_file():
+        try:
+            if read_json(key_path) == key:
+                log.info("distances: reused %s (filter output, CLIP weights and settings unchanged)", csv)
+                return pd.read_csv(csv)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            log.warning("distances: cached %s unreadable (%s); recomputing", csv, e)
+    out = spectrum_distances(cfg, run_dir, max_reference)
+    if out is not None:
+        key_path.unlink(missing_ok=True)  # never a key beside a table it does not describe
+        write_table(csv, out)
+        atomic_write_json(key_path, key)
+    return out
+
+
+def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -> pd.DataFrame | None:
     """Distances per λ for a run, from the filter's cached embeddings; None when there are none."""
     from discl.data import build_dataset
     from discl.filtering.scorer import create_scorer

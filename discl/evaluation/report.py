@@ -312,8 +312,12 @@ window.addEventListener('load', function () {
 """
 
 
-def write_report(cfg, run_dir: Path) -> Path:
-    """Write RUN/report.html and RUN/report.md from the run's artifacts; returns the HTML path."""
+def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
+    """Write RUN/report.html and RUN/report.md from the run's artifacts; returns the HTML path.
+
+    ``fingerprints``: :func:`discl.fingerprint.model_fingerprints` of ``cfg`` (computed when not
+    given); they key the cached distances per level.
+    """
     from discl.pipeline import collect_results, headline_table
 
     run_dir = Path(run_dir)
@@ -335,11 +339,12 @@ def write_report(cfg, run_dir: Path) -> Path:
         if png:
             atomic_write_bytes(run_dir / "report" / name, png)
 
-    distances = _distances(cfg, run_dir)
+    distances = _distances(cfg, run_dir, fingerprints)
     dist_png = distance_figure(distances)
     if dist_png:
         atomic_write_bytes(run_dir / "report" / "distance.png", dist_png)
     counts = _class_counts_table(cfg, hard)
+    weights = _weights_lines(run_dir)
     n_syn = len(manifest) if manifest is not None else 0
     kept = int(manifest["keep"].astype(bool).sum()) if manifest is not None and "keep" in manifest.columns else n_syn
     md = [
@@ -356,6 +361,10 @@ def write_report(cfg, run_dir: Path) -> Path:
         table,
         "",
         f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
+        "",
+        "## Weights (the models that produced each stage, from RUN/.stages)",
+        "",
+        *weights,
         "",
         "## Filter per λ",
         "",
@@ -382,6 +391,7 @@ def write_report(cfg, run_dir: Path) -> Path:
         "<h2>Results (test split, %, mean ± std over seeds)</h2>",
         _md_to_html_table(table) if len(results) else "<p>(no training run finished yet)</p>",
         f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
+        "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
         "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
         "Images the CLIP filter dropped are outlined in red. Note: λ = 0 in image-to-image mode still lets a little of "
@@ -412,19 +422,37 @@ def write_report(cfg, run_dir: Path) -> Path:
     return out
 
 
-def _distances(cfg, run_dir: Path) -> pd.DataFrame | None:
+def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame | None:
+    """Distances per level, recomputed only when the filter's output, the CLIP or the settings changed."""
     try:
-        from discl.evaluation.distance import spectrum_distances
+        from discl.evaluation.distance import cached_spectrum_distances
+        from discl.pipeline import stage_digest
 
-        out = spectrum_distances(cfg, run_dir)
+        if fingerprints is None:
+            from discl.fingerprint import model_fingerprints
+
+            fingerprints = model_fingerprints(cfg)
+        return cached_spectrum_distances(cfg, run_dir, stage_digest(cfg, "filter", fingerprints),
+                                         fingerprints.get("filtering"))
     except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
         log.warning("report: no distance per level: %s", e)
         return None
-    if out is not None:
-        from discl.artifacts import write_table
 
-        write_table(run_dir / "report" / "distances.csv", out)
-    return out
+
+def _weights_lines(run_dir: Path) -> list[str]:
+    """``- section.field: fingerprint`` for every model recorded in the run's stage markers."""
+    from discl.fingerprint import short
+
+    seen: dict[str, str] = {}
+    for marker in sorted((run_dir / ".stages").glob("*.json")):
+        try:
+            models = read_json(marker).get("models") or {}
+        except (OSError, ValueError):
+            continue
+        for section, fields in models.items():
+            for name, fp in fields.items():
+                seen.setdefault(f"{section}.{name}", short(fp))
+    return [f"- {k}: {v}" for k, v in sorted(seen.items())] or ["- (no stage recorded its models)"]
 
 
 def distance_figure(distances: pd.DataFrame | None) -> bytes | None:

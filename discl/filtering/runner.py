@@ -355,12 +355,18 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
 
 
 def scorer_id_for(backend: str, model: str) -> str:
-    """The cache key of a configured scorer without loading it (must equal the loaded scorer's ``id``)."""
+    """The cache key of a configured scorer without loading it: the loaded scorer's ``id``, plus for a
+    local folder/file or a cached hub snapshot its content digest or commit (:mod:`discl.fingerprint`),
+    so scores of re-saved weights behind the same name are not reused."""
     if backend == "embedded":
         from discl.filtering.backends.embedded import weights_digest
 
         return f"embedded:{weights_digest(None if model in ('', 'embedded') else model)}"
-    return f"{backend}:{model}"
+    from discl.fingerprint import fingerprint, scorer_reference
+
+    fp = fingerprint(scorer_reference(backend, model))
+    pinned = fp.get("digest") or fp.get("commit")
+    return f"{backend}:{model}" + (f"@{pinned}" if pinned else "")
 
 
 # -- CLI ---------------------------------------------------------------------------------------

@@ -47,11 +47,16 @@ MANIFEST_COLUMNS = ["file_name", "sample_id", "source_sample_id", "source_path",
 
 
 def spectrum_digest(cfg: RunConfig) -> str:
-    """Digest of what decides the images (batch size, which never changes an image, left out)."""
+    """Digest of what decides the images: the config (batch size, which never changes an image, left
+    out) and the generator's weights (:mod:`discl.fingerprint`), so new weights behind the same
+    ``generation.model`` regenerate instead of reusing images of the old ones."""
     import dataclasses
 
+    from discl.fingerprint import fingerprint, fingerprints_digest, model_references
+
     neutral = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=1))
-    return section_digest(neutral, "data", "prompts", "generation")
+    weights = fingerprint(model_references(cfg)["generation"]["model"])
+    return f"{section_digest(neutral, 'data', 'prompts', 'generation')}-{fingerprints_digest(weights)}"
 
 
 def _check_or_claim(out: Path, digest: str, shard: tuple[int, int]) -> None:

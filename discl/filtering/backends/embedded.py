@@ -6,7 +6,6 @@ trained by ``discl clip train``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -17,11 +16,16 @@ from discl.filtering.scorer import BatchedScorer
 
 
 def weights_digest(weights: str | Path | None = None) -> str:
-    """A short digest of the weights file: cached scores of other weights (a retrained model) don't match."""
+    """A short digest of the weights file: cached scores of other weights (a retrained model) don't match.
+
+    The content digest of :mod:`discl.fingerprint` (cached by path, size and mtime), shortened.
+    """
+    from discl.fingerprint import file_digests
+
     path = Path(weights) if weights else WEIGHTS_PATH
     if not path.is_file():
         return "missing"
-    return hashlib.blake2b(path.read_bytes(), digest_size=6).hexdigest()
+    return file_digests([path])[0][:12]
 
 
 class EmbeddedClipScorer(BatchedScorer):

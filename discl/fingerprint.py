@@ -1,0 +1,253 @@
+"""Which weights produced a run: fingerprints of the models a config loads.
+
+The stage digests of ``discl run`` come from config sections; a config names its models by
+reference ("embedded", a folder, a hub id), and the weights behind a reference can change while
+the config does not (a retrained prior copied over the shipped one, a re-saved local folder). A
+fingerprint pins the reference to the weights:
+
+- the embedded prior / CLIP, a local file or folder: a content digest (blake2b) of its weight and
+  config files (``*.safetensors``, ``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ``*.json``,
+  ``*.txt`` such as vocab/merges, ``*.model`` such as sentencepiece; hidden folders skipped);
+- a hub id: the commit hash of the snapshot in the local Hugging Face cache (what
+  ``from_pretrained`` will load offline); a hub id that is not cached is fingerprinted by its
+  name only, so new weights pushed under the same id are not noticed until they are cached;
+- an open_clip pretrained tag (``ViT-B-32/openai``): by name only.
+
+Per-file digests are cached in ``~/.cache/discl/file-digests.json`` (``$DISCL_CACHE_DIR`` or
+``$XDG_CACHE_HOME/discl`` when set), keyed by (absolute path, size, mtime_ns): a multi-GB SDXL
+folder is read once per change, not once per run. The cache lives in the user's cache folder, not
+in a run folder, because it is keyed by absolute paths on this machine and serves every run folder
+(a sweep over many runs of one model hashes it once). It only saves time: a lost, unwritable or
+corrupt cache means the files are read again, never a wrong digest (a touched file with unchanged
+content gets the same digest, so a rerun does nothing).
+
+:func:`model_references` is pure (config -> references); :func:`model_fingerprints` does the IO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from discl.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
+CHUNK = 1 << 20
+
+
+def cache_path() -> Path:
+    """``$DISCL_CACHE_DIR`` > ``$XDG_CACHE_HOME/discl`` > ``~/.cache/discl``, then ``file-digests.json``."""
+    root = os.environ.get("DISCL_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = str(Path(xdg) / "discl") if xdg else str(Path.home() / ".cache" / "discl")
+    return Path(root) / "file-digests.json"
+
+
+def _stat_key(path: Path) -> tuple[str, list[int]]:
+    st = path.stat()
+    return str(path.resolve()), [st.st_size, st.st_mtime_ns]
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, entries: dict[str, Any]) -> None:
+    from discl.artifacts import atomic_write_text
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        live = {k: v for k, v in entries.items() if os.path.exists(k)}  # forget deleted files
+        atomic_write_text(path, json.dumps(live, sort_keys=True))
+    except Exception as e:  # noqa: BLE001 - a cache that cannot be written only costs time
+        log.debug("fingerprint cache %s not written: %s", path, e)
+
+
+def file_digests(paths: list[Path]) -> list[str]:
+    """blake2b-256 hex of each file's bytes; files whose (path, size, mtime_ns) are cached are not read."""
+    cpath = cache_path()
+    cache = _read_cache(cpath)
+    out, changed = [], False
+    for p in paths:
+        key, stat = _stat_key(Path(p))
+        hit = cache.get(key)
+        if isinstance(hit, dict) and hit.get("stat") == stat and isinstance(hit.get("digest"), str):
+            out.append(hit["digest"])
+            continue
+        h = hashlib.blake2b(digest_size=32)
+        with open(p, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        log.debug("fingerprint: hashed %s (%d bytes)", p, stat[0])
+        cache[key] = {"stat": stat, "digest": h.hexdigest()}
+        out.append(h.hexdigest())
+        changed = True
+    if changed:  # merge with what other processes wrote meanwhile
+        _write_cache(cpath, {**_read_cache(cpath), **cache})
+    return out
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The files a content fingerprint covers: the file itself, or a folder's weight/config files."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ModelNotFoundError(f"model path {path} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise ModelNotFoundError(f"model folder {path} holds no weight or config files ({', '.join(WEIGHT_SUFFIXES)})")
+    return files
+
+
+def content_digest(files: list[Path], root: Path | None = None) -> str:
+    """One digest over (relative name, content digest) of each file: renaming or editing any changes it."""
+    names = [str(p.relative_to(root)) if root else p.name for p in files]
+    h = hashlib.blake2b(digest_size=8)
+    for name, d in sorted(zip(names, file_digests(files))):
+        h.update(f"{name}\0{d}\n".encode())
+    return h.hexdigest()
+
+
+def files_fingerprint(ref: str, files: list[Path] | None = None) -> dict[str, str]:
+    """Fingerprint of a local file or folder (or of the given asset files, for the embedded models)."""
+    path = Path(ref).expanduser()
+    if files is None:
+        files = weight_files(path)
+    root = path if path.is_dir() else None
+    return {"model": ref, "source": "files", "digest": content_digest(files, root)}
+
+
+def hub_fingerprint(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> dict[str, str]:
+    """The commit of the locally cached snapshot of ``repo_id``; the name only when it is not cached.
+
+    ``snapshot_download(local_files_only=True)`` resolves the revision through the cache's refs and
+    returns ``.../snapshots/<commit>`` without touching the network.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        return {"model": repo_id, "source": "hub-cache", "commit": Path(folder).name}
+    except Exception as e:  # noqa: BLE001 - not cached, invalid id, no huggingface_hub: the name is all we know
+        log.debug("fingerprint: %s is not in the local hub cache (%s); fingerprinted by name", repo_id, e)
+        return {"model": repo_id if revision is None else f"{repo_id}@{revision}", "source": "name-only"}
+
+
+def reference_fingerprint(ref: str) -> dict[str, str]:
+    """A local path gets a content fingerprint, anything else is treated as a hub id."""
+    if Path(ref).expanduser().exists():
+        return files_fingerprint(ref)
+    if ref.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"model path {ref} does not exist")
+    return hub_fingerprint(ref)
+
+
+# -- which models a config loads ----------------------------------------------------------------
+
+
+def model_references(cfg) -> dict[str, dict[str, str]]:
+    """Pure: {config section: {field: reference}} for every model the config's stages load.
+
+    References: ``embedded-prior`` / ``embedded-clip`` (the shipped assets), ``file:PATH`` (a local
+    file or folder), ``hub:ID`` (a hub id or a local folder, decided when fingerprinted),
+    ``name:SPEC`` (an open_clip pretrained tag, by name only).
+    """
+    g, f, t = cfg.generation, cfg.filtering, cfg.training
+    out: dict[str, dict[str, str]] = {}
+    if g.backend == "embedded":
+        out["generation"] = {"model": "embedded-prior" if g.model in ("", "embedded") else f"file:{g.model}"}
+    else:
+        out["generation"] = {"model": f"hub:{g.model}"}
+    out["filtering"] = {"model": scorer_reference(f.backend, f.model)}
+    train = {}
+    if t.pretrained_path:
+        train["pretrained_path"] = f"file:{t.pretrained_path}"
+    if t.init_from:
+        train["init_from"] = f"file:{t.init_from}"
+    if t.model == "clip" and t.clip_pretrained:
+        train["clip_pretrained"] = _open_clip_reference(t.clip_pretrained, f"{t.clip_model}/{t.clip_pretrained}")
+    elif t.pretrained and t.model.startswith(("timm:", "torchvision:")):
+        train["pretrained"] = f"name:{t.model}"
+    if train:
+        out["training"] = train
+    return out
+
+
+def scorer_reference(backend: str, model: str) -> str:
+    """Pure: the reference of a CLIP scorer's weights (``filtering.backend`` / ``filtering.model``)."""
+    if backend == "embedded":
+        return "embedded-clip" if model in ("", "embedded") else f"file:{model}"
+    if backend == "open_clip":
+        return _open_clip_reference(model.partition("/")[2], model)
+    return f"hub:{model}"
+
+
+def _open_clip_reference(pretrained: str, spec: str) -> str:
+    """open_clip's pretrained part is a tag (``openai``) or a checkpoint file."""
+    is_file = pretrained.startswith(("/", ".", "~")) or pretrained.lower().endswith(WEIGHT_SUFFIXES)
+    return f"file:{pretrained}" if is_file else f"name:open_clip:{spec}"
+
+
+def fingerprint(ref: str) -> dict[str, str]:
+    """The fingerprint of one reference from :func:`model_references` (reads files or the hub cache)."""
+    kind, _, value = ref.partition(":")
+    if ref == "embedded-prior":
+        from discl.generation.prior import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME
+
+        return files_fingerprint("embedded", [ASSET_DIR / WEIGHTS_NAME, ASSET_DIR / CONFIG_NAME])
+    if ref == "embedded-clip":
+        from discl.filtering.embedded_clip import CONFIG_PATH, WEIGHTS_PATH
+
+        return files_fingerprint("embedded", [WEIGHTS_PATH, CONFIG_PATH])
+    if kind == "file":
+        return files_fingerprint(value)
+    if kind == "hub":
+        return reference_fingerprint(value)
+    if kind == "name":
+        return {"model": value, "source": "name-only"}
+    raise ValueError(f"unknown model reference {ref!r}")
+
+
+def model_fingerprints(cfg, sections: Collection[str] | None = None) -> dict[str, dict[str, dict[str, str]]]:
+    """{config section: {field: fingerprint}} of every model the config loads (of ``sections`` only,
+    when given: a run without synthetic data does not need the generator's weights to exist)."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for sec, refs in model_references(cfg).items():
+        if sections is not None and sec not in sections:
+            continue
+        out[sec] = {}
+        for name, ref in refs.items():
+            try:
+                out[sec][name] = fingerprint(ref)
+            except ModelNotFoundError as e:
+                raise ModelNotFoundError(f"{sec}.{name}: {e}") from None
+    return out
+
+
+def fingerprints_digest(fingerprints: Any) -> str:
+    """A short digest of fingerprints (any JSON-able nesting of them), for stage and spectrum digests."""
+    payload = json.dumps(fingerprints, sort_keys=True).encode()
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+def short(fp: dict[str, str]) -> str:
+    """One line for reports: ``embedded (files 1a2b...)``, ``org/name@commit``, ``org/name (name only)``."""
+    if fp.get("source") == "files":
+        return f"{fp['model']} (files {fp['digest']})"
+    if fp.get("source") == "hub-cache":
+        return f"{fp['model']}@{fp['commit']}"
+    return f"{fp['model']} (name only)"
