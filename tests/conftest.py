@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -10,6 +11,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the weights-digest cache (discl.fingerprint) goes to a throwaway folder, not the user's ~/.cache
+os.environ.setdefault("DISCL_CACHE_DIR", tempfile.mkdtemp(prefix="discl-test-cache-"))
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
