@@ -361,12 +361,15 @@ def plot_sweep(summary: pd.DataFrame, points: list[SweepPoint], key: str, path: 
     xs = {p.text: (float(p.value) if numeric else i) for i, p in enumerate(points)}
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = ["o-", "s--", "^:", "d-."]
-    for mi, method in enumerate(summary["method"].unique()):
+    methods = list(summary["method"].unique())
+    for mi, method in enumerate(methods):
         g = summary[summary["method"] == method]
         for ci, (k, label) in enumerate(cols):
-            stats = g.groupby("value_text", sort=False)[k].agg(["mean", "std"]).reindex([p.text for p in points])
-            ax.errorbar([xs[t] for t in stats.index], stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100,
-                        fmt=styles[ci % len(styles)], color=f"C{mi}", capsize=3, label=f"{method}: {label}")
+            by = g.groupby("value_text", sort=False)[k]
+            mean, std = by.mean().reindex(xs), by.std(ddof=0).reindex(xs)  # std as in summary.md
+            ax.errorbar([xs[t] for t in mean.index], mean * 100, yerr=std.fillna(0) * 100,
+                        fmt=styles[ci % len(styles)], color=f"C{ci if len(methods) == 1 else mi}", capsize=3,
+                        label=f"{method}: {label}")
     ax.set_xlabel(key)
     ax.set_ylabel("test metric (%), mean ± std over seeds")
     rate_col = "used_keep_rate" if "used_keep_rate" in summary and summary["used_keep_rate"].notna().any() \
