@@ -8,18 +8,23 @@ fingerprint pins the reference to the weights:
 - the embedded prior / CLIP, a local file or folder: a content digest (blake2b) of its weight and
   config files (``*.safetensors``, ``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ``*.json``,
   ``*.txt`` such as vocab/merges, ``*.model`` such as sentencepiece; hidden folders skipped);
-- a hub id: the commit hash of the snapshot in the local Hugging Face cache (what
-  ``from_pretrained`` will load offline); a hub id that is not cached is fingerprinted by its
-  name only, so new weights pushed under the same id are not noticed until they are cached;
+- a hub id: its name. The commit of the snapshot in the local Hugging Face cache is recorded
+  (``commit``, shown in ``models.json`` and the report) but does not enter the digests
+  (:func:`fingerprints_digest`): the first run of an uncached id downloads it, and a digest that
+  changed with the download would redo every stage on the next plain rerun. New weights pushed
+  under the same id therefore do not rerun anything; save the model to a local folder to pin it
+  by content;
 - an open_clip pretrained tag (``ViT-B-32/openai``): by name only.
 
 Per-file digests are cached in ``~/.cache/discl/file-digests.json`` (``$DISCL_CACHE_DIR`` or
 ``$XDG_CACHE_HOME/discl`` when set), keyed by (absolute path, size, mtime_ns): a multi-GB SDXL
 folder is read once per change, not once per run. The cache lives in the user's cache folder, not
 in a run folder, because it is keyed by absolute paths on this machine and serves every run folder
-(a sweep over many runs of one model hashes it once). It only saves time: a lost, unwritable or
-corrupt cache means the files are read again, never a wrong digest (a touched file with unchanged
-content gets the same digest, so a rerun does nothing).
+(a sweep over many runs of one model hashes it once). The key also holds the inode and ctime, and
+a file modified less than ``RACY_SECONDS`` before it was hashed is not cached (git's "racy" rule:
+a same-size rewrite within one timestamp tick would otherwise keep its old digest). The cache only
+saves time: a lost, unwritable or corrupt cache means the files are read again (a touched file with
+unchanged content gets the same digest, so a rerun does nothing).
 
 :func:`model_references` is pure (config -> references); :func:`model_fingerprints` does the IO.
 """
@@ -30,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
 CHUNK = 1 << 20
+RACY_SECONDS = 2.0
+INFO_ONLY_KEYS = frozenset({"commit"})  # recorded, not part of any digest (see the module doc)
 
 
 def cache_path() -> Path:
@@ -53,7 +61,7 @@ def cache_path() -> Path:
 
 def _stat_key(path: Path) -> tuple[str, list[int]]:
     st = path.stat()
-    return str(path.resolve()), [st.st_size, st.st_mtime_ns]
+    return str(path.resolve()), [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -91,9 +99,10 @@ def file_digests(paths: list[Path]) -> list[str]:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
         log.debug("fingerprint: hashed %s (%d bytes)", p, stat[0])
-        cache[key] = {"stat": stat, "digest": h.hexdigest()}
         out.append(h.hexdigest())
-        changed = True
+        if time.time_ns() - stat[1] > RACY_SECONDS * 1e9:  # else it may still change unseen
+            cache[key] = {"stat": stat, "digest": h.hexdigest()}
+            changed = True
     if changed:  # merge with what other processes wrote meanwhile
         _write_cache(cpath, {**_read_cache(cpath), **cache})
     return out
@@ -124,27 +133,30 @@ def content_digest(files: list[Path], root: Path | None = None) -> str:
 
 def files_fingerprint(ref: str, files: list[Path] | None = None) -> dict[str, str]:
     """Fingerprint of a local file or folder (or of the given asset files, for the embedded models)."""
-    path = Path(ref).expanduser()
-    if files is None:
+    root = None
+    if files is None:  # a user's path (the embedded assets pass their files: "embedded" is a label)
+        path = Path(ref).expanduser()
         files = weight_files(path)
-    root = path if path.is_dir() else None
+        root = path if path.is_dir() else None
     return {"model": ref, "source": "files", "digest": content_digest(files, root)}
 
 
 def hub_fingerprint(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> dict[str, str]:
-    """The commit of the locally cached snapshot of ``repo_id``; the name only when it is not cached.
+    """A hub id by name, with the commit of its locally cached snapshot recorded when there is one.
 
     ``snapshot_download(local_files_only=True)`` resolves the revision through the cache's refs and
-    returns ``.../snapshots/<commit>`` without touching the network.
+    returns ``.../snapshots/<commit>`` without touching the network. The commit is information
+    only (:data:`INFO_ONLY_KEYS`): cached or not, the digest of a hub id is that of its name.
     """
+    name = repo_id if revision is None else f"{repo_id}@{revision}"
     try:
         from huggingface_hub import snapshot_download
 
         folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
-        return {"model": repo_id, "source": "hub-cache", "commit": Path(folder).name}
+        return {"model": name, "source": "hub", "commit": Path(folder).name}
     except Exception as e:  # noqa: BLE001 - not cached, invalid id, no huggingface_hub: the name is all we know
-        log.debug("fingerprint: %s is not in the local hub cache (%s); fingerprinted by name", repo_id, e)
-        return {"model": repo_id if revision is None else f"{repo_id}@{revision}", "source": "name-only"}
+        log.debug("fingerprint: %s is not in the local hub cache (%s)", repo_id, e)
+        return {"model": name, "source": "hub", "commit": ""}
 
 
 def reference_fingerprint(ref: str) -> dict[str, str]:
@@ -168,6 +180,8 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
     """
     g, f, t = cfg.generation, cfg.filtering, cfg.training
     out: dict[str, dict[str, str]] = {}
+    if cfg.prompts.text_model:
+        out["prompts"] = {"text_model": f"hub:{cfg.prompts.text_model}"}
     if g.backend == "embedded":
         out["generation"] = {"model": "embedded-prior" if g.model in ("", "embedded") else f"file:{g.model}"}
     else:
@@ -239,8 +253,17 @@ def model_fingerprints(cfg, sections: Collection[str] | None = None) -> dict[str
 
 
 def fingerprints_digest(fingerprints: Any) -> str:
-    """A short digest of fingerprints (any JSON-able nesting of them), for stage and spectrum digests."""
-    payload = json.dumps(fingerprints, sort_keys=True).encode()
+    """A short digest of fingerprints (any JSON-able nesting of them), for stage and spectrum digests.
+
+    Keys in :data:`INFO_ONLY_KEYS` (a hub snapshot's commit) are left out.
+    """
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in INFO_ONLY_KEYS}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    payload = json.dumps(strip(fingerprints), sort_keys=True).encode()
     return hashlib.blake2b(payload, digest_size=8).hexdigest()
 
 
@@ -248,6 +271,6 @@ def short(fp: dict[str, str]) -> str:
     """One line for reports: ``embedded (files 1a2b...)``, ``org/name@commit``, ``org/name (name only)``."""
     if fp.get("source") == "files":
         return f"{fp['model']} (files {fp['digest']})"
-    if fp.get("source") == "hub-cache":
-        return f"{fp['model']}@{fp['commit']}"
+    if fp.get("source") == "hub":
+        return f"{fp['model']} (hub; cached snapshot {fp['commit'] or 'none'})"
     return f"{fp['model']} (name only)"

@@ -33,9 +33,9 @@ MODEL_BASED_CRITERIA = {"misclassified", "low_confidence"}
 
 def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
     """The config sections each stage's output depends on, upstream ones included (pure)."""
-    mine = ("data", "mining")
+    mine = ("data", "mining", "seed")  # the run seed draws the per-class cap and the adaptive held-out images
     if MODEL_BASED_CRITERIA & set(cfg.mining.criteria):  # the out-of-fold models depend on these too
-        mine = (*mine, "training", "seed")
+        mine = (*mine, "training")
     gen = (*mine, "prompts", "generation")
     filt = (*gen, "filtering")
     return {"mine": mine, "generate": gen, "filter": filt, "train": (*filt, "training", "curriculum"),
@@ -198,7 +198,9 @@ def start_over_if_weights_changed(marker: Path, models: dict[str, Any], out_dir:
         old = read_json(marker).get("models")
     except Exception:  # noqa: BLE001 - an unreadable marker: the stage reruns, the trainer decides
         return False
-    if old is None or old == models:
+    from discl.fingerprint import fingerprints_digest
+
+    if old is None or fingerprints_digest(old) == fingerprints_digest(models):  # compare what digests compare
         return False
     log.info("%s: the weights upstream changed since it was trained; training it again", out_dir)
     shutil.rmtree(out_dir)

@@ -33,8 +33,8 @@ def test_folder_digest_follows_content_not_mtime(prior_copy: Path, digest_cache:
     assert fpm.weight_files(prior_copy) == [prior_copy / "prior.safetensors", prior_copy / "prior_config.json"]
     cache = json.loads(digest_cache.read_text())
     key = str((prior_copy / "prior.safetensors").resolve())
-    assert cache[key]["stat"] == [(prior_copy / "prior.safetensors").stat().st_size,
-                                  (prior_copy / "prior.safetensors").stat().st_mtime_ns]
+    st = (prior_copy / "prior.safetensors").stat()
+    assert cache[key]["stat"] == [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
     os.utime(prior_copy / "prior.safetensors")  # touched: re-read, same digest
     assert fpm.files_fingerprint(str(prior_copy)) == a
     (prior_copy / "recipe.yaml").write_text("not a weight file\n")
@@ -72,7 +72,7 @@ def test_missing_or_empty_model_paths_are_errors(tmp_path):
         fpm.fingerprint("hub:./not-here")
 
 
-def test_hub_id_uses_the_cached_snapshot_commit(tmp_path):
+def test_hub_id_is_digested_by_name_and_records_the_cached_commit(tmp_path):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--org--tiny-model"
     (repo / "refs").mkdir(parents=True)
@@ -80,10 +80,15 @@ def test_hub_id_uses_the_cached_snapshot_commit(tmp_path):
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "config.json").write_text("{}")
     fp = fpm.hub_fingerprint("org/tiny-model", cache_dir=tmp_path / "hub")
-    assert fp == {"model": "org/tiny-model", "source": "hub-cache", "commit": commit}
-    assert fpm.short(fp) == f"org/tiny-model@{commit}"
-    assert fpm.hub_fingerprint("org/not-cached", cache_dir=tmp_path / "hub") == {
-        "model": "org/not-cached", "source": "name-only"}
+    assert fp == {"model": "org/tiny-model", "source": "hub", "commit": commit}
+    assert commit in fpm.short(fp)
+    uncached = fpm.hub_fingerprint("org/tiny-model", cache_dir=tmp_path / "elsewhere")
+    assert uncached == {"model": "org/tiny-model", "source": "hub", "commit": ""}
+    # downloading a model (uncached -> cached) must not change any stage digest
+    assert fpm.fingerprints_digest({"generation": {"model": fp}}) == fpm.fingerprints_digest(
+        {"generation": {"model": uncached}})
+    other = fpm.hub_fingerprint("org/other-model", cache_dir=tmp_path / "hub")
+    assert fpm.fingerprints_digest({"m": other}) != fpm.fingerprints_digest({"m": uncached})
 
 
 def test_model_references_follow_the_config():
@@ -135,3 +140,20 @@ def test_a_missing_model_folder_names_the_config_key(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"^generation\.model: model path .*gone does not exist"):
         fpm.model_fingerprints(cfg)
     assert "generation" not in fpm.model_fingerprints(cfg, sections={"data", "filtering"})
+
+
+def test_a_folder_named_embedded_in_the_working_directory_changes_nothing(tmp_path, monkeypatch):
+    before = fpm.fingerprint("embedded-prior")
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "embedded" / "x.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert fpm.fingerprint("embedded-prior") == before
+
+
+def test_a_file_hashed_right_after_a_write_is_not_cached(tmp_path):
+    f = tmp_path / "w.safetensors"
+    f.write_bytes(b"aaaa")
+    first = fpm.file_digests([f])[0]
+    assert str(f.resolve()) not in fpm._read_cache(fpm.cache_path())  # too fresh to trust its mtime
+    f.write_bytes(b"bbbb")  # same size, possibly the same mtime tick
+    assert fpm.file_digests([f])[0] != first

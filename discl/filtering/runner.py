@@ -356,8 +356,8 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
 
 def scorer_id_for(backend: str, model: str) -> str:
     """The cache key of a configured scorer without loading it: the loaded scorer's ``id``, plus for a
-    local folder/file or a cached hub snapshot its content digest or commit (:mod:`discl.fingerprint`),
-    so scores of re-saved weights behind the same name are not reused."""
+    local folder/file its content digest (:mod:`discl.fingerprint`), so scores of re-saved weights
+    behind the same path are not reused (a hub id is keyed by its name, as in the stage digests)."""
     if backend == "embedded":
         from discl.filtering.backends.embedded import weights_digest
 
@@ -365,7 +365,7 @@ def scorer_id_for(backend: str, model: str) -> str:
     from discl.fingerprint import fingerprint, scorer_reference
 
     fp = fingerprint(scorer_reference(backend, model))
-    pinned = fp.get("digest") or fp.get("commit")
+    pinned = fp.get("digest")
     return f"{backend}:{model}" + (f"@{pinned}" if pinned else "")
 
 

@@ -55,7 +55,11 @@ def spectrum_digest(cfg: RunConfig) -> str:
     from discl.fingerprint import fingerprint, fingerprints_digest, model_references
 
     neutral = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=1))
-    weights = fingerprint(model_references(cfg)["generation"]["model"])
+    refs = model_references(cfg)
+    weights = fingerprint(refs["generation"]["model"])
+    text_model = refs.get("prompts", {}).get("text_model")
+    if text_model:  # it writes the prompts the images are generated from
+        weights = {"generation": weights, "prompts": fingerprint(text_model)}
     return f"{section_digest(neutral, 'data', 'prompts', 'generation')}-{fingerprints_digest(weights)}"
 
 

@@ -35,13 +35,15 @@ def first_sentence(name: str, continuation: str) -> str:
     return f"a photo of a {name}{sep}{text}".strip()
 
 
-def load_text_pipeline(model: str, device: str = "auto"):
-    """A transformers ``text-generation`` pipeline from a local folder or a cached hub id."""
-    import torch
+def load_text_pipeline(model: str, device: str = "cpu"):
+    """A transformers ``text-generation`` pipeline from a local folder or a cached hub id.
+
+    CPU by default: sampling on another device draws other tokens from the same seed, and the
+    descriptions are rebuilt by every stage that needs prompts (generate, its shards, filter
+    retries), so they must not depend on which machine runs the stage.
+    """
     from transformers import pipeline
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         # HF_HUB_OFFLINE=1 is honoured by transformers itself (passing local_files_only here as well
         # made every call fail with "multiple values for keyword argument")
@@ -55,7 +57,7 @@ def load_text_pipeline(model: str, device: str = "auto"):
 
 
 def generate_descriptions(model: str, classes: Sequence[str], per_class: int, max_new_tokens: int = 40,
-                          device: str = "auto") -> dict[str, list[str]]:
+                          device: str = "cpu") -> dict[str, list[str]]:
     """``{class name: [per_class descriptions]}``, deterministic for a (model, class)."""
     import torch
 
