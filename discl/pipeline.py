@@ -52,8 +52,8 @@ def stage_digest(cfg: RunConfig, stage: str, fingerprints: dict[str, Any] | None
 
     ``fingerprints`` is :func:`discl.fingerprint.model_fingerprints` ``(cfg)``; a stage that loads
     no model (class-frequency mining) keeps the plain section digest. The marker of a training run
-    ``RUN/.stages/train-<method>-s<seed>.json`` records ``stage_digest(cfg, "train" or "train-real",
-    fingerprints) + f":{seed}"`` (``"train"`` for methods that use synthetic data).
+    ``RUN/.stages/train-<method>-s<seed>.json`` records the same over :func:`method_view` ``(cfg,
+    method)`` (``"train"`` for methods that use synthetic data, else ``"train-real"``) + f":{seed}".
     """
     sections = stage_sections(cfg)[stage]
     return _digest(cfg, sections, stage_models(sections, fingerprints))
@@ -130,6 +130,35 @@ def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
     return stage_sections(cfg)["train" if parse_method(method).uses_synthetic else "train-real"]
 
 
+def method_view(cfg: RunConfig, method: str) -> Any:
+    """``cfg`` as a training run of ``method`` reads it, for its marker digest (pure).
+
+    The ``curriculum`` section becomes the method's own strategy (``discl`` = the configured one,
+    ``single@λ`` its fixed level) with the keys only other strategies read left out
+    (:func:`discl.curriculum.config.digest_view`), so an option of one strategy, or the configured
+    strategy itself, does not retrain the methods that ignore it.
+    """
+    import dataclasses
+    from types import SimpleNamespace
+
+    from discl.curriculum.config import digest_view
+
+    m = parse_method(method)
+    if m.strategy is None:
+        return cfg
+    cur = dataclasses.replace(cfg.curriculum, strategy=cfg.curriculum.strategy if m.strategy == "discl" else m.strategy)
+    if m.level is not None:
+        cur = dataclasses.replace(cur, fixed_level=m.level)
+    view = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    view.curriculum = digest_view(cur)
+    return view
+
+
+def train_config_digest(cfg: RunConfig, method: str, seed: int) -> str:
+    """The config part of a training run's marker digest (the pipeline adds the weights part)."""
+    return section_digest(method_view(cfg, method), *_train_sections(cfg, method)) + f":{seed}"
+
+
 def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dict[str, str]:
     """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}."""
     run_dir = Path(run_dir or cfg.run_path)
@@ -145,9 +174,9 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
     if not (run_dir / "models.json").is_file() or (run_dir / "models.json").read_text() != models_json:
         atomic_write_text(run_dir / "models.json", models_json)  # which weights this config loads now
 
-    def step(name: str, sections: tuple[str, ...], fn: Callable[[], Any], extra: str = "") -> Any:
+    def step(name: str, sections: tuple[str, ...], fn: Callable[[], Any], extra: str = "", view: Any = None) -> Any:
         models = stage_models(sections, fingerprints)
-        digest = _digest(cfg, sections, models) + extra
+        digest = _digest(cfg if view is None else view, sections, models) + extra
         marker = done_dir / f"{name}.json"
         if not force and is_complete(marker, digest):
             log.info("stage %s: complete for this config, skipped", name)
@@ -171,7 +200,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
                                               run_dir / "train" / f"{method}-s{seed}")
                 return train_method(cfg, run_dir, method, seed)
 
-            step(name, sections, train, extra=f":{seed}")
+            step(name, sections, train, extra=f":{seed}", view=method_view(cfg, method))
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)
     from discl.evaluation.report import write_report

@@ -215,3 +215,21 @@ def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_pa
         assert json.loads(key_path.read_text())["filter_stage"] != key["filter_stage"]
     finally:
         hook.remove()
+
+
+def test_a_training_marker_depends_only_on_what_its_method_reads():
+    from discl.config import load_config
+    from discl.pipeline import train_config_digest
+
+    cfg = load_config("configs/fmnist-lt.yaml", TINY)
+    other_strategy = load_config("configs/fmnist-lt.yaml", [*TINY, "curriculum.strategy=adaptive"])
+    other_option = load_config("configs/fmnist-lt.yaml", [*TINY, "curriculum.class_min_holdout=9"])
+    # `mixed` and `ce` read neither the configured strategy nor adaptive_class's option
+    for method in ("mixed", "single@0.5", "ce"):
+        assert train_config_digest(cfg, method, 0) == train_config_digest(other_strategy, method, 0)
+        assert train_config_digest(cfg, method, 0) == train_config_digest(other_option, method, 0)
+    # `discl` follows the configured strategy; adaptive_class follows its own option
+    assert train_config_digest(cfg, "discl", 0) != train_config_digest(other_strategy, "discl", 0)
+    assert train_config_digest(cfg, "adaptive_class", 0) != train_config_digest(other_option, "adaptive_class", 0)
+    assert train_config_digest(cfg, "single@0.5", 0) != train_config_digest(cfg, "single@0.3", 0)
+    assert train_config_digest(cfg, "mixed", 0) != train_config_digest(cfg, "mixed", 1)
