@@ -29,6 +29,7 @@ from discl.methods import parse_method
 log = logging.getLogger(__name__)
 
 MODEL_BASED_CRITERIA = {"misclassified", "low_confidence"}
+BASELINES = ("ce", "bs", "cb")  # real-data-only methods; training.init_from may name one
 
 
 def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
@@ -130,13 +131,25 @@ def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
     return stage_sections(cfg)["train" if parse_method(method).uses_synthetic else "train-real"]
 
 
+def training_order(cfg: RunConfig) -> list[str]:
+    """The methods in the order they train (pure): with ``training.init_from`` naming a baseline
+    (``ce``), that baseline comes first, added when not listed, since the curriculum runs fine-tune
+    from its checkpoint of the same seed."""
+    init = cfg.training.init_from
+    methods = list(cfg.methods)
+    if init in BASELINES and any(parse_method(m).uses_synthetic for m in methods):
+        methods = [init] + [m for m in methods if m != init]
+    return methods
+
+
 def method_view(cfg: RunConfig, method: str) -> Any:
     """``cfg`` as a training run of ``method`` reads it, for its marker digest (pure).
 
     The ``curriculum`` section becomes the method's own strategy (``discl`` = the configured one,
     ``single@λ`` its fixed level) with the keys only other strategies read left out
     (:func:`discl.curriculum.config.digest_view`), so an option of one strategy, or the configured
-    strategy itself, does not retrain the methods that ignore it.
+    strategy itself, does not retrain the methods that ignore it. A baseline ignores
+    ``training.init_from`` when that names a baseline (it is what the others start from).
     """
     import dataclasses
     from types import SimpleNamespace
@@ -144,7 +157,9 @@ def method_view(cfg: RunConfig, method: str) -> Any:
     from discl.curriculum.config import digest_view
 
     m = parse_method(method)
-    if m.strategy is None:
+    if m.strategy is None:  # a baseline trains from scratch even when the curriculum runs start from one
+        if cfg.training.init_from in BASELINES:
+            return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, init_from=None))
         return cfg
     cur = dataclasses.replace(cfg.curriculum, strategy=cfg.curriculum.strategy if m.strategy == "discl" else m.strategy)
     if m.level is not None:
@@ -168,7 +183,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
     status: dict[str, str] = {}
     from discl.fingerprint import model_fingerprints
 
-    used = {s for st in stages(cfg) for s in st.sections} | {s for m in cfg.methods for s in _train_sections(cfg, m)}
+    used = {s for st in stages(cfg) for s in st.sections} | {s for m in training_order(cfg) for s in _train_sections(cfg, m)}
     fingerprints = model_fingerprints(cfg, used)
     models_json = json.dumps(fingerprints, indent=1, sort_keys=True) + "\n"
     if not (run_dir / "models.json").is_file() or (run_dir / "models.json").read_text() != models_json:
@@ -191,7 +206,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
 
     for st in stages(cfg):
         step(st.name, st.sections, lambda st=st: st.fn(cfg, run_dir))
-    for method in cfg.methods:
+    for method in training_order(cfg):
         for seed in cfg.seeds:
             name, sections = f"train-{method}-s{seed}", _train_sections(cfg, method)
 
@@ -243,7 +258,7 @@ def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     rows = []
     spectrum = run_dir / "spectrum" / "metadata.csv"
     manifest = pd.read_csv(spectrum) if spectrum.is_file() else None
-    for method in cfg.methods:
+    for method in training_order(cfg):
         steps = denoiser_pool_steps(cfg, method, manifest)
         for seed in cfg.seeds:
             path = run_dir / "train" / f"{method}-s{seed}" / "metrics.json"
@@ -307,7 +322,7 @@ def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
              if k in results.columns]
     lines = ["| method | seeds | " + " | ".join(label for _, label in cols + extra) + " |",
              "|---|---|" + "---|" * (len(cols) + len(extra))]
-    for method in cfg.methods:
+    for method in training_order(cfg):
         r = results[results["method"] == method] if len(results) else results
         if not len(r):
             continue

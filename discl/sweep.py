@@ -48,7 +48,7 @@ from discl.artifacts import (
 from discl.config import RunConfig, section_digest
 from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
 from discl.methods import parse_method
-from discl.pipeline import HEADLINE, method_levels, stages, train_config_digest
+from discl.pipeline import HEADLINE, method_levels, stages, train_config_digest, training_order
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def marker_digests(cfg: RunConfig) -> dict[str, str]:
     where every write replaces a link by rename instead of writing through it.
     """
     out = {st.name: section_digest(cfg, *st.sections) for st in stages(cfg)}
-    for method in cfg.methods:
+    for method in training_order(cfg):
         for seed in cfg.seeds:
             out[f"train-{method}-s{seed}"] = train_config_digest(cfg, method, seed)
     return out

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY
 
 from discl.cli import main
 from discl.config import load_config
@@ -63,3 +64,38 @@ def test_curriculum_errors_are_clear(run, tmp_path, capsys):
     assert main(["train", "--curriculum", "single", "--run-dir", str(run), *args, "curriculum.fixed_level=0.7"]) == 1
     assert "needs λ=[0.7]" in capsys.readouterr().err
     assert main(["train", "--curriculum", "nope", "--run-dir", str(run), *args]) == 2
+
+
+def test_init_from_a_baseline_fine_tunes_from_that_seeds_checkpoint(tmp_path):
+    """`training.init_from: ce`: the pipeline trains ce first and the curriculum starts from its weights."""
+    from discl.artifacts import ArtifactError, read_json
+    from discl.pipeline import run, training_order
+    from discl.training.recipe import baseline_checkpoint
+
+    cfg = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[discl]", "seeds=[0]", "training.init_from=ce",
+                                                 f"run_dir={tmp_path / 'run'}"])
+    assert training_order(cfg) == ["ce", "discl"]
+    with pytest.raises(ArtifactError, match=r"init_from='ce'.*ce-s0"):
+        baseline_checkpoint("ce", tmp_path / "run", 0)
+    status = run(cfg)
+    assert status["train-ce-s0"] == "ran" and status["train-discl-s0"] == "ran"
+    ce_digest = read_json(tmp_path / "run" / "train" / "ce-s0" / "metrics.json")["digest"]
+    assert "-init-" not in ce_digest
+    assert len(read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"].split("-init-")[1]) == 16
+    # the baseline itself trains from scratch: same digest as without init_from
+    plain = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[ce]", "seeds=[0]", f"run_dir={tmp_path / 'run'}"])
+    assert run(plain)["train-ce-s0"] == "skipped"
+    # other baseline weights: the fine-tuned run is not reused (its digest holds the checkpoint's content)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from discl.pipeline import train_method
+
+    ckpt = tmp_path / "run" / "train" / "ce-s0" / "best.safetensors"
+    with safe_open(str(ckpt), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[first] = tensors[first] + 0.01
+    save_file(tensors, str(ckpt), metadata=meta)
+    before = read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"]
+    assert train_method(cfg, tmp_path / "run", "discl", 0)["digest"] != before

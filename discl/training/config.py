@@ -27,7 +27,7 @@ class TrainConfig:
     warmup_steps: int = 0
     schedule: Literal["cosine", "constant"] = "cosine"  # per step
     augment: bool = True  # random crop/flip for the embedded tasks
-    init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from
+    init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from, or ce/bs/cb: the same seed's baseline of this run (the authors' recipe)
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     num_workers: int = 0

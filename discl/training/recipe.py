@@ -150,7 +150,8 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     if variant not in BASELINE_VARIANTS:
         raise ValueError(f"unknown baseline variant {variant!r} (ce, bs, cb)")
     loss, sampler = BASELINE_VARIANTS[variant]
-    tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed))
+    init = None if cfg.training.init_from in BASELINE_VARIANTS else cfg.training.init_from  # a baseline starts fresh
+    tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed), init_from=init)
     cfg = dataclasses.replace(cfg, training=tcfg)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
@@ -167,6 +168,22 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     if not result.completed:
         return {"completed": False}
     return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)})
+
+
+def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int) -> Path | None:
+    """The checkpoint ``training.init_from`` names when it is a baseline of this run (``ce``, ``bs``,
+    ``cb``): the same seed's ``RUN/train/<baseline>-s<seed>/best.safetensors``, which must exist.
+    The authors fine-tune the long-tail curriculum from a CE model; ``init_from: ce`` does that
+    inside one run (``discl run`` trains the baseline first). None for a file path or no init."""
+    if init_from not in BASELINE_VARIANTS:
+        return None
+    path = Path(run_dir) / "train" / f"{init_from}-s{seed}" / "best.safetensors"
+    if not path.is_file():
+        raise ArtifactError(
+            f"training.init_from={init_from!r}: {path} does not exist; train that baseline first "
+            f"(`discl baseline -c CONFIG --seeds {seed}` with {init_from!r} in methods, or `discl run`, which "
+            f"trains it before the curriculum)")
+    return path
 
 
 def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
@@ -222,6 +239,11 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
     out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
     digest = curriculum_digest(cfg)
+    if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
+        from discl.fingerprint import file_digests
+
+        digest += f"-init-{file_digests([init_ckpt])[0][:16]}"  # fine-tuned from exactly these weights
+        tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))
     if (done := _done(out_dir, digest)) is not None:
         return done
     ds = build_dataset(cfg.data)
