@@ -107,7 +107,7 @@ def evaluate_checkpoint(cfg: RunConfig, ckpt: str | Path, split: str = "test") -
 
 def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any]) -> dict[str, Any]:
     counts = ds.class_counts("train")
-    metrics: dict[str, Any] = {"digest": digest, **extra, "best": result.best,
+    metrics: dict[str, Any] = {"digest": digest, **extra, "torch_threads": torch.get_num_threads(), "best": result.best,
                                "epochs": len(result.history),
                                "synthetic_seen": int(sum(r.get("n_synthetic", 0) for r in result.history)),
                                "train_seen": int(sum(r.get("train_seen", 0) for r in result.history))}
