@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from discl.errors import ModelNotFoundError
+from discl.methods import BASELINES
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
     train = {}
     if t.pretrained_path:
         train["pretrained_path"] = f"file:{t.pretrained_path}"
-    if t.init_from and t.init_from not in ("ce", "bs", "cb"):  # a baseline of the run is made by the run itself
+    if t.init_from and t.init_from not in BASELINES:  # a baseline of the run is made by the run itself
         train["init_from"] = f"file:{t.init_from}"
     if t.model == "clip" and t.clip_pretrained:
         train["clip_pretrained"] = _open_clip_reference(t.clip_pretrained, f"{t.clip_model}/{t.clip_pretrained}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOSSES = {"ce": "ce", "bs": "balanced_softmax", "flyp": "flyp"}
+BASELINES = ("ce", "bs", "cb")  # the real-data-only methods (``training.init_from`` may name one)
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,11 @@ import pandas as pd
 
 from discl.artifacts import atomic_write_text, is_complete, mark_complete, write_table
 from discl.config import RunConfig, save_config, section_digest
-from discl.methods import parse_method
+from discl.methods import BASELINES, parse_method
 
 log = logging.getLogger(__name__)
 
 MODEL_BASED_CRITERIA = {"misclassified", "low_confidence"}
-BASELINES = ("ce", "bs", "cb")  # real-data-only methods; training.init_from may name one
 
 
 def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from discl.methods import BASELINES
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     if args.loss:
         variants = variants_from_args(args.loss, args.sampler)
     else:
-        variants = [m for m in cfg.methods if m in ("ce", "bs", "cb")] or ["ce"]
+        variants = [m for m in cfg.methods if m in BASELINES] or ["ce"]
         variants = variants_from_args(variants, args.sampler)
     seeds = args.seeds if args.seeds is not None else cfg.seeds
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path

@@ -28,6 +28,7 @@ from discl.config import RunConfig, save_config, section_digest
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
 from discl.evaluation.metrics import compute_metrics
+from discl.methods import BASELINES
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit, predict_logits
@@ -39,6 +40,7 @@ __all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "evaluate_
 
 # variant -> (loss, sampler)
 BASELINE_VARIANTS = {"ce": ("ce", "none"), "bs": ("balanced_softmax", "none"), "cb": ("ce", "class_balanced")}
+assert tuple(BASELINE_VARIANTS) == BASELINES
 _LOSS_ALIASES = {"ce": "ce", "bs": "balanced_softmax", "balanced_softmax": "balanced_softmax", "flyp": "flyp"}
 
 
