@@ -87,14 +87,9 @@ def _generate(cfg: RunConfig, run_dir: Path) -> Any:
 
 
 def _filter(cfg: RunConfig, run_dir: Path) -> Any:
-    from discl.filtering.runner import filter_spectrum
+    from discl.filtering.runner import filter_run
 
-    regenerate = None
-    if cfg.filtering.retries > 0:
-        from discl.generation.regenerate import make_regenerator
-
-        regenerate = make_regenerator(cfg, run_dir)
-    return filter_spectrum(cfg, run_dir, regenerate=regenerate)
+    return filter_run(cfg, run_dir)
 
 
 def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:
@@ -209,12 +204,8 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
         for seed in cfg.seeds:
             name, sections = f"train-{method}-s{seed}", _train_sections(cfg, method)
 
-            def train(method=method, seed=seed, name=name, sections=sections):
-                start_over_if_weights_changed(done_dir / f"{name}.json", stage_models(sections, fingerprints),
-                                              run_dir / "train" / f"{method}-s{seed}")
-                return train_method(cfg, run_dir, method, seed)
-
-            step(name, sections, train, extra=f":{seed}", view=method_view(cfg, method))
+            step(name, sections, lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed),
+                 extra=f":{seed}", view=method_view(cfg, method))
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)
     from discl.evaluation.report import write_report
@@ -222,32 +213,6 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
     write_report(cfg, run_dir, fingerprints=fingerprints)
     status["report"] = "ran"
     return status
-
-
-def start_over_if_weights_changed(marker: Path, models: dict[str, Any], out_dir: Path) -> bool:
-    """Delete a finished training folder whose marker records other model weights upstream.
-
-    A trainer's own completion digest covers the config, not the weights that made its synthetic
-    images, so it would return its old metrics. A marker without ``models`` (written before markers
-    recorded them) is trusted as it is. Returns whether the folder was deleted.
-    """
-    import shutil
-
-    from discl.artifacts import read_json
-
-    if not marker.is_file() or not out_dir.is_dir():
-        return False
-    try:
-        old = read_json(marker).get("models")
-    except Exception:  # noqa: BLE001 - an unreadable marker: the stage reruns, the trainer decides
-        return False
-    from discl.fingerprint import fingerprints_digest
-
-    if old is None or fingerprints_digest(old) == fingerprints_digest(models):  # compare what digests compare
-        return False
-    log.info("%s: the weights upstream changed since it was trained; training it again", out_dir)
-    shutil.rmtree(out_dir)
-    return True
 
 
 def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:

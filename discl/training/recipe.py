@@ -157,7 +157,7 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     cfg = dataclasses.replace(cfg, training=tcfg)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
-    digest = section_digest(cfg, "data", "training") + f"-baseline-{variant}"
+    digest = section_digest(cfg, "data", "training") + f"-baseline-{variant}" + weights_suffix(cfg, ("training",))
     if (done := _done(out_dir, digest)) is not None:
         return done
     _prepare_out(out_dir, cfg, digest)
@@ -196,6 +196,16 @@ def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
     if not manifest_path.is_file():
         raise ArtifactError(f"missing {manifest_path}: run `discl generate` and `discl filter` first")
     return read_table(hard_path), read_table(manifest_path)
+
+
+def weights_suffix(cfg: RunConfig, sections: tuple[str, ...]) -> str:
+    """``-w<digest>`` of the weights the given config sections load (:mod:`discl.fingerprint`), or ""
+    when they load none: a run whose synthetic images or pretrained weights changed behind the same
+    config is trained again instead of returning its old metrics."""
+    from discl.fingerprint import fingerprints_digest, model_fingerprints
+
+    fps = model_fingerprints(cfg, sections)
+    return f"-w{fingerprints_digest(fps)}" if fps else ""
 
 
 def curriculum_digest(cfg: RunConfig) -> str:
@@ -240,7 +250,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
     out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
-    digest = curriculum_digest(cfg)
+    digest = curriculum_digest(cfg) + weights_suffix(cfg, ("generation", "filtering", "training"))
     if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
         from discl.fingerprint import file_digests
 
