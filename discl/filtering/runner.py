@@ -354,6 +354,18 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
     return manifest
 
 
+def filter_run(cfg, run_dir: Path) -> pd.DataFrame:
+    """The filter stage of a run folder as the CLI and ``discl run`` do it: with
+    ``filtering.retries``, the run's own generator is wired in to replace low-scoring images
+    (:func:`filter_spectrum` itself stays independent of any generator)."""
+    regenerate = None
+    if cfg.filtering.retries > 0:
+        from discl.generation.regenerate import make_regenerator
+
+        regenerate = make_regenerator(cfg, run_dir)
+    return filter_spectrum(cfg, run_dir, regenerate=regenerate)
+
+
 def scorer_id_for(backend: str, model: str) -> str:
     """The cache key of a configured scorer without loading it: the loaded scorer's ``id``, plus for a
     local folder/file its content digest (:mod:`discl.fingerprint`), so scores of re-saved weights
@@ -383,13 +395,7 @@ def main(args) -> int:
     from discl.cli import config_from_args
 
     cfg = config_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
-    regenerate = None
-    if cfg.filtering.retries > 0:  # the command line wires the generator in; the library stays independent
-        from discl.generation.regenerate import make_regenerator
-
-        regenerate = make_regenerator(cfg, run_dir)
-    manifest = filter_spectrum(cfg, run_dir, regenerate=regenerate)
+    manifest = filter_run(cfg, Path(args.run_dir) if args.run_dir else cfg.run_path)
     kept = int(manifest["keep"].sum())
     print(f"kept {kept} of {len(manifest)} images; encoded {manifest.attrs.get('images_encoded', 0)} new images")
     return 0
