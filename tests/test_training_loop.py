@@ -98,7 +98,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
     model = create_model("resnet8", 3, 1, 16, seed=0)
     res = fit(model, TensorData(x, y), TensorData(x[:90], y[:90]), cfg, num_classes=3, out_dir=out, seed=0,
               header={"model": "resnet8"}, progress=False)
-    print("DONE", res.history[-1]["train_seen"], len(res.history))
+    # one write per line: with PYTHONUNBUFFERED a multi-part print interleaves between the two ranks
+    sys.stdout.write(f"DONE {res.history[-1]['train_seen']} {len(res.history)}\\n")
 """)
 
 
