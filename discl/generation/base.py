@@ -45,6 +45,28 @@ class GenerationBatch:
             raise ValueError(f"GenerationBatch: strength must be in [0, 1], got {self.strength}")
 
 
+    def subset(self, indices: list[int]) -> GenerationBatch:
+        """The batch of the items at ``indices`` (same strength, steps and guidance)."""
+        import dataclasses
+
+        pick = lambda xs: [xs[i] for i in indices]  # noqa: E731
+        return dataclasses.replace(self, sources=pick(self.sources), source_keys=pick(self.source_keys),
+                                   labels=pick(self.labels), prompts=pick(self.prompts), seeds=pick(self.seeds))
+
+
+def split_by_size(sizes: list[tuple[int, int]]) -> list[list[int]]:
+    """Indices grouped by generation size, groups in order of first appearance, indices in order.
+
+    A backend runs one denoiser call per group and puts the images back in the batch's order, so a
+    batch of mixed aspect ratios works at any batch size (the planner keeps batches to one size when
+    it can: :func:`discl.generation.planning.batches`).
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(tuple(size), []).append(i)
+    return list(groups.values())
+
+
 @runtime_checkable
 class Generator(Protocol):
     name: str  # the registered backend name

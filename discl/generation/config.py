@@ -1,9 +1,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from discl.configtools import check
+
+
+@dataclass
+class LoraConfig:
+    """One LoRA adapter for the diffusers backend: a local folder or ``.safetensors`` file and its scale."""
+
+    path: str
+    scale: float = 1.0
+    weight_name: str | None = None  # the file inside ``path`` when it is a folder holding several
+
+    def __post_init__(self):
+        check(bool(self.path), "path", "needs a local LoRA folder or file")
 
 
 @dataclass
@@ -26,6 +38,11 @@ class GenerationConfig:
     device: str = "auto"
     resolution: int | None = None  # diffusers: longest side; None = the model's default
     image_format: Literal["png", "jpg"] = "png"
+    # any diffusers scheduler class by name, built with from_config from the model's own scheduler
+    # config; None = the model's default (the pipeline's scheduler; DDIM for the embedded prior)
+    scheduler: str | None = None
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides passed to from_config
+    lora: list[LoraConfig] = field(default_factory=list)  # diffusers: loaded with load_lora_weights, fused
 
     def __post_init__(self):
         check(len(self.levels) > 0, "levels", "needs at least one guidance level")
@@ -37,3 +54,11 @@ class GenerationConfig:
         check(self.guidance_scale >= 0.0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         check(self.base_seed >= 0, "base_seed", f"must be >= 0, got {self.base_seed}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(not self.lora or self.backend == "diffusers", "lora",
+              "LoRA adapters are loaded by the diffusers backend only (generation.backend: diffusers)")
+        if self.scheduler is not None or self.scheduler_kwargs:
+            from discl.generation.schedulers import check_scheduler
+
+            # without a name the kwargs apply to the model's default scheduler, known only once loaded
+            if self.scheduler is not None:
+                check_scheduler(self.scheduler, self.scheduler_kwargs, self.steps)

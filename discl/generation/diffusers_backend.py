@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from discl.errors import DisclError, ModelNotFoundError
-from discl.generation.base import GenerationBatch
+from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
 from discl.seeding import derive_seed
 
@@ -85,6 +85,33 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
     return pipe
 
 
+def load_loras(pipe, cfg: GenerationConfig) -> None:
+    """Load ``generation.lora`` with diffusers' ``load_lora_weights``, then fuse them into the weights.
+
+    Fusing folds ``scale * B @ A`` into each adapted layer once, so generation runs at the speed of
+    the plain model; the adapters are then unloaded (the fused weights stay).
+    """
+    if not hasattr(pipe, "load_lora_weights"):
+        raise DisclError(f"generation.lora: {type(pipe).__name__} cannot load LoRA adapters")
+    names = []
+    for i, lora in enumerate(cfg.lora):
+        path = os.path.expanduser(lora.path)
+        if not os.path.exists(path):
+            raise ModelNotFoundError(f"generation.lora[{i}].path: {path} does not exist (a local LoRA folder or file)")
+        folder, weight_name = (path, lora.weight_name) if os.path.isdir(path) else os.path.split(path)
+        name = f"discl_lora_{i}"
+        try:
+            kwargs = {"weight_name": weight_name} if weight_name else {}
+            pipe.load_lora_weights(folder, adapter_name=name, **kwargs)
+        except (ValueError, OSError, KeyError) as e:
+            hint = " (diffusers needs the `peft` package for LoRA: pip install peft)" if "PEFT" in str(e) else ""
+            raise DisclError(f"generation.lora[{i}]: cannot load {path}: {str(e).splitlines()[0][:300]}{hint}") from None
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[float(lora.scale) for lora in cfg.lora])
+    pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+    pipe.unload_lora_weights()
+
+
 class DiffusersGenerator:
     name = "diffusers"
 
@@ -93,6 +120,14 @@ class DiffusersGenerator:
         self.device, self.dtype = resolve_device_dtype(cfg)
         self.pipe = pipe if pipe is not None else load_pipeline(cfg, self.device, self.dtype)
         self.model_id = cfg.model
+        if cfg.scheduler is not None or cfg.scheduler_kwargs:
+            from discl.generation.schedulers import build_scheduler
+
+            own = self.pipe.scheduler
+            self.pipe.scheduler = build_scheduler(cfg.scheduler, own.config, cfg.scheduler_kwargs,
+                                                  default=type(own).__name__)
+        if cfg.lora:
+            load_loras(self.pipe, cfg)
         self._params = set(inspect.signature(self.pipe.__call__).parameters)
         self._t2i = None
         vae = getattr(self.pipe, "vae", None)
@@ -163,16 +198,32 @@ class DiffusersGenerator:
         return lat[torch.as_tensor([pos[k] for k in keys])]
 
     # -- generation -----------------------------------------------------------------------------
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (w, h) a source of this size is generated at: aspect ratio kept, longest side fixed."""
+        return target_size(width, height, self.longest, self.vae_scale)
+
+    def evaluations_per_image(self, steps: int, strength: float) -> int:
+        """Denoiser evaluations per image and CFG branch at ``strength``: what the pipeline runs."""
+        from discl.generation.schedulers import evaluations_per_image
+
+        return evaluations_per_image(self.pipe.scheduler.__class__.from_config(self.pipe.scheduler.config),
+                                     steps, strength)
+
     def generate(self, batch: GenerationBatch) -> list[Image.Image]:
+        prepared = [self._prepare(img) for img in batch.sources]
+        out: list[Image.Image | None] = [None] * len(prepared)
+        for idx in split_by_size([im.size for im in prepared]):  # one pipeline call per generation size
+            images = self._generate_one_size(batch.subset(idx), [prepared[i] for i in idx])
+            for i, im in zip(idx, images):
+                out[i] = im
+        return out
+
+    def _generate_one_size(self, batch: GenerationBatch, prepared: list[Image.Image]) -> list[Image.Image]:
         cfg_on = batch.guidance_scale > 1.0
         gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in batch.seeds]
+        w, h = prepared[0].size
         with torch.inference_mode():
             embeds = self._encode_prompts(batch.prompts, batch.negative_prompt, cfg_on)
-            prepared = [self._prepare(img) for img in batch.sources]
-            sizes = {im.size for im in prepared}
-            if len(sizes) != 1:
-                raise ValueError(f"one batch needs one generation size, got {sorted(sizes)}; group jobs by size")
-            (w, h), = sizes
             common = dict(num_inference_steps=batch.steps, guidance_scale=batch.guidance_scale, generator=gens,
                           output_type="pil", **embeds)
             if batch.text_to_image:

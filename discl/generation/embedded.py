@@ -1,24 +1,83 @@
 """The ``embedded`` backend: image-guided generation with the shipped Fashion-MNIST diffusion prior.
 
 The prompt's class is the job's label (the prior is class-conditional, not text-conditional); the
-prompt is still recorded in the manifest. Sources are converted to grayscale at the prior's
-resolution once per distinct source; outputs are upsampled back to each source's size.
+prompt is still recorded in the manifest. Sources are converted to grayscale once per distinct
+source and generated at their own aspect ratio (:meth:`EmbeddedGenerator.generation_size`: longest
+side = the prior's resolution; the UNet is convolutional), then resized back to the source's size:
+no letterbox bands, no stretching.
+
+Sampling is SDEdit exactly as diffusers' img2img pipelines do it, with any diffusers scheduler
+(``generation.scheduler``, default DDIM) built from the prior's own scheduler config: see
+:mod:`discl.generation.schedulers`.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from discl.data.base import to_model_tensor
 from discl.errors import BadInputError
-from discl.generation.base import GenerationBatch
+from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
-from discl.generation.prior import from_model_space, load_prior, sdedit, to_model_space
+from discl.generation.prior import Prior, from_model_space, load_prior
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULER = "DDIMScheduler"
+
+
+def prior_scheduler(prior: Prior, name: str | None = None, kwargs: dict | None = None):
+    """The configured scheduler from the prior's config. DDIM keeps the prior's sampling settings
+    (``set_alpha_to_one=False``, ``steps_offset=0``: :meth:`Prior.ddim`) unless overridden."""
+    from discl.generation.schedulers import build_scheduler
+
+    base = dict(prior.scheduler_config)
+    if (name or DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER:
+        base |= {"set_alpha_to_one": False, "steps_offset": 0}
+    return build_scheduler(name, base, kwargs, default=DEFAULT_SCHEDULER)
+
+
+@torch.inference_mode()
+def sample(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch.Tensor, seeds: list[int],
+           steps: int, strength: float, guidance_scale: float, text_to_image: bool = False,
+           clipped_eps: bool = True) -> torch.Tensor:
+    """Image-guided generation of one batch sharing ``strength`` and one size, with ``scheduler``.
+
+    ``sources``: float [-1,1] [B,1,h,w]; each image's initial noise (and a stochastic scheduler's
+    step noise) comes from its own generator seeded by its seed, so an image does not depend on its
+    batch. Denoiser calls: ``len(img2img_timesteps(...))`` batched evaluations (2B rows under CFG).
+    ``clipped_eps``: DDIM recomputes epsilon from the clipped x0 (:mod:`discl.generation.prior`).
+    """
+    from discl.generation.schedulers import img2img_timesteps, step_kwargs
+
+    shape = tuple(sources.shape[1:]) if sources is not None else (1, prior.resolution, prior.resolution)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(labels.device)
+    if text_to_image:
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        x = noise * scheduler.init_noise_sigma
+    else:
+        timesteps = img2img_timesteps(scheduler, steps, strength)
+        if len(timesteps) == 0:
+            return sources.clone()
+        x = scheduler.add_noise(sources, noise, timesteps[:1].repeat(len(sources)))
+    labels = labels.long()
+    cfg = guidance_scale > 1.0
+    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
+    extra = step_kwargs(scheduler, gens, eta=0.0, use_clipped_model_output=clipped_eps)
+    for t in timesteps:
+        inp = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)
+        eps = prior.unet(inp, t, class_labels=y).sample
+        if cfg:
+            cond, uncond = eps.chunk(2)
+            eps = uncond + guidance_scale * (cond - uncond)
+        x = scheduler.step(eps, t, x, **extra).prev_sample
+    return x
 
 
 class EmbeddedGenerator:
@@ -31,33 +90,57 @@ class EmbeddedGenerator:
         self.device = torch.device("cpu" if cfg.device == "auto" and not torch.cuda.is_available()
                                    else ("cuda" if cfg.device == "auto" else cfg.device))
         self.prior.unet.to(self.device)
+        self.scheduler_name, self.scheduler_kwargs = cfg.scheduler, dict(cfg.scheduler_kwargs)
+        prior_scheduler(self.prior, cfg.scheduler, cfg.scheduler_kwargs)  # fail now, not mid-run
+        # the UNet halves the image once per down block: both sides must divide by this
+        self.multiple = 2 ** (len(self.prior.unet.config.block_out_channels) - 1)
 
     @property
     def denoiser(self):
         return self.prior.unet
 
+    def scheduler(self):
+        """A fresh scheduler (schedulers keep per-run state such as a multistep solver's history)."""
+        return prior_scheduler(self.prior, self.scheduler_name, self.scheduler_kwargs)
+
+    def evaluations_per_image(self, steps: int, strength: float) -> int:
+        from discl.generation.schedulers import evaluations_per_image
+
+        return evaluations_per_image(self.scheduler(), steps, strength)
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """(w, h) at the prior's scale: longest side = its resolution, aspect ratio kept, both sides
+        multiples of the UNet's downsampling factor. A square source gives the prior's square."""
+        r, m = self.prior.resolution, self.multiple
+        scale = r / max(width, height)
+        return (max(m, int(round(width * scale / m)) * m), max(m, int(round(height * scale / m)) * m))
+
+    def _to_model_space(self, img: Image.Image) -> torch.Tensor:
+        """Grayscale float [-1, 1] [1, h, w] at the generation size (area downsampling)."""
+        w, h = self.generation_size(*img.size)
+        x = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.uint8).copy()).float()[None, None] / 127.5 - 1.0
+        if (x.shape[-1], x.shape[-2]) != (w, h):
+            x = F.interpolate(x, size=(h, w), mode="area")
+        return x[0]
+
     def generate(self, batch: GenerationBatch) -> list[Image.Image]:
-        r = self.prior.resolution
         bad = [lab for lab in batch.labels if not 0 <= int(lab) < self.prior.num_classes]
         if bad:
             raise BadInputError(f"embedded prior knows classes 0..{self.prior.num_classes - 1}, got label {bad[0]}")
-        # each distinct source once
-        encoded: dict[str, tuple[torch.Tensor, tuple[int, int], str]] = {}
+        encoded: dict[str, torch.Tensor] = {}  # each distinct source once
         for key, img in zip(batch.source_keys, batch.sources):
             if key not in encoded:
-                side = max(img.size)
-                u8 = to_model_tensor(img, side, 1)[None]
-                encoded[key] = (to_model_space(u8, r)[0], (img.size[1], img.size[0]), img.mode)
-        src = torch.stack([encoded[k][0] for k in batch.source_keys]).to(self.device)
-        noise = torch.stack([torch.randn((1, r, r), generator=torch.Generator().manual_seed(int(s)))
-                             for s in batch.seeds]).to(self.device)
-        labels = torch.as_tensor([int(v) for v in batch.labels], device=self.device)
-        x = sdedit(self.prior, src, labels, noise, batch.steps, batch.strength, batch.guidance_scale,
-                   text_to_image=batch.text_to_image).cpu()
-        out = []
-        for i, key in enumerate(batch.source_keys):
-            _, size, mode = encoded[key]
-            u8 = from_model_space(x[i:i + 1], size)[0, 0].numpy()
-            img = Image.fromarray(u8, mode="L")
-            out.append(img.convert("RGB") if mode not in ("L", "1", "I", "I;16", "F") else img)
+                encoded[key] = self._to_model_space(img)
+        out: list[Image.Image | None] = [None] * len(batch.sources)
+        sizes = [tuple(encoded[k].shape[-2:]) for k in batch.source_keys]
+        for idx in split_by_size(sizes):  # one denoiser pass per generation size
+            src = torch.stack([encoded[batch.source_keys[i]] for i in idx]).to(self.device)
+            labels = torch.as_tensor([int(batch.labels[i]) for i in idx], device=self.device)
+            x = sample(self.prior, self.scheduler(), src, labels, [batch.seeds[i] for i in idx], batch.steps,
+                       batch.strength, batch.guidance_scale, text_to_image=batch.text_to_image).cpu()
+            for j, i in enumerate(idx):
+                img = batch.sources[i]
+                u8 = from_model_space(x[j:j + 1], (img.size[1], img.size[0]))[0, 0].numpy()
+                gen = Image.fromarray(u8, mode="L")
+                out[i] = gen.convert("RGB") if img.mode not in ("L", "1", "I", "I;16", "F") else gen
         return out

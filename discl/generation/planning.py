@@ -8,6 +8,7 @@ or resume produced it. Nothing here touches disk or models.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable
 
@@ -25,8 +26,14 @@ def strength_for(lam: float) -> float:
 
 
 def denoise_steps(steps: int, lam: float) -> int:
-    """Denoising steps img2img runs at ``lam`` with ``steps`` inference steps: int(T * (1 - lam))."""
-    return min(int(round(steps * (1.0 - float(lam)), 6)), steps)
+    """Denoising steps img2img runs at ``lam`` with ``steps`` inference steps.
+
+    Exactly what diffusers' img2img ``get_timesteps`` computes from the strength it is given:
+    ``int(T * strength_for(lam))``, truncated (T = 90, lambda = 0.3: 90 * 0.7 = 62.99... -> 62), so the
+    manifest records the steps that actually run. For schedulers of order 1 (every one the contract
+    test covers) this is also the number of denoiser evaluations per CFG branch.
+    """
+    return min(int(int(steps) * strength_for(lam)), int(steps))
 
 
 def job_seed(base_seed: int, sample_id: str, lam: float, k: int) -> int:
@@ -98,13 +105,45 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def batches(jobs: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
-    """Jobs grouped by step count (= lambda: they share timesteps), then cut into batches."""
+def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int]] | None = None
+            ) -> list[pd.DataFrame]:
+    """Jobs grouped by step count and lambda (they share timesteps) and by aspect ratio, cut into batches.
+
+    ``sizes`` maps a sample id to its source's (width, height). Both backends derive the generation
+    size from the aspect ratio alone (longest side fixed), so jobs of one ratio form their own
+    batches and a batch holds one generation size: a folder of mixed aspect ratios is bucketed the
+    way SDXL training buckets, never refused. Within a group jobs keep their plan order. Plan the
+    whole spectrum's batches once and hand whole batches to shards (:func:`shard_batches`): a
+    batch's make-up then never depends on the number of processes.
+    """
+    frame = jobs
+    keys = ["denoise_steps", "lam"]
+    if sizes is not None:
+        missing = sorted(set(frame["sample_id"]) - set(sizes))
+        if missing:
+            raise ValueError(f"batches: no source size for sample {missing[0]!r}")
+        ratio = {s: aspect_key(*sizes[s]) for s in set(frame["sample_id"])}
+        frame = frame.assign(_w=[ratio[s][0] for s in frame["sample_id"]], _h=[ratio[s][1] for s in frame["sample_id"]])
+        keys += ["_w", "_h"]
     out = []
-    for _, group in jobs.groupby(["denoise_steps", "lam"], sort=True):
+    for _, group in frame.groupby(keys, sort=True):
+        group = group[jobs.columns]
         for s in range(0, len(group), batch_size):
             out.append(group.iloc[s:s + batch_size])
     return out
+
+
+def aspect_key(width: int, height: int) -> tuple[int, int]:
+    """(width, height) reduced by their gcd: 40x30 and 400x300 share a key (and a generation size)."""
+    g = math.gcd(int(width), int(height)) or 1
+    return int(width) // g, int(height) // g
+
+
+def shard_batches(planned: list[pd.DataFrame], index: int, count: int) -> list[pd.DataFrame]:
+    """The whole batches of shard ``index`` of ``count``: batch ``b`` goes to shard ``b % count``."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: need 0 <= i < n")
+    return planned[index::count]
 
 
 def cost_summary(jobs: pd.DataFrame, guidance_scale: float) -> dict:

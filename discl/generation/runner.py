@@ -4,8 +4,9 @@ Input: ``RUN/mining/hard.csv`` (sample_id, label, class_name) and the task's dat
 Output: ``RUN/spectrum/`` -- ``images/<label>/<sample>_l<lambda>_k<k>.png`` plus ``metadata.csv``
 (one row per image, Hugging Face imagefolder convention: ``file_name`` relative to the folder).
 
-Each image is written atomically; a rerun skips images whose file exists and decodes. Shards
-(``--shard i/n`` or one per process under ``torchrun``) take the jobs with ``job % n == i`` and log
+Each image is written atomically; a rerun skips images whose file exists and decodes. Batches are
+planned over the whole spectrum; shards (``--shard i/n`` or one per process under ``torchrun``)
+take every n-th whole batch, so an image's bytes never depend on the number of processes, and log
 progress to their own ``_progress/shard-i-of-n.jsonl``; ``metadata.csv`` is written from the plan
 once every image exists, so shards never write the same file with different content.
 """
@@ -33,7 +34,14 @@ from discl.artifacts import (
 )
 from discl.config import RunConfig, section_digest
 from discl.generation.base import GenerationBatch, Generator, create_generator
-from discl.generation.planning import batches, cost_summary, parse_shard, plan_jobs, shard_jobs
+from discl.generation.planning import (
+    batches,
+    cost_summary,
+    parse_shard,
+    plan_jobs,
+    shard_batches,
+    shard_jobs,
+)
 from discl.prompts.builder import build_prompt, resolve_descriptions
 
 logger = logging.getLogger(__name__)
@@ -108,6 +116,36 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset) -> pd.DataFrame:
     return jobs[MANIFEST_COLUMNS]
 
 
+def source_sizes(dataset, sample_ids) -> dict[str, tuple[int, int]]:
+    """Each source's (width, height) without decoding its pixels: the array's shape, or the file
+    header (with the EXIF orientation the loader applies); other datasets decode the image."""
+    images = getattr(dataset, "images", None)
+    root = getattr(dataset, "root", None)
+    frame = dataset.frame
+    out = {}
+    for sid in sample_ids:
+        if images is not None and "row" in frame.columns and hasattr(images, "shape"):
+            h, w = images.shape[1:3]
+        elif root is not None and "path" in frame.columns:
+            try:
+                with Image.open(Path(root) / frame.at[sid, "path"]) as im:
+                    w, h = im.size
+                    if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees when loaded
+                        w, h = h, w
+            except (OSError, ValueError, SyntaxError):
+                w, h = dataset.image(sid).size  # the loader's own clear error
+        else:
+            w, h = dataset.image(sid).size
+        out[str(sid)] = (int(w), int(h))
+    return out
+
+
+def plan_shard_batches(plan: pd.DataFrame, dataset, batch_size: int, shard: tuple[int, int]) -> list[pd.DataFrame]:
+    """This shard's whole batches of the spectrum's global batch plan (:func:`planning.batches`)."""
+    planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
+    return shard_batches(planned, *shard)
+
+
 def _decodes(path: Path) -> bool:
     try:
         with Image.open(path) as im:
@@ -148,11 +186,13 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
 
         dataset = build_dataset(cfg.data)
     plan = plan_spectrum(cfg, hard, dataset)
-    mine = shard_jobs(plan, *shard)
+    # Batches are planned over the whole spectrum and whole batches go to shards; resume redoes whole
+    # batches. An image is always computed in the same batch, whatever the number of processes or
+    # interruptions, so float rounding that depends on a batch's make-up cannot change its bytes.
+    mine_batches = plan_shard_batches(plan, dataset, cfg.generation.batch_size, shard)
+    mine = pd.concat(mine_batches).sort_values("job") if mine_batches else plan.iloc[:0]
     done = {f for f in mine["file_name"] if (out / f).is_file() and _decodes(confine(out, f))}
-    # Resume by whole batches of the shard's plan: an image is always computed in the same batch, so
-    # float rounding that depends on the batch's make-up cannot change a resumed image's bytes.
-    todo = [b for b in batches(mine, cfg.generation.batch_size) if not set(b["file_name"]) <= done]
+    todo = [b for b in mine_batches if not set(b["file_name"]) <= done]
     logger.info("shard %d/%d: %d images, %d already done, %d batches to generate", shard[0], shard[1],
                 len(mine), len(done), len(todo))
     if todo:
@@ -214,7 +254,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from discl.cli import add_config_arguments
 
     add_config_arguments(p)
-    p.add_argument("--shard", default=None, help="i/n: generate only the jobs with job %% n == i")
+    p.add_argument("--shard", default=None, help="i/n: generate only every n-th batch of the global batch plan, from batch i")
     p.add_argument("--dry-run", action="store_true", help="print the job count and denoiser cost, generate nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

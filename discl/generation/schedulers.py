@@ -1,0 +1,97 @@
+"""Denoising schedulers by name (``generation.scheduler``), shared by both backends.
+
+Wraps, does not fork: a scheduler is any diffusers ``SchedulerMixin`` class, built with
+``from_config`` from the model's own scheduler config (the pipeline's, or the embedded prior's) plus
+``generation.scheduler_kwargs``. Image-to-image keeps diffusers' semantics, in one function both
+backends use (:func:`img2img_timesteps`): ``set_timesteps(T)``, then the last ``int(T * strength)``
+steps of the scheduler's own timesteps (times its ``order``), with ``set_begin_index`` so
+``add_noise`` and ``step`` start where the truncated schedule starts.
+
+A scheduler that cannot do img2img (no ``add_noise``), an unknown name and keyword arguments the
+class does not take are errors naming the key, raised when the config is validated.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from discl.configtools import ConfigError
+
+
+def scheduler_class(name: str, key: str = "generation.scheduler"):
+    """The diffusers scheduler class called ``name``; a :class:`ConfigError` naming ``key`` otherwise."""
+    import diffusers
+    from diffusers import SchedulerMixin
+
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        known = sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and isinstance(getattr(diffusers, n, None), type)
+                       and issubclass(getattr(diffusers, n), SchedulerMixin) and hasattr(getattr(diffusers, n), "add_noise"))
+        raise ConfigError(f"{key}: diffusers has no scheduler class {name!r} (img2img-capable ones: {', '.join(known)})")
+    if not callable(getattr(cls, "add_noise", None)):
+        raise ConfigError(f"{key}: {name} cannot do image-to-image (it has no add_noise, so a source image "
+                          "cannot be noised to the starting timestep); choose another scheduler")
+    return cls
+
+
+def check_scheduler(name: str, kwargs: dict[str, Any], steps: int) -> None:
+    """Validate ``generation.scheduler`` / ``scheduler_kwargs`` / ``steps`` without a model.
+
+    Builds the class with its default config plus ``kwargs`` and sets ``steps`` timesteps, so that
+    e.g. ``LCMScheduler`` with more steps than its ``original_inference_steps`` fails here, not after
+    the model has loaded.
+    """
+    cls = scheduler_class(name)
+    params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for k in kwargs:
+        if k not in params:
+            raise ConfigError(f"generation.scheduler_kwargs.{k}: {name} takes no argument {k!r} "
+                              f"(it takes: {', '.join(sorted(params))})")
+    try:
+        sched = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"generation.scheduler_kwargs: {name} rejects {kwargs}: {e}") from None
+    try:
+        sched.set_timesteps(steps)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"generation.steps: {name} cannot run {steps} steps: {e}") from None
+
+
+def build_scheduler(name: str | None, base_config: dict[str, Any], kwargs: dict[str, Any] | None = None,
+                    default: str | None = None):
+    """``name`` (or ``default`` when None) built with ``from_config(base_config, **kwargs)``."""
+    cls = scheduler_class(name or default)
+    return cls.from_config(dict(base_config), **dict(kwargs or {}))
+
+
+def img2img_timesteps(scheduler, steps: int, strength: float):
+    """The timesteps an img2img pipeline runs at ``strength``: diffusers' ``get_timesteps`` exactly.
+
+    ``init = min(int(steps * strength), steps)`` (truncated, as diffusers does with the strength it
+    is given); the schedule starts at ``(steps - init) * scheduler.order``.
+    """
+    scheduler.set_timesteps(steps)
+    init = min(int(steps * strength), steps)
+    t_start = max(steps - init, 0)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start * scheduler.order)
+    return scheduler.timesteps[t_start * scheduler.order:]
+
+
+def evaluations_per_image(scheduler, steps: int, strength: float) -> int:
+    """Denoiser evaluations one image needs at ``strength`` (per CFG branch): the timesteps it runs."""
+    return len(img2img_timesteps(scheduler, steps, strength))
+
+
+def step_kwargs(scheduler, generators=None, **wanted: Any) -> dict[str, Any]:
+    """The subset of ``wanted`` (plus ``generator``) that this scheduler's ``step`` accepts.
+
+    Stochastic steps (LCM's noise injection, SDE solvers) draw from the per-image generators, as the
+    diffusers pipelines pass them, so an image does not depend on its batch.
+    """
+    params = set(inspect.signature(scheduler.step).parameters)
+    out = {k: v for k, v in wanted.items() if k in params}
+    if generators is not None and "generator" in params:
+        out["generator"] = generators
+    return out
