@@ -178,3 +178,17 @@ def write_folder_dataset(root: Path, per_class: int = 2, classes=("coat", "shirt
             gray_image(28, seed=10 * c + i).save(root / name / f"img{i}.png") if (root / name).mkdir(
                 parents=True, exist_ok=True) is None else None
     return root
+
+
+def write_mixed_size_folder(root: Path, sizes=((40, 30), (30, 40)), per_size: int = 2,
+                            classes=("coat", "shirt")) -> Path:
+    """An ImageFolder whose images have different aspect ratios (``sizes`` as (width, height))."""
+    rng = np.random.default_rng(0)
+    i = 0
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for w, h in sizes:
+            for _ in range(per_size):
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / name / f"img{i}.png")
+                i += 1
+    return root

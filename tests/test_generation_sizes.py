@@ -1,0 +1,168 @@
+"""Mixed aspect ratios, global batch planning across shards, and step counts that match diffusers'."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from generation_fixtures import (
+    ForwardCounter,
+    build_tiny_sd,
+    build_tiny_sdxl_refiner,
+    train_tiny_prior,
+    write_hard_csv,
+    write_mixed_size_folder,
+)
+from PIL import Image
+
+from discl.config import RunConfig
+from discl.data.config import DataConfig
+from discl.generation.base import GenerationBatch, create_generator
+from discl.generation.config import GenerationConfig
+from discl.generation.planning import batches, denoise_steps, plan_jobs, shard_batches, strength_for
+from discl.generation.runner import generate_spectrum, source_sizes
+
+DEFAULT_LEVELS = GenerationConfig().levels
+
+
+@pytest.fixture(scope="module")
+def tiny_pipelines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipes")
+    return {"sd": build_tiny_sd(root / "sd"), "sdxl-refiner": build_tiny_sdxl_refiner(root / "xl"),
+            "embedded": train_tiny_prior(root / "prior")}
+
+
+def _mixed_dataset(tmp_path):
+    from discl.data import build_dataset
+
+    root = write_mixed_size_folder(tmp_path / "data")
+    return build_dataset(DataConfig(task="folder", root=str(root), val_fraction=0.25)), root
+
+
+def _gen_cfg(kind, model, **kw):
+    g = dict(backend="embedded" if kind == "embedded" else "diffusers", model=str(model), levels=[0.0, 0.5],
+             seeds_per_level=2, steps=4, guidance_scale=3.0, batch_size=4)
+    if kind != "embedded":
+        g["resolution"] = 32
+    g.update(kw)
+    return GenerationConfig(**g)
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted((folder / "images").rglob("*.png"))}
+
+
+# -- issue 14 item 1: mixed aspect ratios at batch size > 1 ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl-refiner", "embedded"])
+def test_mixed_aspect_ratios_generate_at_batch_size_above_one(tmp_path, tiny_pipelines, kind):
+    ds, _ = _mixed_dataset(tmp_path)
+    assert {ds.image(s).size for s in ds.frame["sample_id"]} == {(40, 30), (30, 40)}
+    gen = create_generator(_gen_cfg(kind, tiny_pipelines[kind]))
+    # the backend itself: one batch mixing both sizes, images back in the batch's order
+    ids = list(ds.frame["sample_id"][:4])
+    srcs = [ds.image(s) for s in ids]
+    batch = GenerationBatch(sources=srcs, source_keys=ids, labels=[0] * 4, prompts=["a coat"] * 4, seeds=[1, 2, 3, 4],
+                            strength=0.5, steps=4, guidance_scale=3.0)
+    mixed = gen.generate(batch)
+
+    def expected(size):  # the embedded prior returns the source's size, diffusers its generation size
+        return size if kind == "embedded" else gen.generation_size(*size)
+
+    assert [im.size for im in mixed] == [expected(im.size) for im in srcs]
+    assert {im.size for im in mixed} == {expected((40, 30)), expected((30, 40))} and len({im.size for im in mixed}) == 2
+    # each size's images are exactly those of a batch of that size alone, in the batch's order
+    assert [s.size for s in srcs] == [(40, 30), (40, 30), (30, 40), (30, 40)]
+    alone = gen.generate(batch.subset([0, 1])) + gen.generate(batch.subset([2, 3]))
+    assert [np.asarray(a).tolist() for a in alone] == [np.asarray(m).tolist() for m in mixed]
+
+    # the runner: a folder of mixed sizes at batch size 4; every image keeps its source's size and
+    # the batches are bucketed by aspect ratio (two sizes x two levels -> 4 batches of 4 images)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = RunConfig(name="t", run_dir=str(run), generation=_gen_cfg(kind, tiny_pipelines[kind]))
+    counter = ForwardCounter(gen.denoiser)
+    generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    meta = pd.read_csv(run / "spectrum/metadata.csv")
+    assert len(meta) == 8 * 2 * 2
+    for rec in meta.itertuples():
+        with Image.open(run / "spectrum" / rec.file_name) as im:
+            assert im.size == expected(ds.image(rec.sample_id).size)
+    cfg_rows = 2  # both CFG branches
+    assert counter.rows == cfg_rows * 16 * (4 + 2)
+    assert counter.calls == 2 * (4 + 2) * 2  # 2 aspect buckets per level, full batches of 4
+
+
+def test_batches_bucket_by_aspect_ratio_and_source_sizes_read_headers(tmp_path):
+    ds, _ = _mixed_dataset(tmp_path)
+    sizes = source_sizes(ds, ds.frame["sample_id"])
+    assert sizes == {s: ds.image(s).size for s in ds.frame["sample_id"]}
+    jobs = plan_jobs(ds.frame[["sample_id", "label", "class_name"]], [0.0, 0.3], 3, base_seed=0, steps=10)
+    planned = batches(jobs, 5, sizes)
+    for b in planned:
+        assert len({(sizes[s][0] / sizes[s][1]) for s in b["sample_id"]}) == 1 and len(b) <= 5
+        assert b["denoise_steps"].nunique() == 1
+    assert sorted(pd.concat(planned)["job"]) == list(jobs["job"])
+    # 40x30 and 400x300 share a bucket (same generation size)
+    big = {s: (10 * w, 10 * h) if i % 2 else (w, h) for i, (s, (w, h)) in enumerate(sizes.items())}
+    assert [list(b["job"]) for b in batches(jobs, 5, big)] == [list(b["job"]) for b in planned]
+
+
+# -- issue 11: sharded generation gives the same bytes whatever the number of processes ----------
+
+
+def test_shards_take_whole_batches_of_the_global_plan(tmp_path):
+    ds, _ = _mixed_dataset(tmp_path)
+    jobs = plan_jobs(ds.frame[["sample_id", "label", "class_name"]], [0.0, 0.3, 0.9], 3, base_seed=0, steps=10)
+    sizes = source_sizes(ds, ds.frame["sample_id"])
+    planned = [tuple(b["job"]) for b in batches(jobs, 4, sizes)]
+    for n in (1, 2, 3, 5):
+        parts = [[tuple(b["job"]) for b in shard_batches(batches(jobs, 4, sizes), i, n)] for i in range(n)]
+        assert sorted(sum(parts, [])) == sorted(planned)  # the same batches, whole, each in one shard
+
+
+@pytest.mark.parametrize("kind", ["sdxl-refiner", "embedded"])
+def test_two_shards_give_the_bytes_of_one_process(tmp_path, tiny_pipelines, kind):
+    ds, _ = _mixed_dataset(tmp_path)
+    out = {}
+    for n in (1, 2):
+        run = tmp_path / f"n{n}"
+        write_hard_csv(run, ds)
+        cfg = RunConfig(name="t", run_dir=str(run), generation=_gen_cfg(kind, tiny_pipelines[kind], batch_size=3))
+        gen = create_generator(cfg.generation)
+        seen = []
+        for i in range(n):
+            counter = ForwardCounter(gen.denoiser)
+            rows = generate_spectrum(cfg, run, shard=(i, n), dataset=ds, generator=gen, progress=False)
+            counter.close()
+            seen.append(set(rows["job"]))
+        assert set.union(*seen) == set(range(32)) and sum(map(len, seen)) == 32
+        out[n] = _files(run / "spectrum")
+        assert len(out[n]) == 32
+    assert out[1] == out[2]
+
+
+# -- issue 14 item 7: the manifest's step counts are what diffusers runs ---------------------------
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl-refiner"])
+def test_denoise_steps_match_diffusers_get_timesteps(tiny_pipelines, kind):
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_pipelines[kind]))
+    for steps in range(1, 201):
+        for lam in DEFAULT_LEVELS:
+            pipe.scheduler.set_timesteps(steps)
+            timesteps, n = pipe.get_timesteps(steps, strength_for(lam), "cpu")
+            assert denoise_steps(steps, lam) == len(timesteps) == n, (steps, lam)
+    assert denoise_steps(90, 0.3) == 62  # 90 * 0.7 = 62.99..., truncated as diffusers does
+
+
+@pytest.mark.parametrize("kind", ["sd", "embedded"])
+def test_unet_calls_equal_the_manifest_at_a_truncation_boundary(tmp_path, tiny_pipelines, kind):
+    """T = 90, lambda = 0.3: the manifest said 63 steps while diffusers ran 62."""
+    gen = create_generator(_gen_cfg(kind, tiny_pipelines[kind], steps=90, guidance_scale=1.0))
+    counter = ForwardCounter(gen.denoiser)
+    src = Image.fromarray(np.zeros((32, 32), dtype=np.uint8))
+    gen.generate(GenerationBatch(sources=[src], source_keys=["a"], labels=[0], prompts=["a coat"], seeds=[0],
+                                 strength=strength_for(0.3), steps=90, guidance_scale=1.0))
+    assert counter.calls == denoise_steps(90, 0.3) == 62
