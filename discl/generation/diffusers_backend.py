@@ -228,6 +228,8 @@ class DiffusersGenerator:
                           output_type="pil", **embeds)
             if batch.text_to_image:
                 return self._text_to_image(common, w, h)
+            if int(batch.steps * batch.strength) < 1:  # no denoising step: the image is its source
+                return [im.copy() for im in prepared]
             image = self._encode_sources(batch.source_keys, prepared) if self._latent_path else prepared
             return self.pipe(image=image, strength=batch.strength, **common).images
 
