@@ -166,3 +166,25 @@ def test_unet_calls_equal_the_manifest_at_a_truncation_boundary(tmp_path, tiny_p
     gen.generate(GenerationBatch(sources=[src], source_keys=["a"], labels=[0], prompts=["a coat"], seeds=[0],
                                  strength=strength_for(0.3), steps=90, guidance_scale=1.0))
     assert counter.calls == denoise_steps(90, 0.3) == 62
+
+
+# -- issue 14 item 6: the embedded prior keeps a non-square source's aspect ratio ----------------
+
+
+def test_embedded_keeps_the_aspect_ratio_of_non_square_sources(tiny_pipelines):
+    gen = create_generator(_gen_cfg("embedded", tiny_pipelines["embedded"], steps=8, guidance_scale=1.0))
+    r = gen.prior.resolution
+    assert gen.generation_size(28, 28) == (r, r)
+    w, h = gen.generation_size(40, 20)
+    assert w == r and abs(h / w - 0.5) <= gen.multiple / r and h % gen.multiple == 0
+    # a flat grey 40x20 source through zero denoising steps (T = 8, lambda = 0.9) is only resized
+    # down and back: no letterbox bands, no stretch (the old path returned black top and bottom rows)
+    src = Image.fromarray(np.full((20, 40), 200, dtype=np.uint8), mode="L")
+    (out,) = gen.generate(GenerationBatch(sources=[src], source_keys=["a"], labels=[0], prompts=["a coat"], seeds=[0],
+                                          strength=strength_for(0.9), steps=8, guidance_scale=1.0))
+    assert out.size == (40, 20)
+    assert np.abs(np.asarray(out, dtype=int) - 200).max() <= 1
+    # with denoising: content fills the whole frame at the source's aspect ratio
+    (out,) = gen.generate(GenerationBatch(sources=[src], source_keys=["a"], labels=[0], prompts=["a coat"], seeds=[0],
+                                          strength=strength_for(0.5), steps=8, guidance_scale=1.0))
+    assert out.size == (40, 20)
