@@ -262,6 +262,20 @@ def test_dry_run_prints_cost(tmp_path, tiny_prior, capsys):
     # n hard x 2 levels x 2 seeds images; per image int(6 * (1 - lambda)) steps x 2 CFG branches
     assert f'"images": {n * 4}' in out and f'"denoiser_evaluations": {n * 2 * (6 + 3) * 2}' in out
     assert not (run / "spectrum").exists()
+    import json
+
+    summary = json.loads(out)
+    cal = summary["calibration"]
+    assert cal["images"] >= 1 and cal["seconds"] > 0 and cal["denoiser_evaluations"] > 0
+    assert summary["all"]["estimated_seconds"] == pytest.approx(
+        summary["all"]["denoiser_evaluations"] * cal["seconds_per_evaluation"], abs=0.06)
+    # another scheduler, its own count; --no-calibrate times nothing
+    args = p.parse_args(["--config", str(cfg), "--dry-run", "--no-calibrate",
+                         "generation.scheduler=EulerDiscreteScheduler"])
+    assert runner.main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scheduler"] == "EulerDiscreteScheduler" and "calibration" not in summary
+    assert summary["all"]["denoiser_evaluations"] == n * 2 * (6 + 3) * 2
 
 
 def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):

@@ -76,6 +76,12 @@ class Generator(Protocol):
     def denoiser(self) -> Any:
         """The torch module evaluated once per denoising step (tests count its forward calls)."""
 
+    def evaluations_per_image(self, steps: int, strength: float) -> int:
+        """Denoiser evaluations one image needs (per CFG branch) with the configured scheduler."""
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (w, h) a source of this size is generated at (aspect ratio kept)."""
+
     def generate(self, batch: GenerationBatch) -> list[Image.Image]: ...
 
 

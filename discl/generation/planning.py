@@ -146,15 +146,22 @@ def shard_batches(planned: list[pd.DataFrame], index: int, count: int) -> list[p
     return planned[index::count]
 
 
-def cost_summary(jobs: pd.DataFrame, guidance_scale: float) -> dict:
-    """Images and denoiser evaluations (per image; x2 under classifier-free guidance)."""
+def cost_summary(jobs: pd.DataFrame, guidance_scale: float, evaluations: dict[float, int] | None = None) -> dict:
+    """Images and denoiser evaluations (per image; x2 under classifier-free guidance).
+
+    ``evaluations`` maps lambda to one image's denoiser evaluations per CFG branch as the configured
+    scheduler runs them (:func:`discl.generation.schedulers.evaluations_per_image`); without it the
+    manifest's ``denoise_steps`` (the same for schedulers of order 1).
+    """
     cfg_factor = 2 if guidance_scale > 1.0 else 1
-    per_level = jobs.groupby("lam").agg(images=("job", "size"), steps=("denoise_steps", "sum"))
+    per_image = (jobs["lam"].map(lambda lam: int(evaluations[float(lam)])) if evaluations is not None
+                 else jobs["denoise_steps"])
+    per_level = jobs.assign(_evals=per_image).groupby("lam").agg(images=("job", "size"), steps=("_evals", "sum"))
     return {
         "images": int(len(jobs)),
         "samples": int(jobs["sample_id"].nunique()) if len(jobs) else 0,
         "denoise_steps": int(jobs["denoise_steps"].sum()),
-        "denoiser_evaluations": int(jobs["denoise_steps"].sum()) * cfg_factor,
+        "denoiser_evaluations": int(per_image.sum()) * cfg_factor,
         "per_level": {float(lam): {"images": int(r.images), "denoiser_evaluations": int(r.steps) * cfg_factor}
                       for lam, r in per_level.iterrows()},
     }

@@ -41,6 +41,7 @@ from discl.generation.planning import (
     plan_jobs,
     shard_batches,
     shard_jobs,
+    strength_for,
 )
 from discl.prompts.builder import build_prompt, resolve_descriptions
 
@@ -202,6 +203,18 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     return mine.reset_index(drop=True)
 
 
+def _batch_of(cfg: RunConfig, chunk: pd.DataFrame, sources: dict[str, Image.Image]) -> GenerationBatch:
+    """The generator's batch for planned jobs ``chunk`` (one lambda), with decoded ``sources``."""
+    g = cfg.generation
+    sids = list(chunk["sample_id"])
+    lam = float(chunk["lam"].iloc[0])
+    return GenerationBatch(
+        sources=[sources[s] for s in sids], source_keys=sids, labels=[int(v) for v in chunk["label"]],
+        prompts=list(chunk["prompt"]), seeds=[int(v) for v in chunk["seed"]],
+        strength=float(chunk["strength"].iloc[0]), steps=g.steps, guidance_scale=g.guidance_scale,
+        negative_prompt=g.negative_prompt, text_to_image=bool(g.text_to_image_at_zero and lam == 0.0))
+
+
 def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame], out: Path,
               shard: tuple[int, int], progress: bool) -> None:
     from tqdm.auto import tqdm
@@ -217,13 +230,8 @@ def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame],
             for s in sids:
                 if s not in sources:
                     sources[s] = dataset.image(s)
-            lam = float(chunk["lam"].iloc[0])
             t0 = time.perf_counter()
-            images = gen.generate(GenerationBatch(
-                sources=[sources[s] for s in sids], source_keys=sids, labels=[int(v) for v in chunk["label"]],
-                prompts=list(chunk["prompt"]), seeds=[int(v) for v in chunk["seed"]],
-                strength=float(chunk["strength"].iloc[0]), steps=g.steps, guidance_scale=g.guidance_scale,
-                negative_prompt=g.negative_prompt, text_to_image=bool(g.text_to_image_at_zero and lam == 0.0)))
+            images = gen.generate(_batch_of(cfg, chunk, sources))
             seconds = time.perf_counter() - t0
             from discl.artifacts import atomic_write_bytes
 
@@ -256,7 +264,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.add_argument("--shard", default=None, help="i/n: generate only every n-th batch of the global batch plan, from batch i")
     p.add_argument("--dry-run", action="store_true", help="print the job count and denoiser cost, generate nothing")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="with --dry-run: count evaluations only, time no calibration batch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = True, dataset=None,
+            generator: Generator | None = None) -> dict:
+    """The spectrum's cost for the configured scheduler and steps, generating nothing to disk.
+
+    Denoiser evaluations come from the scheduler's own img2img timesteps. With ``calibrate``, one
+    batch of the plan (this shard's first, the cheapest level) is generated and timed; the time
+    estimate is the evaluations to run times the measured seconds per evaluation (one image, one
+    CFG branch, one step: VAE and prompt encoding are amortised into it).
+    """
+    from discl.data import build_dataset
+
+    g = cfg.generation
+    dataset = dataset or build_dataset(cfg.data)
+    plan = plan_spectrum(cfg, read_table(confine(cfg.run_path, HARD_CSV)), dataset)
+    gen = generator or create_generator(g)
+    evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
+    mine_batches = plan_shard_batches(plan, dataset, g.batch_size, shard)
+    mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
+    summary = {"scheduler": g.scheduler or "default", "steps": g.steps,
+               "all": cost_summary(plan, g.guidance_scale, evaluations),
+               f"shard {shard[0]}/{shard[1]}": cost_summary(mine, g.guidance_scale, evaluations)}
+    if calibrate and mine_batches:
+        chunk = mine_batches[0]
+        rows_per_eval = 2 if g.guidance_scale > 1.0 else 1
+        evals = int(sum(evaluations[float(lam)] for lam in chunk["lam"])) * rows_per_eval
+        t0 = time.perf_counter()
+        gen.generate(_batch_of(cfg, chunk, {s: dataset.image(s) for s in chunk["sample_id"]}))
+        seconds = time.perf_counter() - t0
+        per_eval = seconds / max(evals, 1)
+        summary["calibration"] = {"images": len(chunk), "denoiser_evaluations": evals, "seconds": round(seconds, 3),
+                                  "seconds_per_evaluation": per_eval}
+        for key in ("all", f"shard {shard[0]}/{shard[1]}"):
+            summary[key]["estimated_seconds"] = round(summary[key]["denoiser_evaluations"] * per_eval, 1)
+    return summary
 
 
 def _distributed_shard():
@@ -285,13 +331,7 @@ def main(args: argparse.Namespace) -> int:
     if state is not None and cfg.generation.device == "auto":
         cfg = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, device=str(state.device)))
     if args.dry_run:
-        from discl.data import build_dataset
-
-        hard = read_table(confine(run_dir, HARD_CSV))
-        plan = plan_spectrum(cfg, hard, build_dataset(cfg.data))
-        summary = {"all": cost_summary(plan, cfg.generation.guidance_scale),
-                   f"shard {shard[0]}/{shard[1]}": cost_summary(shard_jobs(plan, *shard), cfg.generation.guidance_scale)}
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(dry_run(cfg, shard, calibrate=not args.no_calibrate), indent=2))
         return 0
     rows = generate_spectrum(cfg, run_dir, shard=shard, progress=not args.no_progress)
     if state is not None:
