@@ -187,6 +187,8 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
         out["generation"] = {"model": "embedded-prior" if g.model in ("", "embedded") else f"file:{g.model}"}
     else:
         out["generation"] = {"model": f"hub:{g.model}"}
+    for i, lora in enumerate(getattr(g, "lora", ())):  # adapters fused into the generator's weights
+        out["generation"][f"lora[{i}]"] = f"file:{lora.path}"
     out["filtering"] = {"model": scorer_reference(f.backend, f.model)}
     train = {}
     if t.pretrained_path:

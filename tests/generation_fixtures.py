@@ -192,3 +192,24 @@ def write_mixed_size_folder(root: Path, sizes=((40, 30), (30, 40)), per_size: in
                 Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / name / f"img{i}.png")
                 i += 1
     return root
+
+
+def write_tiny_lora(path: Path, pipeline_folder: Path, rank: int = 2, seed: int = 0, std: float = 0.3) -> Path:
+    """A LoRA for a tiny pipeline's UNet attention projections, in the diffusers/peft key format
+    (``unet.<module>.lora_A.weight`` / ``lora_B``), saved as one ``.safetensors`` file. Built from
+    the UNet's own layer shapes; no peft needed to write it."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline_folder, subfolder="unet")
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, mod in unet.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") or name.endswith(
+                "to_out.0"):
+            state[f"unet.{name}.lora_A.weight"] = torch.randn((rank, mod.in_features), generator=g) * std
+            state[f"unet.{name}.lora_B.weight"] = torch.randn((mod.out_features, rank), generator=g) * std
+    assert state, "no attention projections found"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path

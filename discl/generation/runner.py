@@ -66,6 +66,9 @@ def spectrum_digest(cfg: RunConfig) -> str:
     neutral = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=1))
     refs = model_references(cfg)
     weights = fingerprint(refs["generation"]["model"])
+    loras = {k: fingerprint(v) for k, v in refs["generation"].items() if k.startswith("lora[")}
+    if loras:  # LoRA files fused into the generator (their scales are in the config digest)
+        weights = {"model": weights, **loras}
     text_model = refs.get("prompts", {}).get("text_model")
     if text_model:  # it writes the prompts the images are generated from
         weights = {"generation": weights, "prompts": fingerprint(text_model)}
