@@ -38,11 +38,9 @@ class GenerationConfig:
     device: str = "auto"
     resolution: int | None = None  # diffusers: longest side; None = the model's default
     image_format: Literal["png", "jpg"] = "png"
-    # any diffusers scheduler class by name, built with from_config from the model's own scheduler
-    # config; None = the model's default (the pipeline's scheduler; DDIM for the embedded prior)
-    scheduler: str | None = None
-    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides passed to from_config
-    lora: list[LoraConfig] = field(default_factory=list)  # diffusers: loaded with load_lora_weights, fused
+    scheduler: str | None = None  # a diffusers scheduler class (e.g. DPMSolverMultistepScheduler), from_config of the model's own; None = the model's (DDIM for embedded)
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides for from_config, e.g. {algorithm_type: dpmsolver++}
+    lora: list[LoraConfig] = field(default_factory=list)  # diffusers: [{path: folder or .safetensors, scale: 1.0, weight_name: null}], load_lora_weights + fused
 
     def __post_init__(self):
         check(len(self.levels) > 0, "levels", "needs at least one guidance level")
