@@ -146,7 +146,7 @@ class ForwardCounter:
         self._h = module.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
-        x = args[0] if args else kwargs.get("sample")
+        x = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         self.calls += 1
         self.rows += int(x.shape[0])
 
@@ -213,3 +213,35 @@ def write_tiny_lora(path: Path, pipeline_folder: Path, rank: int = 2, seed: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     return path
+
+
+def build_tiny_sd3(folder: Path):
+    """A tiny ``StableDiffusion3Img2ImgPipeline`` (two CLIP encoders, no T5: the pipeline then uses
+    zeros for the T5 embeddings). Returned as a pipeline object: ``from_pretrained`` of a folder
+    saved without T5 needs the missing components named, which the backend does not do."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Img2ImgPipeline,
+    )
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                        pooled_projection_dim=32, out_channels=4)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=8, sample_size=32, shift_factor=0.0609, scaling_factor=1.5035,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    tok = write_tiny_clip_tokenizer(folder / "_tok")
+    torch.manual_seed(0)
+    text1 = CLIPTextModelWithProjection(_text_config(16, 16))
+    torch.manual_seed(1)
+    text2 = CLIPTextModelWithProjection(_text_config(16, 16))
+    return StableDiffusion3Img2ImgPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                           text_encoder=text1, tokenizer=tok, text_encoder_2=text2, tokenizer_2=tok,
+                                           text_encoder_3=None, tokenizer_3=None, image_encoder=None,
+                                           feature_extractor=None)

@@ -188,3 +188,38 @@ def test_embedded_keeps_the_aspect_ratio_of_non_square_sources(tiny_pipelines):
     (out,) = gen.generate(GenerationBatch(sources=[src], source_keys=["a"], labels=[0], prompts=["a coat"], seeds=[0],
                                           strength=strength_for(0.5), steps=8, guidance_scale=1.0))
     assert out.size == (40, 20)
+
+
+# -- issue 14 item 9: pipelines other than SD/SDXL use their own prompt encoding ------------------
+
+
+def test_sd3_uses_its_own_prompt_encoding(tmp_path):
+    from generation_fixtures import build_tiny_sd3
+
+    from discl.generation.diffusers_backend import DiffusersGenerator
+
+    def make(**kw):
+        pipe = build_tiny_sd3(tmp_path / "sd3")
+        pipe.set_progress_bar_config(disable=True)
+        return DiffusersGenerator(GenerationConfig(backend="diffusers", model="tiny-sd3", resolution=32, steps=6,
+                                                   guidance_scale=3.0, negative_prompt="blurry", **kw), pipe=pipe)
+
+    gen = make()
+    assert gen.family == "other"
+    src = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    counter = ForwardCounter(gen.denoiser)
+    outs = {}
+    for lam in (0.0, 0.5):
+        counter.calls = 0
+        batch = GenerationBatch(sources=[src, src], source_keys=["a", "a"], labels=[0, 0], prompts=["a coat", "a shirt"],
+                                seeds=[1, 2], strength=strength_for(lam), steps=6, guidance_scale=3.0,
+                                negative_prompt="blurry")
+        outs[lam] = [im.tobytes() for im in gen.generate(batch)]
+        assert counter.calls == denoise_steps(6, lam) == gen.evaluations_per_image(6, strength_for(lam))
+        assert outs[lam][0] != outs[lam][1]
+    assert [im.tobytes() for im in make().generate(batch)] == outs[0.5]  # deterministic
+    # scheduler_kwargs without a name apply to the pipeline's own scheduler class
+    other = make(scheduler_kwargs={"shift": 3.0})
+    assert type(other.pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+    assert other.pipe.scheduler.config.shift == 3.0
+    assert [im.tobytes() for im in other.generate(batch)] != outs[0.5]

@@ -59,4 +59,5 @@ class GenerationConfig:
 
             # without a name the kwargs apply to the model's default scheduler, known only once loaded
             if self.scheduler is not None:
-                check_scheduler(self.scheduler, self.scheduler_kwargs, self.steps)
+                check_scheduler(self.scheduler, self.scheduler_kwargs, self.steps,
+                                noisers=("add_noise",) if self.backend == "embedded" else ("add_noise", "scale_noise"))

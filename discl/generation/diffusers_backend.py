@@ -1,16 +1,22 @@
-"""The ``diffusers`` backend: any stock image-to-image pipeline (SDXL refiner, SDXL, SD 1.5/2.x, ...).
+"""The ``diffusers`` backend: stock image-to-image pipelines (SDXL refiner, SDXL, SD 1.5/2.x, SD3, ...).
 
 Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub id or a local folder
 (``AutoPipelineForImage2Image`` unless ``generation.pipeline_class`` names a class) and called with
 ``strength = 1 - lambda`` and one ``torch.Generator`` per image. What this adapter adds:
 
 - one pipeline call per batch of jobs that share a strength (the runner groups them);
-- each distinct prompt is encoded once (``encode_prompt`` on the unique prompts, then indexed);
-- each distinct source is VAE-encoded once: its latent is drawn from the VAE posterior with a
-  generator seeded by the source id and passed to the pipeline as a 4-channel latent image, which
-  the SD/SDXL img2img pipelines use as is (the stock path would re-encode the source per seed);
+- SD and SDXL families (:func:`pipeline_family`): each distinct prompt is encoded once
+  (``encode_prompt`` on the unique prompts, then indexed) and each distinct source is VAE-encoded
+  once: its latent is drawn from the VAE posterior with a generator seeded by the source id and
+  passed to the pipeline as a 4-channel latent image, which these pipelines use as is (the stock
+  path would re-encode the source per seed);
+- other pipeline classes (SD3, Flux, ...): prompts and images are passed as they are and the
+  pipeline encodes them itself (tested with a tiny SD3 img2img pipeline; Flux is untested here);
+- one pipeline call per generation size (a batch of mixed aspect ratios is split, order kept);
 - resolution policy: keep the aspect ratio, longest side = ``generation.resolution`` or the model's
-  native size, both sides rounded to a multiple of the VAE scale factor.
+  native size, both sides rounded to a multiple of the VAE scale factor (times a transformer's patch size);
+- ``generation.scheduler`` replaces the pipeline's scheduler (``from_config`` of its own config);
+  ``generation.lora`` adapters are loaded and fused.
 """
 
 from __future__ import annotations
@@ -85,6 +91,23 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
     return pipe
 
 
+def pipeline_family(pipe) -> str:
+    """``sd`` / ``sdxl``: this adapter encodes each distinct prompt once with their ``encode_prompt``
+    and VAE-encodes each source once; ``other`` (SD3, Flux, ...): prompts and images go to the
+    pipeline as they are and it encodes them itself (per image)."""
+    import diffusers
+
+    sdxl = tuple(getattr(diffusers, n) for n in ("StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLPipeline")
+                 if hasattr(diffusers, n))
+    sd = tuple(getattr(diffusers, n) for n in ("StableDiffusionImg2ImgPipeline", "StableDiffusionPipeline")
+               if hasattr(diffusers, n))
+    if isinstance(pipe, sdxl):
+        return "sdxl"
+    if isinstance(pipe, sd):
+        return "sd"
+    return "other"
+
+
 def load_loras(pipe, cfg: GenerationConfig) -> None:
     """Load ``generation.lora`` with diffusers' ``load_lora_weights``, then fuse them into the weights.
 
@@ -132,8 +155,12 @@ class DiffusersGenerator:
         self._t2i = None
         vae = getattr(self.pipe, "vae", None)
         self.vae_scale = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
-        self._latent_path = (vae is not None and getattr(vae.config, "latent_channels", None) == 4
-                             and "prompt_embeds" in self._params)
+        self.family = pipeline_family(self.pipe)
+        # the SD/SDXL img2img pipelines take a 4-channel latent as the image and use it as is
+        self._latent_path = (self.family in ("sd", "sdxl") and vae is not None
+                             and getattr(vae.config, "latent_channels", None) == 4)
+        patch = getattr(getattr(self.denoiser, "config", None), "patch_size", None) or 1
+        self.multiple = self.vae_scale * int(patch)  # transformers (SD3) patchify the latent
         unet = self.denoiser
         native = getattr(unet.config, "sample_size", None) if unet is not None else None
         native = native[0] if isinstance(native, list | tuple) else native
@@ -145,13 +172,16 @@ class DiffusersGenerator:
 
     # -- encoding once --------------------------------------------------------------------------
     def _encode_prompts(self, prompts: list[str], negative: str | None, cfg_on: bool) -> dict:
-        if "prompt_embeds" not in self._params or not hasattr(self.pipe, "encode_prompt"):
-            return {"prompt": prompts, "negative_prompt": [negative] * len(prompts) if negative else None}
+        if self.family == "other":  # the pipeline's own prompt encoding (SD3, Flux, ...), per image
+            out = {"prompt": prompts}
+            if negative and "negative_prompt" in self._params:
+                out["negative_prompt"] = [negative] * len(prompts)
+            return out
         uniq = sorted(set(prompts))
         pos = {p: i for i, p in enumerate(uniq)}
         idx = torch.as_tensor([pos[p] for p in prompts])
         neg = [negative] * len(uniq) if negative else None
-        if "pooled_prompt_embeds" in self._params:  # SDXL family
+        if self.family == "sdxl":
             pe, npe, pooled, npooled = self.pipe.encode_prompt(
                 prompt=uniq, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=cfg_on,
                 negative_prompt=neg)
@@ -167,7 +197,7 @@ class DiffusersGenerator:
 
     def _prepare(self, img: Image.Image) -> Image.Image:
         img = img.convert("RGB")
-        size = target_size(img.size[0], img.size[1], self.longest, self.vae_scale)
+        size = target_size(img.size[0], img.size[1], self.longest, self.multiple)
         return img if img.size == size else img.resize(size, Image.Resampling.BICUBIC)
 
     def _encode_sources(self, keys: list[str], images: list[Image.Image]) -> torch.Tensor:
@@ -200,7 +230,7 @@ class DiffusersGenerator:
     # -- generation -----------------------------------------------------------------------------
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         """The (w, h) a source of this size is generated at: aspect ratio kept, longest side fixed."""
-        return target_size(width, height, self.longest, self.vae_scale)
+        return target_size(width, height, self.longest, self.multiple)
 
     def evaluations_per_image(self, steps: int, strength: float) -> int:
         """Denoiser evaluations per image and CFG branch at ``strength``: what the pipeline runs."""

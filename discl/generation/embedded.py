@@ -38,7 +38,7 @@ def prior_scheduler(prior: Prior, name: str | None = None, kwargs: dict | None =
     base = dict(prior.scheduler_config)
     if (name or DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER:
         base |= {"set_alpha_to_one": False, "steps_offset": 0}
-    return build_scheduler(name, base, kwargs, default=DEFAULT_SCHEDULER)
+    return build_scheduler(name, base, kwargs, default=DEFAULT_SCHEDULER, noisers=("add_noise",))
 
 
 @torch.inference_mode()

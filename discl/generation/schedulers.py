@@ -7,7 +7,7 @@ backends use (:func:`img2img_timesteps`): ``set_timesteps(T)``, then the last ``
 steps of the scheduler's own timesteps (times its ``order``), with ``set_begin_index`` so
 ``add_noise`` and ``step`` start where the truncated schedule starts.
 
-A scheduler that cannot do img2img (no ``add_noise``), an unknown name and keyword arguments the
+A scheduler that cannot do img2img (no ``add_noise``; flow-matching ``scale_noise`` on the diffusers backend), an unknown name and keyword arguments the
 class does not take are errors naming the key, raised when the config is validated.
 """
 
@@ -18,31 +18,38 @@ from typing import Any
 
 from discl.configtools import ConfigError
 
+# how a scheduler noises a source to the first img2img timestep: DDPM-style ``add_noise``, or flow
+# matching's ``scale_noise`` (SD3/Flux pipelines). The embedded prior (an epsilon model) needs the first.
+NOISERS = ("add_noise", "scale_noise")
 
-def scheduler_class(name: str, key: str = "generation.scheduler"):
+
+def scheduler_class(name: str, key: str = "generation.scheduler", noisers: tuple[str, ...] = NOISERS):
     """The diffusers scheduler class called ``name``; a :class:`ConfigError` naming ``key`` otherwise."""
     import diffusers
     from diffusers import SchedulerMixin
 
+    def usable(n):
+        c = getattr(diffusers, n, None)
+        return isinstance(c, type) and issubclass(c, SchedulerMixin) and any(callable(getattr(c, m, None)) for m in noisers)
+
     cls = getattr(diffusers, name, None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        known = sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and isinstance(getattr(diffusers, n, None), type)
-                       and issubclass(getattr(diffusers, n), SchedulerMixin) and hasattr(getattr(diffusers, n), "add_noise"))
+        known = sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and usable(n))
         raise ConfigError(f"{key}: diffusers has no scheduler class {name!r} (img2img-capable ones: {', '.join(known)})")
-    if not callable(getattr(cls, "add_noise", None)):
-        raise ConfigError(f"{key}: {name} cannot do image-to-image (it has no add_noise, so a source image "
-                          "cannot be noised to the starting timestep); choose another scheduler")
+    if not usable(name):
+        raise ConfigError(f"{key}: {name} cannot do image-to-image here (it has no {' or '.join(noisers)}, so a "
+                          "source image cannot be noised to the starting timestep); choose another scheduler")
     return cls
 
 
-def check_scheduler(name: str, kwargs: dict[str, Any], steps: int) -> None:
+def check_scheduler(name: str, kwargs: dict[str, Any], steps: int, noisers: tuple[str, ...] = NOISERS) -> None:
     """Validate ``generation.scheduler`` / ``scheduler_kwargs`` / ``steps`` without a model.
 
     Builds the class with its default config plus ``kwargs`` and sets ``steps`` timesteps, so that
     e.g. ``LCMScheduler`` with more steps than its ``original_inference_steps`` fails here, not after
     the model has loaded.
     """
-    cls = scheduler_class(name)
+    cls = scheduler_class(name, noisers=noisers)
     params = set(inspect.signature(cls.__init__).parameters) - {"self"}
     for k in kwargs:
         if k not in params:
@@ -59,9 +66,9 @@ def check_scheduler(name: str, kwargs: dict[str, Any], steps: int) -> None:
 
 
 def build_scheduler(name: str | None, base_config: dict[str, Any], kwargs: dict[str, Any] | None = None,
-                    default: str | None = None):
+                    default: str | None = None, noisers: tuple[str, ...] = NOISERS):
     """``name`` (or ``default`` when None) built with ``from_config(base_config, **kwargs)``."""
-    cls = scheduler_class(name or default)
+    cls = scheduler_class(name or default, noisers=noisers)
     return cls.from_config(dict(base_config), **dict(kwargs or {}))
 
 
