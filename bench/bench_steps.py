@@ -1,0 +1,194 @@
+"""Step economy of the spectrum (issue 13): which scheduler and step count keep fidelity for fewer
+denoiser evaluations? Judged without the embedded CLIP.
+
+For each scheduler (DDIM, DPM-Solver++ 2M, UniPC, Euler) and each T, the benchmark generates the
+fmnist-lt demo's spectrum of its hard images (configs/fmnist-lt.yaml: the ``class_frequency``
+miner's hard set, the demo's levels, guidance and base seed; the real ``EmbeddedGenerator`` with
+``generation.scheduler``) and measures per λ, with ``discl.evaluation.fidelity`` (model-free):
+
+- ``evals``: UNet evaluations per image (rows the denoiser ran, counted with a forward hook: both
+  classifier-free-guidance branches), and ``img_s``: images per second of generation;
+- ``ssim`` / ``psnr``: mean SSIM and PSNR (dB) of each variant to its source;
+- ``mmd2``: unbiased raw-pixel MMD² (RBF, one bandwidth for every row: the median heuristic on the
+  real test images) to real fmnist-lt test images of the hard classes; must fall as λ rises;
+- ``acc`` (λ = 0 only): accuracy of a small CNN trained on balanced real data (the clean prior pool,
+  ``discl.generation.prior_eval``) on the λ = 0 variants, and ``acc_ratio`` to its accuracy on real
+  test images of those classes.
+
+Each setting's summary line: total UNet evaluations per hard image over all levels and seeds, and
+the mean |Δ| of SSIM / MMD² against DDIM at the demo's T (the reference setting).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_steps.py [--steps 8 12 16 25 50] \\
+        [--schedulers ddim dpm++2m unipc euler] [--limit N] [--seeds K] [--out bench_steps.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from discl.evaluation import fidelity as fd  # noqa: E402
+
+SCHEDULERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+}
+
+
+def hard_set(cfg, ds):
+    """The demo's hard images: every training image of a class below ``mining.frequency_below``."""
+    if list(cfg.mining.criteria) != ["class_frequency"]:
+        raise SystemExit("bench_steps reproduces the class_frequency miner only")
+    train = ds.split("train")
+    counts = ds.class_counts("train")
+    hard = train[counts[train["label"].to_numpy()] < cfg.mining.frequency_below]
+    return hard.iloc[np.argsort(hard["sample_id"].to_numpy().astype(str), kind="stable")]
+
+
+class RowCounter:
+    """Rows the denoiser evaluates (a forward pre-hook; CFG doubles the rows)."""
+
+    def __init__(self, module):
+        self.rows = 0
+        self._h = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        self.rows += int(args[0].shape[0])
+
+    def close(self):
+        self._h.remove()
+
+
+def generate(gen, g, steps, hard, images: np.ndarray, lam: float, seeds: int) -> np.ndarray:
+    """The spectrum at one λ: uint8 [n_hard * seeds, 28, 28], source-major, k minor."""
+    from PIL import Image
+
+    from discl.generation.base import GenerationBatch
+    from discl.generation.planning import job_seed, strength_for
+
+    sids, labels = list(hard["sample_id"]), [int(v) for v in hard["label"]]
+    jobs = [(i, k) for i in range(len(sids)) for k in range(seeds)]
+    out = []
+    for s in range(0, len(jobs), g.batch_size):
+        chunk = jobs[s:s + g.batch_size]
+        batch = GenerationBatch(
+            sources=[Image.fromarray(images[i]) for i, _ in chunk], source_keys=[sids[i] for i, _ in chunk],
+            labels=[labels[i] for i, _ in chunk], prompts=[""] * len(chunk),
+            seeds=[job_seed(g.base_seed, sids[i], lam, k) for i, k in chunk], strength=strength_for(lam),
+            steps=steps, guidance_scale=g.guidance_scale)
+        out += [np.asarray(im.convert("L")) for im in gen.generate(batch)]
+    return np.stack(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "fmnist-lt.yaml"))
+    p.add_argument("--steps", type=int, nargs="+", default=[8, 12, 16, 25, 50])
+    p.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=list(SCHEDULERS))
+    p.add_argument("--prior", default="embedded", help="prior folder (default: the shipped one)")
+    p.add_argument("--test-per-class", type=int, default=300, help="real test images per hard class for MMD²")
+    p.add_argument("--classifier-epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="first N hard images only (a quick check)")
+    p.add_argument("--seeds", type=int, default=None, help="override generation.seeds_per_level")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default=None, help="JSON file for every figure")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from discl.config import load_config
+    from discl.data import fashion_mnist as fm
+    from discl.data.tasks import build_prior_pool, build_task
+    from discl.generation.base import create_generator
+    from discl.generation.config import GenerationConfig
+    from discl.generation.prior_eval import accuracy, train_classifier
+    from discl.seeding import numpy_rng
+
+    t_all = time.perf_counter()
+    cfg = load_config(args.config)
+    g = cfg.generation
+    seeds = args.seeds or g.seeds_per_level
+    ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
+    hard = hard_set(cfg, ds)[:args.limit]
+    classes = sorted(int(c) for c in hard["label"].unique())
+    src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
+    src_rep = np.repeat(src, seeds, axis=0)
+    lab_rep = torch.as_tensor(np.repeat(hard["label"].to_numpy(), seeds)).long()
+    test = ds.split("test")
+    test_ids = np.concatenate([
+        numpy_rng("bench-steps-test", cfg.data.seed, c).permutation(test.index[test["label"] == c].to_numpy())
+        [:args.test_per_class] for c in classes])
+    real_feat = fd.flatten_pixels(ds.tensors(list(test_ids), 28, 1)[:, 0].numpy())
+    bw = fd.median_bandwidth(real_feat)
+
+    pool = build_prior_pool(0, args.data_root)
+    clf = train_classifier(pool.tensors(list(pool.frame["sample_id"]), 28, 1),
+                           torch.as_tensor(pool.frame["label"].to_numpy().copy()).long(), args.classifier_epochs)
+    te_x, te_y = fm.load_split("test", args.data_root)
+    keep = np.isin(te_y, classes)
+    real_acc = accuracy(clf, torch.from_numpy(te_x[keep].copy())[:, None], torch.from_numpy(te_y[keep].astype(np.int64)))
+
+    result = {"config": args.config, "levels": list(g.levels), "guidance_scale": g.guidance_scale, "seeds": seeds,
+              "n_hard": len(hard), "hard_classes": classes, "bandwidth": bw, "real_accuracy": real_acc,
+              "threads": args.threads, "settings": {}}
+    print(f"hard images: {len(hard)} of classes {classes}; {seeds} seeds x {len(g.levels)} levels, guidance "
+          f"{g.guidance_scale}; classifier accuracy on real test images of those classes {real_acc:.3f}")
+    print(f"{'setting':<14} {'evals/img':>9} {'img/s':>6} {'acc0':>5} " +
+          " ".join(f"{'ssim' + format(lam, '.1f'):>8} {'mmd' + format(lam, '.1f'):>7}" for lam in g.levels))
+    for name in args.schedulers:
+        cls, kwargs = SCHEDULERS[name]
+        for steps in args.steps:
+            gen = create_generator(GenerationConfig(backend="embedded", model=args.prior, steps=steps,
+                                                    guidance_scale=g.guidance_scale, batch_size=g.batch_size,
+                                                    scheduler=cls, scheduler_kwargs=kwargs))
+            counter = RowCounter(gen.denoiser)
+            rows, seconds, images = {}, 0.0, 0
+            for lam in g.levels:
+                counter.rows = 0
+                t0 = time.perf_counter()
+                x = generate(gen, g, steps, hard, src, lam, seeds)
+                dt = time.perf_counter() - t0
+                seconds, images = seconds + dt, images + len(x)
+                row = {"evals_per_image": counter.rows / len(x), "seconds": round(dt, 2),
+                       "ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep),
+                       "mmd2": fd.mmd2_rbf(fd.flatten_pixels(x), real_feat, bandwidth=bw)}
+                if lam == 0.0:
+                    row["acc"] = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
+                    row["acc_ratio"] = row["acc"] / real_acc
+                rows[f"{lam:.1f}"] = row
+            counter.close()
+            key = f"{name}-T{steps}"
+            evals = sum(r["evals_per_image"] for r in rows.values()) * seeds
+            result["settings"][key] = {"scheduler": cls, "scheduler_kwargs": kwargs, "steps": steps, "rows": rows,
+                                       "evals_per_hard_image": evals, "images_per_second": images / seconds}
+            acc0 = rows.get("0.0", {}).get("acc", float("nan"))
+            print(f"{key:<14} {evals:>9.0f} {images / seconds:>6.1f} {acc0:>5.2f} " +
+                  " ".join(f"{rows[f'{lam:.1f}']['ssim']:>8.3f} {rows[f'{lam:.1f}']['mmd2']:>7.4f}" for lam in g.levels),
+                  flush=True)
+    ref = f"ddim-T{g.steps}"
+    if ref in result["settings"]:
+        base = result["settings"][ref]["rows"]
+        for s in result["settings"].values():
+            s["vs_ddim_demo"] = {
+                "ssim_mean_abs_diff": float(np.mean([abs(s["rows"][k]["ssim"] - base[k]["ssim"]) for k in base])),
+                "mmd2_mean_abs_diff": float(np.mean([abs(s["rows"][k]["mmd2"] - base[k]["mmd2"]) for k in base]))}
+    result["seconds"] = round(time.perf_counter() - t_all, 1)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
