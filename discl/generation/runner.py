@@ -284,7 +284,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     from discl.data import build_dataset
 
     g = cfg.generation
-    dataset = dataset or build_dataset(cfg.data)
+    dataset = build_dataset(cfg.data) if dataset is None else dataset
     plan = plan_spectrum(cfg, read_table(confine(cfg.run_path, HARD_CSV)), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
