@@ -39,6 +39,9 @@ NOT_INPUTS = {
 }
 DATA_EVAL_ONLY = frozenset({"many_threshold", "few_threshold", "test_limit"})  # only the test metrics read them
 DATA_CLASSIFIER_ONLY = frozenset({"image_size", "channels"})  # only models that see tensors read them
+# which images are in which split (and their labels), not the pixels of an image: mining and training read them,
+# the spectrum and the filter see only the images hard.csv names, by sample id
+DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
 DIFFUSERS_ONLY = frozenset({"pipeline_class", "resolution"})
 MODEL_BASED = frozenset({"misclassified", "low_confidence"})
 MANIFEST_KEY_COLUMNS = ("file_name", "sample_id", "source_sample_id", "source_path", "label", "class_name", "lam",
@@ -71,10 +74,13 @@ def _weights(fingerprints: dict[str, Any] | None, *sections: str) -> dict[str, A
 # -- config views (pure) --------------------------------------------------------------------------
 
 
-def data_view(cfg, *, classifier: bool = False, evaluation: bool = False) -> dict[str, Any]:
-    """The data keys that decide the images and splits; ``classifier`` adds the tensor size and
-    channels, ``evaluation`` the test subset and frequency bins."""
+def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation: bool = False) -> dict[str, Any]:
+    """The data keys that decide the pixels of a sample; ``splits`` adds those that decide which
+    samples are in which split, ``classifier`` the tensor size and channels, ``evaluation`` the test
+    subset and the frequency bins of the metrics."""
     drop = set()
+    if not splits:
+        drop |= DATA_SPLIT_ONLY
     if not classifier:
         drop |= DATA_CLASSIFIER_ONLY
     if not evaluation:
@@ -163,7 +169,8 @@ def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> st
     generation keys that are not in the row, and the generator's weights."""
     g = generation_view(cfg)
     settings = {k: v for k, v in g.items() if k not in ("levels", "seeds_per_level", "base_seed")}
-    return digest_of({"data": data_view(cfg), "generation": settings, "weights": _weights(fingerprints, "generation")})
+    return digest_of({"data": data_view(cfg, splits=False), "generation": settings,
+                      "weights": _weights(fingerprints, "generation")})
 
 
 def image_key(row: dict[str, Any], settings: str) -> str:
@@ -175,7 +182,7 @@ def image_key(row: dict[str, Any], settings: str) -> str:
 def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
     """The spectrum: ``hard.csv``'s content, the source images, the prompt and generation keys, the
     generator's (and a text model's) weights."""
-    return "generate-" + digest_of({"hard": hard, "data": data_view(cfg), "prompts": prompts_view(cfg, descriptions),
+    return "generate-" + digest_of({"hard": hard, "data": data_view(cfg, splits=False), "prompts": prompts_view(cfg, descriptions),
                                     "generation": generation_view(cfg),
                                     "weights": _weights(fingerprints, "generation", "prompts")})
 
@@ -185,7 +192,8 @@ def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | No
     scorer and its text (for the scores), the prompts (for the retry's prompt), the generation keys
     and weights (for the image)."""
     f = cfg.filtering
-    return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template, "data": data_view(cfg),
+    return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template,
+                      "data": data_view(cfg, splits=False),
                       "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg),
                       "weights": _weights(fingerprints, "generation", "prompts", "filtering")})
 
@@ -193,7 +201,7 @@ def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | No
 def filter_digest(cfg, spectrum: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
     """The filter: the spectrum manifest's content, the real sources, the filtering keys and the
     scorer's weights; with ``retries``, also what the retries' images depend on."""
-    payload: dict[str, Any] = {"spectrum": spectrum, "data": data_view(cfg), "filtering": filtering_view(cfg),
+    payload: dict[str, Any] = {"spectrum": spectrum, "data": data_view(cfg, splits=False), "filtering": filtering_view(cfg),
                                "weights": _weights(fingerprints, "filtering")}
     if cfg.filtering.retries > 0:
         payload["retries"] = retry_context(cfg, descriptions, fingerprints)

@@ -55,23 +55,36 @@ def spectrum_digest(cfg: RunConfig, run_dir: Path | None = None, fingerprints: d
     return current(cfg, cfg.run_path if run_dir is None else run_dir, "generate", fingerprints)
 
 
-def image_keys_on_disk(out: Path) -> dict[str, str]:
-    """{file_name: image key} of the images the progress logs say were written, the latest entry
-    winning (entries without a key, from older versions, count as unknown)."""
+def image_keys_on_disk(out: Path) -> dict[str, tuple[str, str]]:
+    """{file_name: (image key, batch key)} of the images the progress logs say were written, the
+    latest entry winning (entries without keys, from older versions, count as unknown)."""
     from discl.artifacts import read_jsonl
 
     rows = []
     for log_path in sorted((out / "_progress").glob("*.jsonl")):
         rows += read_jsonl(log_path)
     rows.sort(key=lambda r: float(r.get("time", 0.0)))
-    return {str(r["file_name"]): str(r.get("key", "")) for r in rows if "file_name" in r}
+    return {str(r["file_name"]): (str(r.get("key", "")), str(r.get("batch", ""))) for r in rows if "file_name" in r}
 
 
-def finished_images(plan: pd.DataFrame, out: Path, check_decode: bool = True) -> set[str]:
-    """The planned images that exist (and decode) with the key their row has now: reused as they are."""
+def batch_key(chunk: pd.DataFrame) -> str:
+    """The digest of one generation batch: the keys of its images, in order. Float rounding can
+    depend on a batch's make-up (measured: 2 of 108 embedded-prior images differ between batch sizes
+    1 and 64), so an image is reused only when it was made in a batch of the same make-up: the bytes
+    are then those a fresh run of the current config writes."""
+    from discl.digests import digest_of
+
+    return digest_of(list(chunk["image_key"]))
+
+
+def finished_images(plan: pd.DataFrame, out: Path, check_decode: bool = True,
+                    batch_keys: dict[str, str] | None = None) -> set[str]:
+    """The planned images that exist (and decode) with the key their row has now (and, given
+    ``batch_keys`` {file_name: batch key}, made in the same batch): reused as they are."""
     keys = image_keys_on_disk(out)
     return {f for f, k in zip(plan["file_name"], plan["image_key"])
-            if keys.get(f) == k and (out / f).is_file() and (not check_decode or _decodes(confine(out, f)))}
+            if f in keys and keys[f][0] == k and (batch_keys is None or keys[f][1] == batch_keys.get(f))
+            and (out / f).is_file() and (not check_decode or _decodes(confine(out, f)))}
 
 
 def _drop_unplanned(out: Path, plan: pd.DataFrame) -> int:
@@ -159,10 +172,12 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         _drop_unplanned(out, plan)
     (out / "_done.json").unlink(missing_ok=True)  # the manifest on disk no longer describes the plan
     mine = shard_jobs(plan, *shard)
-    done = finished_images(mine, out)
-    # Resume by whole batches of the shard's plan: an image is always computed in the same batch, so
-    # float rounding that depends on the batch's make-up cannot change a resumed image's bytes.
-    todo = [b for b in batches(mine, cfg.generation.batch_size) if not set(b["file_name"]) <= done]
+    # Reuse and resume by whole batches of the shard's plan: an image is always computed in the same
+    # batch (:func:`batch_key`), so float rounding that depends on the batch's make-up cannot make a
+    # reused or resumed image differ from a fresh run's.
+    chunks = [b.assign(batch_key=batch_key(b)) for b in batches(mine, cfg.generation.batch_size)]
+    done = finished_images(mine, out, batch_keys={f: k for b in chunks for f, k in zip(b["file_name"], b["batch_key"])})
+    todo = [b for b in chunks if not set(b["file_name"]) <= done]
     logger.info("shard %d/%d: %d images, %d already done, %d batches to generate", shard[0], shard[1],
                 len(mine), len(done), len(todo))
     if todo:
@@ -199,9 +214,10 @@ def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame],
 
             for fname, img in zip(chunk["file_name"], images):
                 atomic_write_bytes(confine(out, fname), _encode(img, g.image_format))
-            append_jsonl(log, [{"job": int(j), "file_name": f, "key": key, "seconds": round(seconds / len(chunk), 4),
-                                "time": time.time()}
-                               for j, f, key in zip(chunk["job"], chunk["file_name"], chunk["image_key"])])
+            append_jsonl(log, [{"job": int(j), "file_name": f, "key": key, "batch": b,
+                                "seconds": round(seconds / len(chunk), 4), "time": time.time()}
+                               for j, f, key, b in zip(chunk["job"], chunk["file_name"], chunk["image_key"],
+                                                       chunk["batch_key"])])
             bar.update(len(chunk))
     finally:
         bar.close()
