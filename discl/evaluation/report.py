@@ -371,7 +371,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
-        "## Distance of each λ to real data (CLIP embeddings; λ = 1: the real hard sources)",
+        "## Distance of each λ to real data (CLIP embeddings of the kept images; λ = 1: the real hard sources; "
+        "every row at the same n, mean over seeded subsamples, MMD² 5-95 % interval)",
         "",
         _md_table(distances) if distances is not None else "(no filter embeddings)",
         "",
