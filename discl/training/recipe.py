@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from discl.artifacts import ArtifactError, atomic_write_json, read_json, read_table
-from discl.config import RunConfig, save_config, section_digest
+from discl.config import RunConfig, save_config
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
 from discl.evaluation.metrics import compute_metrics
@@ -35,7 +35,7 @@ from discl.training.loop import TensorData, fit, predict_logits
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "evaluate_checkpoint", "load_classifier", "build_classifier",
+__all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "baseline_run_digest", "evaluate_checkpoint", "load_classifier", "build_classifier",
            "BASELINE_VARIANTS", "test_splits"]
 
 # variant -> (loss, sampler)
@@ -146,18 +146,33 @@ def _prepare_out(out_dir: Path, cfg: RunConfig, digest: str) -> None:
     save_config(cfg, out_dir / "config.yaml")
 
 
-def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
-                   accelerator=None, stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train on the real data only; writes ``RUN/train/<variant>-s<seed>/`` and returns metrics.json."""
+def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
+    """``cfg`` as baseline ``variant`` trains with it: its loss and sampler, the seed, no baseline init."""
     if variant not in BASELINE_VARIANTS:
         raise ValueError(f"unknown baseline variant {variant!r} (ce, bs, cb)")
     loss, sampler = BASELINE_VARIANTS[variant]
     init = None if cfg.training.init_from in BASELINE_VARIANTS else cfg.training.init_from  # a baseline starts fresh
     tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed), init_from=init)
-    cfg = dataclasses.replace(cfg, training=tcfg)
+    return dataclasses.replace(cfg, training=tcfg)
+
+
+def baseline_run_digest(cfg: RunConfig, variant: str = "ce", seed: int = 0, fingerprints: dict | None = None) -> str:
+    """The digest a baseline run records in its metrics.json (and ``discl run`` in its marker):
+    :func:`discl.digests.baseline_digest` of the config as the run uses it."""
+    from discl.digests import baseline_digest, stage_fingerprints
+
+    cfg = _baseline_config(cfg, variant, seed)
+    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints)
+
+
+def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
+                   accelerator=None, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train on the real data only; writes ``RUN/train/<variant>-s<seed>/`` and returns metrics.json."""
+    digest = baseline_run_digest(cfg, variant, seed)
+    cfg = _baseline_config(cfg, variant, seed)
+    tcfg = cfg.training
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
-    digest = section_digest(cfg, "data", "training") + f"-baseline-{variant}" + weights_suffix(cfg, ("training",))
     if (done := _done(out_dir, digest)) is not None:
         return done
     _prepare_out(out_dir, cfg, digest)
@@ -198,29 +213,30 @@ def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
     return read_table(hard_path), read_table(manifest_path)
 
 
-def weights_suffix(cfg: RunConfig, sections: tuple[str, ...]) -> str:
-    """``-w<digest>`` of the weights the given config sections load (:mod:`discl.fingerprint`), or ""
-    when they load none: a run whose synthetic images or pretrained weights changed behind the same
-    config is trained again instead of returning its old metrics."""
-    from discl.fingerprint import fingerprints_digest, model_fingerprints
+def _curriculum_config(cfg: RunConfig, strategy_name: str | None, seed: int, loss: str | None) -> RunConfig:
+    """``cfg`` as a curriculum run trains with it: its strategy, loss and seed."""
+    strategy_name = strategy_name or cfg.curriculum.strategy
+    loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
+    if loss_name is None:
+        raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
+    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
+    return dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
 
-    fps = model_fingerprints(cfg, sections)
-    return f"-w{fingerprints_digest(fps)}" if fps else ""
 
+def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
+                      seed: int = 0, loss: str | None = None, fingerprints: dict | None = None) -> str:
+    """The digest a curriculum run records in its metrics.json (and ``discl run`` in its marker):
+    :func:`discl.digests.curriculum_run_digest` of the config as the run uses it, with ``hard.csv``,
+    the filter manifest and a baseline checkpoint it starts from taken by content from ``run_dir``."""
+    from discl.digests import FILTER, HARD, curriculum_run_digest, file_digest, stage_fingerprints
 
-def curriculum_digest(cfg: RunConfig) -> str:
-    """Digest of what a curriculum training run depends on. Curriculum keys read only by other
-    strategies are left out (:func:`discl.curriculum.config.digest_view`): a new option does not
-    retrain finished runs of the strategies that ignore it.
-    """
-    from types import SimpleNamespace
-
-    from discl.curriculum.config import digest_view
-
-    sections = ("data", "training", "curriculum", "mining", "generation", "filtering")
-    view = SimpleNamespace(**{s: getattr(cfg, s) for s in sections})
-    view.curriculum = digest_view(cfg.curriculum)
-    return section_digest(view, *sections) + "-curriculum"
+    cfg = _curriculum_config(cfg, strategy_name, seed, loss)
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    init = ""
+    if cfg.training.init_from in BASELINE_VARIANTS:  # "" until the baseline exists (then the run cannot start)
+        init = file_digest(run_dir / "train" / f"{cfg.training.init_from}-s{seed}" / "best.safetensors") or "missing"
+    fps = stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints
+    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps)
 
 
 def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
@@ -241,21 +257,14 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
         select_holdout,
     )
 
-    strategy_name = strategy_name or cfg.curriculum.strategy
-    loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
-    if loss_name is None:
-        raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
-    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
-    cfg = dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    digest = curriculum_digest(cfg, run_dir, strategy_name, seed, loss)
+    cfg = _curriculum_config(cfg, strategy_name, seed, loss)
+    tcfg, strategy_name, loss_name = cfg.training, cfg.curriculum.strategy, cfg.training.loss
     short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
     out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
-    digest = curriculum_digest(cfg) + weights_suffix(cfg, ("generation", "filtering", "training"))
     if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
-        from discl.fingerprint import file_digests
-
-        digest += f"-init-{file_digests([init_ckpt])[0][:16]}"  # fine-tuned from exactly these weights
-        tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))
+        tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))  # fine-tuned from exactly these weights (in the digest)
     if (done := _done(out_dir, digest)) is not None:
         return done
     ds = build_dataset(cfg.data)
