@@ -31,7 +31,7 @@ from discl.evaluation.metrics import compute_metrics
 from discl.methods import BASELINES
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
-from discl.training.loop import TensorData, fit, predict_logits
+from discl.training.loop import TensorData, fit, predict_logits, predict_streamed
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,72 @@ def _tensors(ds: ImageDataset, split: str, cfg: RunConfig) -> TensorData:
     return TensorData(x, torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy()))
 
 
-def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts) -> dict[str, Any]:
-    data = _tensors(ds, split, cfg)
-    pred = predict_logits(model, data.images).argmax(-1)
+def in_memory(cfg: RunConfig, ds: ImageDataset, n_extra: int = 0) -> bool:
+    """Whether training holds the images as tensors (``data.in_memory``; ``auto``: when they fit).
+
+    ``auto`` keeps the embedded tasks (already arrays) in memory, and a user's dataset when all its
+    images plus ``n_extra`` (synthetic ones) at ``image_size`` fit in ``data.in_memory_limit_mb``.
+    Only datasets of image files can be streamed.
+    """
+    from discl.data.base import ArrayImageDataset
+    from discl.data.folder import FileImageDataset
+    from discl.data.streaming import estimate_bytes
+
+    choice = cfg.data.in_memory
+    if not isinstance(ds, ArrayImageDataset | FileImageDataset):
+        return True
+    if choice != "auto":
+        return bool(choice)
+    if isinstance(ds, ArrayImageDataset):
+        return True
+    need = estimate_bytes(len(ds.frame) + n_extra, cfg.data.image_size, cfg.data.channels)
+    return need <= cfg.data.in_memory_limit_mb * 2**20
+
+
+def stream_mode(tcfg: TrainConfig) -> str:
+    """The streamed path's transform (:mod:`discl.data.streaming`) for ``training.augmentation``."""
+    if tcfg.augmentation == "pad_crop":
+        return "letterbox"
+    if tcfg.augmentation == "auto":
+        return "clip" if tcfg.model == "clip" else "random_resized_crop"
+    return tcfg.augmentation
+
+
+def _stream_items(ds: ImageDataset, sample_ids) -> tuple[list, Any]:
+    """(items, array) for :class:`~discl.data.streaming.StreamedImages`: file paths, or array rows."""
+    from discl.data.base import ArrayImageDataset
+
+    if isinstance(ds, ArrayImageDataset):
+        return [int(r) for r in ds.frame.loc[list(sample_ids), "row"]], ds.images
+    return [str(ds.root / p) for p in ds.frame.loc[list(sample_ids), "path"]], None
+
+
+def _streamed(cfg: RunConfig, items, labels, array=None, train: bool = False):
+    from discl.data.streaming import StreamedImages, StreamedSplit
+
+    tcfg = cfg.training
+    images = StreamedImages(items, labels, size=cfg.data.image_size, channels=cfg.data.channels, mode=stream_mode(tcfg),
+                            seed=tcfg.seed, array=array, max_pixels=cfg.data.max_image_pixels,
+                            background=cfg.data.alpha_background, augment=train and tcfg.augment)
+    return StreamedSplit(images, num_workers=tcfg.num_workers, eval_batch_size=max(tcfg.batch_size, 64))
+
+
+def _split_data(ds: ImageDataset, split: str, cfg: RunConfig, memory: bool, train: bool = False):
+    """A split as :class:`TensorData` (in memory) or a streamed split decoded by loader workers."""
+    if memory:
+        return _tensors(ds, split, cfg)
+    frame = ds.split(split)
+    items, array = _stream_items(ds, frame["sample_id"].tolist())
+    return _streamed(cfg, items, frame["label"].to_numpy(dtype=np.int64), array, train)
+
+
+def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts,
+              memory: bool = True) -> dict[str, Any]:
+    data = _split_data(ds, split, cfg, memory)
+    if memory:
+        pred = predict_logits(model, data.images).argmax(-1)
+    else:
+        pred = predict_streamed(model, data)
     return compute_metrics(data.labels.numpy(), pred.numpy(), train_counts, cfg.data.many_threshold,
                            cfg.data.few_threshold, ds.classes)
 
@@ -104,17 +167,18 @@ def evaluate_checkpoint(cfg: RunConfig, ckpt: str | Path, split: str = "test") -
     if split not in ds.splits:
         raise ArtifactError(f"task {ds.name} has no split {split!r} (splits: {', '.join(ds.splits)})")
     model, _ = load_classifier(Path(ckpt))
-    return _evaluate(model, ds, cfg, split, ds.class_counts("train"))
+    return _evaluate(model, ds, cfg, split, ds.class_counts("train"), in_memory(cfg, ds))
 
 
-def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any],
+            memory: bool = True) -> dict[str, Any]:
     counts = ds.class_counts("train")
     metrics: dict[str, Any] = {"digest": digest, **extra, "torch_threads": torch.get_num_threads(), "best": result.best,
                                "epochs": len(result.history),
                                "synthetic_seen": int(sum(r.get("n_synthetic", 0) for r in result.history)),
                                "train_seen": int(sum(r.get("train_seen", 0) for r in result.history))}
     for split in test_splits(ds):
-        metrics[split] = _evaluate(result.model, ds, cfg, split, counts)
+        metrics[split] = _evaluate(result.model, ds, cfg, split, counts, memory)
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -162,14 +226,15 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
         return done
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
-    train, val = _tensors(ds, "train", cfg), _tensors(ds, "val", cfg)
+    memory = in_memory(cfg, ds)
+    train, val = _split_data(ds, "train", cfg, memory, train=True), _split_data(ds, "val", cfg, memory)
     model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
     if not result.completed:
         return {"completed": False}
-    return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)})
+    return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)}, memory)
 
 
 def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int) -> Path | None:
@@ -274,15 +339,23 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
                                           cfg.curriculum.tail_min_hard_share)
     size, ch = cfg.data.image_size, cfg.data.channels
-    x_real = ds.tensors(real_meta["sample_id"].tolist(), size, ch)
-    x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
     meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
-    pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
+    memory = in_memory(cfg, ds, n_extra=len(syn_meta))
+    if memory:
+        x_real = ds.tensors(real_meta["sample_id"].tolist(), size, ch)
+        x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
+        pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
+    else:
+        from discl.artifacts import confine
+
+        real_items, array = _stream_items(ds, real_meta["sample_id"].tolist())
+        syn_items = [str(confine(run_dir / "spectrum", name)) for name in syn_meta["file_name"]]
+        pool = _streamed(cfg, real_items + syn_items, meta["label"].to_numpy(dtype=np.int64), array, train=True)
     probes = _probes(ds, manifest, holdout, cfg, run_dir) if strategy.needs_feedback else {}
     planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
     logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
                 strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
-    val = _tensors(ds, "val", cfg)
+    val = _split_data(ds, "val", cfg, memory)
     model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
@@ -292,7 +365,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     return _finish(out_dir, cfg, ds, result, digest, {
         "kind": "curriculum", "strategy": strategy_name, "loss": loss_name, "seed": int(seed),
         "holdout": len(holdout), "pool_real": len(real_meta), "pool_synthetic": len(syn_meta),
-    })
+    }, memory)
 
 
 def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_dir: Path):

@@ -1,0 +1,188 @@
+"""The streamed data path: DataLoader workers decoding from disk, seeded per-sample augmentation,
+resume, in_memory auto, split files, image checks, the loader benchmark and the GPU check's tiny mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from discl.config import load_config
+from discl.data.streaming import (
+    StreamedImages,
+    StreamedSplit,
+    eval_transform,
+    random_resized_crop_params,
+    train_transform,
+)
+from discl.seeding import torch_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_TRAIN = ["training.model=resnet8", "training.epochs=2", "training.batch_size=16", "training.lr=0.003"]
+
+
+def make_jpeg_folder(root: Path, n_per_class=(12, 8, 4), size=40, seed=0) -> Path:
+    """root/<class>/*.jpg: three classes of textured images of different aspect ratios."""
+    rng = np.random.default_rng(seed)
+    for c, n in enumerate(n_per_class):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            h, w = size, size + 8 * (i % 3)
+            arr = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            arr[:, :, c] += 150  # one colour per class: learnable
+            Image.fromarray(arr).save(d / f"img{i:03d}.jpg", quality=90)
+    return root
+
+
+def folder_cfg(tmp_path: Path, *extra: str, root: Path | None = None):
+    """A folder task over ``root`` (default: a fresh tree in tmp_path); the val split depends on the root."""
+    root = root or make_jpeg_folder(tmp_path / "images")
+    return load_config("configs/fmnist-lt.yaml", [
+        "data.task=folder", f"data.root={root}", "data.image_size=32", "data.channels=3", "data.val_fraction=0.25",
+        "data.many_threshold=10", "data.few_threshold=5", *SMALL_TRAIN, f"run_dir={tmp_path / 'run'}", *extra])
+
+
+# -- pure transforms ---------------------------------------------------------------------------------
+
+
+def test_random_resized_crop_params_are_a_function_of_the_generator_and_stay_inside():
+    for seed in range(50):
+        a = random_resized_crop_params(30, 50, torch_generator("t", seed), (0.08, 1.0))
+        b = random_resized_crop_params(30, 50, torch_generator("t", seed), (0.08, 1.0))
+        assert a == b
+        top, left, h, w = a
+        assert 0 <= top and top + h <= 30 and 0 <= left and left + w <= 50 and h > 0 and w > 0
+
+
+def test_train_and_eval_transforms_give_the_configured_size():
+    x = torch.randint(0, 256, (3, 37, 61), dtype=torch.uint8)
+    for mode in ("random_resized_crop", "clip"):
+        assert train_transform(x, 24, mode, torch_generator("a", 1)).shape == (3, 24, 24)
+        assert eval_transform(x, 24, mode).shape == (3, 24, 24)
+    flips = {bool(torch.equal(train_transform(x[:, :, :], 24, "random_resized_crop", torch_generator("a", s)),
+                              train_transform(x, 24, "random_resized_crop", torch_generator("a", s)))) for s in range(5)}
+    assert flips == {True}
+
+
+def test_a_sample_looks_the_same_from_any_worker_and_differs_by_epoch_and_position(tmp_path):
+    root = make_jpeg_folder(tmp_path / "im", (6, 2, 2))
+    files = sorted(str(p) for p in root.rglob("*.jpg"))
+    ds = StreamedImages(files, np.zeros(len(files), dtype=np.int64), size=24, channels=3, mode="random_resized_crop", seed=3)
+    split = StreamedSplit(ds, num_workers=2)
+    loader, sampler = split.loader()
+    keys = [[(0, p, p % len(files)) for p in range(b, b + 4)] for b in range(0, 12, 4)]
+    sampler.set_batches(keys)
+    with_workers = torch.cat([x for x, _ in loader])
+    direct = torch.stack([ds[k][0] for batch in keys for k in batch])
+    assert torch.equal(with_workers, direct)
+    assert not torch.equal(ds[(0, 0, 0)][0], ds[(1, 0, 0)][0])  # another epoch, another view
+    assert not torch.equal(ds[(0, 0, 0)][0], ds[(0, 10, 0)][0])  # a repeat in the plan, another view
+    assert torch.equal(ds[0][0], eval_transform(ds.full_image(0), 24, "random_resized_crop"))
+
+
+# -- training on the streamed path --------------------------------------------------------------------
+
+
+def _weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out_dir / "best.safetensors"))
+
+
+def test_streamed_letterbox_trains_exactly_like_the_in_memory_path(tmp_path):
+    """training.augmentation=pad_crop: the workers decode what the in-memory path holds, same weights."""
+    from discl.training.recipe import train_baseline
+
+    root = make_jpeg_folder(tmp_path / "images")
+    mem = folder_cfg(tmp_path / "a", "data.in_memory=true", root=root)
+    streamed = folder_cfg(tmp_path / "b", "data.in_memory=false", "training.augmentation=pad_crop",
+                          "training.num_workers=2", root=root)
+    m1 = train_baseline(mem, seed=0)
+    m2 = train_baseline(streamed, seed=0)
+    w1, w2 = _weights(tmp_path / "a" / "run" / "train" / "ce-s0"), _weights(tmp_path / "b" / "run" / "train" / "ce-s0")
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert m1["test" if "test" in m1 else "best"] == m2["test" if "test" in m2 else "best"]
+
+
+def test_streamed_random_resized_crop_is_reproducible_with_any_num_workers_and_resumes_exactly(tmp_path):
+    from discl.training.recipe import train_baseline
+
+    root = make_jpeg_folder(tmp_path / "images")
+
+    def cfg(name, workers):
+        return folder_cfg(tmp_path / name, "data.in_memory=false", f"training.num_workers={workers}",
+                          "training.epochs=3", root=root)
+
+    train_baseline(cfg("w0", 0), seed=1)
+    train_baseline(cfg("w2", 2), seed=1)
+    interrupted = cfg("r", 2)
+    assert train_baseline(interrupted, seed=1, stop_after_epoch=0) == {"completed": False}
+    train_baseline(interrupted, seed=1)
+    ref = _weights(tmp_path / "w0" / "run" / "train" / "ce-s1")
+    for name in ("w2", "r"):
+        other = _weights(tmp_path / name / "run" / "train" / "ce-s1")
+        assert all(torch.equal(ref[k], other[k]) for k in ref), name
+    import json
+
+    log = [json.loads(line) for line in (tmp_path / "w2" / "run" / "train" / "ce-s1" / "log.jsonl").read_text().splitlines()]
+    assert all("data_wait_s" in r for r in log)
+
+
+def test_in_memory_auto_keeps_embedded_tasks_and_small_folders_in_memory(tmp_path):
+    from discl.data import build_dataset
+    from discl.training.recipe import in_memory
+
+    cfg = folder_cfg(tmp_path)
+    ds = build_dataset(cfg.data)
+    assert in_memory(cfg, ds)
+    tight = folder_cfg(tmp_path, "data.in_memory_limit_mb=0")
+    assert not in_memory(tight, build_dataset(tight.data))
+    assert not in_memory(folder_cfg(tmp_path, "data.in_memory=false"), ds)
+    emb = load_config("configs/fmnist-lt.yaml", ["data.test_limit=100"])
+    assert in_memory(emb, build_dataset(emb.data))
+
+
+def test_kill_mid_epoch_on_the_streamed_path_resumes_to_identical_weights(tmp_path):
+    """SIGKILL `discl baseline` (streamed, 2 workers) during its second epoch; the rerun ends with the
+    weights of an uninterrupted run."""
+    root = make_jpeg_folder(tmp_path / "images", (40, 30, 20))
+    args = ["--config", "configs/fmnist-lt.yaml", "data.task=folder", f"data.root={root}", "data.image_size=32",
+            "data.channels=3", "data.many_threshold=10", "data.few_threshold=5", "data.in_memory=false",
+            "training.num_workers=2", "training.model=resnet8", "training.epochs=3", "training.batch_size=8",
+            "methods=[ce]", "seeds=[0]"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+
+    def baseline(run: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "discl", "baseline", "--run-dir", str(run), *args], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    ref = tmp_path / "ref"
+    p = baseline(ref)
+    assert p.wait(600) == 0, p.stderr.read()
+    run = tmp_path / "killed"
+    proc = baseline(run)
+    log = run / "train" / "ce-s0" / "log.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 1:
+            time.sleep(0.3)  # into the second epoch
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    assert killed, "the run finished before it could be killed; make it longer"
+    assert not (run / "train" / "ce-s0" / "metrics.json").exists()
+    p = baseline(run)
+    assert p.wait(600) == 0, p.stderr.read()
+    a, b = _weights(ref / "train" / "ce-s0"), _weights(run / "train" / "ce-s0")
+    assert all(torch.equal(a[k], b[k]) for k in a)
