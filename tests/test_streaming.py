@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -186,3 +187,79 @@ def test_kill_mid_epoch_on_the_streamed_path_resumes_to_identical_weights(tmp_pa
     assert p.wait(600) == 0, p.stderr.read()
     a, b = _weights(ref / "train" / "ce-s0"), _weights(run / "train" / "ce-s0")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- split files (ImageNet-LT / Places-LT / iNaturalist style) ------------------------------------------
+
+
+def make_split_files_tree(tmp_path: Path) -> dict[str, Path]:
+    """A tiny ImageNet-LT-shaped tree: train/<wnid>/<wnid>_<i>.JPEG, val/ and test/ files, the three
+    ``path label`` lists and a LOC_synset_mapping.txt (with ImageNet's duplicate name 'crane')."""
+    root = tmp_path / "imagenet"
+    wnids = ["n01440764", "n02012849", "n03126707"]
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    mapping.write_text("n01440764 tench, Tinca tinca\nn02012849 crane\nn03126707 crane\n")
+    rng = np.random.default_rng(0)
+    lists = {}
+    for split, per_class in (("train", (6, 4, 2)), ("val", (2, 2, 2)), ("test", (2, 2, 2))):
+        lines = []
+        for label, (wnid, n) in enumerate(zip(wnids, per_class)):
+            for i in range(n):
+                rel = f"{split}/{wnid}/{wnid}_{i}.JPEG" if split == "train" else f"{split}/ILSVRC2012_{split}_{label}{i:04d}.JPEG"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                arr = rng.integers(0, 80, (20, 24, 3), dtype=np.uint8)
+                arr[..., label] += 150
+                Image.fromarray(arr).save(root / rel)
+                lines.append(f"{rel} {label}")
+        lists[split] = tmp_path / f"ImageNet_LT_{split}.txt"
+        lists[split].write_text("\n".join(lines) + "\n")
+    return {"root": root, "mapping": mapping, **lists}
+
+
+def split_files_args(t: dict[str, Path]) -> list[str]:
+    return ["data.task=split_files", f"data.root={t['root']}", f"data.class_map={t['mapping']}",
+            f"data.split_files={{train: {t['train']}, val: {t['val']}, test: {t['test']}}}"]
+
+
+def test_split_files_read_imagenet_lt_style_lists_with_a_synset_mapping(tmp_path):
+    from discl.data import build_dataset
+
+    t = make_split_files_tree(tmp_path)
+    cfg = load_config("configs/fmnist-lt.yaml", [*split_files_args(t), "data.channels=3", "data.image_size=16"])
+    ds = build_dataset(cfg.data)
+    assert ds.classes == ["tench", "crane (n02012849)", "crane (n03126707)"]
+    assert ds.name == "ImageNet_LT"
+    assert ds.class_counts("train").tolist() == [6, 4, 2]
+    assert ds.class_counts("val").tolist() == [2, 2, 2] and ds.class_counts("test").tolist() == [2, 2, 2]
+    sid = "train/n02012849/n02012849_3.JPEG"
+    assert ds.frame.at[sid, "label"] == 1 and ds.frame.at[sid, "class_name"] == "crane (n02012849)"
+    assert ds.tensors([sid], 16, 3).shape == (1, 3, 16, 16)
+
+
+def test_split_files_errors_name_the_line_and_skip_reports_them(tmp_path):
+    from discl.data.folder import load_split_files
+    from discl.errors import BadInputError
+
+    t = make_split_files_tree(tmp_path)
+    with open(t["train"], "a") as f:
+        f.write("train/n01440764/missing.JPEG 0\nno-label-here\n../escape.JPEG 1\ntrain/n01440764/n01440764_0.JPEG 7\n")
+    cfg = load_config("configs/fmnist-lt.yaml", split_files_args(t)).data
+    with pytest.raises(BadInputError, match=r"ImageNet_LT_train.txt line 13: file not found"):
+        load_split_files(cfg)
+    import dataclasses
+
+    ds = load_split_files(dataclasses.replace(cfg, on_bad_image="skip"))
+    assert len(ds.skipped) == 4
+    assert ds.class_counts("train").tolist() == [6, 4, 2]
+    assert "outside 0..2" in " ".join(ds.skipped["reason"])
+
+
+def test_split_files_train_a_baseline_end_to_end(tmp_path):
+    from discl.training.recipe import train_baseline
+
+    t = make_split_files_tree(tmp_path)
+    cfg = load_config("configs/fmnist-lt.yaml", [*split_files_args(t), "data.channels=3", "data.image_size=16",
+                                                 "data.many_threshold=5", "data.few_threshold=3", "data.in_memory=false",
+                                                 *SMALL_TRAIN, f"run_dir={tmp_path / 'run'}"])
+    m = train_baseline(cfg, seed=0)
+    assert m["test"]["n"] == 6 and list(m["test"]["per_class"]) == ["tench", "crane (n02012849)", "crane (n03126707)"]
