@@ -263,3 +263,68 @@ def test_split_files_train_a_baseline_end_to_end(tmp_path):
                                                  *SMALL_TRAIN, f"run_dir={tmp_path / 'run'}"])
     m = train_baseline(cfg, seed=0)
     assert m["test"]["n"] == 6 and list(m["test"]["per_class"]) == ["tench", "crane (n02012849)", "crane (n03126707)"]
+
+
+# -- image checks and decoding at scale ----------------------------------------------------------------
+
+
+def test_checks_in_worker_processes_find_the_same_bad_files_as_in_process(tmp_path):
+    from discl.data.streaming import check_files
+
+    root = make_jpeg_folder(tmp_path / "im", (5, 3, 2))
+    (root / "class1" / "broken.jpg").write_bytes((root / "class1" / "img000.jpg").read_bytes()[:200])
+    (root / "class2" / "empty.jpg").write_bytes(b"")
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    serial = check_files(paths, 10**8, "black", workers=1)
+    parallel = check_files(paths, 10**8, "black", workers=2, min_parallel=0)
+    assert serial == parallel
+    bad = {Path(p).name: e for p, e in zip(paths, parallel) if e is not None}
+    assert set(bad) == {"broken.jpg", "empty.jpg"}
+    assert all(str(root) in e for e in bad.values())
+
+
+def test_folder_checks_with_decode_workers_name_the_file_or_skip_and_report(tmp_path):
+    from discl.data.folder import load_folder_dataset
+    from discl.errors import BadInputError
+
+    root = make_jpeg_folder(tmp_path / "im", (5, 3, 2))
+    (root / "class1" / "broken.jpg").write_bytes((root / "class1" / "img000.jpg").read_bytes()[:200])
+    cfg = load_config("configs/fmnist-lt.yaml", ["data.task=folder", f"data.root={root}", "data.decode_workers=2"]).data
+    import dataclasses
+
+    with pytest.raises(BadInputError, match=r"class1/broken\.jpg: (cannot open|truncated)"):
+        load_folder_dataset(cfg)
+    ds = load_folder_dataset(dataclasses.replace(cfg, on_bad_image="skip"))
+    assert ds.skipped["path"].tolist() == ["class1/broken.jpg"] and len(ds.frame) == 10
+
+
+def test_decoding_in_workers_gives_the_same_tensors(tmp_path):
+    from discl.data.streaming import StreamedImages, decode_letterboxed
+
+    root = make_jpeg_folder(tmp_path / "im", (5, 3, 2))
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    ds = StreamedImages(paths, np.zeros(len(paths)), size=20, channels=3, mode="letterbox", seed=0)
+    order = [3, 1, 7, 0, 9]
+    assert torch.equal(decode_letterboxed(ds, order, workers=2, min_parallel=0), decode_letterboxed(ds, order, workers=1))
+
+
+def test_a_run_decodes_a_folder_once_for_all_its_training_runs(tmp_path, monkeypatch):
+    from discl.data.folder import FileImageDataset
+    from discl.training.recipe import train_baseline
+
+    root = make_jpeg_folder(tmp_path / "images")
+    cfg = folder_cfg(tmp_path, "data.in_memory=true", "training.epochs=1", root=root)
+    train_baseline(cfg, variant="ce", seed=0)
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "cache" / "decoded").iterdir())
+    assert cached == ["train", "val"]  # this folder has no test split
+    calls = []
+    original = FileImageDataset.tensors
+    monkeypatch.setattr(FileImageDataset, "tensors", lambda self, *a: calls.append(a) or original(self, *a))
+    train_baseline(cfg, variant="bs", seed=0)
+    train_baseline(cfg, variant="ce", seed=1)
+    assert calls == []
+    # an edited image is decoded again
+    victim = next(root.rglob("*.jpg"))
+    Image.new("RGB", (30, 30), (255, 0, 0)).save(victim)
+    train_baseline(cfg, variant="ce", seed=2)
+    assert len(calls) >= 1

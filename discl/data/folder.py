@@ -53,9 +53,19 @@ class FileImageDataset(ImageDataset):
         self.max_pixels = cfg.max_image_pixels
         self.background = cfg.alpha_background
         self.skipped = skipped if skipped is not None else pd.DataFrame(columns=SKIP_COLUMNS)
+        self.decode_workers = cfg.decode_workers
 
     def image(self, sample_id: str) -> Image.Image:
         return load_image(self.root / self.frame.at[sample_id, "path"], self.max_pixels, self.background)
+
+    def tensors(self, sample_ids: Sequence[str], size: int, channels: int):
+        """As :meth:`ImageDataset.tensors`, decoded in ``data.decode_workers`` processes for large sets."""
+        from discl.data.streaming import StreamedImages, decode_letterboxed, default_workers
+
+        paths = [str(self.root / p) for p in self.frame.loc[list(sample_ids), "path"]]
+        images = StreamedImages(paths, np.zeros(len(paths), dtype=np.int64), size=size, channels=channels,
+                                mode="letterbox", seed=0, max_pixels=self.max_pixels, background=self.background)
+        return decode_letterboxed(images, range(len(paths)), default_workers(self.decode_workers))
 
 
 class _Problems:
@@ -103,13 +113,16 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
             source: str, has_split: bool) -> FileImageDataset:
     frame = pd.DataFrame(rows, columns=["sample_id", "path", "class_name", "split", "source"])
     if cfg.verify_images:
+        from discl.data.streaming import check_files, default_workers
+
+        errors = check_files([str(root / p) for p in frame["path"]], cfg.max_image_pixels, cfg.alpha_background,
+                             default_workers(cfg.decode_workers))
         keep = []
-        for i, row in enumerate(frame.itertuples(index=False)):
-            try:
-                load_image(root / row.path, cfg.max_image_pixels, cfg.alpha_background)
+        for i, (row, err) in enumerate(zip(frame.itertuples(index=False), errors)):
+            if err is None:
                 keep.append(i)
-            except BadInputError as e:
-                problems.report(row.path, str(e).removeprefix(f"{root / row.path}: "), row.source)
+            else:
+                problems.report(row.path, err.removeprefix(f"{root / row.path}: "), row.source)
         frame = frame.iloc[keep]
     if frame.empty:
         raise BadInputError(f"{source}: no usable images (skipped {len(problems.rows)})")

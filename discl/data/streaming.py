@@ -27,6 +27,7 @@ Transforms (torchvision transforms v2 functionals, uint8 in, uint8 out):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from discl.seeding import derive_seed
 
 __all__ = ["StreamedImages", "StreamedSplit", "PlanBatchSampler", "decode_tensor", "eval_transform",
-           "random_resized_crop_params", "train_transform", "augment_samples", "create_loader", "estimate_bytes"]
+           "random_resized_crop_params", "train_transform", "augment_samples", "create_loader", "estimate_bytes",
+           "check_files", "decode_letterboxed", "default_workers"]
 
 Mode = Literal["letterbox", "random_resized_crop", "clip"]
 RRC_SCALE = {"random_resized_crop": (0.08, 1.0), "clip": (0.9, 1.0)}
@@ -123,6 +125,80 @@ def decode_tensor(path: str | Path, channels: int, max_pixels: int, background: 
     img = load_image(path, max_pixels, background).convert("L" if channels == 1 else "RGB")
     t = torch.from_numpy(np.array(img, dtype=np.uint8))
     return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+# -- checks and decoding of many files in worker processes ---------------------------------------------
+
+
+class _CheckFiles(Dataset):
+    def __init__(self, paths: Sequence[str], max_pixels: int, background: str):
+        self.paths, self.max_pixels, self.background = list(paths), int(max_pixels), background
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> str | None:
+        from discl.data.images import load_image
+        from discl.errors import BadInputError
+
+        try:
+            load_image(self.paths[i], self.max_pixels, self.background)
+        except BadInputError as e:
+            return str(e)
+        return None
+
+
+def _as_list(batch):
+    return list(batch)
+
+
+def default_workers(configured: int | None) -> int:
+    """``data.decode_workers``, or every CPU core this process may use."""
+    if configured:
+        return int(configured)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_files(paths: Sequence[str], max_pixels: int, background: str, workers: int = 1,
+                min_parallel: int = 256) -> list[str | None]:
+    """Fully decode every file, in ``workers`` processes: per file None, or the error naming it.
+
+    Small sets (< ``min_parallel``) are checked in this process: starting workers costs more.
+    """
+    checker = _CheckFiles(paths, max_pixels, background)
+    if workers <= 1 or len(paths) < min_parallel:
+        return [checker[i] for i in range(len(paths))]
+    loader = DataLoader(checker, batch_size=32, num_workers=int(workers), collate_fn=_as_list,
+                        worker_init_fn=_worker_init)
+    return [r for batch in loader for r in batch]
+
+
+def decode_letterboxed(dataset: StreamedImages, indices: Sequence[int], workers: int = 1,
+                       min_parallel: int = 256) -> torch.Tensor:
+    """uint8 [N, C, size, size] of ``dataset``'s items at ``indices`` (the in-memory path's tensors),
+    decoded in ``workers`` processes for large sets."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        return torch.zeros((0, dataset.channels, dataset.size, dataset.size), dtype=torch.uint8)
+    if workers <= 1 or len(idx) < min_parallel:
+        return torch.stack([dataset.letterbox(i) for i in idx])
+    loader = DataLoader(_Letterboxed(dataset), batch_size=64, num_workers=int(workers), worker_init_fn=_worker_init,
+                        sampler=idx)
+    return torch.cat(list(loader))
+
+
+class _Letterboxed(Dataset):
+    def __init__(self, dataset: StreamedImages):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.dataset.letterbox(int(i))
 
 
 # -- the dataset, the sampler, the loader -------------------------------------------------------------

@@ -85,10 +85,49 @@ def load_classifier(ckpt: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), header
 
 
-def _tensors(ds: ImageDataset, split: str, cfg: RunConfig) -> TensorData:
+def _tensors(ds: ImageDataset, split: str, cfg: RunConfig, run_dir: Path | None = None) -> TensorData:
+    """A split in memory; a user's image files are decoded once per run (:func:`_decoded_once`)."""
     frame = ds.split(split)
-    x = ds.tensors(frame["sample_id"].tolist(), cfg.data.image_size, cfg.data.channels)
+    ids = frame["sample_id"].tolist()
+    size, ch = cfg.data.image_size, cfg.data.channels
+    x = _decoded_once(ds, ids, size, ch, run_dir, split) if run_dir is not None else ds.tensors(ids, size, ch)
     return TensorData(x, torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy()))
+
+
+def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: int, run_dir: Path, tag: str) -> torch.Tensor:
+    """``ds.tensors`` cached in ``RUN/cache/decoded/``: the runs of a comparison (methods × seeds)
+    decode a folder of image files once, not once each.
+
+    The cache key covers the samples, their files' sizes and modification times, and the decoding
+    settings, so an edited image or another ``image_size`` is decoded again. Embedded tasks (arrays
+    in memory) are not cached.
+    """
+    import hashlib
+    import json
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    from discl.data.folder import FileImageDataset
+
+    if not isinstance(ds, FileImageDataset) or not sample_ids:
+        return ds.tensors(sample_ids, size, channels)
+    paths = [ds.root / p for p in ds.frame.loc[sample_ids, "path"]]
+    stats = [(str(s), p.stat().st_size, p.stat().st_mtime_ns) for s, p in zip(sample_ids, paths)]
+    key = hashlib.blake2b(json.dumps([str(ds.root), size, channels, ds.max_pixels, ds.background, stats]).encode(),
+                          digest_size=10).hexdigest()
+    path = Path(run_dir) / "cache" / "decoded" / f"{tag}-{key}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))["images"]
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is decoded again, never trusted
+            logger.warning("%s: unreadable cache (%s); decoding again", path, e)
+    x = ds.tensors(sample_ids, size, channels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"images": x.contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    return x
 
 
 def in_memory(cfg: RunConfig, ds: ImageDataset, n_extra: int = 0) -> bool:
@@ -141,18 +180,31 @@ def _streamed(cfg: RunConfig, items, labels, array=None, train: bool = False):
     return StreamedSplit(images, num_workers=tcfg.num_workers, eval_batch_size=max(tcfg.batch_size, 64))
 
 
-def _split_data(ds: ImageDataset, split: str, cfg: RunConfig, memory: bool, train: bool = False):
+def _real_pool_tensors(ds: ImageDataset, train_frame, ids: list[str], cfg: RunConfig, run_dir: Path) -> torch.Tensor:
+    """The curriculum pool's real images; image files come from the run's decoded train split."""
+    from discl.data.folder import FileImageDataset
+
+    size, ch = cfg.data.image_size, cfg.data.channels
+    train_ids = train_frame["sample_id"].tolist()
+    where = pd.Index(train_ids).get_indexer(ids)
+    if not isinstance(ds, FileImageDataset) or (where < 0).any():
+        return ds.tensors(ids, size, ch)
+    return _decoded_once(ds, train_ids, size, ch, run_dir, "train")[torch.as_tensor(where)]
+
+
+def _split_data(ds: ImageDataset, split: str, cfg: RunConfig, memory: bool, train: bool = False,
+                run_dir: Path | None = None):
     """A split as :class:`TensorData` (in memory) or a streamed split decoded by loader workers."""
     if memory:
-        return _tensors(ds, split, cfg)
+        return _tensors(ds, split, cfg, run_dir)
     frame = ds.split(split)
     items, array = _stream_items(ds, frame["sample_id"].tolist())
     return _streamed(cfg, items, frame["label"].to_numpy(dtype=np.int64), array, train)
 
 
 def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts,
-              memory: bool = True) -> dict[str, Any]:
-    data = _split_data(ds, split, cfg, memory)
+              memory: bool = True, run_dir: Path | None = None) -> dict[str, Any]:
+    data = _split_data(ds, split, cfg, memory, run_dir=run_dir)
     if memory:
         pred = predict_logits(model, data.images).argmax(-1)
     else:
@@ -178,7 +230,7 @@ def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str
                                "synthetic_seen": int(sum(r.get("n_synthetic", 0) for r in result.history)),
                                "train_seen": int(sum(r.get("train_seen", 0) for r in result.history))}
     for split in test_splits(ds):
-        metrics[split] = _evaluate(result.model, ds, cfg, split, counts, memory)
+        metrics[split] = _evaluate(result.model, ds, cfg, split, counts, memory, out_dir.parent.parent)
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -227,7 +279,8 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
     memory = in_memory(cfg, ds)
-    train, val = _split_data(ds, "train", cfg, memory, train=True), _split_data(ds, "val", cfg, memory)
+    train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
@@ -342,7 +395,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
     memory = in_memory(cfg, ds, n_extra=len(syn_meta))
     if memory:
-        x_real = ds.tensors(real_meta["sample_id"].tolist(), size, ch)
+        x_real = _real_pool_tensors(ds, train_frame, real_meta["sample_id"].tolist(), cfg, run_dir)
         x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
         pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
     else:
@@ -355,7 +408,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
     logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
                 strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
-    val = _split_data(ds, "val", cfg, memory)
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
