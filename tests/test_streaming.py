@@ -328,3 +328,21 @@ def test_a_run_decodes_a_folder_once_for_all_its_training_runs(tmp_path, monkeyp
     Image.new("RGB", (30, 30), (255, 0, 0)).save(victim)
     train_baseline(cfg, variant="ce", seed=2)
     assert len(calls) >= 1
+
+
+def test_fast_jpeg_decoding_matches_pil_closely_and_bad_files_still_name_the_file(tmp_path):
+    from discl.data.images import load_image
+    from discl.data.streaming import decode_tensor
+    from discl.errors import BadInputError
+
+    root = make_jpeg_folder(tmp_path / "im", (1, 0, 0), size=64)
+    path = next(root.rglob("*.jpg"))
+    fast = decode_tensor(path, 3, 10**8, "black")
+    pil = torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)
+    assert fast.shape == pil.shape and (fast.int() - pil.int()).abs().float().mean() < 2
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(BadInputError, match="cut.jpg"):
+        decode_tensor(cut, 3, 10**8, "black")
+    with pytest.raises(BadInputError, match="too many pixels|exceeds the limit"):
+        decode_tensor(path, 3, 100, "black")
