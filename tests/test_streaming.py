@@ -346,3 +346,35 @@ def test_fast_jpeg_decoding_matches_pil_closely_and_bad_files_still_name_the_fil
         decode_tensor(cut, 3, 10**8, "black")
     with pytest.raises(BadInputError, match="too many pixels|exceeds the limit"):
         decode_tensor(path, 3, 100, "black")
+
+
+# -- benchmarks' smoke runs -------------------------------------------------------------------------------
+
+
+def test_gpu_check_tiny_runs_on_the_cpu_and_prints_one_table(capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    result = gpu_check.main(["--tiny", "--workers", "0"])
+    checks = [r["check"] for r in result["rows"]]
+    assert any(c.startswith("train ") for c in checks) and any(c.startswith("FLYP ") for c in checks)
+    assert [r["batch"] for r in result["rows"] if r["check"].startswith("img2img")] == [1, 2]
+    assert all(r["images_per_s"] > 0 for r in result["rows"])
+    assert 0 <= result["rows"][0]["data_wait_share"] <= 1
+    out = capsys.readouterr().out
+    assert out.count("| check |") == 1
+
+
+def test_gpu_check_full_size_configs_are_the_sdxl_refiner():
+    """The kept architecture config builds a UNet of the refiner's size (2.26e9 parameters), on the meta device."""
+    import json
+
+    from diffusers import UNet2DConditionModel
+
+    cfg = {k: v for k, v in json.loads((ROOT / "bench" / "arch" / "sdxl-refiner" / "unet.json").read_text()).items()
+           if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**cfg)
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e9, 2) == 2.26
