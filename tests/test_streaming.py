@@ -378,3 +378,53 @@ def test_gpu_check_full_size_configs_are_the_sdxl_refiner():
     with torch.device("meta"):
         unet = UNet2DConditionModel(**cfg)
     assert round(sum(p.numel() for p in unet.parameters()) / 1e9, 2) == 2.26
+
+
+DDP_SCRIPT = '''
+import json, sys
+import numpy as np
+import torch
+from pathlib import Path
+from discl.data.streaming import StreamedImages, StreamedSplit
+from discl.training.config import TrainConfig
+from discl.training.loop import fit
+from discl.training.models import create_model
+
+class Recording(StreamedImages):
+    seen = []
+    def __getitem__(self, key):
+        Recording.seen.append(list(key) if isinstance(key, tuple) else int(key))
+        return super().__getitem__(key)
+
+paths = sorted(str(p) for p in Path(sys.argv[1]).rglob("*.jpg"))
+labels = np.array([int(Path(p).parent.name[-1]) for p in paths])
+train = StreamedSplit(Recording(paths, labels, size=24, channels=3, mode="random_resized_crop", seed=0))
+val = StreamedSplit(Recording(paths[:10], labels[:10], size=24, channels=3, mode="random_resized_crop", seed=0))
+cfg = TrainConfig(model="resnet8", epochs=1, batch_size=8, lr=1e-3, select_on="val_accuracy")
+res = fit(create_model("resnet8", 3, 3, 24, seed=0), train, val, cfg, num_classes=3, seed=0, progress=False)
+rank = int(__import__("os").environ.get("RANK", 0))
+sys.stdout.write("RESULT " + json.dumps({"rank": rank, "seen": Recording.seen, "val": res.history[-1]["val_top1"]}) + "\\n")
+'''
+
+
+@pytest.mark.slow  # two torchrun processes: ~20 s idle, longer on a loaded machine
+def test_ddp_each_process_decodes_only_its_share_and_evaluation_is_gathered(tmp_path):
+    import json
+
+    root = make_jpeg_folder(tmp_path / "images", (12, 8, 4), size=28)
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29541", str(script), str(root)],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = sorted((json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")),
+                     key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1]
+    train_keys = [{tuple(k) for k in r["seen"] if isinstance(k, list)} for r in results]
+    assert not train_keys[0] & train_keys[1], "an item was decoded by both processes"
+    assert {k[1] for k in train_keys[0] | train_keys[1]} == set(range(24))  # 3 global batches of 8, none dropped
+    val_keys = [sorted(k for k in r["seen"] if isinstance(k, int)) for r in results]
+    assert val_keys == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    assert results[0]["val"] == results[1]["val"]
