@@ -1,10 +1,11 @@
 """The training loop, readable top to bottom, run through Hugging Face ``accelerate``.
 
 The same code trains on one CPU, one GPU (mixed precision), or several processes (DDP, launched
-with ``accelerate launch`` or ``torchrun``). Batches are built here, not by a DataLoader: the epoch
-plan (:mod:`discl.training.sampling`, or the curriculum's) lists pool indices, a generator seeded
-from (seed, epoch) shuffles them, and process ``r`` of ``W`` takes every W-th item of each global
-batch. Nothing random uses the global RNG except layers such as dropout, whose RNG is re-seeded from
+with ``accelerate launch`` or ``torchrun``). Batches are planned here: the epoch plan
+(:mod:`discl.training.sampling`, or the curriculum's) lists pool indices, a generator seeded from
+(seed, epoch) shuffles them, and process ``r`` of ``W`` takes every W-th item of each global batch,
+cut from tensors in memory (:class:`TensorData`) or decoded from disk by DataLoader workers that
+receive exactly those keys (:class:`~discl.data.streaming.StreamedSplit`). Nothing random uses the global RNG except layers such as dropout, whose RNG is re-seeded from
 (seed, epoch) at each epoch start; so an interrupted run resumed from its last checkpoint ends with
 exactly the weights of an uninterrupted one.
 
