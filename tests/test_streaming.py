@@ -428,3 +428,15 @@ def test_ddp_each_process_decodes_only_its_share_and_evaluation_is_gathered(tmp_
     val_keys = [sorted(k for k in r["seen"] if isinstance(k, int)) for r in results]
     assert val_keys == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
     assert results[0]["val"] == results[1]["val"]
+
+
+def test_without_the_check_pass_a_bad_file_stops_streamed_training_with_one_line_naming_it(tmp_path):
+    from discl.errors import BadInputError
+    from discl.training.recipe import train_baseline
+
+    root = make_jpeg_folder(tmp_path / "images")
+    (root / "class0" / "img005.jpg").write_bytes(b"not a jpeg at all")
+    cfg = folder_cfg(tmp_path, "data.in_memory=false", "data.verify_images=false", "training.num_workers=2", root=root)
+    with pytest.raises(BadInputError) as info:
+        train_baseline(cfg, seed=0)
+    assert "class0/img005.jpg: not an image file" in str(info.value) and "Traceback" not in str(info.value)

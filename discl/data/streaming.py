@@ -331,6 +331,22 @@ def create_loader(dataset: StreamedImages, num_workers: int, pin_memory: bool = 
     return loader, sampler
 
 
+def _clean_errors(batches):
+    """Re-raise a worker's :class:`BadInputError` with its own one-line message (the DataLoader wraps
+    it in the worker's traceback), so a bad file stops training with the same line as elsewhere."""
+    from discl.errors import BadInputError
+
+    try:
+        yield from batches
+    except BadInputError as e:
+        text = str(e)
+        if "Traceback" in text:
+            last = [ln for ln in text.splitlines() if "BadInputError: " in ln]
+            if last:
+                raise BadInputError(last[-1].split("BadInputError: ", 1)[1]) from None
+        raise
+
+
 @dataclass
 class StreamedSplit:
     """The trainer's streamed counterpart of :class:`~discl.training.loop.TensorData`.
@@ -365,7 +381,13 @@ class StreamedSplit:
         loader, sampler = self.loader(pin_memory)
         idx = list(range(len(self))) if indices is None else [int(i) for i in indices]
         sampler.set_batches([idx[i : i + self.eval_batch_size] for i in range(0, len(idx), self.eval_batch_size)])
-        yield from loader
+        yield from _clean_errors(loader)
+
+    def iter_train(self, batches: list[list], pin_memory: bool = False):
+        """Batches of the planned keys (see the module docstring)."""
+        loader, sampler = self.loader(pin_memory)
+        sampler.set_batches(batches)
+        return _clean_errors(loader)
 
     def close(self) -> None:
         self._loader = None  # the workers end with their loader

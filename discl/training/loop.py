@@ -203,9 +203,8 @@ def _epoch_stream(train: StreamedSplit, items: np.ndarray, batches: list[np.ndar
     A key carries the item's position in the epoch plan, so its augmentation does not depend on
     the number of processes or workers.
     """
-    loader, sampler = train.loader(pin_memory=getattr(device, "type", str(device)) == "cuda")
-    sampler.set_batches([[(epoch, int(p), int(items[p])) for p in positions[rank::world]] for positions in batches])
-    return iter(loader)
+    keys = [[(epoch, int(p), int(items[p])) for p in positions[rank::world]] for positions in batches]
+    return train.iter_train(keys, pin_memory=getattr(device, "type", str(device)) == "cuda")
 
 
 def _sync_buffers(model: nn.Module, accelerator) -> None:
