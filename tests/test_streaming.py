@@ -440,3 +440,25 @@ def test_without_the_check_pass_a_bad_file_stops_streamed_training_with_one_line
     with pytest.raises(BadInputError) as info:
         train_baseline(cfg, seed=0)
     assert "class0/img005.jpg: not an image file" in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_in_memory_random_resized_crop_uses_the_streamed_seeding_and_resumes(tmp_path):
+    """training.augmentation=random_resized_crop in memory: per-sample crops of the stored images,
+    a function of (seed, epoch, position); an interrupted run ends with the same weights."""
+    from discl.data.streaming import augment_samples
+    from discl.training.recipe import train_baseline
+
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    a = augment_samples(x, [0, 1, 2, 3], 5, 0, 24, "random_resized_crop")
+    assert a.shape == (4, 3, 24, 24) and torch.equal(a, augment_samples(x, [0, 1, 2, 3], 5, 0, 24, "random_resized_crop"))
+    assert not torch.equal(a, augment_samples(x, [0, 1, 2, 3], 5, 1, 24, "random_resized_crop"))
+    root = make_jpeg_folder(tmp_path / "images")
+    ref = folder_cfg(tmp_path / "ref", "data.in_memory=true", "training.augmentation=random_resized_crop",
+                     "training.epochs=3", root=root)
+    cut = folder_cfg(tmp_path / "cut", "data.in_memory=true", "training.augmentation=random_resized_crop",
+                     "training.epochs=3", root=root)
+    train_baseline(ref, seed=0)
+    assert train_baseline(cut, seed=0, stop_after_epoch=1) == {"completed": False}
+    train_baseline(cut, seed=0)
+    w1, w2 = _weights(tmp_path / "ref" / "run" / "train" / "ce-s0"), _weights(tmp_path / "cut" / "run" / "train" / "ce-s0")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
