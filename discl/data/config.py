@@ -33,7 +33,7 @@ class DataConfig:
     split_files: dict[str, str] = field(default_factory=dict)  # split_files: split -> "relative/path label" list file (train required)
     class_map: str | None = None  # split_files: class names, one "<id> <name>[, synonyms]" line per label (LOC_synset_mapping.txt)
     in_memory: Literal["auto"] | bool = "auto"  # training images held as tensors (true) or decoded from disk by loader workers (false); auto: by size
-    in_memory_limit_mb: int = 2048  # auto: hold in memory when train+val+test+spectrum at image_size fit in this many MB
+    in_memory_limit_mb: int = 2048  # auto: hold in memory when the dataset's images (all splits) at image_size fit in this many MB
     decode_workers: int | None = None  # processes verifying/decoding images when loading (None: all CPU cores)
     test_limit: int | None = None  # embedded tasks: class-stratified test subset (quick runs, tests); None = all 10k
 

@@ -130,12 +130,13 @@ def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: 
     return x
 
 
-def in_memory(cfg: RunConfig, ds: ImageDataset, n_extra: int = 0) -> bool:
+def in_memory(cfg: RunConfig, ds: ImageDataset) -> bool:
     """Whether training holds the images as tensors (``data.in_memory``; ``auto``: when they fit).
 
     ``auto`` keeps the embedded tasks (already arrays) in memory, and a user's dataset when all its
-    images plus ``n_extra`` (synthetic ones) at ``image_size`` fit in ``data.in_memory_limit_mb``.
-    Only datasets of image files can be streamed.
+    images at ``image_size`` fit in ``data.in_memory_limit_mb``. The decision depends on the real
+    data only, so every method of a comparison (baselines, curricula with their synthetic images)
+    takes the same path and the same augmentation. Only datasets of image files can be streamed.
     """
     from discl.data.base import ArrayImageDataset
     from discl.data.folder import FileImageDataset
@@ -148,7 +149,7 @@ def in_memory(cfg: RunConfig, ds: ImageDataset, n_extra: int = 0) -> bool:
         return bool(choice)
     if isinstance(ds, ArrayImageDataset):
         return True
-    need = estimate_bytes(len(ds.frame) + n_extra, cfg.data.image_size, cfg.data.channels)
+    need = estimate_bytes(len(ds.frame), cfg.data.image_size, cfg.data.channels)
     return need <= cfg.data.in_memory_limit_mb * 2**20
 
 
@@ -393,7 +394,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                                           cfg.curriculum.tail_min_hard_share)
     size, ch = cfg.data.image_size, cfg.data.channels
     meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
-    memory = in_memory(cfg, ds, n_extra=len(syn_meta))
+    memory = in_memory(cfg, ds)
     if memory:
         x_real = _real_pool_tensors(ds, train_frame, real_meta["sample_id"].tolist(), cfg, run_dir)
         x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
