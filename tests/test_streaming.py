@@ -462,3 +462,25 @@ def test_in_memory_random_resized_crop_uses_the_streamed_seeding_and_resumes(tmp
     train_baseline(cut, seed=0)
     w1, w2 = _weights(tmp_path / "ref" / "run" / "train" / "ce-s0"), _weights(tmp_path / "cut" / "run" / "train" / "ce-s0")
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+@pytest.mark.slow  # two curriculum trainings on the embedded task: ~40 s idle
+def test_streamed_curriculum_pool_of_real_rows_and_spectrum_files_trains_like_the_in_memory_one(tmp_path):
+    """A curriculum pool streamed (embedded real images by row + synthetic PNGs by path) gives the
+    in-memory pool's weights with pad_crop augmentation."""
+    from discl.curriculum.testing import write_toy_spectrum
+    from discl.data import build_dataset
+    from discl.training.recipe import train_curriculum
+
+    base = ["data.test_limit=100", "training.epochs=2", "training.batch_size=64", "curriculum.levels=[0.1, 0.3, 0.5]",
+            "curriculum.stages=[1, 0, 0, 1]"]
+    weights = []
+    for name, extra in (("mem", ["data.in_memory=true"]),
+                        ("stream", ["data.in_memory=false", "training.augmentation=pad_crop", "training.num_workers=2"])):
+        cfg = load_config("configs/fmnist-lt.yaml", [*base, *extra])
+        run = tmp_path / name
+        write_toy_spectrum(run, build_dataset(cfg.data))
+        m = train_curriculum(cfg, run, "fixed", seed=0)
+        assert m["pool_synthetic"] > 0
+        weights.append(_weights(run / "train" / "fixed-ce-s0"))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
