@@ -36,9 +36,12 @@ NOT_INPUTS = {
     "generation": frozenset({"batch_size", "device"}),
     "filtering": frozenset({"batch_size", "device"}),
     "training": frozenset({"num_workers", "log_with", "checkpoint_every"}),
+    "data": frozenset({"decode_workers"}),  # how many processes check and decode; the verdicts are the same
 }
 DATA_EVAL_ONLY = frozenset({"many_threshold", "few_threshold", "test_limit"})  # only the test metrics read them
-DATA_CLASSIFIER_ONLY = frozenset({"image_size", "channels"})  # only models that see tensors read them
+# only models that see tensors read them (in memory or streamed decides the augmentation under `auto`)
+DATA_CLASSIFIER_ONLY = frozenset({"image_size", "channels", "in_memory", "in_memory_limit_mb"})
+DATA_SPLIT_FILES_ONLY = frozenset({"split_files", "class_map"})  # read by data.task: split_files only
 # which images are in which split (and their labels), not the pixels of an image: mining and training read them,
 # the spectrum and the filter see only the images hard.csv names, by sample id
 DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
@@ -78,7 +81,9 @@ def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation:
     """The data keys that decide the pixels of a sample; ``splits`` adds those that decide which
     samples are in which split, ``classifier`` the tensor size and channels, ``evaluation`` the test
     subset and the frequency bins of the metrics."""
-    drop = set()
+    drop = set(NOT_INPUTS["data"])
+    if cfg.data.task != "split_files":
+        drop |= DATA_SPLIT_FILES_ONLY
     if not splits:
         drop |= DATA_SPLIT_ONLY
     if not classifier:

@@ -60,6 +60,12 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "data.max_image_pixels": ("1000000", ALL),
     "data.alpha_background": ("white", ALL),
     "data.test_limit": ("100", TRAIN),
+    "data.in_memory": ("false", TRAIN),
+    "data.in_memory_limit_mb": ("10", TRAIN),
+    "data.decode_workers": ("1", set()),
+    "data.split_files": ("{train: '{tmp}/train.txt'}", set()),  # read by data.task: split_files only
+    "data.class_map": ("'{tmp}/map.txt'", set()),
+    "training.augmentation": ("random_resized_crop", TRAIN),
     "mining.criteria": ("[class_frequency, low_confidence]", {"mine"}),
     "mining.combine": ("all", set()),  # one criterion: nothing to combine
     "mining.frequency_below": ("40", {"mine"}),
