@@ -99,10 +99,8 @@ def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[
     from discl.training.recipe import train_baseline, train_curriculum
 
     m = parse_method(method)
-    if m.strategy is None:
-        variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
-        assert f"{variant}-s{seed}" == f"{m.name}-s{seed}"
-        return train_baseline(cfg, run_dir, variant=variant, seed=seed)
+    if m.strategy is None:  # the baseline names (ce, bs, cb, flyp) are their variants
+        return train_baseline(cfg, run_dir, variant=m.name, seed=seed)
     strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
     if m.level is not None:
         cfg = dataclasses.replace(cfg, curriculum=dataclasses.replace(cfg.curriculum, fixed_level=m.level))
@@ -170,6 +168,9 @@ def train_config_digest(cfg: RunConfig, method: str, seed: int) -> str:
 
 def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dict[str, str]:
     """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}."""
+    from discl.validation import validate_run_config
+
+    validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
     run_dir = Path(run_dir or cfg.run_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -312,14 +313,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from discl.config import load_config
+    from discl.cli import config_from_args
 
-    overrides = list(args.overrides or [])
-    path = args.config or args.config_file
-    if path and "=" in path and not Path(path).exists():  # `discl run key=value` without a config file
-        overrides.insert(0, path)
-        path = None
-    cfg = load_config(path, overrides)
+    cfg = config_from_args(args)  # a config (or --run-dir's own) is required, and validated before any work
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
     t0 = time.perf_counter()
     status = run(cfg, run_dir, force=args.force)

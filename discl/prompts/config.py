@@ -17,6 +17,9 @@ class PromptConfig:
 
     def __post_init__(self):
         check(len(self.templates) > 0, "templates", "needs at least one template")
-        for i, t in enumerate(self.templates):
-            check("{name}" in t, f"templates[{i}]", f"must contain {{name}}: {t!r}")
+        from discl.validation import template_problem
+
+        for i, t in enumerate(self.templates):  # a bad placeholder is an error now, not a KeyError at generation
+            why = template_problem(t)
+            check(why is None, f"templates[{i}]", f"{t!r}: {why}")
         check(self.descriptions_per_class >= 1, "descriptions_per_class", "must be >= 1")
