@@ -328,6 +328,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     fsum = _read_csv(run_dir / "filter" / "summary.csv")
     results = collect_results(cfg, run_dir)
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
+    others = other_runs(cfg, run_dir)
     seed0 = cfg.seeds[0]
     sheet = spectrum_sheet(run_dir, manifest)
     filt = filter_figure(manifest)
@@ -362,6 +363,10 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
         "",
+        "## Other finished training runs in this folder (not among the config's methods × seeds)",
+        "",
+        _md_table(others),
+        "",
         "## Weights (the models that produced each stage, from RUN/.stages)",
         "",
         *weights,
@@ -391,6 +396,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "<h2>Results (test split, %, mean ± std over seeds)</h2>",
         _md_to_html_table(table) if len(results) else "<p>(no training run finished yet)</p>",
         f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
+        ("<h2>Other finished training runs in this folder</h2>" + _md_to_html_table(_md_table(others))
+         if len(others) else ""),
         "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
         "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
@@ -420,6 +427,32 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(page))
     return out
+
+
+def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
+    """Finished runs under ``RUN/train/`` that the config's methods × seeds do not name (``discl train
+    --curriculum mixed``, an earlier config's seed): listed, so that every finished run is found."""
+    from discl.artifacts import read_json
+    from discl.methods import run_folder
+    from discl.pipeline import training_order
+
+    named = {run_folder(m, s) for m in training_order(cfg) for s in cfg.seeds}
+    rows = []
+    for path in sorted((Path(run_dir) / "train").glob("*/metrics.json")):
+        if path.parent.name in named:
+            continue
+        try:
+            m = read_json(path)
+        except Exception:  # noqa: BLE001 - a broken file is not a finished run
+            continue
+        test = m.get("test") or {}
+        rows.append({"run": path.parent.name, "kind": m.get("kind", ""), "strategy": m.get("strategy", m.get("variant", "")),
+                     "seed": m.get("seed", ""), "top1 %": _pct(test.get("top1")), "macro-F1 %": _pct(test.get("macro_f1"))})
+    return pd.DataFrame(rows)
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * float(v):.1f}"
 
 
 def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame | None:
