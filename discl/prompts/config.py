@@ -9,8 +9,8 @@ from discl.configtools import check
 class PromptConfig:
     """How each generated image's text prompt is chosen (phase 1b)."""
 
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {name}"])
-    descriptions_file: str | None = None  # JSON/YAML {class name: [description, ...]}
+    templates: list[str] = field(default_factory=lambda: ["a photo of a {name}"])  # only {name} is filled in; other placeholders or unbalanced braces are errors ({{ }} for a literal brace)
+    descriptions_file: str | None = None  # JSON/YAML {class name: [description, ...]}; relative: to the config file's folder; an empty list or a class listed twice is an error
     description_prefix: str = "a 8k real photo: "
     text_model: str | None = None  # local transformers text-generation model to write descriptions
     descriptions_per_class: int = 10
