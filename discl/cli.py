@@ -67,15 +67,18 @@ def config_source(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def config_from_args(args: argparse.Namespace, run_config: str | Path | None = None, *, data: bool = True,
-                     weights: bool = True):
+                     weights: bool = True, validate: bool = True, defaults_ok: bool = False, command: str | None = None):
     """The run config of a command, validated (:func:`discl.validation.validate_run_config`).
 
     ``CONFIG``/``--config`` if given; else the run's own ``config.yaml`` (``--run-dir RUN``, or
     ``run_config``: a command's run-specific file, such as the training folder of ``--checkpoint``);
-    else an error saying how to start. Built-in defaults are never used silently.
+    else an error saying how to start. Built-in defaults are never used silently; only the
+    inspection commands (``discl data info``, ``discl curricula --preview``) pass ``defaults_ok``
+    and ``validate=False``: they read one section and run no stage. ``command`` (default: the CLI's
+    command) selects what a stage's own command checks (:data:`discl.validation.SKIP_BY_COMMAND`).
     """
     from discl.config import load_config
-    from discl.validation import validate_run_config
+    from discl.validation import SKIP_BY_COMMAND, validate_run_config
 
     path, overrides = config_source(args)
     run_dir = getattr(args, "run_dir", None)
@@ -84,15 +87,18 @@ def config_from_args(args: argparse.Namespace, run_config: str | Path | None = N
         if run_dir:
             candidates.append(Path(run_dir) / "config.yaml")
         found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
+        if found is None and not defaults_ok:
             where = f" ({' nor '.join(str(c) for c in candidates)} does not exist)" if candidates else ""
             raise ConfigError(NO_CONFIG + where)
-        logging.getLogger("discl").info("config: %s (the run's own)", found)
+        if found is not None:
+            logging.getLogger("discl").info("config: %s (the run's own)", found)
         path = found
     if run_dir:
         overrides.append(f"run_dir={run_dir}")
     cfg = load_config(path, overrides)
-    validate_run_config(cfg, data=data, weights=weights)
+    if validate:
+        validate_run_config(cfg, data=data, weights=weights,
+                            skip=SKIP_BY_COMMAND.get(command or getattr(args, "command", None) or "", frozenset()))
     return cfg
 
 

@@ -208,10 +208,10 @@ def _prompt_problems(cfg) -> list[str]:
     return out
 
 
-def _backend_problems(cfg, synthetic: bool) -> list[str]:
+def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) -> list[str]:
     g, f = cfg.generation, cfg.filtering
     out = []
-    if g.backend == "embedded":
+    if g.backend == "embedded" and "generation" not in skip:
         if g.dtype != "auto":
             out.append(f"generation.dtype: the embedded generator always runs in float32 and ignores it "
                        f"(got {g.dtype!r}); leave it at auto or use generation.backend: diffusers")
@@ -220,12 +220,12 @@ def _backend_problems(cfg, synthetic: bool) -> list[str]:
                        "generation.backend: diffusers")
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
-    if g.backend == "embedded" and g.model in ("", "embedded"):
+    if g.backend == "embedded" and g.model in ("", "embedded") and "generation" not in skip:
         out.append(f"generation.backend: the embedded generator knows only the ten Fashion-MNIST classes (by "
                    f"label index) and cannot draw the classes of data.task {cfg.data.task!r}; set "
                    f"generation.backend: diffusers with generation.model: <hub id or local folder> (e.g. "
                    f"stabilityai/sd-turbo), or a prior trained on your data with `discl prior train` as generation.model")
-    if f.backend == "embedded" and f.model in ("", "embedded"):
+    if f.backend == "embedded" and f.model in ("", "embedded") and "filtering" not in skip:
         out.append(f"filtering.backend: the embedded CLIP knows only the Fashion-MNIST class names and cannot "
                    f"score the classes of data.task {cfg.data.task!r}; set filtering.backend: open_clip with "
                    f"filtering.model: ViT-B-32/openai (or transformers with a model id / folder)")
@@ -270,22 +270,23 @@ def _open_clip_problem(key: str, arch: str, tag: str | None) -> str | None:
     return None
 
 
-def _weights_problems(cfg, synthetic: bool) -> list[str]:
+def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) -> list[str]:
     from discl.hub import offline, unreachable_reason
 
     out = []
     g, f, t = cfg.generation, cfg.filtering, cfg.training
-    if synthetic and g.backend == "diffusers" and (why := unreachable_reason(g.model)) is not None:
+    gen, filt = synthetic and "generation" not in skip, synthetic and "filtering" not in skip
+    if gen and g.backend == "diffusers" and (why := unreachable_reason(g.model)) is not None:
         from discl.generation.diffusers_backend import how_to_provide
 
         out.append(f"generation.model: {how_to_provide(g.model)} ({why})")
-    if synthetic and f.backend == "transformers" and (why := unreachable_reason(f.model)) is not None:
+    if filt and f.backend == "transformers" and (why := unreachable_reason(f.model)) is not None:
         out.append(f"filtering.model: the transformers CLIP {f.model!r} is not reachable: {why}")
-    if synthetic and f.backend == "open_clip":
+    if filt and f.backend == "open_clip":
         arch, _, tag = f.model.partition("/")
         if (p := _open_clip_problem("filtering.model", arch, tag or None)) is not None:
             out.append(p)
-    if synthetic and cfg.prompts.text_model and (why := unreachable_reason(cfg.prompts.text_model)) is not None:
+    if gen and cfg.prompts.text_model and (why := unreachable_reason(cfg.prompts.text_model)) is not None:
         out.append(f"prompts.text_model: {cfg.prompts.text_model!r} is not reachable: {why}")
     if t.model == "clip" and t.clip_pretrained:
         if (p := _open_clip_problem("training.clip_pretrained", t.clip_model, t.clip_pretrained)) is not None:
@@ -318,11 +319,20 @@ def _weights_problems(cfg, synthetic: bool) -> list[str]:
     return out
 
 
-def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True) -> None:
+# what a stage's own command does not load: its backends and weights are not checked there
+SKIP_BY_COMMAND = {"generate": frozenset({"filtering", "curriculum"}), "mine": frozenset({"curriculum"}), "train": frozenset({"generation", "filtering"}),
+                   "baseline": frozenset({"generation", "filtering"}), "evaluate": frozenset({"generation", "filtering"}),
+                   "prompts": frozenset({"filtering"})}
+
+
+def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, skip: frozenset[str] = frozenset()) -> None:
     """Raise one :class:`ConfigError` listing every problem of ``cfg`` that can be found before work starts.
 
     ``data``: build a folder/csv dataset and check its classes; ``weights``: check that every model
-    the run loads is local, cached or reachable (commands that only read a finished run skip it).
+    the run loads is local, cached or reachable (commands that only read a finished run skip it);
+    ``skip``: sections (``generation``, ``filtering``) whose backend and weights the calling stage
+    command does not load, ``curriculum``: no check of the curriculum against the generated levels
+    (:data:`SKIP_BY_COMMAND`). ``discl run`` checks everything.
     """
     from discl.methods import parse_method
 
@@ -333,13 +343,13 @@ def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True) ->
             synthetic |= parse_method(name).uses_synthetic
         except ValueError:
             pass
-    if not problems:
+    if not problems and "curriculum" not in skip:  # the curriculum against the generated levels
         problems += _curriculum_problems(cfg)
-    problems += _prompt_problems(cfg) + _backend_problems(cfg, synthetic)
+    problems += _prompt_problems(cfg) + _backend_problems(cfg, synthetic, skip)
     if data:
         problems += _data_problems(cfg)
     if weights and not problems:
-        problems += _weights_problems(cfg, synthetic)
+        problems += _weights_problems(cfg, synthetic, skip)
     if problems:
         if len(problems) == 1:
             raise ConfigError(problems[0])

@@ -62,8 +62,22 @@ def _first(frame: pd.DataFrame, names: tuple[str, ...]) -> str | None:
 # -- figures ---------------------------------------------------------------------------------
 
 
-def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seeds: int = 3, cell: int = 56) -> bytes | None:
-    """Rows: (source, seed); columns: lambda ascending then the real image. Dropped = red outline."""
+def _font(size: int = 13):
+    """DejaVu Sans (shipped with matplotlib: it has λ), else Pillow's default font."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seeds: int = 3, cell: int = 56,
+                   classes: list[str] | None = None) -> bytes | None:
+    """Rows: (source, seed), labelled with the class name; columns: λ ascending, then the real image.
+    Dropped = red outline."""
     if manifest is None or not len(manifest):
         return None
 
@@ -76,15 +90,21 @@ def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seed
     ks = sorted(m["k"].unique())[:seeds]
     rows = [(s, k) for s in picked for k in ks]
     cols = len(levels) + 1
-    pad, head = 4, 18
-    sheet = Image.new("RGB", (cols * (cell + pad) + pad, len(rows) * (cell + pad) + pad + head), "white")
+    font, small = _font(13), _font(11)
+    pad, head, left = 4, 22, 110
+    sheet = Image.new("RGB", (left + cols * (cell + pad) + pad, len(rows) * (cell + pad) + pad + head), "white")
     draw = ImageDraw.Draw(sheet)
     for j, lam in enumerate(levels):
-        draw.text((pad + j * (cell + pad) + 4, 3), f"λ={lam:g}".replace("λ", "l"), fill="black")
-    draw.text((pad + len(levels) * (cell + pad) + 4, 3), "real", fill="black")
+        draw.text((left + pad + j * (cell + pad) + 2, 3), f"λ = {lam:g}", fill="black", font=font)
+    draw.text((left + pad + len(levels) * (cell + pad) + 2, 3), "real", fill="black", font=font)
     spec_dir = run_dir / "spectrum"
     for i, (sid, k) in enumerate(rows):
         y = head + pad + i * (cell + pad)
+        src = m[m["sample_id"] == sid].iloc[0]
+        name = str(src["class_name"]) if "class_name" in m.columns else (
+            classes[int(src["label"])] if classes and 0 <= int(src["label"]) < len(classes) else f"class {src['label']}")
+        draw.text((pad, y + cell // 2 - 14), name[:16], fill="black", font=font)
+        draw.text((pad, y + cell // 2 + 2), f"seed {k}", fill="#666", font=small)
         for j, lam in enumerate(levels):
             r = m[(m["sample_id"] == sid) & (m["lam"] == lam) & (m["k"] == k)]
             if not len(r):
@@ -94,16 +114,21 @@ def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seed
                 img = Image.open(spec_dir / row["file_name"]).convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
             except OSError:
                 continue
-            x = pad + j * (cell + pad)
+            x = left + pad + j * (cell + pad)
             sheet.paste(img, (x, y))
-            if "keep" in r.columns and not bool(row["keep"]):
+            if "keep" in r.columns and not _truthy(row["keep"]):
                 draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline="red", width=2)
         real = _real_image(run_dir, sid)
         if real is not None:
-            sheet.paste(real.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (pad + len(levels) * (cell + pad), y))
+            sheet.paste(real.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST),
+                        (left + pad + len(levels) * (cell + pad), y))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _truthy(v) -> bool:
+    return str(v).strip().lower() in ("true", "1", "1.0")
 
 
 def _real_image(run_dir: Path, sample_id: str) -> Image.Image | None:
@@ -169,8 +194,11 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
             axes[1].plot(x, df[lo], label=m)
     axes[0].set_title("validation accuracy")
     axes[1].set_title("training loss")
+    from matplotlib.ticker import MaxNLocator
+
     for a in axes:
         a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.legend(fontsize=8)
     fig.tight_layout()
     curves = _png(fig)
@@ -179,13 +207,24 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
     if with_level:
         fig, ax = plt.subplots(figsize=(10, 2.8))
         for i, (m, (x, y)) in enumerate(with_level.items()):
-            (line,) = ax.step(x, y + 0.01 * i, where="post", label=m)
+            xs, ys = np.append(x, x[-1] + 1), np.append(y, y[-1])  # the last epoch drawn to its end
+            (line,) = ax.step(xs, ys + 0.01 * i, where="post", label=m, lw=2)
             for j, yc in enumerate(class_level_series(logs[m], y).values()):  # adaptive_class: dotted, one per class
                 ax.step(x, yc + 0.01 * i, where="post", color=line.get_color(), lw=0.8, ls=":", alpha=0.6,
                         label=f"{m}, per class" if j == 0 else None)
+        from matplotlib.ticker import MaxNLocator
+
+        x0, y0 = next(iter(with_level.values()))
+        real = np.isclose(y0, 1.0)
+        for e, is_real in zip(x0, real):  # the real-only stage of the first method, shaded
+            if is_real:
+                ax.axvspan(e, e + 1, color="#9bd", alpha=0.35, lw=0,
+                           label="real only" if e == x0[real][0] else None)
         ax.set_ylabel("λ (1 = real only)")
         ax.set_xlabel("epoch")
-        ax.set_ylim(-0.05, 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(float(np.min(x0)), float(np.max(x0)) + 1)
+        ax.set_ylim(-0.05, 1.1)
         ax.set_title("guidance level trained on, per epoch")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -252,7 +291,7 @@ def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classe
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title("per-class test accuracy (classes ordered by id; counts in the table below)")
+    ax.set_title("per-class test accuracy (training images per class in the table below)")
     fig.tight_layout()
     return _png(fig)
 
@@ -278,8 +317,11 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def _fmt(v: Any) -> str:
+    """Counts as integers (``30``, not ``30.000``), other numbers with 3 decimals, NaN as empty."""
     if isinstance(v, float | np.floating):
-        return f"{v:.3f}"
+        if np.isnan(v):
+            return ""
+        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}"
     return str(v)
 
 
@@ -297,7 +339,9 @@ def _md_to_html_table(md: str) -> str:
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;background:#fff}
 h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:.85em;text-align:right}
+pre{white-space:pre-wrap;word-break:break-word;max-width:100%}
 th{background:#f4f4f4} img{max-width:100%;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
 """
 
@@ -307,6 +351,9 @@ window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+  var wide = Array.prototype.slice.call(document.querySelectorAll('table,img,pre')).filter(function (e) {
+    return e.getBoundingClientRect().right > document.documentElement.clientWidth + 1; }).length;
+  document.body.setAttribute('data-overflowing', String(wide));
 });
 </script>
 """
@@ -330,10 +377,10 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
     others = other_runs(cfg, run_dir)
     seed0 = cfg.seeds[0]
-    sheet = spectrum_sheet(run_dir, manifest)
+    classes = _classes(cfg)
+    sheet = spectrum_sheet(run_dir, manifest, classes=classes)
     filt = filter_figure(manifest)
     curves, chosen = training_figures(run_dir, cfg.methods, seed0)
-    classes = _classes(cfg)
     per_class = per_class_figure(run_dir, cfg.methods, cfg.seeds, classes)
     figs = {"spectrum.png": sheet, "filter.png": filt, "curves.png": curves, "levels.png": chosen, "per_class.png": per_class}
     for name, png in figs.items():
@@ -506,8 +553,15 @@ def distance_figure(distances: pd.DataFrame | None) -> bytes | None:
 
 
 def _classes(cfg) -> list[str]:
+    """The class names in label order: the config's, else the dataset's (a csv/folder's sorted names)."""
     if cfg.data.class_names:
         return list(cfg.data.class_names)
+    try:
+        from discl.data import build_dataset
+
+        return list(build_dataset(cfg.data).classes)
+    except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
+        log.debug("report: dataset unavailable for class names: %s", e)
     if cfg.data.task.startswith("fmnist"):
         from discl.data.fashion_mnist import CLASSES
 
