@@ -202,3 +202,31 @@ def test_methods_take_training_loss_and_flyp_is_a_baseline():
     assert load_config(None, ["training.loss=bs"]).training.loss == "balanced_softmax"
     ilt = load_config("configs/imagenet-lt.yaml")
     assert {"real_only", "bs+real_only"} <= set(ilt.methods)
+
+
+def test_hub_answers_without_retries(tmp_path, monkeypatch):
+    from discl import hub
+
+    hub.unreachable_reason.cache_clear()
+    hub.cached_snapshot.cache_clear()
+    assert hub.unreachable_reason(str(tmp_path)) is None and hub.load_kwargs(str(tmp_path)) == {"local_files_only": True}
+    assert "does not exist" in hub.unreachable_reason(str(tmp_path / "nope"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    assert "HF_HUB_OFFLINE" in hub.unreachable_reason("discl-tests/never-cached-abc")
+    assert time.perf_counter() - t0 < 2.0
+    assert hub.load_kwargs("discl-tests/never-cached-abc") == {"local_files_only": True}
+    hub.unreachable_reason.cache_clear()
+
+
+def test_template_and_override_checks_are_pure():
+    from discl.config import blame
+    from discl.validation import template_problem
+
+    assert template_problem("a photo of a {name}") is None
+    assert template_problem("{{literal}} {name}") is None
+    assert "only {name}" in template_problem("a {name} at {place}")
+    assert "unbalanced" in template_problem("a {name} }")
+    assert "must contain" in template_problem("a photo")
+    assert blame("training.epochs: must be >= 1", "my.yaml", ["training.epochs=0"]) == "override 'training.epochs=0': "
+    assert blame("training.epochs: must be >= 1", "my.yaml", ["training.lr=1"]) == "my.yaml: "
