@@ -97,8 +97,20 @@ def config_from_args(args: argparse.Namespace, run_config: str | Path | None = N
         overrides.append(f"run_dir={run_dir}")
     cfg = load_config(path, overrides)
     if validate:
-        validate_run_config(cfg, data=data, weights=weights,
-                            skip=SKIP_BY_COMMAND.get(command or getattr(args, "command", None) or "", frozenset()))
+        try:
+            validate_run_config(cfg, data=data, weights=weights,
+                                skip=SKIP_BY_COMMAND.get(command or getattr(args, "command", None) or "", frozenset()))
+        except ConfigError as e:  # name the override a problem comes from
+            from discl.config import blame
+
+            lines = str(e).split("\n  - ")
+            def who(line: str) -> str:  # only an override whose key is the problem's key, no section guess
+                b = blame(line, "-", overrides)
+                return "" if b == "-: " else b
+
+            lines = [ln if ln.endswith(":") and i == 0 and len(lines) > 1 else who(ln) + ln
+                     for i, ln in enumerate(lines)]
+            raise ConfigError("\n  - ".join(lines)) from None
     return cfg
 
 

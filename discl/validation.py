@@ -151,6 +151,9 @@ def _curriculum_problems(cfg) -> list[str]:
             levels = needed_levels(strategy, cur, cfg.training.epochs)
         except (ConfigError, ValueError) as e:
             msg = str(e)
+            if msg.startswith("curriculum.stages"):
+                msg += (f" (curriculum.levels: {list(cur.levels)}; the schedules take one length per synthetic "
+                        f"level, in order, plus one for a final real-only stage)")
             out.append(msg if msg.startswith("curriculum.") else f"curriculum ({name}): {msg}")
             continue
         missing = [lv for lv in levels if round(float(lv), 6) not in generated]
@@ -190,7 +193,7 @@ def _model_problems(cfg) -> list[str]:
         return []
     from discl.training.models import list_models
 
-    known = list(list_models())
+    known = [k for k in list_models() if ":" not in k]
     if name not in known:
         return [f"{key}: unknown model {name!r} (valid: {', '.join(known)}, clip, timm:<name>, torchvision:<name>)"]
     return []
