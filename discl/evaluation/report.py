@@ -14,6 +14,7 @@ import html
 import io
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float | np.floating):
         if np.isnan(v):
             return ""
-        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}"
+        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
     return str(v)
 
 
@@ -331,18 +332,19 @@ def _md_to_html_table(md: str) -> str:
         return f"<pre>{html.escape(md)}</pre>"
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    # "sim_text_mean" -> "sim text mean": headers wrap, so a wide table still fits the page
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h.replace('_', ' '))}</th>" for h in head) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
     return "\n".join(out) + "</table>"
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;background:#fff}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;background:#fff}
 h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
-td,th{border:1px solid #ccc;padding:3px 6px;font-size:.85em;text-align:right}
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:.85em;text-align:right} th{white-space:normal;min-width:2.5em}
 pre{white-space:pre-wrap;word-break:break-word;max-width:100%}
-th{background:#f4f4f4} img{max-width:100%;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
+th{background:#f4f4f4} img{max-width:100%;height:auto;box-sizing:border-box;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
 """
 
 CHECK_SCRIPT = """
@@ -352,7 +354,8 @@ window.addEventListener('load', function () {
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
   var wide = Array.prototype.slice.call(document.querySelectorAll('table,img,pre')).filter(function (e) {
-    return e.getBoundingClientRect().right > document.documentElement.clientWidth + 1; }).length;
+    return e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+      || e.scrollWidth > e.clientWidth + 1; }).length;  // a table that only fits by scrolling counts too
   document.body.setAttribute('data-overflowing', String(wide));
 });
 </script>
@@ -372,7 +375,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     if manifest is None:
         manifest = _read_csv(run_dir / "spectrum" / "metadata.csv")
     hard = _read_csv(run_dir / "mining" / "hard.csv")
-    fsum = _read_csv(run_dir / "filter" / "summary.csv")
+    fsum = _compact_filter_summary(_read_csv(run_dir / "filter" / "summary.csv"))
     results = collect_results(cfg, run_dir)
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
     others = other_runs(cfg, run_dir)
@@ -418,7 +421,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         *weights,
         "",
-        "## Filter per λ",
+        "## Filter per λ (median and mean cosine; every quantile in filter/summary.csv)",
         "",
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
@@ -474,6 +477,14 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(page))
     return out
+
+
+def _compact_filter_summary(fsum: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The filter summary without its outer quantiles (q05/q25/q75/q95): a table that fits the page.
+    The full table stays in ``RUN/filter/summary.csv``."""
+    if fsum is None:
+        return None
+    return fsum[[c for c in fsum.columns if not re.search(r"_q(05|25|75|95)$", str(c))]]
 
 
 def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
