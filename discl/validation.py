@@ -218,9 +218,11 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         if g.dtype != "auto":
             out.append(f"generation.dtype: the embedded generator always runs in float32 and ignores it "
                        f"(got {g.dtype!r}); leave it at auto or use generation.backend: diffusers")
-        if g.pipeline_class:
-            out.append("generation.pipeline_class: only the diffusers backend reads it; remove it or set "
-                       "generation.backend: diffusers")
+        for key, value in (("pipeline_class", g.pipeline_class), ("negative_prompt", g.negative_prompt),
+                           ("resolution", g.resolution)):
+            if value:  # the class-conditional prior reads labels, not text, at its own resolution
+                out.append(f"generation.{key}: the embedded generator ignores it (got {value!r}); remove it or set "
+                           f"generation.backend: diffusers")
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
     if g.backend == "embedded" and g.model in ("", "embedded") and "generation" not in skip:
