@@ -39,7 +39,10 @@ def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
     gen = (*mine, "prompts", "generation")
     filt = (*gen, "filtering")
     return {"mine": mine, "generate": gen, "filter": filt, "train": (*filt, "training", "curriculum"),
-            "train-real": ("data", "training")}
+            "train-real": ("data", "training"),
+            # real_only: no synthetic images, but the curriculum's epoch rules (real_fraction, tail quota
+            # from hard.csv) shape what it trains on
+            "train-real-curriculum": (*mine, "training", "curriculum")}
 
 
 def stage_models(sections: tuple[str, ...], fingerprints: dict[str, Any] | None) -> dict[str, Any]:
@@ -120,7 +123,8 @@ def stages(cfg: RunConfig) -> list[Stage]:
 
 
 def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
-    return stage_sections(cfg)["train" if parse_method(method).uses_synthetic else "train-real"]
+    m = parse_method(method)
+    return stage_sections(cfg)["train" if m.uses_synthetic else ("train-real-curriculum" if m.strategy else "train-real")]
 
 
 def training_order(cfg: RunConfig) -> list[str]:

@@ -230,3 +230,17 @@ def test_template_and_override_checks_are_pure():
     assert "must contain" in template_problem("a photo")
     assert blame("training.epochs: must be >= 1", "my.yaml", ["training.epochs=0"]) == "override 'training.epochs=0': "
     assert blame("training.epochs: must be >= 1", "my.yaml", ["training.lr=1"]) == "my.yaml: "
+
+
+def test_real_only_depends_on_the_curriculum_rules():
+    """real_only trains on no synthetic image but by the curriculum's epoch rules (real_fraction, tail
+    quota from hard.csv): its marker digest must follow them, or a sweep over real_fraction shares one run."""
+    from discl.config import load_config
+    from discl.pipeline import train_config_digest
+
+    a = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=0.3"])
+    b = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=1.0"])
+    assert train_config_digest(a, "real_only", 0) != train_config_digest(b, "real_only", 0)
+    assert train_config_digest(a, "ce", 0) == train_config_digest(b, "ce", 0)
+    c = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=0.3", "generation.steps=7"])
+    assert train_config_digest(a, "real_only", 0) == train_config_digest(c, "real_only", 0)
