@@ -51,7 +51,10 @@ def main() -> None:
         t0 = time.perf_counter()
         metrics = train_curriculum(cfg, run, args.strategy, seed=0)
         wall = time.perf_counter() - t0
-        log = pd.read_csv(run / "train" / f"{args.strategy}-ce-s0" / "log.csv")
+        from discl.methods import method_for, run_folder
+
+        folder = run_folder(method_for(args.strategy, None, cfg.curriculum.strategy, cfg.training.loss), 0)
+        log = pd.read_csv(run / "train" / folder / "log.csv")
     measure = float(log["measure_time_s"].fillna(0).sum()) if "measure_time_s" in log else 0.0
     train_t = float(log["train_time_s"].sum())
     checks = log[log["measure_time_s"].notna()] if "measure_time_s" in log else log.iloc[:0]

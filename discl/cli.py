@@ -2,7 +2,9 @@
 
 Each subcommand lives in a stage module that exposes ``add_arguments(parser)`` and ``main(args)``;
 modules are imported only when their command runs, so ``discl --help`` stays fast. Config-driven
-commands take ``--config FILE`` plus ``key.sub=value`` overrides.
+commands take ``CONFIG`` (or ``--config FILE``) plus ``key.sub=value`` overrides; a config is
+required (or, for a command on a finished run, that run's ``config.yaml``) and is validated before
+any stage folder is created.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from discl.configtools import ConfigError
 from discl.errors import DisclError
@@ -34,21 +37,81 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+NO_CONFIG = ("no config given. Start from a shipped one: `discl run configs/fmnist-lt.yaml` (the demo), or copy it, "
+             "set data.task: folder|csv and data.root for your own data (docs/configuration.md lists every key) and "
+             "run `discl run my.yaml`; commands that work on a finished run read RUN/config.yaml with --run-dir RUN")
+
+
 def add_config_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
-    """``--config FILE`` and trailing ``key.sub=value`` overrides, shared by config-driven commands."""
-    p.add_argument("--config", "-c", required=required, help="YAML run config (configs/*.yaml)")
+    """``CONFIG`` (positional or ``--config FILE``) and trailing ``key.sub=value`` overrides, shared
+    by config-driven commands."""
+    p.add_argument("config_file", nargs="?", metavar="CONFIG", help="YAML run config (configs/fmnist-lt.yaml)")
+    p.add_argument("--config", "-c", default=None, help="same as the positional CONFIG")
     if "--run-dir" not in p._option_string_actions:
         p.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.epochs=5")
 
 
-def config_from_args(args: argparse.Namespace):
-    from discl.config import load_config
-
+def config_source(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(config path or None, overrides): a ``key=value`` in the CONFIG position is an override."""
     overrides = list(getattr(args, "overrides", None) or [])
-    if getattr(args, "run_dir", None):
-        overrides.append(f"run_dir={args.run_dir}")
-    return load_config(getattr(args, "config", None), overrides)
+    path = getattr(args, "config", None)
+    positional = getattr(args, "config_file", None)
+    if positional and "=" in positional and not Path(positional).exists():
+        overrides.insert(0, positional)
+    elif positional:
+        if path and path != positional:
+            raise ConfigError(f"two configs given: {positional} and --config {path}")
+        path = positional
+    return path, overrides
+
+
+def config_from_args(args: argparse.Namespace, run_config: str | Path | None = None, *, data: bool = True,
+                     weights: bool = True, validate: bool = True, defaults_ok: bool = False, command: str | None = None):
+    """The run config of a command, validated (:func:`discl.validation.validate_run_config`).
+
+    ``CONFIG``/``--config`` if given; else the run's own ``config.yaml`` (``--run-dir RUN``, or
+    ``run_config``: a command's run-specific file, such as the training folder of ``--checkpoint``);
+    else an error saying how to start. Built-in defaults are never used silently; only the
+    inspection commands (``discl data info``, ``discl curricula --preview``) pass ``defaults_ok``
+    and ``validate=False``: they read one section and run no stage. ``command`` (default: the CLI's
+    command) selects what a stage's own command checks (:data:`discl.validation.SKIP_BY_COMMAND`).
+    """
+    from discl.config import load_config
+    from discl.validation import SKIP_BY_COMMAND, validate_run_config
+
+    path, overrides = config_source(args)
+    run_dir = getattr(args, "run_dir", None)
+    if path is None:
+        candidates = [Path(run_config)] if run_config else []
+        if run_dir:
+            candidates.append(Path(run_dir) / "config.yaml")
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None and not defaults_ok:
+            where = f" ({' nor '.join(str(c) for c in candidates)} does not exist)" if candidates else ""
+            raise ConfigError(NO_CONFIG + where)
+        if found is not None:
+            logging.getLogger("discl").info("config: %s (the run's own)", found)
+        path = found
+    if run_dir:
+        overrides.append(f"run_dir={run_dir}")
+    cfg = load_config(path, overrides)
+    if validate:
+        try:
+            validate_run_config(cfg, data=data, weights=weights,
+                                skip=SKIP_BY_COMMAND.get(command or getattr(args, "command", None) or "", frozenset()))
+        except ConfigError as e:  # name the override a problem comes from
+            from discl.config import blame
+
+            lines = str(e).split("\n  - ")
+            def who(line: str) -> str:  # only an override whose key is the problem's key, no section guess
+                b = blame(line, "-", overrides)
+                return "" if b == "-: " else b
+
+            lines = [ln if ln.endswith(":") and i == 0 and len(lines) > 1 else who(ln) + ln
+                     for i, ln in enumerate(lines)]
+            raise ConfigError("\n  - ".join(lines)) from None
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.verbose, args.quiet)
+    if isinstance(getattr(args, "shard", None), str):  # a usage error, not a traceback
+        from discl.generation.planning import parse_shard
+
+        try:
+            parse_shard(args.shard)
+        except ValueError as e:
+            parser.error(f"{e} (shards are numbered 0 to n-1: --shard 0/2 and --shard 1/2)")
     module = importlib.import_module(args._module)
     try:
         return int(module.main(args) or 0)

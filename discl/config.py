@@ -61,14 +61,68 @@ class RunConfig:
         return to_dict(self)
 
 
+# paths a config file names relative to itself (data next to the config, not the working directory)
+RELATIVE_TO_CONFIG = (("data", "root"), ("data", "class_map"), ("data", "split_files"), ("prompts", "descriptions_file"))
+
+
+def _absolute(value: Any, base: Path | None) -> Any:
+    """A path (or a {name: path} mapping's paths) made absolute against ``base`` (None: the working
+    directory); other values as they are."""
+    if isinstance(value, dict):
+        return {k: _absolute(v, base) for k, v in value.items()}
+    if isinstance(value, str) and value:
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            return str(((base / p) if base is not None else p).resolve())
+    return value
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The config in ``path`` (YAML) with ``key=value`` overrides applied.
+
+    Relative ``data.root``, ``data.class_map``, ``data.split_files`` and ``prompts.descriptions_file`` in the file resolve against the file's
+    folder (and are stored absolute, so the run folder's copy reads the same data from anywhere);
+    in an override they resolve against the working directory. An error names the override it
+    comes from, else the file.
+    """
     data = load_yaml(path) if path else {}
+    if path:
+        data = resolve_relative_paths(data, Path(path).parent)
     data = apply_overrides(data, overrides or [])
+    for section, key in RELATIVE_TO_CONFIG:  # overrides: relative to the working directory
+        if isinstance(data.get(section), dict) and key in data[section]:
+            data[section][key] = _absolute(data[section][key], None)
     try:
         return from_dict(RunConfig, data)
     except ConfigError as e:
-        where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}{e}") from None
+        raise ConfigError(f"{blame(str(e), path, overrides or [])}{e}") from None
+
+
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with the relative paths of :data:`RELATIVE_TO_CONFIG` made absolute against ``base``."""
+    out = dict(data)
+    for section, key in RELATIVE_TO_CONFIG:
+        sec = out.get(section)
+        if isinstance(sec, dict) and key in sec:
+            out[section] = {**sec, key: _absolute(sec[key], base)}
+    return out
+
+
+def blame(message: str, path: str | Path | None, overrides: list[str]) -> str:
+    """``"override 'k=v': "`` when the error's key was set by an override, else ``"FILE: "`` (pure)."""
+    import re
+
+    m = re.match(r"(?:unknown config key )?([A-Za-z_][\w.\[\]]*)", message)
+    key = re.sub(r"\[\d+\]", "", m.group(1)) if m else ""
+    for text in reversed(overrides):
+        okey = text.split("=", 1)[0].strip()
+        if key and (key == okey or key.startswith(okey + ".") or okey.startswith(key + ".")):
+            return f"override {text!r}: "
+    if not path:  # no file: a check across keys of one section (data.task needs data.root) comes from an override
+        for text in reversed(overrides):
+            if key and text.split("=", 1)[0].strip().split(".")[0] == key.split(".")[0]:
+                return f"override {text!r}: "
+    return f"{path}: " if path else ""
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

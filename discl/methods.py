@@ -1,9 +1,14 @@
 """Method names: what one training run in a comparison is (pure).
 
-``ce`` / ``bs``: real data only with cross-entropy / balanced softmax; ``cb``: CE with
-class-balanced resampling; ``discl``: the configured curriculum; ``<loss>+<strategy>`` combines a
-loss with any registered curriculum strategy (``bs+discl``, ``ce+mixed``, ``ce+single@0.5``).
-A bare strategy name means CE with that strategy.
+``ce`` / ``bs`` / ``flyp``: real data only with cross-entropy / balanced softmax / FLYP (CLIP's
+contrastive fine-tuning; needs ``training.model: clip``); ``cb``: CE with class-balanced
+resampling; ``discl``: the configured curriculum; ``<loss>+<strategy>`` combines a loss with any
+registered curriculum strategy (``bs+discl``, ``ce+mixed``, ``ce+single@0.5``). A bare strategy
+name (``discl``, ``mixed``) takes ``training.loss``: with ``loss: flyp`` (iWildCam) ``discl`` is
+FLYP + DisCL, the paper's comparison against the ``flyp`` baseline.
+
+One naming scheme for the training-run folders: ``RUN/train/<method>-s<seed>`` (:func:`run_folder`),
+used by ``discl run``, ``discl baseline``, ``discl train`` and the report.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOSSES = {"ce": "ce", "bs": "balanced_softmax", "flyp": "flyp"}
-BASELINES = ("ce", "bs", "cb")  # the real-data-only methods (``training.init_from`` may name one)
+BASELINES = ("ce", "bs", "cb", "flyp")  # the real-data-only methods (``training.init_from`` may name one)
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    loss: str  # TrainConfig.loss value
+    loss: str | None  # TrainConfig.loss value; None = training.loss (a bare strategy)
     sampler: str  # none | class_balanced
     strategy: str | None  # None = real data only, no curriculum; "discl" = the configured one
     level: float | None = None  # for single-level strategies: ``single@0.5``
@@ -35,8 +40,8 @@ def parse_method(name: str) -> Method:
         return Method(text, "ce", "class_balanced", None)
     if text in LOSSES:
         return Method(text, LOSSES[text], "none", None)
-    loss, _, strat = text.partition("+") if "+" in text else ("ce", "", text)
-    if loss not in LOSSES:
+    loss, _, strat = text.partition("+") if "+" in text else (None, "", text)
+    if loss is not None and loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r} in method {name!r} (ce, bs, flyp)")
     level = None
     if "@" in strat:
@@ -49,4 +54,26 @@ def parse_method(name: str) -> Method:
             raise ValueError(f"method {name!r}: level {level} is outside [0, 1]")
     if not strat.replace("_", "").isalnum():
         raise ValueError(f"method {name!r}: {strat!r} is not a strategy name")
-    return Method(text, LOSSES[loss], "none", strat, level)
+    return Method(text, LOSSES[loss] if loss else None, "none", strat, level)
+
+
+def run_folder(method: str, seed: int) -> str:
+    """The folder name of one training run under ``RUN/train/`` (pure)."""
+    return f"{method}-s{int(seed)}"
+
+
+def method_for(strategy: str | None, loss: str | None, configured_strategy: str, configured_loss: str) -> str:
+    """The method name of a ``discl train`` run (pure): ``discl`` for the configured strategy, the
+    strategy's name otherwise, prefixed by the loss (``bs+``) when it is not ``training.loss``."""
+    strat = strategy or configured_strategy
+    name = "discl" if strat == configured_strategy else strat
+    short = {v: k for k, v in LOSSES.items()}
+    loss_full = LOSSES.get(loss, loss) if loss else configured_loss
+    return name if loss_full == configured_loss else f"{short.get(loss_full, loss_full)}+{name}"
+
+
+def methods_help(strategies: list[str]) -> str:
+    """The valid method names, for error messages."""
+    return (f"valid methods: baselines {', '.join(BASELINES)}; discl (the configured curriculum.strategy); "
+            f"a strategy name ({', '.join(strategies)}); <loss>+<strategy> with loss ce, bs or flyp "
+            f"(bs+discl, ce+mixed); a single level as single@λ (single@0.5, bs+single@0.3)")

@@ -44,7 +44,10 @@ def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
     gen = (*mine, "prompts", "generation")
     filt = (*gen, "filtering")
     return {"mine": mine, "generate": gen, "filter": filt, "train": (*filt, "training", "curriculum"),
-            "train-real": ("data", "training")}
+            "train-real": ("data", "training"),
+            # real_only: no synthetic images, but the curriculum's epoch rules (real_fraction, tail quota
+            # from hard.csv) shape what it trains on
+            "train-real-curriculum": (*mine, "training", "curriculum")}
 
 
 def stage_models(sections: tuple[str, ...], fingerprints: dict[str, Any] | None) -> dict[str, Any]:
@@ -103,10 +106,8 @@ def run_spec(cfg: RunConfig, method: str) -> RunSpec:
     import dataclasses
 
     m = parse_method(method)
-    if m.strategy is None:
-        variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
-        assert variant == m.name, f"{m.name} is not a baseline variant"
-        return RunSpec(cfg, variant=variant)
+    if m.strategy is None:  # the baseline names (ce, bs, cb, flyp) are their variants
+        return RunSpec(cfg, variant=m.name)
     strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
     if m.level is not None:
         cfg = dataclasses.replace(cfg, curriculum=dataclasses.replace(cfg.curriculum, fixed_level=m.level))
@@ -147,7 +148,8 @@ def stages(cfg: RunConfig) -> list[Stage]:
 
 
 def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
-    return stage_sections(cfg)["train" if parse_method(method).uses_synthetic else "train-real"]
+    m = parse_method(method)
+    return stage_sections(cfg)["train" if m.uses_synthetic else ("train-real-curriculum" if m.strategy else "train-real")]
 
 
 def training_order(cfg: RunConfig) -> list[str]:
@@ -170,6 +172,9 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse:
     ``reuse(stage, digest)`` (``discl sweep``) is asked before a stage whose marker does not hold
     ``digest``; it may link finished artifacts with that digest from elsewhere into ``run_dir``.
     """
+    from discl.validation import validate_run_config
+
+    validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
     run_dir = Path(run_dir or cfg.run_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -351,14 +356,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from discl.config import load_config
+    from discl.cli import config_from_args
 
-    overrides = list(args.overrides or [])
-    path = args.config or args.config_file
-    if path and "=" in path and not Path(path).exists():  # `discl run key=value` without a config file
-        overrides.insert(0, path)
-        path = None
-    cfg = load_config(path, overrides)
+    cfg = config_from_args(args)  # a config (or --run-dir's own) is required, and validated before any work
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
     t0 = time.perf_counter()
     status = run(cfg, run_dir, force=args.force)

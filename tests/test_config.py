@@ -45,7 +45,7 @@ def test_bad_values_name_the_key(override, key, phrase):
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     msg = str(info.value)
-    assert msg.startswith(f"{key}:") and phrase in msg and "\n" not in msg, msg
+    assert msg.startswith(f"override {override!r}: {key}:") and phrase in msg and "\n" not in msg, msg
 
 
 def test_unknown_keys_name_the_key_and_list_the_known_ones():
@@ -89,11 +89,13 @@ def test_resolved_config_round_trips(tmp_path):
 
 def test_cli_prints_one_line_and_exit_code_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "discl", "mine", "generation.levels=[0.3, 1.5]", f"run_dir={tmp_path}/run"],
+        [sys.executable, "-m", "discl", "mine", "configs/fmnist-lt.yaml", "generation.levels=[0.3, 1.5]",
+         f"run_dir={tmp_path}/run"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == ["discl mine: config error: generation.levels[1]: lambda must be in [0, 1) (1 is the real image), got 1.5"]
+    assert lines == ["discl mine: config error: override 'generation.levels=[0.3, 1.5]': generation.levels[1]: "
+                     "lambda must be in [0, 1) (1 is the real image), got 1.5"]
     assert not (tmp_path / "run").exists()  # nothing was written

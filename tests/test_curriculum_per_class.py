@@ -139,7 +139,7 @@ def test_adaptive_class_trains_end_to_end(tmp_path):
     write_toy_spectrum(tmp_path, ds, levels=(0.5, 0.7, 0.9), k=2, hard_ids=hard, drop=0.0)
     metrics = train_curriculum(cfg, tmp_path, "adaptive_class", seed=0)
     assert metrics["strategy"] == "adaptive_class" and metrics["holdout"] == 8 and 0 <= metrics["test_ood"]["macro_f1"] <= 1
-    log = pd.read_json(tmp_path / "train" / "adaptive_class-ce-s0" / "log.jsonl", lines=True)
+    log = pd.read_json(tmp_path / "train" / "adaptive_class-s0" / "log.jsonl", lines=True)  # <method>-s<seed>
     checks = log[log["chosen_level"].notna()]
     assert len(checks) == 2  # after epochs 0 and 1; epoch 2 is the last curriculum epoch (3 of 4)
     chosen = [c for c in log.columns if c.startswith("chosen_class_level.")]

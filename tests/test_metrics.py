@@ -36,3 +36,15 @@ def test_per_class_accuracy_missing_class_and_bad_input():
         compute_metrics([0, 3], [0, 1], [10, 10])
     with pytest.raises(ValueError, match="y_pred has"):
         compute_metrics([0, 1], [0], [10, 10])
+
+
+def test_macro_f1_is_wilds_definition_over_true_labels():
+    # WILDS (wilds/common/metrics/all_metrics.py F1, average="macro") averages over torch.unique(y_true):
+    # class 0 F1 = 1, class 1 F1 = 2/3; class 2 is only predicted and does not count.
+    y_true, y_pred = [0, 0, 1, 1], [0, 0, 1, 2]
+    assert abs(macro_f1(y_true, y_pred, 3) - (1 + 2 / 3) / 2) < 1e-9
+    from discl.evaluation.metrics import macro_f1_union
+
+    assert abs(macro_f1_union(y_true, y_pred, 3) - (1 + 2 / 3 + 0) / 3) < 1e-9
+    m = compute_metrics(y_true, y_pred, [5, 5, 5], 4, 2)
+    assert m["macro_f1"] > m["macro_f1_union"]

@@ -44,7 +44,7 @@ def test_baseline_train_evaluate_cli(run, capsys):
     assert (out / "metrics.json").stat().st_mtime_ns == before, "a finished run is not redone"
 
     assert main(["train", "--curriculum", "fixed", "--seeds", "1", "--run-dir", str(run), *args]) == 0
-    cur = run / "train" / "fixed-ce-s1"
+    cur = run / "train" / "discl-s1"  # fixed is the configured strategy: method discl
     log = pd.read_csv(cur / "log.csv")
     assert log["stage"].tolist() == ["0.3", "real"]  # 2 epochs over stages [1, 1]
     assert log["n_synthetic"].iloc[0] > 0 and log["n_synthetic"].iloc[1] == 0

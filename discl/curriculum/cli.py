@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     for name, desc in strategies.items():
         print(f"{name:<{width}}  {desc}")
     if args.preview:
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, validate=False, defaults_ok=True)
         print()
         for name in strategies:
             try:

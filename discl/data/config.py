@@ -17,7 +17,7 @@ class DataConfig:
     """
 
     task: Literal["fmnist-lt", "fmnist-lq", "folder", "csv", "iwildcam", "split_files"] = "fmnist-lt"
-    root: str | None = None  # folder / csv path / wilds root; fmnist: folder with the idx files
+    root: str | None = None  # folder / csv path / wilds root / split_files image root; fmnist: folder with the idx files; relative in a config file: to that file's folder (stored resolved)
     seed: int = 0  # fixes the embedded tasks' splits, class order and per-image style
     image_size: int = 28  # side the classifier sees; user images are resized (aspect kept, padded)
     channels: Literal[1, 3] = 1

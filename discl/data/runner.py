@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "info":
         from discl.cli import config_from_args
 
-        print(info_text(config_from_args(args).data))
+        print(info_text(config_from_args(args, validate=False, defaults_ok=True).data))
     elif args.action == "fetch":
         fetch(args.dest)
     elif args.action == "preview":

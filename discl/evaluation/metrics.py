@@ -3,6 +3,11 @@
 Long-tail tasks report top-1 overall and by class frequency in the *training* set (many / medium /
 few, ImageNet-LT's bins with configurable thresholds); low-quality / shift tasks report macro-F1.
 scikit-learn computes F1 and the confusion matrix.
+
+``macro_f1`` is WILDS' definition (``wilds.common.metrics.all_metrics.F1`` with ``average="macro"``:
+``labels=torch.unique(y_true)``): the mean F1 over the classes present in the ground truth. A class
+that is only predicted, never true, lowers precision of nothing it is averaged over; sklearn's
+default (the union of true and predicted labels) is kept as ``macro_f1_union`` and recorded too.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion
 from sklearn.metrics import f1_score
 
-__all__ = ["frequency_bins", "per_class_accuracy", "compute_metrics", "top1", "macro_f1", "confusion"]
+__all__ = ["frequency_bins", "per_class_accuracy", "compute_metrics", "top1", "macro_f1", "macro_f1_union", "confusion"]
 
 
 def _arr(x) -> np.ndarray:
@@ -30,7 +35,18 @@ def top1(y_true, y_pred) -> float:
 
 
 def macro_f1(y_true, y_pred, num_classes: int) -> float:
-    """Macro-F1 over the classes present in ``y_true`` or ``y_pred`` (sklearn's convention)."""
+    """Macro-F1 over the classes present in ``y_true`` (WILDS' convention, the iWildCam metric)."""
+    y_true, y_pred = _arr(y_true), _arr(y_pred)
+    if len(y_true) == 0:
+        return float("nan")
+    labels = np.unique(y_true)
+    labels = labels[labels < num_classes]
+    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+
+
+def macro_f1_union(y_true, y_pred, num_classes: int) -> float:
+    """Macro-F1 over the classes present in ``y_true`` or ``y_pred`` (sklearn's default); lower than
+    :func:`macro_f1` whenever the model predicts a class absent from the ground truth."""
     y_true, y_pred = _arr(y_true), _arr(y_pred)
     if len(y_true) == 0:
         return float("nan")
@@ -84,6 +100,7 @@ def compute_metrics(
         "n": int(len(y_true)),
         "top1": top1(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, k),
+        "macro_f1_union": macro_f1_union(y_true, y_pred, k),
     }
     for name in ("many", "medium", "few"):
         mask = np.isin(y_true, np.flatnonzero(bins == name))

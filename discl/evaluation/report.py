@@ -14,6 +14,7 @@ import html
 import io
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,22 @@ def _first(frame: pd.DataFrame, names: tuple[str, ...]) -> str | None:
 # -- figures ---------------------------------------------------------------------------------
 
 
-def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seeds: int = 3, cell: int = 56) -> bytes | None:
-    """Rows: (source, seed); columns: lambda ascending then the real image. Dropped = red outline."""
+def _font(size: int = 13):
+    """DejaVu Sans (shipped with matplotlib: it has λ), else Pillow's default font."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seeds: int = 3, cell: int = 56,
+                   classes: list[str] | None = None) -> bytes | None:
+    """Rows: (source, seed), labelled with the class name; columns: λ ascending, then the real image.
+    Dropped = red outline."""
     if manifest is None or not len(manifest):
         return None
 
@@ -76,15 +91,21 @@ def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seed
     ks = sorted(m["k"].unique())[:seeds]
     rows = [(s, k) for s in picked for k in ks]
     cols = len(levels) + 1
-    pad, head = 4, 18
-    sheet = Image.new("RGB", (cols * (cell + pad) + pad, len(rows) * (cell + pad) + pad + head), "white")
+    font, small = _font(13), _font(11)
+    pad, head, left = 4, 22, 110
+    sheet = Image.new("RGB", (left + cols * (cell + pad) + pad, len(rows) * (cell + pad) + pad + head), "white")
     draw = ImageDraw.Draw(sheet)
     for j, lam in enumerate(levels):
-        draw.text((pad + j * (cell + pad) + 4, 3), f"λ={lam:g}".replace("λ", "l"), fill="black")
-    draw.text((pad + len(levels) * (cell + pad) + 4, 3), "real", fill="black")
+        draw.text((left + pad + j * (cell + pad) + 2, 3), f"λ = {lam:g}", fill="black", font=font)
+    draw.text((left + pad + len(levels) * (cell + pad) + 2, 3), "real", fill="black", font=font)
     spec_dir = run_dir / "spectrum"
     for i, (sid, k) in enumerate(rows):
         y = head + pad + i * (cell + pad)
+        src = m[m["sample_id"] == sid].iloc[0]
+        name = str(src["class_name"]) if "class_name" in m.columns else (
+            classes[int(src["label"])] if classes and 0 <= int(src["label"]) < len(classes) else f"class {src['label']}")
+        draw.text((pad, y + cell // 2 - 14), name[:16], fill="black", font=font)
+        draw.text((pad, y + cell // 2 + 2), f"seed {k}", fill="#666", font=small)
         for j, lam in enumerate(levels):
             r = m[(m["sample_id"] == sid) & (m["lam"] == lam) & (m["k"] == k)]
             if not len(r):
@@ -94,16 +115,21 @@ def spectrum_sheet(run_dir: Path, manifest: pd.DataFrame, sources: int = 6, seed
                 img = Image.open(spec_dir / row["file_name"]).convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
             except OSError:
                 continue
-            x = pad + j * (cell + pad)
+            x = left + pad + j * (cell + pad)
             sheet.paste(img, (x, y))
-            if "keep" in r.columns and not bool(row["keep"]):
+            if "keep" in r.columns and not _truthy(row["keep"]):
                 draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline="red", width=2)
         real = _real_image(run_dir, sid)
         if real is not None:
-            sheet.paste(real.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (pad + len(levels) * (cell + pad), y))
+            sheet.paste(real.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST),
+                        (left + pad + len(levels) * (cell + pad), y))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _truthy(v) -> bool:
+    return str(v).strip().lower() in ("true", "1", "1.0")
 
 
 def _real_image(run_dir: Path, sample_id: str) -> Image.Image | None:
@@ -169,8 +195,11 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
             axes[1].plot(x, df[lo], label=m)
     axes[0].set_title("validation accuracy")
     axes[1].set_title("training loss")
+    from matplotlib.ticker import MaxNLocator
+
     for a in axes:
         a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.legend(fontsize=8)
     fig.tight_layout()
     curves = _png(fig)
@@ -179,13 +208,24 @@ def training_figures(run_dir: Path, methods: list[str], seed: int) -> tuple[byte
     if with_level:
         fig, ax = plt.subplots(figsize=(10, 2.8))
         for i, (m, (x, y)) in enumerate(with_level.items()):
-            (line,) = ax.step(x, y + 0.01 * i, where="post", label=m)
+            xs, ys = np.append(x, x[-1] + 1), np.append(y, y[-1])  # the last epoch drawn to its end
+            (line,) = ax.step(xs, ys + 0.01 * i, where="post", label=m, lw=2)
             for j, yc in enumerate(class_level_series(logs[m], y).values()):  # adaptive_class: dotted, one per class
                 ax.step(x, yc + 0.01 * i, where="post", color=line.get_color(), lw=0.8, ls=":", alpha=0.6,
                         label=f"{m}, per class" if j == 0 else None)
+        from matplotlib.ticker import MaxNLocator
+
+        x0, y0 = next(iter(with_level.values()))
+        real = np.isclose(y0, 1.0)
+        for e, is_real in zip(x0, real):  # the real-only stage of the first method, shaded
+            if is_real:
+                ax.axvspan(e, e + 1, color="#9bd", alpha=0.35, lw=0,
+                           label="real only" if e == x0[real][0] else None)
         ax.set_ylabel("λ (1 = real only)")
         ax.set_xlabel("epoch")
-        ax.set_ylim(-0.05, 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(float(np.min(x0)), float(np.max(x0)) + 1)
+        ax.set_ylim(-0.05, 1.1)
         ax.set_title("guidance level trained on, per epoch")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -252,7 +292,7 @@ def per_class_figure(run_dir: Path, methods: list[str], seeds: list[int], classe
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title("per-class test accuracy (classes ordered by id; counts in the table below)")
+    ax.set_title("per-class test accuracy (training images per class in the table below)")
     fig.tight_layout()
     return _png(fig)
 
@@ -278,8 +318,11 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def _fmt(v: Any) -> str:
+    """Counts as integers (``30``, not ``30.000``), other numbers with 3 decimals, NaN as empty."""
     if isinstance(v, float | np.floating):
-        return f"{v:.3f}"
+        if np.isnan(v):
+            return ""
+        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
     return str(v)
 
 
@@ -289,16 +332,19 @@ def _md_to_html_table(md: str) -> str:
         return f"<pre>{html.escape(md)}</pre>"
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    # "sim_text_mean" -> "sim text mean": headers wrap, so a wide table still fits the page
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h.replace('_', ' '))}</th>" for h in head) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
     return "\n".join(out) + "</table>"
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;background:#fff}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;background:#fff}
 h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:right}
-th{background:#f4f4f4} img{max-width:100%;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
+table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:.85em;text-align:right} th{white-space:normal;min-width:2.5em}
+pre{white-space:pre-wrap;word-break:break-word;max-width:100%}
+th{background:#f4f4f4} img{max-width:100%;height:auto;box-sizing:border-box;border:1px solid #eee} .missing{color:#999} code{background:#f4f4f4}
 """
 
 CHECK_SCRIPT = """
@@ -307,6 +353,10 @@ window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+  var wide = Array.prototype.slice.call(document.querySelectorAll('table,img,pre')).filter(function (e) {
+    return e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+      || e.scrollWidth > e.clientWidth + 1; }).length;  // a table that only fits by scrolling counts too
+  document.body.setAttribute('data-overflowing', String(wide));
 });
 </script>
 """
@@ -325,15 +375,16 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     if manifest is None:
         manifest = _read_csv(run_dir / "spectrum" / "metadata.csv")
     hard = _read_csv(run_dir / "mining" / "hard.csv")
-    fsum = _read_csv(run_dir / "filter" / "summary.csv")
+    fsum = _compact_filter_summary(_read_csv(run_dir / "filter" / "summary.csv"))
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)  # `discl report` and `discl run` alike: the current config's runs
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
+    others = other_runs(cfg, run_dir)
     seed0 = cfg.seeds[0]
-    sheet = spectrum_sheet(run_dir, manifest)
+    classes = _classes(cfg)
+    sheet = spectrum_sheet(run_dir, manifest, classes=classes)
     filt = filter_figure(manifest)
     curves, chosen = training_figures(run_dir, cfg.methods, seed0)
-    classes = _classes(cfg)
     per_class = per_class_figure(run_dir, cfg.methods, cfg.seeds, classes)
     figs = {"spectrum.png": sheet, "filter.png": filt, "curves.png": curves, "levels.png": chosen, "per_class.png": per_class}
     for name, png in figs.items():
@@ -363,11 +414,15 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
         "",
+        "## Other finished training runs in this folder (not among the config's methods × seeds)",
+        "",
+        _md_table(others),
+        "",
         "## Weights (the models that produced each stage, from RUN/.stages)",
         "",
         *weights,
         "",
-        "## Filter per λ",
+        "## Filter per λ (median and mean cosine; every quantile in filter/summary.csv)",
         "",
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
@@ -393,6 +448,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "<h2>Results (test split, %, mean ± std over seeds)</h2>",
         _md_to_html_table(table) if len(results) else "<p>(no training run finished yet)</p>",
         f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
+        ("<h2>Other finished training runs in this folder</h2>" + _md_to_html_table(_md_table(others))
+         if len(others) else ""),
         "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
         "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
@@ -422,6 +479,40 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(page))
     return out
+
+
+def _compact_filter_summary(fsum: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The filter summary without its outer quantiles (q05/q25/q75/q95): a table that fits the page.
+    The full table stays in ``RUN/filter/summary.csv``."""
+    if fsum is None:
+        return None
+    return fsum[[c for c in fsum.columns if not re.search(r"_q(05|25|75|95)$", str(c))]]
+
+
+def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
+    """Finished runs under ``RUN/train/`` that the config's methods × seeds do not name (``discl train
+    --curriculum mixed``, an earlier config's seed): listed, so that every finished run is found."""
+    from discl.artifacts import read_json
+    from discl.methods import run_folder
+    from discl.pipeline import training_order
+
+    named = {run_folder(m, s) for m in training_order(cfg) for s in cfg.seeds}
+    rows = []
+    for path in sorted((Path(run_dir) / "train").glob("*/metrics.json")):
+        if path.parent.name in named:
+            continue
+        try:
+            m = read_json(path)
+        except Exception:  # noqa: BLE001 - a broken file is not a finished run
+            continue
+        test = m.get("test") or {}
+        rows.append({"run": path.parent.name, "kind": m.get("kind", ""), "strategy": m.get("strategy", m.get("variant", "")),
+                     "seed": m.get("seed", ""), "top1 %": _pct(test.get("top1")), "macro-F1 %": _pct(test.get("macro_f1"))})
+    return pd.DataFrame(rows)
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * float(v):.1f}"
 
 
 def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame | None:
@@ -475,8 +566,15 @@ def distance_figure(distances: pd.DataFrame | None) -> bytes | None:
 
 
 def _classes(cfg) -> list[str]:
+    """The class names in label order: the config's, else the dataset's (a csv/folder's sorted names)."""
     if cfg.data.class_names:
         return list(cfg.data.class_names)
+    try:
+        from discl.data import build_dataset
+
+        return list(build_dataset(cfg.data).classes)
+    except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
+        log.debug("report: dataset unavailable for class names: %s", e)
     if cfg.data.task.startswith("fmnist"):
         from discl.data.fashion_mnist import CLASSES
 

@@ -30,7 +30,10 @@ class FilterConfig:
         check(self.top_q is None or 0.0 < self.top_q <= 1.0, "top_q", f"must be in (0, 1], got {self.top_q}")
         check(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        check("{name}" in self.text_template, "text_template", "must contain {name}")
+        from discl.validation import template_problem
+
+        why = template_problem(self.text_template)
+        check(why is None, "text_template", f"{self.text_template!r}: {why}")
         levels = {}
         for key, value in self.per_level.items():
             try:

@@ -73,12 +73,15 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
             raise DisclError(f"generation.pipeline_class: diffusers has no class {cfg.pipeline_class!r}")
     else:
         cls = diffusers.AutoPipelineForImage2Image
+    from discl.hub import load_kwargs, unreachable_reason
+
     kwargs = {"torch_dtype": dtype}  # the name every diffusers >= 0.30 accepts
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        kwargs["local_files_only"] = True
     local = os.path.isdir(cfg.model)
     if not local and (cfg.model.startswith((".", "/", "~")) or os.sep in cfg.model and cfg.model.count("/") > 1):
         raise ModelNotFoundError(f"generation.model: local folder {cfg.model} does not exist; " + how_to_provide(cfg.model))
+    if (why := unreachable_reason(cfg.model)) is not None:  # at once, not after 30 s of hub retries
+        raise ModelNotFoundError(f"generation.model: {how_to_provide(cfg.model)} ({why})")
+    kwargs.update(load_kwargs(cfg.model))
     try:
         pipe = cls.from_pretrained(cfg.model, **kwargs)
     except (OSError, ValueError, HfHubHTTPError) as e:

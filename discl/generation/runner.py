@@ -350,7 +350,7 @@ def main(args: argparse.Namespace) -> int:
 
     from discl.cli import config_from_args
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, command="generate")
     run_dir = cfg.run_path
     state, shard = _distributed_shard()
     if args.shard:

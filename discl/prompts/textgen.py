@@ -44,6 +44,13 @@ def load_text_pipeline(model: str, device: str = "cpu"):
     """
     from transformers import pipeline
 
+    from discl.hub import unreachable_reason
+
+    if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
+        raise ModelNotFoundError(
+            f"prompts.text_model {model!r} could not be loaded ({why}); pass a local folder saved with "
+            f"save_pretrained, or download it on an online machine with `huggingface-cli download {model}` "
+            f"and point HF_HOME at the cache")
     try:
         # HF_HUB_OFFLINE=1 is honoured by transformers itself (passing local_files_only here as well
         # made every call fail with "multiple values for keyword argument")

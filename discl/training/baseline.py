@@ -1,7 +1,7 @@
 """``discl baseline``: classifiers trained on the real task data only (phase 0).
 
 Variants: ``--loss ce`` (cross-entropy), ``--loss bs`` (balanced softmax), ``--sampler
-class_balanced`` (class-balanced resampling, with CE). Each (variant, seed) writes
+class_balanced`` (class-balanced resampling, with CE), ``--loss flyp`` (CLIP models). Each (variant, seed) writes
 ``RUN/train/<variant>-s<seed>/``; a summary with mean ± std over seeds is printed.
 """
 
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from discl.cli import add_config_arguments
 
-    p.add_argument("--loss", nargs="+", choices=["ce", "bs"], default=None,
+    p.add_argument("--loss", nargs="+", choices=["ce", "bs", "flyp"], default=None,
                    help="losses to train (default: the baselines among the config's methods)")
     p.add_argument("--sampler", choices=["none", "class_balanced"], default="none",
                    help="class_balanced: also train the class-balanced resampling baseline (CE)")

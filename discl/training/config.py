@@ -15,7 +15,7 @@ class TrainConfig:
     pretrained_path: str | None = None  # timm: a local weights file (implies pretrained)
     clip_model: str = "ViT-B-16"  # model "clip": open_clip architecture name
     clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file
-    loss: Literal["ce", "balanced_softmax", "flyp"] = "ce"
+    loss: Literal["ce", "balanced_softmax", "bs", "flyp"] = "ce"  # bs = balanced_softmax (as in methods and --loss)
     sampler: Literal["none", "class_balanced"] = "none"  # class_balanced: resample classes uniformly
     epochs: int = 30
     batch_size: int = 128
@@ -38,6 +38,8 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints
 
     def __post_init__(self):
+        if self.loss == "bs":  # one spelling everywhere: methods and `discl train --loss` say bs
+            self.loss = "balanced_softmax"
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")

@@ -366,7 +366,7 @@ def fit(
         if accelerator.is_main_process:
             logger.info("epoch %d/%d loss %.4f%s%s", epoch + 1, cfg.epochs, row["train_loss"],
                         f" val top1 {row['val_top1']:.4f}" if "val_top1" in row else "",
-                        f" {plan.info.get('stage', '')}" if plan.info.get("stage") else "")
+                        f" level λ={plan.info['stage']}" if plan.info.get("stage") else "")  # labelled: "λ=0.5", "λ=real"
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 if improved:

@@ -39,7 +39,8 @@ __all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "baseline_
            "BASELINE_VARIANTS", "test_splits"]
 
 # variant -> (loss, sampler)
-BASELINE_VARIANTS = {"ce": ("ce", "none"), "bs": ("balanced_softmax", "none"), "cb": ("ce", "class_balanced")}
+BASELINE_VARIANTS = {"ce": ("ce", "none"), "bs": ("balanced_softmax", "none"), "cb": ("ce", "class_balanced"),
+                     "flyp": ("flyp", "none")}
 assert tuple(BASELINE_VARIANTS) == BASELINES
 _LOSS_ALIASES = {"ce": "ce", "bs": "balanced_softmax", "balanced_softmax": "balanced_softmax", "flyp": "flyp"}
 
@@ -266,7 +267,7 @@ def _prepare_out(out_dir: Path, cfg: RunConfig, digest: str) -> None:
 def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
     """``cfg`` as baseline ``variant`` trains with it: its loss and sampler, the seed, no baseline init."""
     if variant not in BASELINE_VARIANTS:
-        raise ValueError(f"unknown baseline variant {variant!r} (ce, bs, cb)")
+        raise ValueError(f"unknown baseline variant {variant!r} ({', '.join(BASELINE_VARIANTS)})")
     loss, sampler = BASELINE_VARIANTS[variant]
     init = None if cfg.training.init_from in BASELINE_VARIANTS else cfg.training.init_from  # a baseline starts fresh
     tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed), init_from=init)
@@ -322,11 +323,16 @@ def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int) -> Path
     return path
 
 
-def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
-    """(hard set, filtered spectrum manifest) of a run; clear errors when a stage has not run."""
+def load_curriculum_inputs(run_dir: Path, needs_manifest: bool = True) -> tuple[Any, Any]:
+    """(hard set, filtered spectrum manifest) of a run; clear errors when a stage has not run.
+
+    A strategy that trains on no synthetic level (``real_only``) needs no manifest: a run whose only
+    curriculum method is ``real_only`` has no generate/filter stages, and gets an empty one."""
     hard_path, manifest_path = run_dir / "mining" / "hard.csv", run_dir / "filter" / "manifest.csv"
     if not hard_path.is_file():
         raise ArtifactError(f"missing {hard_path}: run `discl mine` first")
+    if not needs_manifest and not manifest_path.is_file():
+        return read_table(hard_path), pd.DataFrame(columns=["sample_id", "label", "lam", "keep", "file_name"])
     if not manifest_path.is_file():
         raise ArtifactError(f"missing {manifest_path}: run `discl generate` and `discl filter` first")
     return read_table(hard_path), read_table(manifest_path)
@@ -363,7 +369,9 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                      stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train with a curriculum over the filtered spectrum; writes ``RUN/train/<name>/``.
 
-    ``name`` defaults to ``<strategy>-<loss>-s<seed>``. The held-out progress images are chosen from
+    ``name`` defaults to ``<method>-s<seed>`` (:func:`discl.methods.method_for`: ``discl`` for the
+    configured strategy, ``bs+mixed`` for another strategy and loss), the folder ``discl run`` and
+    the report use for the same method. The held-out progress images are chosen from
     the run seed (``cfg.seed``), so every training seed and every strategy that uses them trains on
     the same pool.
     """
@@ -375,20 +383,22 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
         needed_levels,
         select_holdout,
     )
+    from discl.methods import method_for, run_folder
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     digest = curriculum_digest(cfg, run_dir, strategy_name, seed, loss)
+    name = name or run_folder(method_for(strategy_name, loss, cfg.curriculum.strategy, cfg.training.loss), seed)
     cfg = _curriculum_config(cfg, strategy_name, seed, loss)
     tcfg, strategy_name, loss_name = cfg.training, cfg.curriculum.strategy, cfg.training.loss
-    short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
-    out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
+    out_dir = run_dir / "train" / name
     if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
         tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))  # fine-tuned from exactly these weights (in the digest)
     if (done := _done(out_dir, digest)) is not None:
         return done
     ds = build_dataset(cfg.data)
-    hard, manifest = load_curriculum_inputs(run_dir)
     strategy = create_strategy(strategy_name, cfg.curriculum, tcfg.epochs, seed)
+    synthetic = strategy.needs_feedback or bool(needed_levels(strategy, cfg.curriculum, tcfg.epochs))
+    hard, manifest = load_curriculum_inputs(run_dir, needs_manifest=synthetic)
     _prepare_out(out_dir, cfg, digest)
     k = len(ds.classes)
     train_frame = ds.split("train")

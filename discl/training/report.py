@@ -30,6 +30,11 @@ def summarize(results: dict[tuple[str, int], dict]) -> dict[str, dict[str, tuple
 
 
 def print_summary(results: dict[tuple[str, int], dict]) -> None:
+    """One line per method; under DDP (torchrun / accelerate launch) only rank 0 prints it."""
+    import os
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return
     for name, row in summarize(results).items():
         parts = [f"{k} {100 * m:.2f}±{100 * s:.2f}" for k, (m, s, _n) in row.items() if k != "synthetic_seen"]
         n = max((v[2] for v in row.values()), default=0)

@@ -1,7 +1,9 @@
 """``discl train``: train a classifier with a curriculum over the guidance level (phase 2).
 
 Reads ``RUN/mining/hard.csv`` and ``RUN/filter/manifest.csv`` (+ the images under
-``RUN/spectrum``); writes ``RUN/train/<strategy>-<loss>-s<seed>/``. Under ``accelerate launch`` or
+``RUN/spectrum``); writes ``RUN/train/<method>-s<seed>/``, the folder ``discl run`` and the report
+use for the same method (:func:`discl.methods.method_for`): ``discl`` for the configured strategy with
+``training.loss``, ``mixed`` for another strategy, ``bs+discl`` for another loss. Under ``accelerate launch`` or
 ``torchrun`` the same command trains with several processes (DDP).
 """
 
@@ -19,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--curriculum", default=None, help="strategy name (default: curriculum.strategy; `discl curricula`)")
     p.add_argument("--loss", choices=["ce", "bs", "flyp"], default=None, help="default: training.loss")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seeds)")
-    p.add_argument("--name", default=None, help="run name under RUN/train (default: <strategy>-<loss>-s<seed>)")
+    p.add_argument("--name", default=None, help="run name under RUN/train (default: <method>-s<seed>, as discl run names it)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir)")
     add_config_arguments(p)
 

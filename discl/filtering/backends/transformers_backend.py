@@ -24,10 +24,18 @@ class TransformersClipScorer(BatchedScorer):
         super().__init__(batch_size=batch_size, device=device)
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
+        from discl.hub import load_kwargs, unreachable_reason
+
+        if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
+            raise ModelNotFoundError(
+                f"cannot load transformers CLIP {model!r}: {why}. Provide it by downloading once with network "
+                f"(`hf download {model}`) or pass a local folder with config.json, the weights, the tokenizer "
+                "and preprocessor_config.json as filtering.model=PATH")
+        kw = load_kwargs(model)
         try:
-            self.model = CLIPModel.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.processor = CLIPImageProcessor.from_pretrained(model)
+            self.model = CLIPModel.from_pretrained(model, dtype=self.dtype, **kw).to(self.device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(model, **kw)
+            self.processor = CLIPImageProcessor.from_pretrained(model, **kw)
         except Exception as e:  # noqa: BLE001 - OSError, HF hub errors, ValueError alike
             raise ModelNotFoundError(
                 f"cannot load transformers CLIP {model!r}: {e}. Provide it by downloading once with network "

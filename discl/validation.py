@@ -1,0 +1,361 @@
+"""Everything about a run config that can be checked before any work starts.
+
+The typed config (:mod:`discl.config`) checks each value on its own; this module checks what needs
+the registries, the data or the model cache: method and strategy names, the classifier's name in
+timm's / torchvision's registry, the curriculum against the generated levels, prompt templates and
+descriptions, the classes against the data, the embedded backends against the task, and that every
+model's weights are reachable (local or cached, or the hub answers). ``discl run`` and every
+config-driven command call :func:`validate_run_config` before creating any stage folder, so a typo
+costs seconds, not the hours of mining, generation and filtering that run before training.
+
+Each problem is reported on its own line, naming the key and the valid choices; all problems of a
+config are reported at once.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+from discl.configtools import ConfigError
+
+EMBEDDED_TASKS = ("fmnist-lt", "fmnist-lq")  # the tasks the shipped prior and CLIP were trained on
+
+
+def template_problem(template: str) -> str | None:
+    """Why a prompt template cannot be filled with only ``{name}`` (pure), or None."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:  # "Single '}' encountered", "expected '}' before end of string"
+        return f"unbalanced braces ({e}); write a literal brace as {{{{ or }}}}"
+    bad = sorted({f for f in fields if f != "name"})
+    if bad:
+        return f"placeholder(s) {', '.join('{' + b + '}' for b in bad)}: only {{name}} is filled in"
+    if "name" not in fields:
+        return "must contain {name}"
+    return None
+
+
+class _DuplicateKeyLoader:
+    """Build a YAML SafeLoader that rejects duplicate mapping keys (plain YAML keeps the last one)."""
+
+    @staticmethod
+    def loader():
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        def construct(loader, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = loader.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(f"class {key!r} is listed twice")
+                seen.add(key)
+            return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+        Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct)
+        return Loader
+
+
+def descriptions_problems(path: Path) -> list[str]:
+    """Problems of a descriptions file ({class: [description, ...]}), each naming the class."""
+    import yaml
+
+    key = "prompts.descriptions_file"
+    if not path.is_file():
+        return [f"{key}: file not found: {path.resolve()}"]
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            def pairs(items):
+                seen = set()
+                for k, _ in items:
+                    if k in seen:
+                        raise ConfigError(f"class {k!r} is listed twice")
+                    seen.add(k)
+                return dict(items)
+
+            data = json.loads(text, object_pairs_hook=pairs)
+        else:
+            data = yaml.load(text, Loader=_DuplicateKeyLoader.loader())  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as e:
+        return [f"{key}: {path}: {e}"]
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        return [f"{key}: {path}: cannot parse: {str(e).splitlines()[0]}"]
+    if not isinstance(data, dict) or not data:
+        return [f"{key}: {path}: must map class names to lists of descriptions"]
+    out = []
+    for name, descs in data.items():
+        if isinstance(descs, str):
+            descs = [descs]
+        if not isinstance(descs, list) or not descs:
+            out.append(f"{key}: {path}: class {name!r} has no descriptions (an empty list); give at least one or drop it")
+        elif not all(isinstance(d, str) and d.strip() for d in descs):
+            out.append(f"{key}: {path}: descriptions of class {name!r} must be non-empty strings")
+    return out
+
+
+def _method_problems(cfg) -> list[str]:
+    from discl.curriculum.base import list_strategies
+    from discl.methods import methods_help, parse_method
+
+    strategies = list(list_strategies())
+    out = []
+    if cfg.curriculum.strategy not in strategies:
+        out.append(f"curriculum.strategy: unknown strategy {cfg.curriculum.strategy!r} (known: {', '.join(strategies)})")
+    for i, name in enumerate(cfg.methods):
+        try:
+            m = parse_method(name)
+        except ValueError as e:
+            out.append(f"methods[{i}]: {e}; {methods_help(strategies)}")
+            continue
+        if m.strategy is not None and m.strategy != "discl" and m.strategy not in strategies:
+            out.append(f"methods[{i}]: unknown method {name!r}; {methods_help(strategies)}")
+            continue
+        loss = m.loss or cfg.training.loss
+        if loss == "flyp" and cfg.training.model != "clip":
+            out.append(f"methods[{i}]: {name!r} trains with FLYP, which needs training.model: clip "
+                       f"(got {cfg.training.model!r})")
+        if m.level is not None and m.strategy not in ("single", "discl"):
+            out.append(f"methods[{i}]: {name!r}: @λ goes with single (single@0.5)")
+    return out
+
+
+def _curriculum_problems(cfg) -> list[str]:
+    """Build each synthetic method's strategy and walk its epochs: stage/level mismatches surface now."""
+    import dataclasses
+
+    from discl.curriculum.base import create_strategy, list_strategies
+    from discl.curriculum.stage_data import needed_levels
+    from discl.methods import parse_method
+
+    out, known = [], set(list_strategies())
+    generated = {round(float(v), 6) for v in cfg.generation.levels}
+    for name in cfg.methods:
+        try:
+            m = parse_method(name)
+        except ValueError:
+            continue
+        if not m.uses_synthetic:
+            continue
+        strat = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
+        if strat not in known:
+            continue
+        cur = cfg.curriculum if m.level is None else dataclasses.replace(cfg.curriculum, fixed_level=m.level)
+        try:
+            strategy = create_strategy(strat, cur, cfg.training.epochs, 0)
+            levels = needed_levels(strategy, cur, cfg.training.epochs)
+        except (ConfigError, ValueError) as e:
+            msg = str(e)
+            if msg.startswith("curriculum.stages"):
+                msg += (f" (curriculum.levels: {list(cur.levels)}; the schedules take one length per synthetic "
+                        f"level, in order, plus one for a final real-only stage)")
+            out.append(msg if msg.startswith("curriculum.") else f"curriculum ({name}): {msg}")
+            continue
+        missing = [lv for lv in levels if round(float(lv), 6) not in generated]
+        if missing:
+            out.append(f"curriculum.levels: method {name!r} trains on λ = {', '.join(f'{v:g}' for v in missing)}, "
+                       f"which generation.levels ({', '.join(f'{v:g}' for v in cfg.generation.levels)}) does not "
+                       f"generate; add them there or change curriculum.levels")
+    return out
+
+
+def _model_problems(cfg) -> list[str]:
+    """training.model against discl's registry and the installed timm / torchvision (no download)."""
+    name = cfg.training.model
+    key = "training.model"
+    if name == "clip":
+        return []
+    if name.startswith("timm:"):
+        try:
+            import timm
+        except ImportError:
+            return [f"{key}: {name!r} needs timm (pip install timm)"]
+        arch = name.partition(":")[2]
+        if not timm.is_model(arch):
+            near = timm.list_models(f"*{arch[:4]}*")[:8] if arch else []
+            return [f"{key}: timm has no model {arch!r}" + (f" (similar: {', '.join(near)})" if near else
+                                                             " (see timm.list_models())")]
+        return []
+    if name.startswith("torchvision:"):
+        import torchvision
+
+        arch = name.partition(":")[2]
+        known = torchvision.models.list_models()
+        if arch not in known:
+            near = [k for k in known if arch[:4] and k.startswith(arch[:4])][:8]
+            return [f"{key}: torchvision has no model {arch!r}" + (f" (similar: {', '.join(near)})" if near else
+                                                                   " (see torchvision.models.list_models())")]
+        return []
+    from discl.training.models import list_models
+
+    known = [k for k in list_models() if ":" not in k]
+    if name not in known:
+        return [f"{key}: unknown model {name!r} (valid: {', '.join(known)}, clip, timm:<name>, torchvision:<name>)"]
+    return []
+
+
+def _prompt_problems(cfg) -> list[str]:
+    out = []
+    for i, t in enumerate(cfg.prompts.templates):
+        if (why := template_problem(t)) is not None:
+            out.append(f"prompts.templates[{i}]: {t!r}: {why}")
+    if (why := template_problem(cfg.filtering.text_template)) is not None:
+        out.append(f"filtering.text_template: {cfg.filtering.text_template!r}: {why}")
+    if cfg.prompts.descriptions_file:
+        out += descriptions_problems(Path(cfg.prompts.descriptions_file))
+    return out
+
+
+def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) -> list[str]:
+    g, f = cfg.generation, cfg.filtering
+    out = []
+    if g.backend == "embedded" and "generation" not in skip:
+        if g.dtype != "auto":
+            out.append(f"generation.dtype: the embedded generator always runs in float32 and ignores it "
+                       f"(got {g.dtype!r}); leave it at auto or use generation.backend: diffusers")
+        for key, value in (("pipeline_class", g.pipeline_class), ("negative_prompt", g.negative_prompt),
+                           ("resolution", g.resolution)):
+            if value:  # the class-conditional prior reads labels, not text, at its own resolution
+                out.append(f"generation.{key}: the embedded generator ignores it (got {value!r}); remove it or set "
+                           f"generation.backend: diffusers")
+    if not synthetic or cfg.data.task in EMBEDDED_TASKS:
+        return out
+    if g.backend == "embedded" and g.model in ("", "embedded") and "generation" not in skip:
+        out.append(f"generation.backend: the embedded generator knows only the ten Fashion-MNIST classes (by "
+                   f"label index) and cannot draw the classes of data.task {cfg.data.task!r}; set "
+                   f"generation.backend: diffusers with generation.model: <hub id or local folder> (e.g. "
+                   f"stabilityai/sd-turbo), or a prior trained on your data with `discl prior train` as generation.model")
+    if f.backend == "embedded" and f.model in ("", "embedded") and "filtering" not in skip:
+        out.append(f"filtering.backend: the embedded CLIP knows only the Fashion-MNIST class names and cannot "
+                   f"score the classes of data.task {cfg.data.task!r}; set filtering.backend: open_clip with "
+                   f"filtering.model: ViT-B-32/openai (or transformers with a model id / folder)")
+    return out
+
+
+def _data_problems(cfg) -> list[str]:
+    """Build the user's dataset (folder/csv: what mining would do first) and check its classes."""
+    if cfg.data.task not in ("folder", "csv"):
+        return []
+    from discl.data import build_dataset
+
+    ds = build_dataset(cfg.data)
+    counts = ds.class_counts("train")
+    empty = [c for c, n in zip(ds.classes, counts) if n == 0]
+    if empty:
+        where = "data.class_names" if cfg.data.class_names else "data.root"
+        return [f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
+                f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images"]
+    return []
+
+
+def _open_clip_problem(key: str, arch: str, tag: str | None) -> str | None:
+    from discl.hub import unreachable_reason
+
+    if not tag or tag == "none":
+        return None
+    if tag.startswith(("/", ".", "~")) or Path(tag).suffix in (".safetensors", ".bin", ".pt", ".pth"):
+        return None if Path(tag).expanduser().is_file() else f"{key}: checkpoint file {Path(tag).expanduser().resolve()} does not exist"
+    try:
+        import open_clip
+    except ImportError:
+        return f"{key}: needs open_clip (pip install open_clip_torch)"
+    pcfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not pcfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        return f"{key}: open_clip has no pretrained {tag!r} for {arch!r} (valid: {', '.join(tags) or 'none'})"
+    hub = (pcfg.get("hf_hub") or "").strip("/")
+    if hub and (why := unreachable_reason(hub)) is not None:
+        return (f"{key}: the weights of open_clip {arch}/{tag} ({hub}) are not reachable: {why}; download them "
+                f"once with network or pass a local checkpoint file")
+    return None
+
+
+def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) -> list[str]:
+    from discl.hub import offline, unreachable_reason
+
+    out = []
+    g, f, t = cfg.generation, cfg.filtering, cfg.training
+    gen, filt = synthetic and "generation" not in skip, synthetic and "filtering" not in skip
+    if gen and g.backend == "diffusers" and (why := unreachable_reason(g.model)) is not None:
+        from discl.generation.diffusers_backend import how_to_provide
+
+        out.append(f"generation.model: {how_to_provide(g.model)} ({why})")
+    if filt and f.backend == "transformers" and (why := unreachable_reason(f.model)) is not None:
+        out.append(f"filtering.model: the transformers CLIP {f.model!r} is not reachable: {why}")
+    if filt and f.backend == "open_clip":
+        arch, _, tag = f.model.partition("/")
+        if (p := _open_clip_problem("filtering.model", arch, tag or None)) is not None:
+            out.append(p)
+    if gen and cfg.prompts.text_model and (why := unreachable_reason(cfg.prompts.text_model)) is not None:
+        out.append(f"prompts.text_model: {cfg.prompts.text_model!r} is not reachable: {why}")
+    if t.model == "clip" and t.clip_pretrained:
+        if (p := _open_clip_problem("training.clip_pretrained", t.clip_model, t.clip_pretrained)) is not None:
+            out.append(p)
+    if t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
+        out.append(f"training.pretrained_path: {Path(t.pretrained_path).expanduser().resolve()} does not exist")
+    elif t.pretrained and t.model.startswith("timm:"):
+        import timm
+
+        arch = t.model.partition(":")[2]
+        hub = timm.is_model(arch) and getattr(timm.models.get_pretrained_cfg(arch), "hf_hub_id", None)
+        if hub and (why := unreachable_reason(hub)) is not None:
+            out.append(f"training.pretrained: the weights of timm {arch} ({hub}) are not reachable: {why}; "
+                       f"or give a local file as training.pretrained_path")
+    elif t.pretrained and t.model.startswith("torchvision:") and offline():
+        import torch
+        import torchvision
+
+        arch = t.model.partition(":")[2]
+        try:
+            url = torchvision.models.get_model_weights(arch).DEFAULT.url
+        except (ValueError, AttributeError):
+            url = None
+        if url and not (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
+            out.append(f"training.pretrained: torchvision {arch}'s weights are not in {torch.hub.get_dir()} and "
+                       f"HF_HUB_OFFLINE is set")
+    if t.init_from and t.init_from not in ("ce", "bs", "cb", "flyp") and not Path(t.init_from).expanduser().is_file():
+        out.append(f"training.init_from: {Path(t.init_from).expanduser().resolve()} does not exist "
+                   f"(a checkpoint file, or ce/bs/cb/flyp: that baseline of this run)")
+    return out
+
+
+# what a stage's own command does not load: its backends and weights are not checked there
+SKIP_BY_COMMAND = {"generate": frozenset({"filtering", "curriculum"}), "mine": frozenset({"curriculum"}), "train": frozenset({"generation", "filtering"}),
+                   "baseline": frozenset({"generation", "filtering"}), "evaluate": frozenset({"generation", "filtering"}),
+                   "prompts": frozenset({"filtering"})}
+
+
+def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, skip: frozenset[str] = frozenset()) -> None:
+    """Raise one :class:`ConfigError` listing every problem of ``cfg`` that can be found before work starts.
+
+    ``data``: build a folder/csv dataset and check its classes; ``weights``: check that every model
+    the run loads is local, cached or reachable (commands that only read a finished run skip it);
+    ``skip``: sections (``generation``, ``filtering``) whose backend and weights the calling stage
+    command does not load, ``curriculum``: no check of the curriculum against the generated levels
+    (:data:`SKIP_BY_COMMAND`). ``discl run`` checks everything.
+    """
+    from discl.methods import parse_method
+
+    problems = _method_problems(cfg) + _model_problems(cfg)
+    synthetic = False
+    for name in cfg.methods:
+        try:
+            synthetic |= parse_method(name).uses_synthetic
+        except ValueError:
+            pass
+    if not problems and "curriculum" not in skip:  # the curriculum against the generated levels
+        problems += _curriculum_problems(cfg)
+    problems += _prompt_problems(cfg) + _backend_problems(cfg, synthetic, skip)
+    if data:
+        problems += _data_problems(cfg)
+    if weights and not problems:
+        problems += _weights_problems(cfg, synthetic, skip)
+    if problems:
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        raise ConfigError(f"{len(problems)} problems:\n  - " + "\n  - ".join(problems))
