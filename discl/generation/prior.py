@@ -20,6 +20,7 @@ label with probability ``p_uncond = 0.15``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -69,14 +70,19 @@ class PriorRecipe:
     low_res_steps: int = 0
     low_resolution: int = 16
     checkpoint_every: int = 0  # also save the EMA weights to OUT/checkpoint every N steps (0 = never)
+    # warm start: a prior folder (or ``git:REV``, the prior shipped at that revision of this repository)
+    # whose weights initialise the UNet; the architecture must match (the resolution may differ: the
+    # UNet is convolutional). "" = random init.
+    init_from: str = ""
 
     def __post_init__(self):
         levels = 2 ** (len(self.block_out_channels) - 1)
         check(self.resolution % levels == 0, "resolution",
               f"must be divisible by 2^(levels-1) for {len(self.block_out_channels)} levels")
         check(0 <= self.low_res_steps < max(self.steps, 1), "low_res_steps", "must be in [0, steps)")
-        check(self.low_resolution % levels == 0 and 0 < self.low_resolution <= self.resolution, "low_resolution",
-              f"must be divisible by {levels} and at most resolution")
+        if self.low_res_steps:
+            check(self.low_resolution % levels == 0 and 0 < self.low_resolution <= self.resolution, "low_resolution",
+                  f"must be divisible by {levels} and at most resolution")
         check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
         check(0.0 < self.p_uncond < 1.0, "p_uncond", "must be in (0, 1): CFG needs a trained null class")
         check(self.steps >= 1 and self.batch_size >= 1, "steps", "steps and batch_size must be >= 1")
@@ -176,6 +182,13 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)  # parameter init of the UNet
     unet = build_unet(recipe)
+    init_info = {}
+    if recipe.init_from:
+        init_dir = resolve_prior_folder(recipe.init_from)
+        unet.load_state_dict(load_prior(init_dir).unet.state_dict())
+        init_info = {"init_from": recipe.init_from,
+                     "init_sha256": hashlib.sha256((Path(init_dir) / WEIGHTS_NAME).read_bytes()).hexdigest()}
+        logger.info("initialised from %s (sha256 %s)", recipe.init_from, init_info["init_sha256"][:12])
     ema = build_unet(recipe)
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
@@ -229,12 +242,28 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
                 and step + 1 < recipe.steps:
             save_prior(Prior(ema, scheduler_config(recipe), recipe.num_classes, recipe.resolution),
                        Path(out_dir) / "checkpoint", recipe=recipe, steps_done=step + 1,
-                       train_seconds=time.perf_counter() - t0)
+                       train_seconds=time.perf_counter() - t0, **init_info)
     ema.eval()
     prior = Prior(ema, scheduler_config(recipe), recipe.num_classes, recipe.resolution)
     if out_dir is not None:
-        save_prior(prior, Path(out_dir), recipe=recipe, train_seconds=time.perf_counter() - t0)
+        save_prior(prior, Path(out_dir), recipe=recipe, train_seconds=time.perf_counter() - t0, **init_info)
     return prior
+
+
+def resolve_prior_folder(where: str) -> Path:
+    """A prior folder, or ``git:REV``: the prior shipped at that revision, extracted to a temporary folder."""
+    if not where.startswith("git:"):
+        return Path(where)
+    import subprocess
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="discl-prior-"))
+    root = ASSET_DIR.parents[2]
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        blob = subprocess.run(["git", "-C", str(root), "show", f"{where[4:]}:discl/assets/prior/{name}"],
+                              check=True, capture_output=True).stdout
+        (out / name).write_bytes(blob)
+    return out
 
 
 def save_prior(prior: Prior, out_dir: Path, recipe: PriorRecipe | None = None, **info: Any) -> None:
