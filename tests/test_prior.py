@@ -174,3 +174,17 @@ def test_init_from_warm_starts_the_unet(tmp_path):
     assert meta["init_from"] == str(tmp_path / "a") and len(meta["init_sha256"]) == 64
     with pytest.raises(RuntimeError):  # another architecture does not load
         train_prior(_tiny_recipe(block_out_channels=[8, 8], init_from=str(tmp_path / "a")), x, y, progress=False)
+
+
+def test_constant_lr_checkpoint_equals_a_shorter_recipe(tmp_path):
+    """With lr_schedule constant the EMA weights after N steps do not depend on ``steps``."""
+    from discl.generation.prior import train_prior
+
+    x, y = _tiny_data()
+    train_prior(_tiny_recipe(steps=4, checkpoint_every=3, lr_schedule="constant"), x, y, out_dir=tmp_path / "long",
+                progress=False)
+    short = train_prior(_tiny_recipe(steps=3, lr_schedule="constant"), x, y, progress=False)
+    ckpt = load_prior(tmp_path / "long" / "checkpoint")
+    assert all(torch.equal(p, q) for p, q in zip(ckpt.unet.state_dict().values(), short.unet.state_dict().values()))
+    cosine = train_prior(_tiny_recipe(steps=3, lr_schedule="cosine", warmup_steps=1), x, y, progress=False)
+    assert any(not torch.equal(p, q) for p, q in zip(cosine.unet.state_dict().values(), short.unet.state_dict().values()))

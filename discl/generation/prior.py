@@ -59,6 +59,9 @@ class PriorRecipe:
     batch_size: int = 64
     lr: float = 1.5e-3
     warmup_steps: int = 200
+    # cosine: decay to 0 over ``steps``; constant: lr after the warmup, so the EMA weights after N
+    # steps do not depend on ``steps`` (a checkpoint at step N *is* the recipe with steps = N)
+    lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     seed: int = 0
@@ -84,6 +87,7 @@ class PriorRecipe:
             check(self.low_resolution % levels == 0 and 0 < self.low_resolution <= self.resolution, "low_resolution",
                   f"must be divisible by {levels} and at most resolution")
         check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        check(self.lr_schedule in ("cosine", "constant"), "lr_schedule", "must be cosine or constant")
         check(0.0 < self.p_uncond < 1.0, "p_uncond", "must be in (0, 1): CFG needs a trained null class")
         check(self.steps >= 1 and self.batch_size >= 1, "steps", "steps and batch_size must be >= 1")
 
@@ -201,6 +205,8 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     def lr_at(step: int) -> float:
         if step < recipe.warmup_steps:
             return recipe.lr * (step + 1) / recipe.warmup_steps
+        if recipe.lr_schedule == "constant":
+            return recipe.lr
         p = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
         return recipe.lr * 0.5 * (1 + math.cos(math.pi * p))
 
