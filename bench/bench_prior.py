@@ -108,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--boot", type=int, default=200, help="bootstrap replicates of the MMD² interval")
     p.add_argument("--classifier-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="first N hard images only (a quick check)")
+    p.add_argument("--seeds", type=int, default=None, help="override generation.seeds_per_level (a quick check)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default=None, help="JSON file for every figure")
     args = p.parse_args(argv)
@@ -125,8 +127,10 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     cfg = load_config(args.config)
     g = cfg.generation
+    if args.seeds:
+        g.seeds_per_level = args.seeds
     ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
-    hard = hard_set(cfg, ds)
+    hard = hard_set(cfg, ds)[:args.limit]
     classes = sorted(int(c) for c in hard["label"].unique())
     src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
     src_rep = np.repeat(src, g.seeds_per_level, axis=0)
@@ -173,21 +177,29 @@ def main(argv=None) -> int:
             rows = {"roundtrip": {"ssim": fd.ssim(rt, src), "psnr": fd.psnr(rt, src), "hf": fd.hf_energy(rt)}}
             gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps,
                                                     guidance_scale=g.guidance_scale))
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             for lam in g.levels:
                 t2 = time.perf_counter()
+                c2 = time.process_time()
                 x = generate(gen, g, hard, src, lam)
+                gen_cpu = time.process_time() - c2
                 m = mmd(x)
                 acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
                 rows[f"{lam:.1f}"] = {
                     "ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep), "hf": fd.hf_energy(x),
                     "hf_ratio": fd.hf_energy(x) / ref["hf_sources"], "mmd2": m["mmd2"], "mmd2_lo": m["low"],
                     "mmd2_hi": m["high"], "acc": acc, "acc_ratio": acc / real_acc,
-                    "seconds": round(time.perf_counter() - t2, 1)}
+                    "seconds": round(time.perf_counter() - t2, 1), "generate_cpu_seconds": round(gen_cpu, 1)}
             result["priors"][name] = {"where": spec, "resolution": r, "rows": rows,
                                       "generation_seconds": round(time.perf_counter() - t1, 1),
+                                      "generation_cpu_seconds": round(time.process_time() - c1, 1),
+                                      "generate_only_cpu_seconds": round(sum(
+                                          v.get("generate_cpu_seconds", 0) for v in rows.values()), 1),
                                       "targets": targets(rows, g.levels)}
             print_prior(name, spec, r, rows, result["priors"][name]["targets"])
+            print(f"spectrum + measures: {result['priors'][name]['generation_seconds']} s wall, "
+                  f"{result['priors'][name]['generation_cpu_seconds']} s CPU ({args.threads} thread), of which "
+                  f"generating the images {result['priors'][name]['generate_only_cpu_seconds']} s CPU", flush=True)
     result["seconds"] = round(time.perf_counter() - t_all, 1)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
