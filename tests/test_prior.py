@@ -124,3 +124,67 @@ def test_shipped_prior_quality_bar():
     res = evaluate_prior(None, [1.0, 3.0], per_class=20, steps=50, classifier_epochs=2)
     assert res["samples"]["3.0"]["ratio_to_real"] >= 0.9
     assert res["samples"]["3.0"]["accuracy"] >= res["samples"]["1.0"]["accuracy"] - 0.02
+
+
+def _tiny_recipe(**kw):
+    base = {"resolution": 8, "block_out_channels": [8, 16], "attention_at_lowest": False, "steps": 2, "batch_size": 8,
+            "warmup_steps": 1, "threads": 1, "low_res_steps": 0, "checkpoint_every": 0, "init_from": ""}
+    return load_recipe(overrides={**base, **kw})
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (32, 1, 28, 28), generator=g, dtype=torch.uint8), torch.arange(32) % 10
+
+
+def test_progressive_resolution_and_checkpoints(tmp_path):
+    import json
+
+    from discl.generation.prior import train_prior
+
+    x, y = _tiny_data()
+    a = train_prior(_tiny_recipe(resolution=16, low_res_steps=2, low_resolution=8, steps=3, checkpoint_every=1), x, y,
+                    out_dir=tmp_path / "a", progress=False)
+    b = train_prior(_tiny_recipe(resolution=16, steps=3), x, y, progress=False)
+    # the low-resolution phase changes the weights, and the model still samples at 16 px
+    assert any(not torch.equal(p, q) for p, q in zip(a.unet.state_dict().values(), b.unet.state_dict().values()))
+    assert load_prior(tmp_path / "a").resolution == 16
+    meta = json.loads((tmp_path / "a" / "checkpoint" / "prior_config.json").read_text())
+    assert meta["steps_done"] == 2  # the last checkpoint before the final save
+    from discl.configtools import ConfigError
+
+    with pytest.raises(ConfigError, match="low_res_steps"):
+        _tiny_recipe(low_res_steps=2)
+    with pytest.raises(ConfigError, match="low_resolution"):
+        _tiny_recipe(low_res_steps=1, low_resolution=12)
+
+
+def test_init_from_warm_starts_the_unet(tmp_path):
+    import json
+
+    from discl.generation.prior import train_prior
+
+    x, y = _tiny_data()
+    a = train_prior(_tiny_recipe(), x, y, out_dir=tmp_path / "a", progress=False)
+    # lr 0: the fine-tune keeps the initial weights, which must be a's, also at another resolution
+    b = train_prior(_tiny_recipe(resolution=12, lr=0.0, init_from=str(tmp_path / "a")), x, y, out_dir=tmp_path / "b",
+                    progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.state_dict().values(), b.unet.state_dict().values()))
+    meta = json.loads((tmp_path / "b" / "prior_config.json").read_text())
+    assert meta["init_from"] == str(tmp_path / "a") and len(meta["init_sha256"]) == 64
+    with pytest.raises(RuntimeError):  # another architecture does not load
+        train_prior(_tiny_recipe(block_out_channels=[8, 8], init_from=str(tmp_path / "a")), x, y, progress=False)
+
+
+def test_constant_lr_checkpoint_equals_a_shorter_recipe(tmp_path):
+    """With lr_schedule constant the EMA weights after N steps do not depend on ``steps``."""
+    from discl.generation.prior import train_prior
+
+    x, y = _tiny_data()
+    train_prior(_tiny_recipe(steps=4, checkpoint_every=3, lr_schedule="constant"), x, y, out_dir=tmp_path / "long",
+                progress=False)
+    short = train_prior(_tiny_recipe(steps=3, lr_schedule="constant"), x, y, progress=False)
+    ckpt = load_prior(tmp_path / "long" / "checkpoint")
+    assert all(torch.equal(p, q) for p, q in zip(ckpt.unet.state_dict().values(), short.unet.state_dict().values()))
+    cosine = train_prior(_tiny_recipe(steps=3, lr_schedule="cosine", warmup_steps=1), x, y, progress=False)
+    assert any(not torch.equal(p, q) for p, q in zip(cosine.unet.state_dict().values(), short.unet.state_dict().values()))

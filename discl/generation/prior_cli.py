@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="prior_command", metavar="ACTION", required=True)
-    t = sub.add_parser("train", help="train the prior on the clean prior pool (CPU, ~25 min on one core)")
+    t = sub.add_parser("train", help="train the prior on the clean prior pool (CPU, one thread; see recipe.yaml)")
     t.add_argument("--recipe", default=None, help="recipe YAML (default: the shipped discl/assets/prior/recipe.yaml)")
     t.add_argument("--out", required=True, help="folder for prior.safetensors + prior_config.json")
     t.add_argument("--steps", type=int, default=None, help="override the recipe's training steps")

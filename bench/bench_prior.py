@@ -1,0 +1,237 @@
+"""How faithful is the embedded prior's spectrum? Judged without the embedded CLIP.
+
+For each prior given with ``--prior``, the benchmark generates the fmnist-lt demo's spectrum of its
+hard images (configs/fmnist-lt.yaml: the ``class_frequency`` miner's hard set, the demo's levels,
+seeds per level, steps, guidance scale and base seed; the real ``EmbeddedGenerator`` backend, so
+resizes and seeds are the ones the demo uses) and measures, per λ, with
+``discl.evaluation.fidelity`` (model-free):
+
+- ``ssim`` / ``psnr``: mean SSIM (Gaussian window) and mean PSNR (dB) of each variant to its source;
+- ``hf``: high-frequency energy (mean squared Laplacian, 0..1 intensities), with the real hard
+  sources' and real test images' values as references (``hf_ratio`` = variants / hard sources);
+- ``mmd2`` [``lo``, ``hi``]: unbiased raw-pixel MMD² (RBF kernel) to real fmnist-lt *test* images of
+  the hard classes, with a 95 % bootstrap interval; one bandwidth for every row of every prior (the
+  median heuristic on the real test set), so rows and priors are comparable. The real hard sources
+  themselves give the λ = 1 row;
+- ``acc``: accuracy of a small CNN trained on balanced real data (the clean prior pool,
+  ``discl.generation.prior_eval``) on the variants, against its accuracy on real (clean) test
+  images of the same classes (``acc_ratio``).
+
+A ``roundtrip`` row per prior sends the sources through the prior's resolution and back with no
+denoising: the ceiling of any variant's fidelity at that resolution.
+
+Targets (issue 14): at λ = 0.9 SSIM ≥ 0.85, PSNR ≥ 28 dB and HF within 25 % of real; MMD² falling
+monotonically from λ = 0 to 0.9; λ = 0 accuracy ≥ 90 % of the real-image accuracy.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_prior.py --prior old=git:HEAD~1 --prior new=embedded \\
+        [--config configs/fmnist-lt.yaml] [--test-per-class 300] [--out bench_prior.json]
+
+``--prior`` takes ``NAME=FOLDER``, ``NAME=embedded`` (the shipped prior) or ``NAME=git:REV`` (the
+prior shipped at that git revision, extracted to a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from discl.evaluation import fidelity as fd  # noqa: E402
+
+ASSET_FILES = ("prior.safetensors", "prior_config.json")
+
+
+def resolve_prior(spec: str, tmp: Path) -> tuple[str, str]:
+    """``NAME=WHERE`` -> (name, folder or "embedded")."""
+    name, _, where = spec.partition("=")
+    if not where:
+        name, where = spec, spec
+    if where.startswith("git:"):
+        rev = where[4:]
+        out = tmp / name
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ASSET_FILES:
+            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:discl/assets/prior/{f}"],
+                                  check=True, capture_output=True).stdout
+            (out / f).write_bytes(blob)
+        return name, str(out)
+    return name, where
+
+
+def hard_set(cfg, ds):
+    """The demo's hard images: every training image of a class below ``mining.frequency_below``."""
+    if list(cfg.mining.criteria) != ["class_frequency"]:
+        raise SystemExit("bench_prior reproduces the class_frequency miner only")
+    train = ds.split("train")
+    counts = ds.class_counts("train")
+    hard = train[counts[train["label"].to_numpy()] < cfg.mining.frequency_below]
+    return hard.iloc[np.argsort(hard["sample_id"].to_numpy().astype(str), kind="stable")]
+
+
+def generate(gen, gen_cfg, hard, images: np.ndarray, lam: float) -> np.ndarray:
+    """The spectrum at one λ: uint8 [n_hard * seeds, 28, 28], source-major, k minor."""
+    from PIL import Image
+
+    from discl.generation.base import GenerationBatch
+    from discl.generation.planning import job_seed, strength_for
+
+    sids, labels = list(hard["sample_id"]), [int(v) for v in hard["label"]]
+    jobs = [(i, k) for i in range(len(sids)) for k in range(gen_cfg.seeds_per_level)]
+    out = []
+    for s in range(0, len(jobs), gen_cfg.batch_size):
+        chunk = jobs[s:s + gen_cfg.batch_size]
+        batch = GenerationBatch(
+            sources=[Image.fromarray(images[i]) for i, _ in chunk], source_keys=[sids[i] for i, _ in chunk],
+            labels=[labels[i] for i, _ in chunk], prompts=[""] * len(chunk),
+            seeds=[job_seed(gen_cfg.base_seed, sids[i], lam, k) for i, k in chunk], strength=strength_for(lam),
+            steps=gen_cfg.steps, guidance_scale=gen_cfg.guidance_scale,
+            text_to_image=bool(gen_cfg.text_to_image_at_zero and lam == 0.0))
+        out += [np.asarray(im.convert("L")) for im in gen.generate(batch)]
+    return np.stack(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--prior", action="append", required=True, help="NAME=FOLDER | NAME=embedded | NAME=git:REV")
+    p.add_argument("--config", default=str(ROOT / "configs" / "fmnist-lt.yaml"))
+    p.add_argument("--test-per-class", type=int, default=300, help="real test images per hard class for MMD²")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap replicates of the MMD² interval")
+    p.add_argument("--classifier-epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="first N hard images only (a quick check)")
+    p.add_argument("--seeds", type=int, default=None, help="override generation.seeds_per_level (a quick check)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default=None, help="JSON file for every figure")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from discl.config import load_config
+    from discl.data import fashion_mnist as fm
+    from discl.data.tasks import build_prior_pool, build_task
+    from discl.generation.base import create_generator
+    from discl.generation.config import GenerationConfig
+    from discl.generation.prior import from_model_space, load_prior, to_model_space
+    from discl.generation.prior_eval import accuracy, train_classifier
+    from discl.seeding import numpy_rng
+
+    t_all = time.perf_counter()
+    cfg = load_config(args.config)
+    g = cfg.generation
+    if args.seeds:
+        g.seeds_per_level = args.seeds
+    ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
+    hard = hard_set(cfg, ds)[:args.limit]
+    classes = sorted(int(c) for c in hard["label"].unique())
+    src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
+    src_rep = np.repeat(src, g.seeds_per_level, axis=0)
+    lab_rep = torch.as_tensor(np.repeat(hard["label"].to_numpy(), g.seeds_per_level)).long()
+    test = ds.split("test")
+    test_ids = np.concatenate([
+        numpy_rng("bench-prior-test", cfg.data.seed, c).permutation(test.index[test["label"] == c].to_numpy())
+        [:args.test_per_class] for c in classes])
+    real_test = ds.tensors(list(test_ids), 28, 1)[:, 0].numpy()
+    real_feat = fd.flatten_pixels(real_test)
+    bw = fd.median_bandwidth(real_feat)
+
+    # the independent classifier: trained on balanced clean real data, scored on clean real test images
+    t0 = time.perf_counter()
+    pool = build_prior_pool(0, args.data_root)
+    clf = train_classifier(pool.tensors(list(pool.frame["sample_id"]), 28, 1),
+                           torch.as_tensor(pool.frame["label"].to_numpy().copy()).long(), args.classifier_epochs)
+    te_x, te_y = fm.load_split("test", args.data_root)
+    keep = np.isin(te_y, classes)
+    real_acc = accuracy(clf, torch.from_numpy(te_x[keep].copy())[:, None], torch.from_numpy(te_y[keep].astype(np.int64)))
+    clf_s = time.perf_counter() - t0
+
+    def mmd(x):
+        return fd.mmd2_interval(fd.flatten_pixels(x), real_feat, bandwidth=bw, n_boot=args.boot, seed=0)
+
+    ref = {"hf_sources": fd.hf_energy(src), "hf_test": fd.hf_energy(real_test), "mmd2_sources": mmd(src),
+           "real_clean_test_accuracy": real_acc,
+           "sources_accuracy": accuracy(clf, torch.from_numpy(src)[:, None], torch.as_tensor(hard["label"].to_numpy()))}
+    result = {"config": args.config, "levels": list(g.levels), "steps": g.steps, "guidance_scale": g.guidance_scale,
+              "seeds_per_level": g.seeds_per_level, "n_hard": len(hard), "hard_classes": classes,
+              "n_real_test": len(real_test), "bandwidth": bw, "classifier_seconds": round(clf_s, 1),
+              "reference": ref, "priors": {}}
+    print(f"hard images: {len(hard)} of classes {classes}; {g.seeds_per_level} seeds x {len(g.levels)} levels, "
+          f"{g.steps} steps, guidance {g.guidance_scale}; real test images of those classes: {len(real_test)}")
+    print(f"real: HF sources {ref['hf_sources']:.4f}, HF test {ref['hf_test']:.4f}, MMD² sources->test "
+          f"{ref['mmd2_sources']['mmd2']:.4f}; classifier accuracy on clean test of those classes {real_acc:.3f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.prior:
+            name, folder = resolve_prior(spec, Path(tmp))
+            prior = load_prior(folder)
+            r = prior.resolution
+            rt = from_model_space(to_model_space(torch.from_numpy(src)[:, None], r), (28, 28))[:, 0].numpy()
+            rows = {"roundtrip": {"ssim": fd.ssim(rt, src), "psnr": fd.psnr(rt, src), "hf": fd.hf_energy(rt)}}
+            gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps,
+                                                    guidance_scale=g.guidance_scale))
+            t1, c1 = time.perf_counter(), time.process_time()
+            for lam in g.levels:
+                t2 = time.perf_counter()
+                c2 = time.process_time()
+                x = generate(gen, g, hard, src, lam)
+                gen_cpu = time.process_time() - c2
+                m = mmd(x)
+                acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
+                rows[f"{lam:.1f}"] = {
+                    "ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep), "hf": fd.hf_energy(x),
+                    "hf_ratio": fd.hf_energy(x) / ref["hf_sources"], "mmd2": m["mmd2"], "mmd2_lo": m["low"],
+                    "mmd2_hi": m["high"], "acc": acc, "acc_ratio": acc / real_acc,
+                    "seconds": round(time.perf_counter() - t2, 1), "generate_cpu_seconds": round(gen_cpu, 1)}
+            result["priors"][name] = {"where": spec, "resolution": r, "rows": rows,
+                                      "generation_seconds": round(time.perf_counter() - t1, 1),
+                                      "generation_cpu_seconds": round(time.process_time() - c1, 1),
+                                      "generate_only_cpu_seconds": round(sum(
+                                          v.get("generate_cpu_seconds", 0) for v in rows.values()), 1),
+                                      "targets": targets(rows, g.levels)}
+            print_prior(name, spec, r, rows, result["priors"][name]["targets"])
+            print(f"spectrum + measures: {result['priors'][name]['generation_seconds']} s wall, "
+                  f"{result['priors'][name]['generation_cpu_seconds']} s CPU ({args.threads} thread), of which "
+                  f"generating the images {result['priors'][name]['generate_only_cpu_seconds']} s CPU", flush=True)
+    result["seconds"] = round(time.perf_counter() - t_all, 1)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def targets(rows: dict, levels) -> dict:
+    top, low = rows[f"{max(levels):.1f}"], rows[f"{min(levels):.1f}"]
+    mm = [rows[f"{lam:.1f}"]["mmd2"] for lam in sorted(levels)]
+    return {
+        "ssim_0.9>=0.85": top["ssim"] >= 0.85,
+        "psnr_0.9>=28": top["psnr"] >= 28.0,
+        "hf_0.9_within_25%": abs(top["hf_ratio"] - 1) <= 0.25,
+        "mmd2_monotone_falling": all(b < a for a, b in zip(mm, mm[1:])),
+        "acc_0.0>=0.9_real": low["acc_ratio"] >= 0.9,
+    }
+
+
+def print_prior(name, spec, r, rows, tg) -> None:
+    print(f"\n== {name} ({spec}, {r} px)")
+    print(f"{'lambda':>9} {'SSIM':>6} {'PSNR':>6} {'HF':>7} {'HF/real':>7} {'MMD2 [95% CI]':>26} {'acc':>6} "
+          f"{'acc/real':>8} {'s':>6}")
+    for key, v in rows.items():
+        if key == "roundtrip":
+            print(f"{key:>9} {v['ssim']:6.3f} {v['psnr']:6.2f} {v['hf']:7.4f}")
+            continue
+        print(f"{key:>9} {v['ssim']:6.3f} {v['psnr']:6.2f} {v['hf']:7.4f} {v['hf_ratio']:7.2f} "
+              f"{v['mmd2']:8.4f} [{v['mmd2_lo']:7.4f}, {v['mmd2_hi']:7.4f}] {v['acc']:6.3f} {v['acc_ratio']:8.2f} "
+              f"{v['seconds']:6.1f}")
+    print("targets: " + ", ".join(f"{k} {'MET' if ok else 'NOT met'}" for k, ok in tg.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
