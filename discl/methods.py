@@ -3,7 +3,9 @@
 ``ce`` / ``bs``: real data only with cross-entropy / balanced softmax; ``cb``: CE with
 class-balanced resampling; ``discl``: the configured curriculum; ``<loss>+<strategy>`` combines a
 loss with any registered curriculum strategy (``bs+discl``, ``ce+mixed``, ``ce+single@0.5``).
-A bare strategy name means CE with that strategy.
+A bare strategy name means CE with that strategy. ``la`` / ``crt`` / ``ce_long`` (:data:`DERIVED`) are
+built from the same seed's ``ce`` run: post-hoc logit adjustment, classifier re-training with
+class-balanced sampling, CE continued (:mod:`discl.training.posthoc`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 LOSSES = {"ce": "ce", "bs": "balanced_softmax", "flyp": "flyp"}
 BASELINES = ("ce", "bs", "cb")  # the real-data-only methods (``training.init_from`` may name one)
+DERIVED = ("la", "crt", "ce_long")  # real-data-only baselines built from the same seed's ``ce`` run
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class Method:
     sampler: str  # none | class_balanced
     strategy: str | None  # None = real data only, no curriculum; "discl" = the configured one
     level: float | None = None  # for single-level strategies: ``single@0.5``
+    base: str | None = None  # DERIVED methods: the baseline whose same-seed checkpoint they start from
 
     @property
     def uses_synthetic(self) -> bool:
@@ -35,6 +39,8 @@ def parse_method(name: str) -> Method:
         return Method(text, "ce", "class_balanced", None)
     if text in LOSSES:
         return Method(text, LOSSES[text], "none", None)
+    if text in DERIVED:
+        return Method(text, "ce", "class_balanced" if text == "crt" else "none", None, base="ce")
     loss, _, strat = text.partition("+") if "+" in text else ("ce", "", text)
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r} in method {name!r} (ce, bs, flyp)")

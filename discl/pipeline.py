@@ -99,6 +99,10 @@ def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[
     from discl.training.recipe import train_baseline, train_curriculum
 
     m = parse_method(method)
+    if m.base is not None:  # la / crt / ce_long: built from the same seed's CE run
+        from discl.training.posthoc import train_derived
+
+        return train_derived(cfg, run_dir, m.name, seed)
     if m.strategy is None:
         variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
         assert f"{variant}-s{seed}" == f"{m.name}-s{seed}"
@@ -128,12 +132,14 @@ def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
 def training_order(cfg: RunConfig) -> list[str]:
     """The methods in the order they train (pure): with ``training.init_from`` naming a baseline
     (``ce``), that baseline comes first, added when not listed, since the curriculum runs fine-tune
-    from its checkpoint of the same seed."""
+    from its checkpoint of the same seed; so does the base (``ce``) of a derived baseline (``la``,
+    ``crt``, ``ce_long``)."""
     init = cfg.training.init_from
     methods = list(cfg.methods)
-    if init in BASELINES and any(parse_method(m).uses_synthetic for m in methods):
-        methods = [init] + [m for m in methods if m != init]
-    return methods
+    parsed = [parse_method(m) for m in methods]
+    first = [init] if init in BASELINES and any(m.uses_synthetic for m in parsed) else []
+    first = list(dict.fromkeys(first + [m.base for m in parsed if m.base is not None]))
+    return first + [m for m in methods if m not in first]
 
 
 def method_view(cfg: RunConfig, method: str) -> Any:
