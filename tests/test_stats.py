@@ -86,3 +86,24 @@ def test_paired_table():
     row = t.iloc[0]
     assert row["test.top1.n"] == 6 and row["test.top1.text"].startswith("+2.1 [")
     assert row["test.few"] == 0 and row["test.few.text"].startswith("no detectable difference at n = 6")
+
+
+def test_bench_results_table_has_a_paired_column_against_discl():
+    import argparse
+    import importlib.util
+
+    from conftest import ROOT
+
+    from discl.config import load_config
+
+    spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" / "results.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = _results().assign(**{"test.many": 0.8, "test.medium": 0.3, "synthetic_seen": 0, "denoiser_steps": 0})
+    cfg = load_config("configs/fmnist-lt.yaml", ["methods=[cb, discl]"])
+    args = argparse.Namespace(seeds=[0, 1, 2], data_seeds=[0, 1], methods=["cb", "discl"], interval="t", overrides=[])
+    text = bench.render(cfg, res, args, 60.0)
+    assert "| Δ overall vs DisCL | Δ few vs DisCL |" in text and "--data-seeds 0 1" in text
+    cb_row = next(line for line in text.splitlines() if line.startswith("| CE + class-balanced"))
+    assert "+2.1 [" in cb_row and "no detectable difference at n = 6" in cb_row
+    assert "| reference | reference |" in next(line for line in text.splitlines() if "DisCL (non-adaptive)" in line)
