@@ -107,3 +107,13 @@ def test_bench_results_table_has_a_paired_column_against_discl():
     cb_row = next(line for line in text.splitlines() if line.startswith("| CE + class-balanced"))
     assert "+2.1 [" in cb_row and "no detectable difference at n = 6" in cb_row
     assert "| reference | reference |" in next(line for line in text.splitlines() if "DisCL (non-adaptive)" in line)
+
+
+def test_report_section_states_paired_differences():
+    from discl.evaluation.report import paired_section
+
+    lines = paired_section(_results())
+    assert lines[0].startswith("### Paired difference to discl")
+    table = next(x for x in lines if x.startswith("|"))
+    assert "| cb | +2.1 [" in table and "no detectable difference at n = 6" in table
+    assert paired_section(_results()[lambda r: r["method"] == "cb"]) == []  # no DisCL run: no section

@@ -328,6 +328,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     fsum = _read_csv(run_dir / "filter" / "summary.csv")
     results = collect_results(cfg, run_dir)
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
+    paired = paired_section(results)
     seed0 = cfg.seeds[0]
     sheet = spectrum_sheet(run_dir, manifest)
     filt = filter_figure(manifest)
@@ -362,6 +363,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
         "",
+        *paired,
         "## Weights (the models that produced each stage, from RUN/.stages)",
         "",
         *weights,
@@ -391,6 +393,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "<h2>Results (test split, %, mean ± std over seeds)</h2>",
         _md_to_html_table(table) if len(results) else "<p>(no training run finished yet)</p>",
         f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
+        *(f"<h3>{html.escape(x[4:])}</h3>" if x.startswith("### ") else _md_to_html_table(x) if x.startswith("|")
+          else f"<p>{html.escape(x)}</p>" for x in paired if x),
         "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
         "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
@@ -420,6 +424,27 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(page))
     return out
+
+
+def paired_section(results: pd.DataFrame, reference: str = "discl") -> list[str]:
+    """Markdown lines: each method's paired difference to DisCL over the same seeds, with its 95 %
+    interval (:mod:`discl.evaluation.stats`); empty when DisCL or another method has no run. A table
+    is one line starting with ``|`` (tables joined by newlines), the heading starts with ``### ``."""
+    from discl.evaluation.stats import paired_table
+
+    if not len(results) or "method" not in results.columns or reference not in set(results["method"]):
+        return []
+    metrics = [m for m in ("test.top1", "test.few", "test.macro_f1", "test_ood.macro_f1") if m in results.columns]
+    table = paired_table(results, metrics, reference=reference)
+    if not len(table):
+        return []
+    lines = ["| method | " + " | ".join(f"Δ {m} vs {reference}" for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    lines += ["| " + " | ".join([str(r["method"]), *(str(r.get(f"{m}.text", "")) for m in metrics)]) + " |"
+              for _, r in table.iterrows()]
+    return [f"### Paired difference to {reference} (points, 95 % paired-t interval over the same seeds)", "",
+            "\n".join(lines), "",
+            "A difference is stated only when its interval excludes 0; otherwise the cell says \"no detectable difference at n = …\".", ""]
 
 
 def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame | None:
