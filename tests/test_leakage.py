@@ -70,6 +70,9 @@ def test_a_planted_test_image_is_found(tmp_path):
     with Image.open(run / "leakage" / "closest.png") as im:
         assert im.width > 0 and im.height > 0
     assert "2 (synthetic image, space, split) cases" in p.stdout
+    from discl.evaluation.leakage import leakage_section
+
+    assert f"| clip | test | {THRESHOLDS['clip']:g} | 1 |" in "\n".join(leakage_section(run))  # the report's section
 
 
 def test_leakage_needs_a_filtered_run(tmp_path):

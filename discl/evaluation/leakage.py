@@ -226,6 +226,22 @@ def closest_pairs_png(table: pd.DataFrame, spectrum: Path, dataset, n: int = 8, 
     return buf.getvalue()
 
 
+def leakage_section(run_dir: Path) -> list[str]:
+    """Markdown lines for the run report: the summary of ``discl leakage`` when it has run, else a
+    line saying how to run it."""
+    from discl.artifacts import read_table
+
+    path = Path(run_dir) / "leakage" / "summary.csv"
+    head = ["### Leakage check (kept synthetic images vs validation/test images)", ""]
+    if not path.is_file():
+        return [*head, f"Not run: `discl leakage {run_dir}`.", ""]
+    s = read_table(path)
+    lines = ["| space | split | threshold | near-duplicate pairs | largest similarity |", "|---|---|---|---|---|"]
+    lines += [f"| {r.space} | {r.split} | {r.threshold:g} | {int(r.duplicate_pairs)} | {r.max_similarity:.4f} |"
+              for r in s.itertuples()]
+    return [*head, "\n".join(lines), "", "Closest pairs: leakage/closest.png; every pair: leakage/leakage.csv.", ""]
+
+
 # -- CLI ------------------------------------------------------------------------------------------
 
 

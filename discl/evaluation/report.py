@@ -328,7 +328,9 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     fsum = _read_csv(run_dir / "filter" / "summary.csv")
     results = collect_results(cfg, run_dir)
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
-    paired = paired_section(results)
+    from discl.evaluation.leakage import leakage_section
+
+    paired = paired_section(results) + leakage_section(run_dir)
     seed0 = cfg.seeds[0]
     sheet = spectrum_sheet(run_dir, manifest)
     filt = filter_figure(manifest)
