@@ -142,6 +142,18 @@ def training_order(cfg: RunConfig) -> list[str]:
     return first + [m for m in methods if m not in first]
 
 
+def _base_suffix(run_dir: Path, method: str, seed: int) -> str:
+    """For a derived baseline (la / crt / ce_long): the content digest of the CE checkpoint it is
+    built from (trained just before it), so a retrained CE model redoes it; "" otherwise."""
+    base = parse_method(method).base
+    ckpt = Path(run_dir) / "train" / f"{base}-s{seed}" / "best.safetensors"
+    if base is None or not ckpt.is_file():
+        return ""
+    from discl.fingerprint import file_digests
+
+    return f":{base}-{file_digests([ckpt])[0][:16]}"
+
+
 def method_view(cfg: RunConfig, method: str) -> Any:
     """``cfg`` as a training run of ``method`` reads it, for its marker digest (pure).
 
@@ -211,7 +223,7 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
             name, sections = f"train-{method}-s{seed}", _train_sections(cfg, method)
 
             step(name, sections, lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed),
-                 extra=f":{seed}", view=method_view(cfg, method))
+                 extra=f":{seed}" + _base_suffix(run_dir, method, seed), view=method_view(cfg, method))
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)
     from discl.evaluation.report import write_report

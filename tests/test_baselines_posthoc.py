@@ -125,3 +125,29 @@ def _train_counts(cfg):
     from discl.data import build_dataset
 
     return build_dataset(cfg.data).class_counts("train")
+
+
+def test_discl_run_trains_ce_first_and_redoes_la_when_the_ce_weights_change(tmp_path):
+    import pandas as pd
+
+    from discl.pipeline import run
+    from discl.training.checkpoint import read_header, save_weights
+    from discl.training.recipe import load_classifier
+
+    torch.set_num_threads(1)
+    cfg = load_config("configs/fmnist-lt.yaml", [*SMALL, "training.epochs=1", "methods=[la]", "seeds=[0]"])
+    status = run(cfg, tmp_path)
+    assert status["train-ce-s0"] == "ran" and status["train-la-s0"] == "ran"
+    assert pd.read_csv(tmp_path / "results.csv")["method"].tolist() == ["ce", "la"]
+    assert "Paired difference" not in (tmp_path / "report.md").read_text()  # no DisCL run: no paired section
+    assert run(cfg, tmp_path)["train-la-s0"] == "skipped"
+
+    ckpt = tmp_path / "train" / "ce-s0" / "best.safetensors"
+    before = _metrics(tmp_path, "la-s0")["digest"]
+    model, _ = load_classifier(ckpt)
+    with torch.no_grad():
+        model.net.fc.bias.add_(1.0)
+    save_weights(ckpt, model, read_header(ckpt))  # new CE weights behind the same config
+    status = run(cfg, tmp_path)
+    assert status["train-ce-s0"] == "skipped" and status["train-la-s0"] == "ran"
+    assert _metrics(tmp_path, "la-s0")["digest"] != before
