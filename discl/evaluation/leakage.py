@@ -255,8 +255,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from discl.errors import BadInputError
+
     if args.k < 1 or args.batch_size < 1:
-        raise SystemExit("discl leakage: --k and --batch-size must be >= 1")
+        raise BadInputError(f"--k and --batch-size must be >= 1, got {args.k} and {args.batch_size}")
     summary = check_leakage(Path(args.run), k=args.k, batch=args.batch_size,
                             thresholds={"clip": args.clip_threshold, "pixel": args.pixel_threshold})
     with pd.option_context("display.width", 160, "display.max_columns", 20):
