@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curricula": ("discl.curriculum.cli", "list the registered curriculum strategies"),
     "evaluate": ("discl.evaluation.runner", "evaluate a checkpoint on the test split(s)"),
     "report": ("discl.evaluation.report", "write the HTML + Markdown report of a run"),
+    "leakage": ("discl.evaluation.leakage", "find kept synthetic images that nearly copy a validation/test image"),
     "sweep": ("discl.sweep", "run one config key over several values and relate it to the results"),
 }
 

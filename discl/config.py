@@ -37,7 +37,7 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     # what the run trains and compares (see discl.methods): ce, bs, cb (class-balanced resampling),
     # discl (the curriculum configured below), bs+discl, or a strategy name (mixed, text_only, ...)
-    methods: list[str] = field(default_factory=lambda: ["ce", "discl"])  # ce, bs, cb, discl, bs+discl, <strategy>, single@0.5
+    methods: list[str] = field(default_factory=lambda: ["ce", "discl"])  # ce, bs, cb, flyp, la, crt, ce_long, discl, bs+discl, <strategy> (real_only, mixed, ...), single@0.5
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds for mean/std in the report
 
     def __post_init__(self):

@@ -9,6 +9,10 @@ FLYP + DisCL, the paper's comparison against the ``flyp`` baseline.
 
 One naming scheme for the training-run folders: ``RUN/train/<method>-s<seed>`` (:func:`run_folder`),
 used by ``discl run``, ``discl baseline``, ``discl train`` and the report.
+
+``la`` / ``crt`` / ``ce_long`` (:data:`DERIVED`) are built from the same seed's ``ce`` run: post-hoc
+logit adjustment, classifier re-training with class-balanced sampling, CE continued
+(:mod:`discl.training.posthoc`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 LOSSES = {"ce": "ce", "bs": "balanced_softmax", "flyp": "flyp"}
 BASELINES = ("ce", "bs", "cb", "flyp")  # the real-data-only methods (``training.init_from`` may name one)
+DERIVED = ("la", "crt", "ce_long")  # real-data-only baselines built from the same seed's ``ce`` run
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Method:
     sampler: str  # none | class_balanced
     strategy: str | None  # None = real data only, no curriculum; "discl" = the configured one
     level: float | None = None  # for single-level strategies: ``single@0.5``
+    base: str | None = None  # DERIVED methods: the baseline whose same-seed checkpoint they start from
 
     @property
     def uses_synthetic(self) -> bool:
@@ -40,6 +46,8 @@ def parse_method(name: str) -> Method:
         return Method(text, "ce", "class_balanced", None)
     if text in LOSSES:
         return Method(text, LOSSES[text], "none", None)
+    if text in DERIVED:
+        return Method(text, "ce", "class_balanced" if text == "crt" else "none", None, base="ce")
     loss, _, strat = text.partition("+") if "+" in text else (None, "", text)
     if loss is not None and loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r} in method {name!r} (ce, bs, flyp)")
@@ -74,6 +82,6 @@ def method_for(strategy: str | None, loss: str | None, configured_strategy: str,
 
 def methods_help(strategies: list[str]) -> str:
     """The valid method names, for error messages."""
-    return (f"valid methods: baselines {', '.join(BASELINES)}; discl (the configured curriculum.strategy); "
+    return (f"valid methods: baselines {', '.join(BASELINES)}; baselines built from the ce run {', '.join(DERIVED)}; discl (the configured curriculum.strategy); "
             f"a strategy name ({', '.join(strategies)}); <loss>+<strategy> with loss ce, bs or flyp "
             f"(bs+discl, ce+mixed); a single level as single@λ (single@0.5, bs+single@0.3)")

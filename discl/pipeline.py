@@ -92,13 +92,15 @@ def _filter(cfg: RunConfig, run_dir: Path) -> Any:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """How ``discl run`` trains one method: a baseline ``variant``, or a curriculum ``strategy`` with
-    its ``loss`` over ``cfg`` (a ``single@λ`` method's level already set in it)."""
+    """How ``discl run`` trains one method: a baseline ``variant``, a ``derived`` baseline (``la``,
+    ``crt``, ``ce_long``: built from the same seed's CE run), or a curriculum ``strategy`` with its
+    ``loss`` over ``cfg`` (a ``single@λ`` method's level already set in it)."""
 
     cfg: RunConfig
     variant: str | None = None
     strategy: str | None = None
     loss: str | None = None
+    derived: str | None = None
 
 
 def run_spec(cfg: RunConfig, method: str) -> RunSpec:
@@ -106,6 +108,8 @@ def run_spec(cfg: RunConfig, method: str) -> RunSpec:
     import dataclasses
 
     m = parse_method(method)
+    if m.base is not None:  # la / crt / ce_long: built from the same seed's CE run
+        return RunSpec(cfg, derived=m.name)
     if m.strategy is None:  # the baseline names (ce, bs, cb, flyp) are their variants
         return RunSpec(cfg, variant=m.name)
     strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
@@ -119,6 +123,10 @@ def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[
     from discl.training.recipe import train_baseline, train_curriculum
 
     spec = run_spec(cfg, method)
+    if spec.derived is not None:
+        from discl.training.posthoc import train_derived
+
+        return train_derived(spec.cfg, run_dir, spec.derived, seed)
     if spec.variant is not None:
         return train_baseline(spec.cfg, run_dir, variant=spec.variant, seed=seed)
     return train_curriculum(spec.cfg, run_dir, spec.strategy, seed=seed, loss=spec.loss, name=f"{method}-s{seed}")
@@ -130,6 +138,10 @@ def train_run_digest(cfg: RunConfig, run_dir: Path, method: str, seed: int,
     from discl.training.recipe import baseline_run_digest, curriculum_digest
 
     spec = run_spec(cfg, method)
+    if spec.derived is not None:
+        from discl.training.posthoc import derived_digest
+
+        return derived_digest(spec.cfg, run_dir, spec.derived, seed, fingerprints)
     if spec.variant is not None:
         return baseline_run_digest(spec.cfg, spec.variant, seed, fingerprints)
     return curriculum_digest(spec.cfg, run_dir, spec.strategy, seed, spec.loss, fingerprints)
@@ -155,12 +167,14 @@ def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
 def training_order(cfg: RunConfig) -> list[str]:
     """The methods in the order they train (pure): with ``training.init_from`` naming a baseline
     (``ce``), that baseline comes first, added when not listed, since the curriculum runs fine-tune
-    from its checkpoint of the same seed."""
+    from its checkpoint of the same seed; so does the base (``ce``) of a derived baseline (``la``,
+    ``crt``, ``ce_long``)."""
     init = cfg.training.init_from
     methods = list(cfg.methods)
-    if init in BASELINES and any(parse_method(m).uses_synthetic for m in methods):
-        methods = [init] + [m for m in methods if m != init]
-    return methods
+    parsed = [parse_method(m) for m in methods]
+    first = [init] if init in BASELINES and any(m.uses_synthetic for m in parsed) else []
+    first = list(dict.fromkeys(first + [m.base for m in parsed if m.base is not None]))
+    return first + [m for m in methods if m not in first]
 
 
 Reuse = Callable[[str, str], bool]

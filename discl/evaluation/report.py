@@ -380,6 +380,9 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     write_table(run_dir / "results.csv", results)  # `discl report` and `discl run` alike: the current config's runs
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
     others = other_runs(cfg, run_dir)
+    from discl.evaluation.leakage import leakage_section
+
+    paired = paired_section(results) + leakage_section(run_dir)
     seed0 = cfg.seeds[0]
     classes = _classes(cfg)
     sheet = spectrum_sheet(run_dir, manifest, classes=classes)
@@ -418,6 +421,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         _md_table(others),
         "",
+        *paired,
         "## Weights (the models that produced each stage, from RUN/.stages)",
         "",
         *weights,
@@ -450,6 +454,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         f"<p>Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept.</p>",
         ("<h2>Other finished training runs in this folder</h2>" + _md_to_html_table(_md_table(others))
          if len(others) else ""),
+        *(f"<h3>{html.escape(x[4:])}</h3>" if x.startswith("### ") else _md_to_html_table(x) if x.startswith("|")
+          else f"<p>{html.escape(x)}</p>" for x in paired if x),
         "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
         "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
@@ -513,6 +519,29 @@ def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
 
 def _pct(v) -> str:
     return "" if v is None else f"{100 * float(v):.1f}"
+
+
+def paired_section(results: pd.DataFrame, reference: str = "discl") -> list[str]:
+    """Markdown lines: each method's paired difference to DisCL over the same seeds, with its 95 %
+    interval (:mod:`discl.evaluation.stats`); empty when DisCL or another method has no run. A table
+    is one line starting with ``|`` (tables joined by newlines), the heading starts with ``### ``."""
+    from discl.evaluation.stats import paired_table
+
+    if "status" in results.columns:  # only runs of the current config (missing ones are listed above)
+        results = results[results["status"] == "ok"]
+    if not len(results) or "method" not in results.columns or reference not in set(results["method"]):
+        return []
+    metrics = [m for m in ("test.top1", "test.few", "test.macro_f1", "test_ood.macro_f1") if m in results.columns]
+    table = paired_table(results, metrics, reference=reference)
+    if not len(table):
+        return []
+    lines = ["| method | " + " | ".join(f"Δ {m} vs {reference}" for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    lines += ["| " + " | ".join([str(r["method"]), *(str(r.get(f"{m}.text", "")) for m in metrics)]) + " |"
+              for _, r in table.iterrows()]
+    return [f"### Paired difference to {reference} (points, 95 % paired-t interval over the same seeds)", "",
+            "\n".join(lines), "",
+            "A difference is stated only when its interval excludes 0; otherwise the cell says \"no detectable difference at n = …\".", ""]
 
 
 def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame | None:
