@@ -78,7 +78,7 @@ def test_la_at_tau_zero_is_ce_and_tau_is_chosen_on_val(ce_run, monkeypatch):
 
     read = []
     real = recipe._tensors
-    monkeypatch.setattr(recipe, "_tensors", lambda ds, split, c: (read.append(split), real(ds, split, c))[1])
+    monkeypatch.setattr(recipe, "_tensors", lambda ds, split, c, *rest: (read.append(split), real(ds, split, c, *rest))[1])
     m = train_method(cfg, run_dir, "la", 0)
     assert read[0] == "val" and read.count("val") == 1  # τ was fixed before any test image was read
     scores = {float(t): s for t, s in m["tau_val_scores"].items()}

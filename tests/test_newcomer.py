@@ -159,7 +159,7 @@ def test_run_then_evaluate_and_report_agree(project, capsys):
     assert (run / "train" / "real_only-s0" / "metrics.json").is_file() and not (run / "filter").exists()
     m = json.loads((run / "train" / "ce-s0" / "metrics.json").read_text())
     top1 = 100 * m["test"]["top1"]
-    assert f"| ce | 1 | {top1:.1f} |" in out
+    assert f"| ce | 1 of 1 | {top1:.1f} |" in out
     # the run's config.yaml stores the data root resolved against my.yaml's folder
     assert f"root: {(base / 'data' / 'data.csv').resolve()}" in (run / "config.yaml").read_text()
 
@@ -182,7 +182,7 @@ def test_run_then_evaluate_and_report_agree(project, capsys):
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
-    assert f"| ce | 1 | {top1:.1f} |" in md
+    assert f"| ce | 1 of 1 | {top1:.1f} |" in md
     assert "| bs+real_only-s0 |" in md
 
 
