@@ -172,7 +172,7 @@ def training_order(cfg: RunConfig) -> list[str]:
     init = cfg.training.init_from
     methods = list(cfg.methods)
     parsed = [parse_method(m) for m in methods]
-    first = [init] if init in BASELINES and any(m.uses_synthetic for m in parsed) else []
+    first = [init] if init in BASELINES and any(m.strategy is not None for m in parsed) else []  # real_only too
     first = list(dict.fromkeys(first + [m.base for m in parsed if m.base is not None]))
     return first + [m for m in methods if m not in first]
 

@@ -151,3 +151,24 @@ def test_discl_run_trains_ce_first_and_redoes_la_when_the_ce_weights_change(tmp_
     status = run(cfg, tmp_path)
     assert status["train-ce-s0"] == "skipped" and status["train-la-s0"] == "ran"
     assert _metrics(tmp_path, "la-s0")["digest"] != before
+
+
+def test_crt_freezes_batch_norms_that_have_children():
+    """timm's BatchNormAct2d is a batch norm with children (act, drop): cRT must keep it in eval mode
+    under ``model.train()``, or its running statistics move (the fixed representation changes)."""
+    import timm
+    import torch
+
+    from discl.training.posthoc import classifier_head, freeze_all_but_head
+
+    net = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=3, drop_rate=0.5)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d) and next(m.children(), None) is not None]
+    assert bns, "the test needs a batch norm with children"
+    head = classifier_head(net)
+    freeze_all_but_head(net, head)
+    net.train()
+    before = [m.running_mean.clone() for m in bns]
+    net(torch.randn(4, 3, 32, 32))
+    assert not any(m.training for m in net.modules() if not any(m is h for h in head.modules()))
+    assert head.training
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))

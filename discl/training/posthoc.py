@@ -91,24 +91,25 @@ def classifier_head(model: nn.Module) -> nn.Linear:
                      "(a CLIP classifier's head is its text tower: use ce_long or la instead)")
 
 
-def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    self.training = False
-    return self
-
-
 def freeze_all_but_head(model: nn.Module, head: nn.Module) -> None:
-    """Only ``head`` trains: every other parameter stops requiring gradients, and every other leaf
-    module stays in eval mode when the loop calls ``model.train()``, so batch-norm statistics and
-    dropout of the fixed representation do not change either (Kang et al.'s fixed features)."""
-    in_head = {id(m) for m in head.modules()}
+    """Only ``head`` trains: every other parameter stops requiring gradients, and ``model.train()``
+    keeps every module but the head in eval mode -- leaves and containers alike (timm's
+    ``BatchNormAct2d`` is a batch norm with children; its ``forward_head`` reads the root's flag for
+    dropout) -- so batch-norm statistics and dropout of the fixed representation do not change
+    either (Kang et al.'s fixed features)."""
     for p in model.parameters():
         p.requires_grad_(False)
     for p in head.parameters():
         p.requires_grad_(True)
-    for m in model.modules():
-        if id(m) not in in_head and next(m.children(), None) is None:
-            object.__setattr__(m, "train", _stay_eval.__get__(m))
-            m.training = False
+    module_train = type(model).train
+
+    def train(self: nn.Module, mode: bool = True) -> nn.Module:
+        module_train(self, False)
+        head.train(mode)
+        return self
+
+    object.__setattr__(model, "train", train.__get__(model))
+    model.train(model.training)
 
 
 # -- runners --------------------------------------------------------------------------------------
@@ -149,8 +150,15 @@ def _base_cfg(cfg: RunConfig, seed: int, **training: Any) -> RunConfig:
 
 def _train_la(cfg: RunConfig, run_dir: Path, ckpt: Path, seed: int, taus: Sequence[float]) -> dict[str, Any]:
     from discl.artifacts import atomic_write_json
-    from discl.training.loop import predict_logits
-    from discl.training.recipe import _done, _prepare_out, _tensors, load_classifier, test_splits
+    from discl.training.loop import predict_logits, predict_streamed
+    from discl.training.recipe import (
+        _done,
+        _prepare_out,
+        _split_data,
+        in_memory,
+        load_classifier,
+        test_splits,
+    )
 
     grid = sorted({round(float(t), 6) for t in taus})
     digest = derived_digest(cfg, run_dir, "la", seed, taus=grid)  # of the config as discl run sees it
@@ -168,9 +176,14 @@ def _train_la(cfg: RunConfig, run_dir: Path, ckpt: Path, seed: int, taus: Sequen
     def score(labels, pred):
         return compute_metrics(labels, pred, counts, d.many_threshold, d.few_threshold, ds.classes)
 
-    val = _tensors(ds, "val", cfg, run_dir)
+    memory = in_memory(cfg, ds)  # the same images and evaluation transform as the CE run it adjusts
+
+    def logits(data) -> np.ndarray:
+        return (predict_logits(model, data.images) if memory else predict_streamed(model, data, logits=True)).numpy()
+
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     metric = _SELECT_METRIC[cfg.training.select_on]
-    tau, scores = choose_tau(predict_logits(model, val.images).numpy(), val.labels.numpy(), prior_log, grid, metric, score)
+    tau, scores = choose_tau(logits(val), val.labels.numpy(), prior_log, grid, metric, score)
     logger.info("la seed %d: τ = %s chosen on val %s (%s)", seed, tau, metric,
                 ", ".join(f"{t:g}: {s:.4f}" for t, s in scores.items()))
     metrics: dict[str, Any] = {
@@ -181,8 +194,8 @@ def _train_la(cfg: RunConfig, run_dir: Path, ckpt: Path, seed: int, taus: Sequen
         "epochs": 0, "synthetic_seen": 0, "train_seen": 0,
     }
     for split in test_splits(ds):
-        data = _tensors(ds, split, cfg, run_dir)
-        pred = adjust_logits(predict_logits(model, data.images).numpy(), prior_log, tau).argmax(-1)
+        data = _split_data(ds, split, cfg, memory, run_dir=run_dir)
+        pred = adjust_logits(logits(data), prior_log, tau).argmax(-1)
         metrics[split] = score(data.labels.numpy(), pred)
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
@@ -191,7 +204,7 @@ def _train_la(cfg: RunConfig, run_dir: Path, ckpt: Path, seed: int, taus: Sequen
 def _train_finetune(cfg: RunConfig, run_dir: Path, method: str, ckpt: Path, seed: int,
                     stop_after_epoch: int | None) -> dict[str, Any]:
     from discl.training.loop import fit
-    from discl.training.recipe import _done, _finish, _prepare_out, _tensors, build_classifier
+    from discl.training.recipe import _done, _finish, _prepare_out, _split_data, build_classifier, in_memory
     from discl.training.sampling import build_planner
 
     sampler = "class_balanced" if method == "crt" else "none"
@@ -203,7 +216,9 @@ def _train_finetune(cfg: RunConfig, run_dir: Path, method: str, ckpt: Path, seed
         return done
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
-    train, val = _tensors(ds, "train", cfg, run_dir), _tensors(ds, "val", cfg, run_dir)
+    memory = in_memory(cfg, ds)  # the path and augmentation the CE run it starts from took
+    train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     k = len(ds.classes)
     model, header = build_classifier(dataclasses.replace(tcfg, init_from=str(ckpt)), k, cfg.data.channels,
                                      cfg.data.image_size, ds.classes, seed)
@@ -225,4 +240,4 @@ def _train_finetune(cfg: RunConfig, run_dir: Path, method: str, ckpt: Path, seed
                  class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
     if not result.completed:
         return {"completed": False}
-    return _finish(out_dir, cfg, ds, result, digest, extra)
+    return _finish(out_dir, cfg, ds, result, digest, extra, memory)
