@@ -111,6 +111,7 @@ def main(argv=None) -> int:
         per_seed = {int(r["seed"]): {k: float(r[c]) for k, c in METRICS.items()} for _, r in res.iterrows()}
         result["settings"][setting] = {"overrides": setting_overrides(setting), "run_dir": str(run_dir),
                                        "spectrum_evals": evals, "hard_images": n_hard,
+                                       "seeds_per_level": cfg.generation.seeds_per_level,
                                        "wall_seconds": round(wall, 1), "per_seed": per_seed}
         print(f"{setting}: {evals} UNet evaluations, " + ", ".join(
             f"s{s}: overall {v['overall']:.3f} few {v['few']:.3f}" for s, v in sorted(per_seed.items())), flush=True)
