@@ -109,9 +109,11 @@ def main(argv=None) -> int:
         res = collect_results(cfg, run_dir)
         evals, n_hard = spectrum_evals(run_dir)
         per_seed = {int(r["seed"]): {k: float(r[c]) for k, c in METRICS.items()} for _, r in res.iterrows()}
+        pool = sorted({int(v) for v in res["pool_synthetic"]}) if "pool_synthetic" in res.columns else []
         result["settings"][setting] = {"overrides": setting_overrides(setting), "run_dir": str(run_dir),
                                        "spectrum_evals": evals, "hard_images": n_hard,
                                        "seeds_per_level": cfg.generation.seeds_per_level,
+                                       "pool_synthetic": pool,  # synthetic images the filter left to train on
                                        "wall_seconds": round(wall, 1), "per_seed": per_seed}
         print(f"{setting}: {evals} UNet evaluations, " + ", ".join(
             f"s{s}: overall {v['overall']:.3f} few {v['few']:.3f}" for s, v in sorted(per_seed.items())), flush=True)

@@ -82,11 +82,12 @@ def main(argv=None) -> int:
         print("| " + " | ".join(cells) + f" | {'yes' if within else 'no'} |")
 
     print(f"\nDisCL accuracy (test, %; mean over seeds; paired Δ vs {tr['reference']} with 95 % t interval)\n")
-    print("| setting | spectrum UNet evals (× of ref) | seeds | overall | few | Δ overall | Δ few |")
-    print("|---|---|---|---|---|---|---|")
+    print("| setting | spectrum UNet evals (× of ref) | synthetic in pool | seeds | overall | few | Δ overall | Δ few |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, s in tr["settings"].items():
         n = len(s["per_seed"])
-        cells = [name, f"{s['spectrum_evals']:,} (×{s['evals_ratio']:.2f})", str(n),
+        cells = [name, f"{s['spectrum_evals']:,} (×{s['evals_ratio']:.2f})",
+                 "/".join(map(str, s.get("pool_synthetic", []))) or "—", str(n),
                  f"{s['mean']['overall'] * 100:.1f}", f"{s['mean']['few'] * 100:.1f}"]
         for k in ("overall", "few"):
             iv = s.get("paired", {}).get(k)
@@ -104,14 +105,17 @@ def main(argv=None) -> int:
         fam = {}
         for name, s in fid["settings"].items():
             fam.setdefault(name.rsplit("-T", 1)[0], []).append(s)
-        for f, ss in fam.items():
+        for i, (f, ss) in enumerate(fam.items()):
             ss = sorted(ss, key=lambda s: s["evals_per_hard_image"])
             x = [s["evals_per_hard_image"] / fid["seeds"] for s in ss]
-            ax[0].plot(x, [s["rows"][levels[0]]["acc"] for s in ss], "o-", label=f)
+            ax[0].plot(x, [s["rows"][levels[0]]["acc"] for s in ss], "o-", color=f"C{i}", label=f)
+            for xi, s in zip(x, ss):  # each seed's value: the noise
+                per = s["rows"][levels[0]].get("by_seed", {}).get("acc", [])
+                ax[0].scatter([xi] * len(per), per, s=12, alpha=0.4, color=f"C{i}")
             for lv, ls in zip(args.judge_levels[1:], ("-", "--", ":")):
-                ax[1].plot(x, [s["rows"][lv]["mmd2"] for s in ss], "o" + ls, label=f"{f} λ={lv}")
+                ax[1].plot(x, [s["rows"][lv]["mmd2"] for s in ss], "o" + ls, color=f"C{i}", label=f"{f} λ={lv}")
         ax[0].set(xlabel="UNet evaluations per hard image and seed (6 levels, CFG)", ylabel="judge accuracy, λ = 0",
-                  title="class fidelity of text-only images")
+                  title="class fidelity at λ = 0 (line: mean; dots: seeds)")
         ax[1].set(xlabel="UNet evaluations per hard image and seed", ylabel="MMD² to real test images",
                   title="distance to real, curriculum levels")
         ax[0].legend(fontsize=7)
@@ -128,6 +132,8 @@ def main(argv=None) -> int:
         ax[2].set(xlabel="UNet evaluations per hard image and seed", ylabel="DisCL test accuracy (%)",
                   title="DisCL accuracy (dots: seeds; big: mean)")
         ax[2].legend(fontsize=7)
+        for a in ax:
+            a.set_xlim(0, None)
         fig.tight_layout()
         fig.savefig(args.png, dpi=110)
         print(f"\nwrote {args.png}", file=sys.stderr)
