@@ -98,9 +98,14 @@ def render(cfg, results, args, wall: float) -> str:
     lines = [head, "|---|" + "---|" * (len(cols) + 2)]
     for method in cfg.methods:
         r = results[results["method"] == method]
+        if "status" in r.columns:  # a seed without a finished run of this config is named, never averaged away
+            gone = r[r["status"] != "ok"]
+            if len(gone):
+                raise SystemExit(f"{method}: no finished run of this config for seeds {gone['seed'].tolist()} "
+                                 f"({'; '.join(gone['reason'].astype(str))})")
         if not len(r):
             continue
-        cells = [f"{100 * r[k].astype(float).mean():.1f} ± {100 * r[k].astype(float).std(ddof=0):.1f}" for k, _ in cols]
+        cells = [f"{100 * r[k].astype(float).mean():.1f} ± {100 * r[k].astype(float).std(ddof=1):.1f}" for k, _ in cols]
         seen = int(np.mean(r["synthetic_seen"])) if "synthetic_seen" in r else 0
         steps = int(np.mean(r["denoiser_steps"])) if "denoiser_steps" in r else 0
         lines.append(f"| {label(method, cfg.curriculum.strategy)} | " + " | ".join(cells) + f" | {seen:,} | {steps:,} |")
@@ -109,7 +114,7 @@ def render(cfg, results, args, wall: float) -> str:
     if args.overrides:
         cmd += " " + " ".join(args.overrides)
     return "\n".join([
-        f"## {task}: test split, %, mean ± std over seeds {args.seeds}",
+        f"## {task}: test split, %, mean ± sample std (ddof = 1) over seeds {args.seeds}",
         "",
         *lines,
         "",

@@ -2,11 +2,14 @@
 
 mine -> generate (prompts + spectrum) -> filter -> train (each method x seed) -> report
 
-Each stage is recorded in ``RUN/.stages/<stage>.json`` with a digest of the config sections its
-output depends on (upstream sections included) and of the weights of the models those sections
-load (:mod:`discl.fingerprint`; recorded in the marker under ``models``). A rerun with the same
-config and weights does no work; a changed setting or changed weights rerun the stages that depend
-on them; an interrupted stage resumes from its own artifacts (finished images, training checkpoints).
+Each stage is recorded in ``RUN/.stages/<stage>.json`` with the digest of its inputs, computed by
+the same function the stage's own command records in its ``_done.json`` / ``metrics.json``
+(:mod:`discl.digests`: the config keys it reads, the content of the upstream artifacts it reads,
+the fingerprints of the weights it loads; docs/reliability.md has the table). Digests are computed
+just before a stage runs, from the upstream artifacts as they are then, so a stage reruns exactly
+when one of its inputs changed; the marker also records the weights (``models``) of the stage and
+its upstream stages. A rerun with the same inputs does no work; an interrupted stage resumes from
+its own artifacts (finished images, training checkpoints).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from discl.artifacts import atomic_write_text, is_complete, mark_complete, write_table
-from discl.config import RunConfig, save_config, section_digest
+from discl.artifacts import atomic_write_text, is_complete, mark_complete
+from discl.config import RunConfig, save_config
 from discl.methods import BASELINES, parse_method
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,9 @@ MODEL_BASED_CRITERIA = {"misclassified", "low_confidence"}
 
 
 def stage_sections(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
-    """The config sections each stage's output depends on, upstream ones included (pure)."""
+    """The config sections of each stage and its upstream stages (pure): which weights a stage's
+    marker records under ``models`` (provenance for the report). What decides a rerun is
+    :mod:`discl.digests`, not these sections."""
     mine = ("data", "mining", "seed")  # the run seed draws the per-class cap and the adaptive held-out images
     if MODEL_BASED_CRITERIA & set(cfg.mining.criteria):  # the out-of-fold models depend on these too
         mine = (*mine, "training")
@@ -47,23 +52,13 @@ def stage_models(sections: tuple[str, ...], fingerprints: dict[str, Any] | None)
     return {s: fingerprints[s] for s in sections if fingerprints and s in fingerprints}
 
 
-def stage_digest(cfg: RunConfig, stage: str, fingerprints: dict[str, Any] | None = None) -> str:
-    """The digest a stage's marker records: its config sections, plus its models' fingerprints.
+def stage_digest(cfg: RunConfig, stage: str, fingerprints: dict[str, Any] | None = None,
+                 run_dir: Path | None = None) -> str:
+    """The digest of stage ``mine``, ``generate`` or ``filter`` in ``run_dir`` now
+    (:func:`discl.digests.current`; the stage's runner records the same one)."""
+    from discl.digests import current
 
-    ``fingerprints`` is :func:`discl.fingerprint.model_fingerprints` ``(cfg)``; a stage that loads
-    no model (class-frequency mining) keeps the plain section digest. The marker of a training run
-    ``RUN/.stages/train-<method>-s<seed>.json`` records the same over :func:`method_view` ``(cfg,
-    method)`` (``"train"`` for methods that use synthetic data, else ``"train-real"``) + f":{seed}".
-    """
-    sections = stage_sections(cfg)[stage]
-    return _digest(cfg, sections, stage_models(sections, fingerprints))
-
-
-def _digest(cfg: RunConfig, sections: tuple[str, ...], models: dict[str, Any]) -> str:
-    from discl.fingerprint import fingerprints_digest
-
-    digest = section_digest(cfg, *sections)
-    return f"{digest}-{fingerprints_digest(models)}" if models else digest
+    return current(cfg, Path(run_dir) if run_dir is not None else cfg.run_path, stage, fingerprints)
 
 
 @dataclass
@@ -92,21 +87,51 @@ def _filter(cfg: RunConfig, run_dir: Path) -> Any:
     return filter_run(cfg, run_dir)
 
 
-def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:
-    """Train one (method, seed) of the comparison into ``RUN/train/<method>-s<seed>/``."""
-    import dataclasses
+@dataclass(frozen=True)
+class RunSpec:
+    """How ``discl run`` trains one method: a baseline ``variant``, or a curriculum ``strategy`` with
+    its ``loss`` over ``cfg`` (a ``single@λ`` method's level already set in it)."""
 
-    from discl.training.recipe import train_baseline, train_curriculum
+    cfg: RunConfig
+    variant: str | None = None
+    strategy: str | None = None
+    loss: str | None = None
+
+
+def run_spec(cfg: RunConfig, method: str) -> RunSpec:
+    """The recipe call a method is (pure): shared by :func:`train_method` and :func:`train_run_digest`."""
+    import dataclasses
 
     m = parse_method(method)
     if m.strategy is None:
         variant = "cb" if m.sampler == "class_balanced" else ("bs" if m.loss == "balanced_softmax" else "ce")
-        assert f"{variant}-s{seed}" == f"{m.name}-s{seed}"
-        return train_baseline(cfg, run_dir, variant=variant, seed=seed)
+        assert variant == m.name, f"{m.name} is not a baseline variant"
+        return RunSpec(cfg, variant=variant)
     strategy = cfg.curriculum.strategy if m.strategy == "discl" else m.strategy
     if m.level is not None:
         cfg = dataclasses.replace(cfg, curriculum=dataclasses.replace(cfg.curriculum, fixed_level=m.level))
-    return train_curriculum(cfg, run_dir, strategy, seed=seed, loss=m.loss, name=f"{m.name}-s{seed}")
+    return RunSpec(cfg, strategy=strategy, loss=m.loss)
+
+
+def train_method(cfg: RunConfig, run_dir: Path, method: str, seed: int) -> dict[str, Any]:
+    """Train one (method, seed) of the comparison into ``RUN/train/<method>-s<seed>/``."""
+    from discl.training.recipe import train_baseline, train_curriculum
+
+    spec = run_spec(cfg, method)
+    if spec.variant is not None:
+        return train_baseline(spec.cfg, run_dir, variant=spec.variant, seed=seed)
+    return train_curriculum(spec.cfg, run_dir, spec.strategy, seed=seed, loss=spec.loss, name=f"{method}-s{seed}")
+
+
+def train_run_digest(cfg: RunConfig, run_dir: Path, method: str, seed: int,
+                     fingerprints: dict[str, Any] | None = None) -> str:
+    """The digest training run (method, seed) records in its metrics.json (the recipe's own function)."""
+    from discl.training.recipe import baseline_run_digest, curriculum_digest
+
+    spec = run_spec(cfg, method)
+    if spec.variant is not None:
+        return baseline_run_digest(spec.cfg, spec.variant, seed, fingerprints)
+    return curriculum_digest(spec.cfg, run_dir, spec.strategy, seed, spec.loss, fingerprints)
 
 
 def stages(cfg: RunConfig) -> list[Stage]:
@@ -136,45 +161,21 @@ def training_order(cfg: RunConfig) -> list[str]:
     return methods
 
 
-def method_view(cfg: RunConfig, method: str) -> Any:
-    """``cfg`` as a training run of ``method`` reads it, for its marker digest (pure).
+Reuse = Callable[[str, str], bool]
 
-    The ``curriculum`` section becomes the method's own strategy (``discl`` = the configured one,
-    ``single@λ`` its fixed level) with the keys only other strategies read left out
-    (:func:`discl.curriculum.config.digest_view`), so an option of one strategy, or the configured
-    strategy itself, does not retrain the methods that ignore it. A baseline ignores
-    ``training.init_from`` when that names a baseline (it is what the others start from).
+
+def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse: Reuse | None = None) -> dict[str, str]:
+    """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}.
+
+    ``reuse(stage, digest)`` (``discl sweep``) is asked before a stage whose marker does not hold
+    ``digest``; it may link finished artifacts with that digest from elsewhere into ``run_dir``.
     """
-    import dataclasses
-    from types import SimpleNamespace
-
-    from discl.curriculum.config import digest_view
-
-    m = parse_method(method)
-    if m.strategy is None:  # a baseline trains from scratch even when the curriculum runs start from one
-        if cfg.training.init_from in BASELINES:
-            return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, init_from=None))
-        return cfg
-    cur = dataclasses.replace(cfg.curriculum, strategy=cfg.curriculum.strategy if m.strategy == "discl" else m.strategy)
-    if m.level is not None:
-        cur = dataclasses.replace(cur, fixed_level=m.level)
-    view = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
-    view.curriculum = digest_view(cur)
-    return view
-
-
-def train_config_digest(cfg: RunConfig, method: str, seed: int) -> str:
-    """The config part of a training run's marker digest (the pipeline adds the weights part)."""
-    return section_digest(method_view(cfg, method), *_train_sections(cfg, method)) + f":{seed}"
-
-
-def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dict[str, str]:
-    """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}."""
     run_dir = Path(run_dir or cfg.run_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     done_dir = run_dir / ".stages"
     status: dict[str, str] = {}
+    from discl.digests import current
     from discl.fingerprint import model_fingerprints
 
     used = {s for st in stages(cfg) for s in st.sections} | {s for m in training_order(cfg) for s in _train_sections(cfg, m)}
@@ -183,10 +184,12 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
     if not (run_dir / "models.json").is_file() or (run_dir / "models.json").read_text() != models_json:
         atomic_write_text(run_dir / "models.json", models_json)  # which weights this config loads now
 
-    def step(name: str, sections: tuple[str, ...], fn: Callable[[], Any], extra: str = "", view: Any = None) -> Any:
+    def step(name: str, sections: tuple[str, ...], digest_fn: Callable[[], str], fn: Callable[[], Any]) -> Any:
         models = stage_models(sections, fingerprints)
-        digest = _digest(cfg if view is None else view, sections, models) + extra
+        digest = digest_fn()  # now: the upstream stages have just run
         marker = done_dir / f"{name}.json"
+        if not force and not is_complete(marker, digest) and reuse is not None and reuse(name, digest):
+            log.info("stage %s: linked finished artifacts of the same digest", name)
         if not force and is_complete(marker, digest):
             log.info("stage %s: complete for this config, skipped", name)
             status[name] = "skipped"
@@ -199,35 +202,65 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False) -> dic
         return result
 
     for st in stages(cfg):
-        step(st.name, st.sections, lambda st=st: st.fn(cfg, run_dir))
+        step(st.name, st.sections, lambda st=st: current(cfg, run_dir, st.name, fingerprints),
+             lambda st=st: st.fn(cfg, run_dir))
     for method in training_order(cfg):
         for seed in cfg.seeds:
-            name, sections = f"train-{method}-s{seed}", _train_sections(cfg, method)
-
-            step(name, sections, lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed),
-                 extra=f":{seed}", view=method_view(cfg, method))
-    results = collect_results(cfg, run_dir)
-    write_table(run_dir / "results.csv", results)
+            step(f"train-{method}-s{seed}", _train_sections(cfg, method),
+                 lambda method=method, seed=seed: train_run_digest(cfg, run_dir, method, seed, fingerprints),
+                 lambda method=method, seed=seed: train_method(cfg, run_dir, method, seed))
     from discl.evaluation.report import write_report
 
-    write_report(cfg, run_dir, fingerprints=fingerprints)
+    write_report(cfg, run_dir, fingerprints=fingerprints)  # writes results.csv too
     status["report"] = "ran"
     return status
 
 
-def collect_results(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
-    """One row per (method, seed) from each training run's metrics.json."""
-    from discl.artifacts import read_json
+def collect_results(cfg: RunConfig, run_dir: Path, fingerprints: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (method, seed) of the current config, in training order.
 
+    A run's metrics.json is read only when its digest is the one the run would record now
+    (:func:`train_run_digest`): ``status`` is ``ok`` then; otherwise the row is kept with
+    ``status`` ``missing`` (never trained), ``stale`` (trained for other inputs), ``failed``
+    (a marker-less run folder with a partial log) or ``unreadable``, the reason in ``reason``, and
+    no metrics, so a table never averages silently over fewer seeds.
+    """
+    from discl.artifacts import ArtifactError, read_json
+
+    if fingerprints is None:
+        from discl.fingerprint import model_fingerprints
+
+        fingerprints = model_fingerprints(cfg, {s for m in training_order(cfg) for s in _train_sections(cfg, m)})
     rows = []
     spectrum = run_dir / "spectrum" / "metadata.csv"
     manifest = pd.read_csv(spectrum) if spectrum.is_file() else None
     for method in training_order(cfg):
         steps = denoiser_pool_steps(cfg, method, manifest)
         for seed in cfg.seeds:
-            path = run_dir / "train" / f"{method}-s{seed}" / "metrics.json"
-            if path.is_file():
-                rows.append({"method": method, "seed": seed, **_flatten(read_json(path)), "denoiser_steps": steps})
+            folder = run_dir / "train" / f"{method}-s{seed}"
+            path = folder / "metrics.json"
+            row: dict[str, Any] = {"method": method, "seed": seed, "status": "ok", "reason": ""}
+            try:
+                metrics = read_json(path) if path.is_file() else None
+            except ArtifactError as e:
+                metrics, row["status"], row["reason"] = None, "unreadable", str(e)
+            if metrics is None and row["status"] == "ok":
+                if (folder / "log.csv").is_file():
+                    row["status"], row["reason"] = "failed", "the run started but did not finish (see its log.csv)"
+                else:
+                    row["status"], row["reason"] = "missing", "not trained yet"
+            elif metrics is not None:
+                try:
+                    want = train_run_digest(cfg, run_dir, method, seed, fingerprints)
+                except Exception as e:  # noqa: BLE001 - e.g. the filter manifest it needs is missing
+                    want = f"unknown ({e})"
+                if metrics.get("digest") != want:
+                    row["status"] = "stale"
+                    row["reason"] = "trained for other inputs (config, upstream artifacts or weights); rerun `discl run`"
+                else:
+                    row.update(_flatten(metrics))
+                    row["denoiser_steps"] = steps
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -276,7 +309,8 @@ HEADLINE = {
 
 
 def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
-    """Markdown table: mean +- std over seeds of the task's headline metrics, per method."""
+    """Markdown table: mean ± sample std (ddof = 1) over the seeds with a finished run of the current
+    config, per method; seeds without one are listed with the reason, never silently left out."""
     cols = HEADLINE.get(cfg.data.task, HEADLINE["fmnist-lt"])
     if cfg.data.task not in HEADLINE:
         cols = [("test.top1", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few"),
@@ -284,19 +318,24 @@ def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
     cols = [(k, label) for k, label in cols if k in results.columns]
     extra = [(k, label) for k, label in (("synthetic_seen", "synthetic images seen"), ("denoiser_steps", "denoiser steps"))
              if k in results.columns]
-    lines = ["| method | seeds | " + " | ".join(label for _, label in cols + extra) + " |",
-             "|---|---|" + "---|" * (len(cols) + len(extra))]
+    lines = ["| method | seeds (mean ± sample std, ddof=1) | " + " | ".join(label for _, label in cols + extra)
+             + " | missing |",
+             "|---|---|" + "---|" * (len(cols) + len(extra) + 1)]
+    status = results["status"] if "status" in results.columns else pd.Series("ok", index=results.index)
     for method in training_order(cfg):
-        r = results[results["method"] == method] if len(results) else results
-        if not len(r):
+        mine = results[results["method"] == method] if len(results) else results
+        if not len(mine):
             continue
+        r = mine[status.loc[mine.index] == "ok"]
+        gone = mine[status.loc[mine.index] != "ok"]
+        missing = "; ".join(f"seed {int(g['seed'])}: {g['status']} ({g['reason']})" for _, g in gone.iterrows())
         cells = []
         for k, _ in cols:
             v = r[k].astype(float) * 100
-            cells.append(f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.mean():.1f}")
+            cells.append("—" if not len(v) else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}")
         for k, _ in extra:
-            cells.append(f"{int(r[k].astype(float).mean()):,}")
-        lines.append(f"| {method} | {len(r)} | " + " | ".join(cells) + " |")
+            cells.append(f"{int(r[k].astype(float).mean()):,}" if len(r) else "—")
+        lines.append(f"| {method} | {len(r)} of {len(mine)} | " + " | ".join(cells) + f" | {missing or '—'} |")
     return "\n".join(lines)
 
 

@@ -8,18 +8,21 @@ The critics' first check on DisCL -- does the CLIP threshold track downstream ac
 - ``RUN/sweep/<key>/summary.csv``: one row per value x method x seed: the value, the filter's keep
   rate, kept-image count and mean image-text score of the kept images (over all levels and over the
   levels the method draws from), and the run's headline test metrics;
-- ``summary.md`` (mean +- std per value, Spearman rank correlation for numeric keys) and
+- ``summary.md`` (mean +- sample std (ddof = 1) per value, Spearman rank correlation for numeric keys) and
   ``summary.png`` (headline metric vs value, keep rate on a second axis).
 
-Stages the swept key does not change are not recomputed: before a value runs, every stage whose
-marker (``.stages/<stage>.json``) in the base run or in an earlier value's folder carries the config
-digest the value's run would record is hard-linked into the value's folder (artifact files, then
-the marker). Artifacts are written by rename, never in place, so a link can never see a
-half-written file and a later rewrite in one folder leaves the other's file alone; append-only logs
-(``*.jsonl``) are copied instead. When the spectrum is shared but the filter is not (a threshold
-sweep), the filter's score cache is linked with it, so the value's filter stage encodes nothing and
-only re-applies its rules. The base run's own stages are never run or written by the sweep: when
-the base has not run, the first value computes the upstream stages and the others link them.
+Stages the swept key does not change are not recomputed: before a stage of a value runs, the
+pipeline asks the sweep (:func:`make_reuse`) for a finished stage with the digest the value's run
+records (:mod:`discl.digests`: the stage's config keys, its upstream artifacts by content, its
+weights); when the base run or an earlier value's folder holds one, its artifact files, then its
+marker, are hard-linked into the value's folder. Artifacts are written by rename, never in place, so
+a link can never see a half-written file and a later rewrite in one folder leaves the other's file
+alone; append-only logs (``*.jsonl``) are copied instead. When the spectrum is shared but the filter
+is not (a threshold sweep), the filter's score cache is linked with it, so the value's filter stage
+encodes nothing and only re-applies its rules. Training runs are linked the same way when the
+filter manifest they read is byte-identical. The base run's own stages are never run or written by
+the sweep: when the base has not run, the first value computes the upstream stages and the others
+link them.
 """
 
 from __future__ import annotations
@@ -45,10 +48,10 @@ from discl.artifacts import (
     atomic_write_text,
     read_table,
 )
-from discl.config import RunConfig, section_digest
+from discl.config import RunConfig
 from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
 from discl.methods import parse_method
-from discl.pipeline import HEADLINE, method_levels, stages, train_config_digest, training_order
+from discl.pipeline import HEADLINE, Reuse, method_levels
 
 log = logging.getLogger(__name__)
 
@@ -116,27 +119,6 @@ def plan_sweep(cfg: RunConfig, key: str, values: list[str], base_dir: Path) -> l
     return points
 
 
-def marker_digests(cfg: RunConfig) -> dict[str, str]:
-    """Stage marker name -> the config part of the digest :func:`discl.pipeline.run` records under ``cfg``.
-
-    The pipeline records ``<section digest>[-<model fingerprints>][:<seed>]``; the sweep compares the
-    config part (:func:`config_part`). The weights part is the pipeline's own check when the value
-    runs: a stage whose weights changed since the linked marker is recomputed in the value's folder,
-    where every write replaces a link by rename instead of writing through it.
-    """
-    out = {st.name: section_digest(cfg, *st.sections) for st in stages(cfg)}
-    for method in training_order(cfg):
-        for seed in cfg.seeds:
-            out[f"train-{method}-s{seed}"] = train_config_digest(cfg, method, seed)
-    return out
-
-
-def config_part(digest: str) -> str:
-    """``sections-models:seed`` -> ``sections:seed`` (the part a config decides)."""
-    head, sep, seed = digest.partition(":")
-    return head.split("-")[0] + sep + seed
-
-
 def read_marker_digest(marker: Path) -> str | None:
     try:
         return json.loads(Path(marker).read_text(encoding="utf-8")).get("digest")
@@ -185,25 +167,21 @@ def link_tree(src: Path, dst: Path) -> int:
     return n
 
 
-def reuse_upstream(sources: list[Path], point: SweepPoint, stale: set[tuple[str, str]] = frozenset()
-                   ) -> dict[str, Path]:
-    """Link, from the first of ``sources`` that holds it, every completed stage ``point``'s run shares.
+def make_reuse(sources: list[Path], point: SweepPoint, reused: dict[str, Path]) -> Reuse:
+    """The ``reuse(stage, digest)`` callback of :func:`discl.pipeline.run` for one value of the sweep.
 
-    ``sources`` are the base run and the values that ran before this one; ``stale`` holds (stage,
-    source) pairs the pipeline refused earlier in the sweep. A stage whose marker the value's folder
-    already holds is left alone (a rerun does no work); the marker is linked last, so a kill mid-way
-    leaves a stage without marker that the next sweep links again. Returns {stage: source}.
+    It links, from the first of ``sources`` (the base run, then the values that ran before this
+    one) whose marker holds ``digest``, the stage's artifacts and then its marker (a kill mid-way
+    leaves a stage without marker that the next run links again), and records the source in
+    ``reused``.
     """
-    reused: dict[str, Path] = {}
-    for name, want in marker_digests(point.cfg).items():
+
+    def reuse(name: str, digest: str) -> bool:
+        src = next((Path(s) for s in sources
+                    if read_marker_digest(Path(s) / ".stages" / f"{name}.json") == digest), None)
+        if src is None or src.resolve() == point.run_dir.resolve():
+            return False
         marker = point.run_dir / ".stages" / f"{name}.json"
-        if (have := read_marker_digest(marker)) is not None and config_part(have) == want:
-            continue
-        src = next((Path(s) for s in sources if (name, str(s)) not in stale
-                    and (d := read_marker_digest(Path(s) / ".stages" / f"{name}.json")) is not None
-                    and config_part(d) == want), None)
-        if src is None:
-            continue
         marker.unlink(missing_ok=True)
         for rel in stage_paths(name):
             shutil.rmtree(point.run_dir / rel, ignore_errors=True)
@@ -216,27 +194,20 @@ def reuse_upstream(sources: list[Path], point: SweepPoint, stale: set[tuple[str,
             for rel in FILTER_CACHE:  # same spectrum files (same inodes, so same size:mtime): nothing to re-encode
                 if (src / rel).is_file():
                     link_file(src / rel, point.run_dir / rel)
-    return reused
+        return True
+
+    return reuse
 
 
 # -- the sweep -------------------------------------------------------------------------------------
 
 
-def run_point(sources: list[Path], point: SweepPoint, stale: set[tuple[str, str]]) -> dict[str, Any]:
-    """Link what earlier runs share, then run the value's pipeline (it skips every complete stage).
-
-    A linked stage the pipeline recomputes anyway (same config, other model weights than its marker
-    records) is added to ``stale``, so later values do not link it from that source again.
-    """
+def run_point(sources: list[Path], point: SweepPoint) -> dict[str, Any]:
+    """Run the value's pipeline, linking every stage an earlier run finished with the same digest."""
     from discl.pipeline import run
 
-    reused = reuse_upstream(sources, point, stale)
-    status = run(point.cfg, point.run_dir)
-    redone = [name for name in reused if status.get(name) == "ran"]
-    stale.update((name, str(reused[name])) for name in redone)
-    if redone:
-        log.warning("sweep %s: linked %s, but the pipeline recomputed it (its model weights differ from the "
-                    "marker's)", point.run_dir.name, ", ".join(redone))
+    reused: dict[str, Path] = {}
+    status = run(point.cfg, point.run_dir, reuse=make_reuse(sources, point, reused))
     ran = [k for k, v in status.items() if v == "ran" and k != "report"]
     log.info("sweep %s: %s", point.run_dir.name, "stages run: " + ", ".join(ran) if ran else "nothing to redo")
     return {"value": point.text, "reused": reused, "status": status}
@@ -246,10 +217,9 @@ def run_sweep(cfg: RunConfig, key: str, values: list[str], base_dir: Path | None
     """Run every value of ``key`` (see the module doc); writes and returns the per-seed summary."""
     base_dir = Path(base_dir or cfg.run_path)
     points = plan_sweep(cfg, key, values, base_dir)
-    stale: set[tuple[str, str]] = set()
     for i, point in enumerate(points):
         log.info("sweep %s [%d/%d]: %s=%s in %s", key, i + 1, len(points), key, point.text, point.run_dir)
-        run_point([base_dir, *(p.run_dir for p in points[:i])], point, stale)
+        run_point([base_dir, *(p.run_dir for p in points[:i])], point)
     summary = summarize_sweep(points)
     write_summary(summary, points, key, sweep_dir(base_dir, key))
     return summary
@@ -315,12 +285,12 @@ def correlations(summary: pd.DataFrame, metrics: list[str]) -> list[dict[str, An
 
 def _pm(v: pd.Series, scale: float = 100.0, fmt: str = ".1f") -> str:
     v = v.astype(float) * scale
-    return f"{v.mean():{fmt}} ± {v.std(ddof=0):{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
 
 
 def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) -> str:
     cols = headline_columns(points[0].cfg.data.task, summary.columns)
-    lines = [f"| {key} | method | seeds | keep rate (all λ) | keep rate (method's λ) | kept (method's λ) "
+    lines = [f"| {key} | method | seeds (mean ± sample std, ddof=1) | keep rate (all λ) | keep rate (method's λ) | kept (method's λ) "
              "| kept sim_text | " + " | ".join(label for _, label in cols) + " |",
              "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
     for p in points:
@@ -366,12 +336,12 @@ def plot_sweep(summary: pd.DataFrame, points: list[SweepPoint], key: str, path: 
         g = summary[summary["method"] == method]
         for ci, (k, label) in enumerate(cols):
             by = g.groupby("value_text", sort=False)[k]
-            mean, std = by.mean().reindex(xs), by.std(ddof=0).reindex(xs)  # std as in summary.md
+            mean, std = by.mean().reindex(xs), by.std(ddof=1).reindex(xs)  # sample std (ddof=1), as in summary.md
             ax.errorbar([xs[t] for t in mean.index], mean * 100, yerr=std.fillna(0) * 100,
                         fmt=styles[ci % len(styles)], color=f"C{ci if len(methods) == 1 else mi}", capsize=3,
                         label=f"{method}: {label}")
     ax.set_xlabel(key)
-    ax.set_ylabel("test metric (%), mean ± std over seeds")
+    ax.set_ylabel("test metric (%), mean ± sample std over seeds")
     rate_col = "used_keep_rate" if "used_keep_rate" in summary and summary["used_keep_rate"].notna().any() \
         else "filter_keep_rate"
     if rate_col in summary:

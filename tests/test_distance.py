@@ -39,3 +39,42 @@ def test_level_distances_orders_levels_and_adds_the_real_row():
     out = level_distances(syn, rng.normal(size=(20, 3)), ref)
     assert list(out["lam"]) == [0.0, 0.5, 1.0]
     assert out["mmd2"].iloc[0] > out["mmd2"].iloc[1] > out["mmd2"].iloc[2] - 0.05
+
+
+def test_rows_are_on_equal_footing_whatever_their_sample_size():
+    """Same distribution, 27 vs 108 images in 64-d: the raw Fréchet distance differs several-fold
+    (its bias falls with n), the table's rows (all at the smallest n, one kernel) agree."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(400, 64))
+    few, many = rng.normal(size=(27, 64)), rng.normal(size=(108, 64))
+    raw_few, raw_many = frechet_distance(few, ref), frechet_distance(many, ref)
+    assert raw_few > 2 * raw_many
+    out = level_distances({0.5: many}, few, ref, subsamples=20)
+    assert out["n"].tolist() == [27, 27] and out["n_total"].tolist() == [108, 27]
+    a, b = out["frechet"].tolist()
+    assert abs(a - b) < 0.15 * b
+    row = out.iloc[0]
+    assert row["mmd2_lo"] <= row["mmd2"] <= row["mmd2_hi"]
+    assert np.isnan(out["mmd2_lo"].iloc[1])  # the smallest row is used whole: no subsample interval
+
+
+def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tiny_run, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    from discl.config import load_config
+    from discl.evaluation.distance import spectrum_distances
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    cfg = load_config(run / "config.yaml")
+    man = pd.read_csv(run / "filter" / "manifest.csv")
+    man.loc[man.index[::2], "keep"] = False  # half the images dropped
+    man.to_csv(run / "filter" / "manifest.csv", index=False)
+    out = spectrum_distances(cfg, run).set_index("lam")
+    kept = man[man["keep"]].groupby("lam").size()
+    for lam, count in kept.items():
+        if count >= 2:
+            assert out.loc[float(lam), "n_total"] == count
+    assert out.loc[1.0, "n_total"] == man["sample_id"].nunique()

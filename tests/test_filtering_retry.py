@@ -87,3 +87,49 @@ def test_one_retry_keeps_the_better_of_original_and_candidate(tmp_path, tiny_sco
     assert out["file_name"].iloc[0] == ("s0/lam0.90_k0.png" if kept_original else "black.png")
     assert out["attempts"].iloc[0] == 1 and not out["keep"].iloc[0]
     assert "< 1.000" in out["drop_reason"].iloc[0]
+
+
+def test_retry_candidates_are_reused_only_under_the_same_key(tmp_path, tiny_scorer):
+    """A changed scorer/generator/prompt context (or a deleted candidate file) is never answered
+    from the old retries.csv: the candidates are made and scored again (issue 14.5)."""
+    rng = numpy_rng("test-retry-key", 0)
+    images = {"s0": rng.integers(0, 256, (28, 28)).astype(np.uint8)}
+    frame = pd.DataFrame({"sample_id": ["s0"], "label": [0], "class_name": ["Shirt"], "split": "train"})
+    dataset = ArrayImageDataset("tiny", CLASSES, frame, np.stack(list(images.values())))
+    run = tmp_path / "run"
+    testing.make_tiny_spectrum(run, images, CLASSES, {"s0": 0}, levels=(0.5,), seeds=1)
+    calls = []
+
+    def regenerate(row, attempt):
+        calls.append(attempt)
+        name = f"s0/retry_a{attempt}.png"
+        Image.fromarray(numpy_rng("r", len(calls)).integers(0, 256, (28, 28)).astype(np.uint8)).save(
+            run / "spectrum" / name)
+        return {"file_name": name, "seed": len(calls), "prompt": f"retry {attempt}"}
+
+    cfg = load_config(None, ["filtering.score=image", "filtering.threshold=0.999999", "filtering.retries=2"])
+    filter_spectrum(cfg, run, scorer=tiny_scorer, dataset=dataset, regenerate=regenerate, retry_context="a")
+    assert calls == [1, 2]
+    assert read_table(run / "filter" / "retries.csv")["key"].nunique() == 2
+    filter_spectrum(cfg, run, scorer=tiny_scorer, dataset=dataset, regenerate=regenerate, retry_context="a")
+    assert calls == [1, 2]  # same key: reused
+    filter_spectrum(cfg, run, scorer=tiny_scorer, dataset=dataset, regenerate=regenerate, retry_context="b")
+    assert calls == [1, 2, 1, 2]  # another scorer / generator / prompts: made again
+    (run / "spectrum" / "s0" / "retry_a2.png").unlink()
+    filter_spectrum(cfg, run, scorer=tiny_scorer, dataset=dataset, regenerate=regenerate, retry_context="b")
+    assert calls == [1, 2, 1, 2, 2]  # the missing candidate only
+
+
+def test_a_retry_uses_another_prompt_when_there_is_one():
+    from discl.prompts.builder import build_prompt, retry_prompt
+
+    cfg = load_config(None, ["prompts.templates=['a photo of a {name}', 'a drawing of a {name}', 'a {name}']"]).prompts
+    for sid in ("s0", "s1", "s2", "s3"):
+        original = build_prompt(cfg, "Shirt", sid, 0)
+        tries = [retry_prompt(cfg, "Shirt", sid, 0, a, original) for a in (1, 2)]
+        assert original not in tries and len(set(tries)) == 2  # two attempts, the two other prompts
+    one = load_config(None, []).prompts
+    assert retry_prompt(one, "Shirt", "s0", 0, 1, "a photo of a Shirt") == "a photo of a Shirt"  # nothing else
+    descs = {"Shirt": ["on a chair", "folded"]}
+    original = build_prompt(one, "Shirt", "s0", 0, descs)
+    assert retry_prompt(one, "Shirt", "s0", 0, 1, original, descs) != original

@@ -65,19 +65,19 @@ def test_second_run_does_no_work(tiny_run: Path):
 
 
 def test_changed_setting_reruns_what_depends_on_it():
-    from discl.config import load_config, section_digest
-    from discl.pipeline import stage_sections
+    from discl.config import load_config
+    from discl.digests import filter_digest, generate_digest, mine_digest
 
     def digests(cfg):
-        return {k: section_digest(cfg, *v) for k, v in stage_sections(cfg).items()}
+        return {"mine": mine_digest(cfg, {}), "generate": generate_digest(cfg, "h", "", {}),
+                "filter": filter_digest(cfg, "s", "", {})}
 
     a = digests(load_config("configs/fmnist-lt.yaml", TINY))
     b = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.61"]))
-    assert a["mine"] == b["mine"] and a["generate"] == b["generate"]
-    assert a["filter"] != b["filter"] and a["train"] != b["train"] and a["train-real"] == b["train-real"]
+    assert a["mine"] == b["mine"] and a["generate"] == b["generate"] and a["filter"] != b["filter"]
     c = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "training.epochs=7"]))
-    assert a["mine"] == c["mine"]  # class frequency does not depend on a model
-    d, e = (digests(load_config("configs/fmnist-lq.yaml", o)) for o in ([], ["training.epochs=7"]))
+    assert a == c  # class frequency does not depend on a model
+    d, e = (digests(load_config("configs/fmnist-lq.yaml", o)) for o in ([], ["mining.epochs=7"]))
     assert d["mine"] != e["mine"]  # out-of-fold mining does
 
 
@@ -115,14 +115,15 @@ def _flip_first_weight_byte(path: Path) -> None:
 
 
 def test_weights_enter_the_stage_digests(tmp_path: Path, monkeypatch):
-    """Fast check of the digests: a touched prior changes none, a changed byte changes generate and everything after."""
+    """Fast check of the digests: a touched prior changes none, a changed byte changes generate (the
+    filter and training follow through the spectrum's content, see tests/test_stage_digests.py)."""
     import shutil
 
     from discl.config import load_config
     from discl.fingerprint import model_fingerprints
     from discl.generation.prior import ASSET_DIR
     from discl.generation.runner import spectrum_digest
-    from discl.pipeline import stage_digest, stage_sections
+    from discl.pipeline import stage_digest
 
     monkeypatch.setenv("DISCL_CACHE_DIR", str(tmp_path / "cache"))
     prior = Path(shutil.copytree(ASSET_DIR, tmp_path / "prior"))
@@ -130,15 +131,16 @@ def test_weights_enter_the_stage_digests(tmp_path: Path, monkeypatch):
 
     def digests():
         fps = model_fingerprints(cfg)
-        return {k: stage_digest(cfg, k, fps) for k in stage_sections(cfg)} | {"spectrum": spectrum_digest(cfg)}
+        return {k: stage_digest(cfg, k, fps, tmp_path) for k in ("mine", "generate", "filter")} | {
+            "spectrum": spectrum_digest(cfg, tmp_path)}
 
     a = digests()
     os.utime(prior / "prior.safetensors")
     assert digests() == a
     _flip_first_weight_byte(prior / "prior.safetensors")
     b = digests()
-    assert a["mine"] == b["mine"] and a["train-real"] == b["train-real"]
-    assert all(a[k] != b[k] for k in ("generate", "filter", "train", "spectrum"))
+    assert a["mine"] == b["mine"] and a["filter"] == b["filter"]
+    assert a["generate"] != b["generate"] and a["spectrum"] != b["spectrum"] == b["generate"]
 
 
 @pytest.mark.slow
@@ -217,9 +219,12 @@ def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_pa
         hook.remove()
 
 
-def test_a_training_marker_depends_only_on_what_its_method_reads():
+def test_a_training_marker_depends_only_on_what_its_method_reads(tmp_path: Path):
     from discl.config import load_config
-    from discl.pipeline import train_config_digest
+    from discl.pipeline import train_run_digest
+
+    def train_config_digest(cfg, method, seed):
+        return train_run_digest(cfg, tmp_path, method, seed, {})
 
     cfg = load_config("configs/fmnist-lt.yaml", TINY)
     other_strategy = load_config("configs/fmnist-lt.yaml", [*TINY, "curriculum.strategy=adaptive"])

@@ -50,8 +50,14 @@ def test_headline_table_mean_and_std():
                         "test.top1": [0.5, 0.7, 0.8, 0.8], "test.few": [0.1, 0.3, 0.5, 0.7],
                         "test.many": [0.9, 0.9, 0.9, 0.9], "test.medium": [0.5, 0.5, 0.5, 0.5]})
     table = headline_table(cfg, res)
-    assert "| ce | 2 | 60.0 ± 10.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 20.0 ± 10.0 |" in table
-    assert "| discl | 2 | 80.0 ± 0.0 |" in table
+    assert "sample std, ddof=1" in table.splitlines()[0]
+    assert "| ce | 2 of 2 | 60.0 ± 14.1 | 90.0 ± 0.0 | 50.0 ± 0.0 | 20.0 ± 14.1 | — |" in table  # ddof = 1
+    assert "| discl | 2 of 2 | 80.0 ± 0.0 |" in table
+    # a seed without a finished run of this config is named with its reason, not averaged away
+    res["status"], res["reason"] = ["ok", "ok", "ok", "stale"], ["", "", "", "trained for other inputs"]
+    res.loc[3, ["test.top1", "test.few", "test.many", "test.medium"]] = float("nan")
+    table = headline_table(cfg, res)
+    assert "| discl | 1 of 2 | 80.0 |" in table and "seed 1: stale (trained for other inputs)" in table
 
 
 def test_configuration_reference_is_current():

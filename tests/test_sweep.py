@@ -11,7 +11,7 @@ from conftest import TINY, discl
 
 from discl.config import load_config
 from discl.configtools import ConfigError
-from discl.sweep import config_part, link_file, link_tree, plan_sweep, value_dirname
+from discl.sweep import link_file, link_tree, plan_sweep, value_dirname
 
 KEY = "filtering.threshold"
 VALUES = ("0.0", "0.7")  # the tiny run's own threshold is 0.5: neither value can reuse its filter stage
@@ -104,12 +104,6 @@ def test_plan_names_duplicates_and_keys_the_sweep_sets(tmp_path):
         plan_sweep(cfg, KEY, ["0.3", "0.30"], tmp_path)
     with pytest.raises(ConfigError, match="cannot be swept"):
         plan_sweep(cfg, "seeds", ["[1]"], tmp_path)
-
-
-def test_config_part_drops_the_model_fingerprint_only():
-    assert config_part("abc") == "abc"
-    assert config_part("abc-f00d") == "abc"
-    assert config_part("abc-f00d:2") == "abc:2" != config_part("abc:1")
 
 
 def test_links_share_the_inode_but_append_logs_are_copied(tmp_path):

@@ -81,7 +81,10 @@ def test_init_from_a_baseline_fine_tunes_from_that_seeds_checkpoint(tmp_path):
     assert status["train-ce-s0"] == "ran" and status["train-discl-s0"] == "ran"
     ce_digest = read_json(tmp_path / "run" / "train" / "ce-s0" / "metrics.json")["digest"]
     assert "-init-" not in ce_digest
-    assert len(read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"].split("-init-")[1]) == 16
+    from discl.pipeline import train_run_digest  # the curriculum digest holds the checkpoint's content digest
+
+    assert read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"] == train_run_digest(
+        cfg, tmp_path / "run", "discl", 0)
     # the baseline itself trains from scratch: same digest as without init_from
     plain = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[ce]", "seeds=[0]", f"run_dir={tmp_path / 'run'}"])
     assert run(plain)["train-ce-s0"] == "skipped"

@@ -43,6 +43,10 @@ def _build(cfg: DataConfig) -> ImageDataset:
         from discl.data.folder import load_csv_dataset
 
         return load_csv_dataset(cfg)
+    if cfg.task == "split_files":
+        from discl.data.folder import load_split_files
+
+        return load_split_files(cfg)
     if cfg.task == "iwildcam":
         from discl.data.wilds import load_iwildcam
 

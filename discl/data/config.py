@@ -12,10 +12,11 @@ class DataConfig:
 
     ``task`` picks the dataset: the embedded Fashion-MNIST tasks (``fmnist-lt``, ``fmnist-lq``) or
     the user's own data (``folder``: root/<class>/*.jpg; ``csv``: path,label[,split]; ``iwildcam``:
-    WILDS, when installed and downloaded).
+    WILDS, when installed and downloaded; ``split_files``: ImageNet-LT/Places-LT-style ``path label``
+    text files over an image root).
     """
 
-    task: Literal["fmnist-lt", "fmnist-lq", "folder", "csv", "iwildcam"] = "fmnist-lt"
+    task: Literal["fmnist-lt", "fmnist-lq", "folder", "csv", "iwildcam", "split_files"] = "fmnist-lt"
     root: str | None = None  # folder / csv path / wilds root; fmnist: folder with the idx files
     seed: int = 0  # fixes the embedded tasks' splits, class order and per-image style
     image_size: int = 28  # side the classifier sees; user images are resized (aspect kept, padded)
@@ -29,6 +30,11 @@ class DataConfig:
     verify_images: bool = True  # folder/csv: decode every image once when loading, so bad files surface before training
     max_image_pixels: int = 89_478_485  # decompression-bomb guard per image (Pillow's default)
     alpha_background: Literal["black", "white"] = "black"  # what transparent pixels become
+    split_files: dict[str, str] = field(default_factory=dict)  # split_files: split -> "relative/path label" list file (train required)
+    class_map: str | None = None  # split_files: class names, one "<id> <name>[, synonyms]" line per label (LOC_synset_mapping.txt)
+    in_memory: Literal["auto"] | bool = "auto"  # training images held as tensors (true) or decoded from disk by loader workers (false); auto: by size
+    in_memory_limit_mb: int = 2048  # auto: hold in memory when the dataset's images (all splits) at image_size fit in this many MB
+    decode_workers: int | None = None  # processes verifying/decoding images when loading (None: all CPU cores)
     test_limit: int | None = None  # embedded tasks: class-stratified test subset (quick runs, tests); None = all 10k
 
     def __post_init__(self):
@@ -44,5 +50,12 @@ class DataConfig:
         check(self.max_image_pixels >= 1, "max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
         check(len(set(self.class_names)) == len(self.class_names), "class_names", "lists a class twice")
         check(self.test_limit is None or self.test_limit >= 10, "test_limit", "must be >= 10 (one per class)")
+        check(self.in_memory_limit_mb >= 0, "in_memory_limit_mb", "must be >= 0")
+        check(self.decode_workers is None or self.decode_workers >= 1, "decode_workers", "must be >= 1 or null")
+        if self.task == "split_files":
+            check(bool(self.root), "root", "task 'split_files' needs data.root (the image root the split files' paths are relative to)")
+            check("train" in self.split_files, "split_files", "task 'split_files' needs split_files.train (and usually val, test)")
+            bad = sorted(set(self.split_files) - {"train", "val", "test", "test_ood"})
+            check(not bad, "split_files", f"unknown split(s) {bad} (use train, val, test, test_ood)")
         if self.task in ("folder", "csv"):
             check(bool(self.root), "root", f"task {self.task!r} needs data.root (the image folder or CSV file)")

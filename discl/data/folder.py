@@ -53,9 +53,19 @@ class FileImageDataset(ImageDataset):
         self.max_pixels = cfg.max_image_pixels
         self.background = cfg.alpha_background
         self.skipped = skipped if skipped is not None else pd.DataFrame(columns=SKIP_COLUMNS)
+        self.decode_workers = cfg.decode_workers
 
     def image(self, sample_id: str) -> Image.Image:
         return load_image(self.root / self.frame.at[sample_id, "path"], self.max_pixels, self.background)
+
+    def tensors(self, sample_ids: Sequence[str], size: int, channels: int):
+        """As :meth:`ImageDataset.tensors`, decoded in ``data.decode_workers`` processes for large sets."""
+        from discl.data.streaming import StreamedImages, decode_letterboxed, default_workers
+
+        paths = [str(self.root / p) for p in self.frame.loc[list(sample_ids), "path"]]
+        images = StreamedImages(paths, np.zeros(len(paths), dtype=np.int64), size=size, channels=channels,
+                                mode="letterbox", seed=0, max_pixels=self.max_pixels, background=self.background)
+        return decode_letterboxed(images, range(len(paths)), default_workers(self.decode_workers))
 
 
 class _Problems:
@@ -103,13 +113,16 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
             source: str, has_split: bool) -> FileImageDataset:
     frame = pd.DataFrame(rows, columns=["sample_id", "path", "class_name", "split", "source"])
     if cfg.verify_images:
+        from discl.data.streaming import check_files, default_workers
+
+        errors = check_files([str(root / p) for p in frame["path"]], cfg.max_image_pixels, cfg.alpha_background,
+                             default_workers(cfg.decode_workers))
         keep = []
-        for i, row in enumerate(frame.itertuples(index=False)):
-            try:
-                load_image(root / row.path, cfg.max_image_pixels, cfg.alpha_background)
+        for i, (row, err) in enumerate(zip(frame.itertuples(index=False), errors)):
+            if err is None:
                 keep.append(i)
-            except BadInputError as e:
-                problems.report(row.path, str(e).removeprefix(f"{root / row.path}: "), row.source)
+            else:
+                problems.report(row.path, err.removeprefix(f"{root / row.path}: "), row.source)
         frame = frame.iloc[keep]
     if frame.empty:
         raise BadInputError(f"{source}: no usable images (skipped {len(problems.rows)})")
@@ -218,6 +231,87 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"{csv}: no row has split 'train'")
     classes = known or _sorted_classes(r["class_name"] for r in rows)
     return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
+
+
+def read_class_map(path: Path) -> list[tuple[str, str]]:
+    """(id, name) per line of a class mapping file, in label order: ``<id> <name>[, synonym, ...]``.
+
+    ImageNet's ``LOC_synset_mapping.txt`` (``n01440764 tench, Tinca tinca``) gives ``("n01440764",
+    "tench")``; a line with only an id names the class by its id. A name used twice (ImageNet has two
+    "crane"s) gets its id appended, so every class name is unique.
+    """
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"data.class_map {path}: cannot read ({e})") from None
+    pairs = []
+    for ln in lines:
+        if not ln:
+            continue
+        ident, _, rest = ln.partition(" ")
+        name = rest.split(",")[0].strip() or ident
+        pairs.append((ident, name))
+    if not pairs:
+        raise BadInputError(f"data.class_map {path}: no classes")
+    counts: dict[str, int] = {}
+    for _, name in pairs:
+        counts[name] = counts.get(name, 0) + 1
+    return [(i, f"{n} ({i})" if counts[n] > 1 else n) for i, n in pairs]
+
+
+def load_split_files(cfg: DataConfig) -> FileImageDataset:
+    """ImageNet-LT / Places-LT / iNaturalist-style lists: one text file per split (``data.split_files``)
+    of ``relative/path label`` lines, paths relative to ``data.root``, labels 0..K-1.
+
+    Class names come from ``data.class_map`` (one line per label, see :func:`read_class_map`), else
+    ``data.class_names``, else the label numbers. Without a ``val`` file, val is carved from train.
+    """
+    root = Path(cfg.root or "")
+    if not root.is_dir():
+        raise BadInputError(f"data.root {root} is not a folder (task 'split_files' needs the image root)")
+    if cfg.class_map:
+        names = [n for _, n in read_class_map(Path(cfg.class_map))]
+    else:
+        names = list(cfg.class_names)
+    problems = _Problems(cfg.on_bad_image)
+    rows, seen, max_label = [], {}, -1
+    resolved = root.resolve()
+    for split, list_file in cfg.split_files.items():
+        list_path = Path(list_file)
+        if not list_path.is_file():
+            raise BadInputError(f"data.split_files.{split}: {list_path} is not a file")
+        for line_no, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{list_path} line {line_no}"
+            parts = line.strip().rsplit(None, 1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                problems.report(line.strip(), f"expected 'relative/path label', got {line.strip()!r}", where)
+                continue
+            raw, label = parts[0], int(parts[1])
+            full = (resolved / raw).resolve()
+            if Path(raw).is_absolute() or resolved not in full.parents:
+                problems.report(raw, f"path {raw!r} escapes the image root {resolved}", where)
+                continue
+            if label < 0 or (names and label >= len(names)):
+                problems.report(raw, f"label {label} is outside 0..{len(names) - 1 if names else 'K-1'}", where)
+                continue
+            key = full.relative_to(resolved).as_posix()
+            if key in seen:
+                problems.report(raw, f"duplicate: {raw!r} is already listed at {seen[key]}", where)
+                continue
+            seen[key] = where
+            if not full.is_file():
+                problems.report(raw, f"file not found: {full}", where)
+                continue
+            max_label = max(max_label, label)
+            rows.append({"sample_id": key, "path": key, "label_id": label, "split": split, "source": where})
+    if not names:
+        names = [str(i) for i in range(max_label + 1)]
+    for r in rows:
+        r["class_name"] = names[r.pop("label_id")]
+    name = Path(cfg.split_files["train"]).stem.removesuffix("_train") or root.name
+    return _finish(name, root, rows, names, cfg, problems, str(cfg.split_files["train"]), has_split=True)
 
 
 def write_skip_report(dataset: ImageDataset, folder: Path) -> Path | None:

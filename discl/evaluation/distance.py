@@ -1,10 +1,18 @@
 """How far is each guidance level from the real data? (a check the method's critics ask for)
 
-Distances between sets of CLIP image embeddings: the squared MMD with an RBF kernel (median
-heuristic bandwidth, unbiased estimate) and the Fréchet distance (the FID formula on CLIP
-features). Each λ's synthetic images are compared with real *test* images of the same classes (held
-out: neither the sources nor anything the classifier trained on); the real hard sources themselves
-give the λ = 1 reference row.
+Distances between sets of CLIP image embeddings: the squared MMD with an RBF kernel (unbiased
+estimate) and the Fréchet distance (the FID formula on CLIP features). Each λ's synthetic images
+*that the filter kept* are compared with real *test* images of the same classes (held out: neither
+the sources nor anything the classifier trained on); the real hard sources themselves give the
+λ = 1 reference row. The embeddings are the filter's cached ones of the scorer in use
+(``filter/scores.parquet``, ``filter/real_embeddings.safetensors``).
+
+Rows are on equal footing: the Fréchet distance is biased by the sample size (two samples of one
+64-d Gaussian: ~53 at n = 27, ~12 at n = 108), so every row is computed on ``SUBSAMPLES`` seeded
+subsamples (without replacement) of the same size ``n`` (the smallest row's), with one kernel
+bandwidth for all rows (the median heuristic on the reference set). Each row reports the mean over
+the subsamples and, for MMD², the 5th-95th percentile interval (``mmd2_lo``, ``mmd2_hi``);
+``n_total`` is the row's full count.
 
 The report calls :func:`cached_spectrum_distances`: ``RUN/report/distances.csv`` is reused while
 its key (``distances.key.json``: the filter stage's digest, the CLIP fingerprint, a digest of the
@@ -59,17 +67,45 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     return float(((mx - my) ** 2).sum() + np.trace(sx) + np.trace(sy) - 2 * np.trace(covmean))
 
 
-def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray, reference: np.ndarray) -> pd.DataFrame:
-    """One row per λ (and λ = 1 for the real sources): n, MMD² and Fréchet distance to ``reference``."""
-    rows = []
-    for lam, emb in sorted(synthetic.items()):
-        if len(emb) >= 2:
-            rows.append({"lam": float(lam), "n": len(emb), "mmd2": mmd2_rbf(emb, reference),
-                         "frechet": frechet_distance(emb, reference)})
+SUBSAMPLES = 50
+
+
+def median_bandwidth(reference: np.ndarray) -> float:
+    """The median heuristic on one set: one kernel for every row of a table."""
+    ref = np.asarray(reference, dtype=np.float64)
+    d = _sq_dists(ref, ref)
+    return float(np.sqrt(0.5 * np.median(d[np.triu_indices(len(ref), 1)]))) or 1.0
+
+
+def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray, reference: np.ndarray,
+                    subsamples: int = SUBSAMPLES, seed: int = 0) -> pd.DataFrame:
+    """One row per λ (and λ = 1 for the real sources), every row at the same sample size ``n``:
+    mean MMD² (with its 5-95 % interval) and Fréchet distance to ``reference`` over ``subsamples``
+    seeded subsamples of size ``n`` (the smallest row's count). Rows with fewer than 2 images are
+    left out."""
+    from discl.seeding import numpy_rng
+
+    sets = {float(lam): np.asarray(e, dtype=np.float64) for lam, e in sorted(synthetic.items()) if len(e) >= 2}
     if len(real_sources) >= 2:
-        rows.append({"lam": 1.0, "n": len(real_sources), "mmd2": mmd2_rbf(real_sources, reference),
-                     "frechet": frechet_distance(real_sources, reference)})
-    return pd.DataFrame(rows, columns=["lam", "n", "mmd2", "frechet"])
+        sets[1.0] = np.asarray(real_sources, dtype=np.float64)
+    cols = ["lam", "n", "n_total", "mmd2", "mmd2_lo", "mmd2_hi", "frechet"]
+    if not sets:
+        return pd.DataFrame(columns=cols)
+    n = min(len(e) for e in sets.values())
+    bandwidth = median_bandwidth(reference)
+    rows = []
+    for lam, emb in sets.items():
+        draws = 1 if len(emb) == n else subsamples
+        mmd, fre = [], []
+        for r in range(draws):
+            x = emb if draws == 1 else emb[np.sort(numpy_rng("distance-subsample", seed, lam, r).choice(
+                len(emb), n, replace=False))]
+            mmd.append(mmd2_rbf(x, reference, bandwidth))
+            fre.append(frechet_distance(x, reference))
+        lo, hi = (np.percentile(mmd, [5, 95]) if draws > 1 else (np.nan, np.nan))
+        rows.append({"lam": lam, "n": n, "n_total": len(emb), "mmd2": float(np.mean(mmd)), "mmd2_lo": float(lo),
+                     "mmd2_hi": float(hi), "frechet": float(np.mean(fre))})
+    return pd.DataFrame(rows, columns=cols)
 
 
 MAX_REFERENCE = 1000
@@ -77,7 +113,8 @@ MAX_REFERENCE = 1000
 
 def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     """What the distances depend on besides the filter's output and the CLIP weights (pure)."""
-    return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median", "version": 1}
+    return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference",
+            "subsamples": SUBSAMPLES, "kept_only": True, "version": 2}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
@@ -119,8 +156,17 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
     scores, manifest = run_dir / "filter" / "scores.parquet", run_dir / "filter" / "manifest.csv"
     if not scores.is_file() or not manifest.is_file():
         return None
-    cache = pd.read_parquet(scores, columns=["file_name", "embedding"]).drop_duplicates("file_name", keep="last")
-    man = pd.read_csv(manifest).merge(cache, on="file_name", how="inner")
+    from discl.config import section_digest
+    from discl.filtering.runner import load_real_embeddings, scorer_id_for
+
+    scorer_id = scorer_id_for(cfg.filtering.backend, cfg.filtering.model)
+    cache = pd.read_parquet(scores, columns=["file_name", "scorer", "embedding"])
+    cache = cache[cache["scorer"] == scorer_id].drop_duplicates("file_name", keep="last")  # the scorer in use
+    man = pd.read_csv(manifest)
+    sources = sorted(set(man["sample_id"].astype(str)))  # λ = 1: every real hard source
+    if "keep" in man.columns:  # the images the curriculum can draw from
+        man = man[man["keep"].astype(str).str.lower().isin(["true", "1"])]
+    man = man.merge(cache[["file_name", "embedding"]], on="file_name", how="inner")
     if not len(man):
         return None
     ds = build_dataset(cfg.data)
@@ -131,12 +177,22 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
     ids = pool["sample_id"].to_numpy()
     if len(ids) > max_reference:
         ids = np.sort(numpy_rng("distance-reference", cfg.seed).choice(ids, max_reference, replace=False))
-    scorer = create_scorer(cfg.filtering.backend, cfg.filtering.model, cfg.filtering.device, cfg.filtering.batch_size)
-    reference = scorer.encode_images([ds.image(s) for s in ids]).numpy()
-    sources = sorted(set(man["sample_id"]))
-    real = scorer.encode_images([ds.image(s) for s in sources]).numpy()
+    scorer = None
+
+    def encode(sids: list[str]) -> np.ndarray:
+        nonlocal scorer
+        if scorer is None:
+            scorer = create_scorer(cfg.filtering.backend, cfg.filtering.model, cfg.filtering.device,
+                                   cfg.filtering.batch_size)
+        return scorer.encode_images([ds.image(s) for s in sids]).numpy()
+
+    reference = encode(list(ids))
+    cached = load_real_embeddings(run_dir / "filter" / "real_embeddings.safetensors", scorer_id,
+                                  section_digest(cfg, "data"))
+    real = (np.stack([cached[s].numpy() for s in sources]) if sources and all(s in cached for s in sources)
+            else encode(sources))
     synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in man.groupby("lam")}
-    out = level_distances(synthetic, real, reference)
+    out = level_distances(synthetic, real, reference, seed=cfg.seed)
     log.info("distance to real %s images of the hard classes (%d): %s", test_split, len(ids),
              out[["lam", "mmd2"]].round(4).to_dict("records"))
     return out

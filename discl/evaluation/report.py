@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from discl.artifacts import atomic_write_bytes, atomic_write_text, read_json
+from discl.artifacts import atomic_write_bytes, atomic_write_text, read_json, write_table
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +327,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     hard = _read_csv(run_dir / "mining" / "hard.csv")
     fsum = _read_csv(run_dir / "filter" / "summary.csv")
     results = collect_results(cfg, run_dir)
+    write_table(run_dir / "results.csv", results)  # `discl report` and `discl run` alike: the current config's runs
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
     seed0 = cfg.seeds[0]
     sheet = spectrum_sheet(run_dir, manifest)
@@ -370,7 +371,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
-        "## Distance of each λ to real data (CLIP embeddings; λ = 1: the real hard sources)",
+        "## Distance of each λ to real data (CLIP embeddings of the kept images; λ = 1: the real hard sources; "
+        "every row at the same n, mean over seeded subsamples, MMD² 5-95 % interval)",
         "",
         _md_table(distances) if distances is not None else "(no filter embeddings)",
         "",
@@ -432,7 +434,7 @@ def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataF
             from discl.fingerprint import model_fingerprints
 
             fingerprints = model_fingerprints(cfg)
-        return cached_spectrum_distances(cfg, run_dir, stage_digest(cfg, "filter", fingerprints),
+        return cached_spectrum_distances(cfg, run_dir, stage_digest(cfg, "filter", fingerprints, run_dir),
                                          fingerprints.get("filtering"))
     except Exception as e:  # noqa: BLE001 - the report degrades rather than fails
         log.warning("report: no distance per level: %s", e)

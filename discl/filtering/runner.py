@@ -273,12 +273,15 @@ def plot_summary(summary: pd.DataFrame, path: Path, title: str = "", threshold: 
 # -- stage -------------------------------------------------------------------------------------
 
 
-def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None, regenerate=None) -> pd.DataFrame:
+def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None, regenerate=None,
+                    retry_context: str = "") -> pd.DataFrame:
     """Score ``RUN/spectrum``, apply ``cfg.filtering``'s rules, write ``RUN/filter/*``; returns the manifest.
 
     ``scorer`` (a :class:`ClipScorer`) and ``dataset`` (the real images) are built from the config
     when not given. With ``filtering.retries > 0``, ``regenerate(row, attempt) -> dict`` (see
-    :mod:`discl.filtering.retry`) makes replacement images for cells below their threshold.
+    :mod:`discl.filtering.retry`) makes replacement images for cells below their threshold; a
+    candidate in ``filter/retries.csv`` is reused only when its key (``retry_context``, the scorer,
+    the original image's ``image_key`` and the attempt) is unchanged.
     """
     from discl.config import section_digest
     from discl.filtering.scorer import create_scorer
@@ -341,7 +344,8 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
             return [{"sim_prompt": a, "sim_text": b, "sim_image": c} for a, b, c in zip(
                 rowwise_cosine(emb, texts[:n]), rowwise_cosine(emb, texts[n:]), rowwise_cosine(emb, ref))]
 
-        manifest, retry_log = retry_dropped(manifest, rules, fc.retries, regenerate, score_candidates, previous)
+        manifest, retry_log = retry_dropped(manifest, rules, fc.retries, regenerate, score_candidates, previous,
+                                            context=f"{retry_context}|{scorer_id}", root=spectrum_dir)
         write_table(log_path, retry_log)
     manifest.attrs = scored.attrs
     write_table(filter_dir / "manifest.csv", manifest)
@@ -354,16 +358,40 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
     return manifest
 
 
-def filter_run(cfg, run_dir: Path) -> pd.DataFrame:
-    """The filter stage of a run folder as the CLI and ``discl run`` do it: with
-    ``filtering.retries``, the run's own generator is wired in to replace low-scoring images
-    (:func:`filter_spectrum` itself stays independent of any generator)."""
-    regenerate = None
+def filter_digest(cfg, run_dir: Path | None = None, fingerprints: dict | None = None) -> str:
+    """The filter stage's digest (:func:`discl.digests.filter_digest`, the one ``discl run`` records
+    too): the spectrum manifest's content, the filtering keys (batch size and device left out), the
+    scorer's weights, and with retries what their images depend on."""
+    from discl.digests import current
+
+    return current(cfg, cfg.run_path if run_dir is None else run_dir, "filter", fingerprints)
+
+
+def filter_run(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataFrame:
+    """The filter stage of a run folder as the CLI and ``discl run`` do it: skipped when
+    ``filter/_done.json`` holds the current digest; with ``filtering.retries``, the run's own
+    generator is wired in to replace low-scoring images (:func:`filter_spectrum` itself stays
+    independent of any generator), and retry candidates are keyed by :func:`discl.digests.retry_context`."""
+    from discl.artifacts import is_complete, mark_complete
+    from discl.digests import artifact_digests, retry_context, stage_fingerprints
+
+    run_dir = Path(run_dir)
+    fps = stage_fingerprints(cfg, "filter") if fingerprints is None else fingerprints
+    digest = filter_digest(cfg, run_dir, fps)
+    done, path = run_dir / "filter" / "_done.json", run_dir / "filter" / "manifest.csv"
+    if is_complete(done, digest) and path.is_file():
+        log.info("filter: already done (%s)", path.parent)
+        return read_table(path)
+    done.unlink(missing_ok=True)
+    regenerate, context = None, ""
     if cfg.filtering.retries > 0:
         from discl.generation.regenerate import make_regenerator
 
         regenerate = make_regenerator(cfg, run_dir)
-    return filter_spectrum(cfg, run_dir, regenerate=regenerate)
+        context = retry_context(cfg, artifact_digests(cfg, run_dir)["descriptions"], fps)
+    manifest = filter_spectrum(cfg, run_dir, regenerate=regenerate, retry_context=context)
+    mark_complete(done, digest, kept=int(manifest["keep"].sum()), images=len(manifest))
+    return manifest
 
 
 def scorer_id_for(backend: str, model: str) -> str:

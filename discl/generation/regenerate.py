@@ -16,7 +16,7 @@ from typing import Any
 from discl.artifacts import atomic_write_bytes, confine
 from discl.generation.base import GenerationBatch, create_generator
 from discl.generation.planning import strength_for
-from discl.prompts.builder import build_prompt, resolve_descriptions
+from discl.prompts.builder import resolve_descriptions, retry_prompt
 from discl.seeding import derive_seed
 
 RETRY_DIR = "retries"
@@ -42,8 +42,8 @@ def make_regenerator(cfg, run_dir: Path, dataset=None, generator=None):
         ds = state["dataset"]
         sid, lam, k = str(row["sample_id"]), float(row["lam"]), int(row["k"])
         descriptions = resolve_descriptions(cfg.prompts, ds.classes)
-        # another prompt choice: the k of a seed that the spectrum itself never uses
-        prompt = build_prompt(cfg.prompts, str(row["class_name"]), sid, k + attempt * g.seeds_per_level, descriptions)
+        # another prompt than the dropped image's whenever the class has more than one
+        prompt = retry_prompt(cfg.prompts, str(row["class_name"]), sid, k, attempt, str(row["prompt"]), descriptions)
         seed = retry_seed(g.base_seed, sid, lam, k, attempt)
         (img,) = state["gen"].generate(GenerationBatch(
             sources=[ds.image(sid)], source_keys=[sid], labels=[int(row["label"])], prompts=[prompt], seeds=[seed],

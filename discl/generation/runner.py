@@ -32,7 +32,7 @@ from discl.artifacts import (
     read_table,
     write_table,
 )
-from discl.config import RunConfig, section_digest
+from discl.config import RunConfig
 from discl.generation.base import GenerationBatch, Generator, create_generator
 from discl.generation.planning import (
     batches,
@@ -52,58 +52,72 @@ SPECTRUM_DIR = "spectrum"
 METADATA = "metadata.csv"
 MANIFEST_COLUMNS = ["file_name", "sample_id", "source_sample_id", "source_path", "label", "class_name", "lam",
                     "strength", "seed", "k", "prompt", "model", "backend", "mode", "steps", "denoise_steps",
-                    "guidance_scale", "negative_prompt", "job"]
+                    "guidance_scale", "negative_prompt", "job", "image_key"]
 
 
-def spectrum_digest(cfg: RunConfig) -> str:
-    """Digest of what decides the images: the config (batch size, which never changes an image, left
-    out) and the generator's weights (:mod:`discl.fingerprint`), so new weights behind the same
-    ``generation.model`` regenerate instead of reusing images of the old ones."""
-    import dataclasses
+def spectrum_digest(cfg: RunConfig, run_dir: Path | None = None, fingerprints: dict | None = None) -> str:
+    """The spectrum stage's digest (:func:`discl.digests.generate_digest`, the one ``discl run`` records
+    too): ``hard.csv``'s content, the source images, the prompt and generation keys (batch size and
+    device left out), the generator's weights."""
+    from discl.digests import current
 
-    from discl.fingerprint import fingerprint, fingerprints_digest, model_references
-
-    neutral = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=1))
-    refs = model_references(cfg)
-    weights = fingerprint(refs["generation"]["model"])
-    loras = {k: fingerprint(v) for k, v in refs["generation"].items() if k.startswith("lora[")}
-    if loras:  # LoRA files fused into the generator (their scales are in the config digest)
-        weights = {"model": weights, **loras}
-    text_model = refs.get("prompts", {}).get("text_model")
-    if text_model:  # it writes the prompts the images are generated from
-        weights = {"generation": weights, "prompts": fingerprint(text_model)}
-    return f"{section_digest(neutral, 'data', 'prompts', 'generation')}-{fingerprints_digest(weights)}"
+    return current(cfg, cfg.run_path if run_dir is None else run_dir, "generate", fingerprints)
 
 
-def _check_or_claim(out: Path, digest: str, shard: tuple[int, int]) -> None:
-    """Images on disk from another config must not be mistaken for finished work.
+def image_keys_on_disk(out: Path) -> dict[str, tuple[str, str]]:
+    """{file_name: (image key, batch key)} of the images the progress logs say were written, the
+    latest entry winning (entries without keys, from older versions, count as unknown)."""
+    from discl.artifacts import read_jsonl
 
-    The first run records the digest in ``_spec.json``. A later run with another digest clears the
-    old spectrum when it runs unsharded; sharded runs refuse (another shard may be writing).
+    rows = []
+    for log_path in sorted((out / "_progress").glob("*.jsonl")):
+        rows += read_jsonl(log_path)
+    rows.sort(key=lambda r: float(r.get("time", 0.0)))
+    return {str(r["file_name"]): (str(r.get("key", "")), str(r.get("batch", ""))) for r in rows if "file_name" in r}
+
+
+def batch_key(chunk: pd.DataFrame) -> str:
+    """The digest of one generation batch: the keys of its images, in order. Float rounding can
+    depend on a batch's make-up (measured: 2 of 108 embedded-prior images differ between batch sizes
+    1 and 64), so an image is reused only when it was made in a batch of the same make-up: the bytes
+    are then those a fresh run of the current config writes."""
+    from discl.digests import digest_of
+
+    return digest_of(list(chunk["image_key"]))
+
+
+def finished_images(plan: pd.DataFrame, out: Path, check_decode: bool = True,
+                    batch_keys: dict[str, str] | None = None) -> set[str]:
+    """The planned images that exist (and decode) with the key their row has now (and, given
+    ``batch_keys`` {file_name: batch key}, made in the same batch): reused as they are."""
+    keys = image_keys_on_disk(out)
+    return {f for f, k in zip(plan["file_name"], plan["image_key"])
+            if f in keys and keys[f][0] == k and (batch_keys is None or keys[f][1] == batch_keys.get(f))
+            and (out / f).is_file() and (not check_decode or _decodes(confine(out, f)))}
+
+
+def _drop_unplanned(out: Path, plan: pd.DataFrame) -> int:
+    """Delete images the plan no longer has (a hard image that left ``hard.csv``, a dropped level)."""
+    planned = {str(confine(out, f)) for f in plan["file_name"]}
+    dropped = [p for p in (out / "images").rglob("*") if p.is_file() and str(p.resolve()) not in planned
+               and not p.name.startswith(".")] if (out / "images").is_dir() else []
+    for p in dropped:
+        p.unlink(missing_ok=True)
+    if dropped:
+        logger.info("spectrum: removed %d images that are no longer planned", len(dropped))
+    return len(dropped)
+
+
+def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | None = None) -> pd.DataFrame:
+    """Every image of the spectrum with all its manifest columns (pure given the inputs).
+
+    ``image_key`` (:func:`discl.digests.image_key`) digests the row and ``settings``
+    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None).
     """
-    import shutil
+    from discl.digests import image_key, image_settings_digest, stage_fingerprints
 
-    from discl.artifacts import atomic_write_json, read_json
-    from discl.errors import DisclError
-
-    spec = out / "_spec.json"
-    if spec.is_file():
-        old = read_json(spec).get("digest")
-        if old == digest:
-            return
-        if shard[1] > 1:
-            raise DisclError(f"{out} holds a spectrum generated with another config (digest {old} != {digest}); "
-                             "delete it or run unsharded once to regenerate it")
-        logger.warning("config changed since %s was generated: clearing the old spectrum", out)
-        for name in ("images", "_progress"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (METADATA, "_done.json"):
-            (out / name).unlink(missing_ok=True)
-    atomic_write_json(spec, {"digest": digest})
-
-
-def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset) -> pd.DataFrame:
-    """Every image of the spectrum with all its manifest columns (pure given the inputs)."""
+    if settings is None:
+        settings = image_settings_digest(cfg, stage_fingerprints(cfg, "generate"))
     g = cfg.generation
     descriptions = resolve_descriptions(cfg.prompts, dataset.classes)
     jobs = plan_jobs(hard, g.levels, g.seeds_per_level, g.base_seed, g.steps, ext=g.image_format,
@@ -117,6 +131,7 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset) -> pd.DataFrame:
     jobs["mode"] = ["text2img" if (t2i and lam == 0.0) else "img2img" for lam in jobs["lam"]]
     jobs["guidance_scale"] = g.guidance_scale
     jobs["negative_prompt"] = g.negative_prompt or ""
+    jobs["image_key"] = [image_key(r, settings) for r in jobs.to_dict("records")]
     return jobs[MANIFEST_COLUMNS]
 
 
@@ -175,28 +190,35 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     ``metadata.csv`` (the whole spectrum) is written when every image of every shard exists.
     ``dataset`` and ``generator`` may be passed to reuse loaded ones (tests, the pipeline).
     """
+    from discl.digests import image_settings_digest, stage_fingerprints
+
     run_dir = Path(run_dir)
     out = confine(run_dir, SPECTRUM_DIR)
     clean_stale_temp(out)
-    digest = spectrum_digest(cfg)
+    fingerprints = stage_fingerprints(cfg, "generate")
+    digest = spectrum_digest(cfg, run_dir, fingerprints)
     if is_complete(out / "_done.json", digest) and (out / METADATA).is_file():
         logger.info("spectrum already complete in %s", out)
         manifest = read_table(out / METADATA)
         return shard_jobs(manifest, *shard)
-    _check_or_claim(out, digest, shard)
     hard = read_table(confine(run_dir, HARD_CSV))
     if dataset is None:
         from discl.data import build_dataset
 
         dataset = build_dataset(cfg.data)
-    plan = plan_spectrum(cfg, hard, dataset)
-    # Batches are planned over the whole spectrum and whole batches go to shards; resume redoes whole
-    # batches. An image is always computed in the same batch, whatever the number of processes or
-    # interruptions, so float rounding that depends on a batch's make-up cannot change its bytes.
-    mine_batches = plan_shard_batches(plan, dataset, cfg.generation.batch_size, shard)
-    mine = pd.concat(mine_batches).sort_values("job") if mine_batches else plan.iloc[:0]
-    done = {f for f in mine["file_name"] if (out / f).is_file() and _decodes(confine(out, f))}
-    todo = [b for b in mine_batches if not set(b["file_name"]) <= done]
+    plan = plan_spectrum(cfg, hard, dataset, image_settings_digest(cfg, fingerprints))
+    if shard[1] == 1:
+        _drop_unplanned(out, plan)
+    (out / "_done.json").unlink(missing_ok=True)  # the manifest on disk no longer describes the plan
+    # Batches are planned over the whole spectrum and whole batches go to shards; reuse and resume go
+    # by whole batches too (:func:`batch_key`). An image is always computed in the same batch, whatever
+    # the number of processes or interruptions, so float rounding that depends on a batch's make-up
+    # cannot make a reused or resumed image differ from a fresh run's.
+    chunks = [b.assign(batch_key=batch_key(b))
+              for b in plan_shard_batches(plan, dataset, cfg.generation.batch_size, shard)]
+    mine = pd.concat(chunks).sort_values("job").drop(columns="batch_key") if chunks else plan.iloc[:0]
+    done = finished_images(mine, out, batch_keys={f: k for b in chunks for f, k in zip(b["file_name"], b["batch_key"])})
+    todo = [b for b in chunks if not set(b["file_name"]) <= done]
     logger.info("shard %d/%d: %d images, %d already done, %d batches to generate", shard[0], shard[1],
                 len(mine), len(done), len(todo))
     if todo:
@@ -240,16 +262,19 @@ def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame],
 
             for fname, img in zip(chunk["file_name"], images):
                 atomic_write_bytes(confine(out, fname), _encode(img, g.image_format))
-            append_jsonl(log, [{"job": int(j), "file_name": f, "seconds": round(seconds / len(chunk), 4),
-                                "time": time.time()} for j, f in zip(chunk["job"], chunk["file_name"])])
+            append_jsonl(log, [{"job": int(j), "file_name": f, "key": key, "batch": b,
+                                "seconds": round(seconds / len(chunk), 4), "time": time.time()}
+                               for j, f, key, b in zip(chunk["job"], chunk["file_name"], chunk["image_key"],
+                                                       chunk["batch_key"])])
             bar.update(len(chunk))
     finally:
         bar.close()
 
 
 def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str) -> bool:
-    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists (idempotent)."""
-    missing = [f for f in plan["file_name"] if not (out / f).is_file()]
+    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists with its current key (idempotent)."""
+    finished = finished_images(plan, out, check_decode=False)
+    missing = [f for f in plan["file_name"] if f not in finished]
     if missing:
         logger.info("spectrum not complete yet: %d of %d images missing (other shards?)", len(missing), len(plan))
         return False
@@ -343,6 +368,6 @@ def main(args: argparse.Namespace) -> int:
             from discl.data import build_dataset
 
             plan = plan_spectrum(cfg, read_table(confine(run_dir, HARD_CSV)), build_dataset(cfg.data))
-            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg))
+            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir))
     print(f"shard {shard[0]}/{shard[1]}: {len(rows)} images in {confine(run_dir, SPECTRUM_DIR)}")
     return 0

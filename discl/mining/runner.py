@@ -30,7 +30,8 @@ from discl.artifacts import (
     read_table,
     write_table,
 )
-from discl.config import RunConfig, section_digest
+from discl.config import RunConfig
+from discl.digests import fold_models_digest, stage_fingerprints
 from discl.mining.base import MiningInputs
 from discl.mining.select import needs_predictions, select_hard, stratified_folds, summarize
 
@@ -39,11 +40,11 @@ log = logging.getLogger(__name__)
 OUT = "mining"
 
 
-def mining_digest(cfg: RunConfig) -> str:
-    """What the output depends on: data and mining, plus the fold models' training setup and seed."""
-    if needs_predictions(cfg.mining):
-        return section_digest(cfg, "data", "mining", "training", "seed")
-    return section_digest(cfg, "data", "mining")
+def mining_digest(cfg: RunConfig, fingerprints: dict | None = None) -> str:
+    """What the output depends on (:func:`discl.digests.mine_digest`, the digest ``discl run`` records too)."""
+    from discl.digests import mine_digest
+
+    return mine_digest(cfg, stage_fingerprints(cfg, "mine") if fingerprints is None else fingerprints)
 
 
 def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
@@ -53,7 +54,8 @@ def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
 
     out = Path(run_dir) / OUT
     clean_stale_temp(out)
-    digest = mining_digest(cfg)
+    fingerprints = stage_fingerprints(cfg, "mine")
+    digest = mining_digest(cfg, fingerprints)
     if is_complete(out / "_done.json", digest) and (out / "hard.csv").is_file():
         log.info("mining: already done (%s)", out)
         return read_table(out / "hard.csv")
@@ -65,7 +67,7 @@ def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     counts = ds.class_counts("train")
     proba = None
     if needs_predictions(cfg.mining):
-        proba = _oof(cfg, ds, train, labels, out, digest)
+        proba = _oof(cfg, ds, train, labels, out, fold_models_digest(cfg, fingerprints))
     inputs = MiningInputs(labels=labels, class_counts=counts, oof_proba=proba)
     hard = select_hard(train, ds.classes, inputs, cfg.mining, seed=cfg.seed)
     write_table(out / "hard.csv", hard)

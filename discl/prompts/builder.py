@@ -42,6 +42,27 @@ def build_prompt(cfg: PromptConfig, class_name: str, sample_id: str, k: int,
     return template_prompt(choose(cfg.templates, sample_id, k, "template"), class_name)
 
 
+def prompt_options(cfg: PromptConfig, class_name: str,
+                   descriptions: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Every prompt :func:`build_prompt` can give an image of ``class_name``, in order, without repeats."""
+    descs = (descriptions or {}).get(class_name)
+    if descs:
+        return list(dict.fromkeys(cfg.description_prefix + d for d in descs))
+    return list(dict.fromkeys(template_prompt(t, class_name) for t in cfg.templates))
+
+
+def retry_prompt(cfg: PromptConfig, class_name: str, sample_id: str, k: int, attempt: int, original: str,
+                 descriptions: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The prompt of retry ``attempt`` (1, 2, ...) of a dropped image: another prompt than ``original``
+    whenever the class has more than one, successive attempts going round the others from a stable
+    start (so up to ``len(options) - 1`` attempts try different prompts)."""
+    others = [o for o in prompt_options(cfg, class_name, descriptions) if o != original]
+    if not others:
+        return original
+    start = derive_seed("retry-prompt", str(sample_id), int(k)) % len(others)
+    return others[(start + int(attempt) - 1) % len(others)]
+
+
 def load_descriptions(path: str | Path) -> dict[str, list[str]]:
     """``{class name: [description, ...]}`` from a JSON or YAML file; errors name the file and key."""
     path = Path(path)

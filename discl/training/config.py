@@ -26,11 +26,12 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     warmup_steps: int = 0
     schedule: Literal["cosine", "constant"] = "cosine"  # per step
-    augment: bool = True  # random crop/flip for the embedded tasks
+    augment: bool = True  # augment training images (which augmentation: training.augmentation)
+    augmentation: Literal["auto", "pad_crop", "random_resized_crop", "clip"] = "auto"  # auto: pad_crop in memory, random_resized_crop (clip for model clip) when streamed
     init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from, or ce/bs/cb: the same seed's baseline of this run (the authors' recipe)
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes decoding images on the streamed path (0: in the main process)
     select_on: Literal["val_accuracy", "val_macro_f1", "last"] = "val_accuracy"
     eval_every: int = 1
     log_with: list[str] | None = None  # accelerate trackers: tensorboard, wandb
@@ -43,6 +44,7 @@ class TrainConfig:
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         check(self.eval_every >= 1, "eval_every", "must be >= 1")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")

@@ -1,10 +1,11 @@
 """The training loop, readable top to bottom, run through Hugging Face ``accelerate``.
 
 The same code trains on one CPU, one GPU (mixed precision), or several processes (DDP, launched
-with ``accelerate launch`` or ``torchrun``). Batches are built here, not by a DataLoader: the epoch
-plan (:mod:`discl.training.sampling`, or the curriculum's) lists pool indices, a generator seeded
-from (seed, epoch) shuffles them, and process ``r`` of ``W`` takes every W-th item of each global
-batch. Nothing random uses the global RNG except layers such as dropout, whose RNG is re-seeded from
+with ``accelerate launch`` or ``torchrun``). Batches are planned here: the epoch plan
+(:mod:`discl.training.sampling`, or the curriculum's) lists pool indices, a generator seeded from
+(seed, epoch) shuffles them, and process ``r`` of ``W`` takes every W-th item of each global batch,
+cut from tensors in memory (:class:`TensorData`) or decoded from disk by DataLoader workers that
+receive exactly those keys (:class:`~discl.data.streaming.StreamedSplit`). Nothing random uses the global RNG except layers such as dropout, whose RNG is re-seeded from
 (seed, epoch) at each epoch start; so an interrupted run resumed from its last checkpoint ends with
 exactly the weights of an uninterrupted one.
 
@@ -19,6 +20,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from discl.artifacts import atomic_write_json, atomic_write_text, clean_stale_temp, read_jsonl
+from discl.data.streaming import StreamedSplit, augment_samples
 from discl.evaluation.metrics import compute_metrics
 from discl.seeding import derive_seed, torch_generator
 from discl.training.checkpoint import load_training_state, save_training_state, save_weights
@@ -149,10 +152,59 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512, dev
     return torch.cat(outs)
 
 
-def evaluate(model: nn.Module, data: TensorData, train_counts, many: int = 100, few: int = 20,
-             class_names=None, batch_size: int = 512) -> dict[str, Any]:
-    pred = predict_logits(model, data.images, batch_size).argmax(-1)
+def evaluate(model: nn.Module, data: TensorData | StreamedSplit, train_counts, many: int = 100, few: int = 20,
+             class_names=None, batch_size: int = 512, accelerator=None) -> dict[str, Any]:
+    """Metrics of ``model`` on ``data``; a streamed split is shared among the processes, gathered on all."""
+    if isinstance(data, StreamedSplit):
+        pred = predict_streamed(model, data, accelerator)
+    else:
+        pred = predict_logits(model, data.images, batch_size).argmax(-1)
     return compute_metrics(data.labels.numpy(), pred.numpy(), train_counts, many, few, class_names)
+
+
+@torch.no_grad()
+def predict_streamed(model: nn.Module, data: StreamedSplit, accelerator=None, logits: bool = False) -> torch.Tensor:
+    """Predicted classes [N] (or logits [N, K]) of a streamed split, decoded in batches by its loader.
+
+    With several processes, process r predicts items r, r+W, ... and the results are gathered, so
+    each image is decoded once in all; every process gets the full result.
+    """
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    mine = np.arange(rank, len(data), world)
+    outs = []
+    try:
+        for x, _ in data.iter_eval(mine, pin_memory=device.type == "cuda"):
+            out = model(to_float(x.to(device, non_blocking=True))).float().cpu()
+            outs.append(out if logits else out.argmax(-1))
+    finally:
+        model.train(was_training)
+    part = torch.cat(outs) if outs else torch.zeros((0,) if not logits else (0, 0))
+    if world == 1:
+        return part
+    from accelerate.utils import gather_object
+
+    pieces = gather_object([(mine, part)])
+    full = None
+    for where, values in pieces:
+        if full is None:
+            full = torch.zeros((len(data), *values.shape[1:]), dtype=values.dtype)
+        full[torch.as_tensor(where)] = values
+    return full
+
+
+def _epoch_stream(train: StreamedSplit, items: np.ndarray, batches: list[np.ndarray], epoch: int, rank: int,
+                  world: int, device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This process's share of each planned batch, decoded by the split's loader workers.
+
+    A key carries the item's position in the epoch plan, so its augmentation does not depend on
+    the number of processes or workers.
+    """
+    keys = [[(epoch, int(p), int(items[p])) for p in positions[rank::world]] for positions in batches]
+    return train.iter_train(keys, pin_memory=getattr(device, "type", str(device)) == "cuda")
 
 
 def _sync_buffers(model: nn.Module, accelerator) -> None:
@@ -170,8 +222,8 @@ def _sync_buffers(model: nn.Module, accelerator) -> None:
 
 def fit(
     model: nn.Module,
-    train: TensorData,
-    val: TensorData | None,
+    train: TensorData | StreamedSplit,
+    val: TensorData | StreamedSplit | None,
     cfg: TrainConfig,
     *,
     num_classes: int,
@@ -231,6 +283,9 @@ def fit(
     if cfg.log_with:
         accelerator.init_trackers(out_dir.name if out_dir else "discl", config=_flat_config(cfg))
     show_bar = (sys.stderr.isatty() and accelerator.is_main_process) if progress is None else progress
+    streamed = isinstance(train, StreamedSplit)
+    batch_augment = train.batch_augment if streamed else True
+    sample_mode = None if streamed or cfg.augmentation in ("auto", "pad_crop") else cfg.augmentation
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -241,13 +296,24 @@ def fit(
         batches = epoch_batches(len(items), global_batch, world, torch_generator("train-order", seed, epoch))
         aug_gen = torch_generator("train-augment", seed, epoch, rank)
         model.train()
-        loss_sum, seen, n_steps = 0.0, 0, len(batches)
+        loss_sum, seen, n_steps, wait_s = 0.0, 0, len(batches), 0.0
         bar = _bar(n_steps, epoch, cfg.epochs, show_bar)
+        stream = _epoch_stream(train, items, batches, epoch, rank, world, device) if streamed else None
         for b, positions in enumerate(batches):
             idx = items[positions][rank::world]
-            x = train.images[idx]
-            x = augment_batch(x, aug_gen) if cfg.augment else to_float(x)
-            x, y = x.to(device, non_blocking=True), train.labels[idx].to(device, non_blocking=True)
+            if stream is None:
+                x, y = train.images[idx], train.labels[idx]
+            else:
+                t_wait = time.perf_counter()
+                x, y = next(stream)
+                wait_s += time.perf_counter() - t_wait
+            if not cfg.augment or not batch_augment:
+                x = to_float(x)
+            elif sample_mode is not None:  # in memory, the streamed path's per-sample augmentation
+                x = to_float(augment_samples(x, positions[rank::world], seed, epoch, x.shape[-1], sample_mode))
+            else:
+                x = augment_batch(x, aug_gen)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             lr = lr_at(cfg, step, (epoch + b / max(n_steps, 1)) / cfg.epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -281,11 +347,12 @@ def fit(
             "epoch": epoch, "step": step, "lr": lr_at(cfg, step, (epoch + 1) / cfg.epochs),
             "train_loss": loss_sum / max(seen, 1), "train_seen": seen_all,
             "train_time_s": round(train_time, 3), "feedback_time_s": round(feedback_time, 3),
+            **({"data_wait_s": round(wait_s, 3)} if streamed else {}),
             **_loggable(plan.info), **_loggable(feedback),
         }
         val_metrics = None
         if val is not None and len(val) and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1):
-            val_metrics = evaluate(raw_model, val, train_counts, many, few, class_names)
+            val_metrics = evaluate(raw_model, val, train_counts, many, few, class_names, accelerator=accelerator)
             row.update({"val_top1": val_metrics["top1"], "val_macro_f1": val_metrics["macro_f1"],
                         "val_few": val_metrics["few"], "val_many": val_metrics["many"], "val_medium": val_metrics["medium"]})
         score = _selection_score(cfg.select_on, val_metrics, epoch)

@@ -24,18 +24,18 @@ import torch
 from torch import nn
 
 from discl.artifacts import ArtifactError, atomic_write_json, read_json, read_table
-from discl.config import RunConfig, save_config, section_digest
+from discl.config import RunConfig, save_config
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
 from discl.evaluation.metrics import compute_metrics
 from discl.methods import BASELINES
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
-from discl.training.loop import TensorData, fit, predict_logits
+from discl.training.loop import TensorData, fit, predict_logits, predict_streamed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "evaluate_checkpoint", "load_classifier", "build_classifier",
+__all__ = ["train_baseline", "train_curriculum", "curriculum_digest", "baseline_run_digest", "evaluate_checkpoint", "load_classifier", "build_classifier",
            "BASELINE_VARIANTS", "test_splits"]
 
 # variant -> (loss, sampler)
@@ -85,15 +85,131 @@ def load_classifier(ckpt: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), header
 
 
-def _tensors(ds: ImageDataset, split: str, cfg: RunConfig) -> TensorData:
+def _tensors(ds: ImageDataset, split: str, cfg: RunConfig, run_dir: Path | None = None) -> TensorData:
+    """A split in memory; a user's image files are decoded once per run (:func:`_decoded_once`)."""
     frame = ds.split(split)
-    x = ds.tensors(frame["sample_id"].tolist(), cfg.data.image_size, cfg.data.channels)
+    ids = frame["sample_id"].tolist()
+    size, ch = cfg.data.image_size, cfg.data.channels
+    x = _decoded_once(ds, ids, size, ch, run_dir, split) if run_dir is not None else ds.tensors(ids, size, ch)
     return TensorData(x, torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy()))
 
 
-def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts) -> dict[str, Any]:
-    data = _tensors(ds, split, cfg)
-    pred = predict_logits(model, data.images).argmax(-1)
+def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: int, run_dir: Path, tag: str) -> torch.Tensor:
+    """``ds.tensors`` cached in ``RUN/cache/decoded/``: the runs of a comparison (methods × seeds)
+    decode a folder of image files once, not once each.
+
+    The cache key covers the samples, their files' sizes and modification times, and the decoding
+    settings, so an edited image or another ``image_size`` is decoded again. Embedded tasks (arrays
+    in memory) are not cached.
+    """
+    import hashlib
+    import json
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    from discl.data.folder import FileImageDataset
+
+    if not isinstance(ds, FileImageDataset) or not sample_ids:
+        return ds.tensors(sample_ids, size, channels)
+    paths = [ds.root / p for p in ds.frame.loc[sample_ids, "path"]]
+    stats = [(str(s), p.stat().st_size, p.stat().st_mtime_ns) for s, p in zip(sample_ids, paths)]
+    key = hashlib.blake2b(json.dumps([str(ds.root), size, channels, ds.max_pixels, ds.background, stats]).encode(),
+                          digest_size=10).hexdigest()
+    path = Path(run_dir) / "cache" / "decoded" / f"{tag}-{key}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))["images"]
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is decoded again, never trusted
+            logger.warning("%s: unreadable cache (%s); decoding again", path, e)
+    x = ds.tensors(sample_ids, size, channels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"images": x.contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    return x
+
+
+def in_memory(cfg: RunConfig, ds: ImageDataset) -> bool:
+    """Whether training holds the images as tensors (``data.in_memory``; ``auto``: when they fit).
+
+    ``auto`` keeps the embedded tasks (already arrays) in memory, and a user's dataset when all its
+    images at ``image_size`` fit in ``data.in_memory_limit_mb``. The decision depends on the real
+    data only, so every method of a comparison (baselines, curricula with their synthetic images)
+    takes the same path and the same augmentation. Only datasets of image files can be streamed.
+    """
+    from discl.data.base import ArrayImageDataset
+    from discl.data.folder import FileImageDataset
+    from discl.data.streaming import estimate_bytes
+
+    choice = cfg.data.in_memory
+    if not isinstance(ds, ArrayImageDataset | FileImageDataset):
+        return True
+    if choice != "auto":
+        return bool(choice)
+    if isinstance(ds, ArrayImageDataset):
+        return True
+    need = estimate_bytes(len(ds.frame), cfg.data.image_size, cfg.data.channels)
+    return need <= cfg.data.in_memory_limit_mb * 2**20
+
+
+def stream_mode(tcfg: TrainConfig) -> str:
+    """The streamed path's transform (:mod:`discl.data.streaming`) for ``training.augmentation``."""
+    if tcfg.augmentation == "pad_crop":
+        return "letterbox"
+    if tcfg.augmentation == "auto":
+        return "clip" if tcfg.model == "clip" else "random_resized_crop"
+    return tcfg.augmentation
+
+
+def _stream_items(ds: ImageDataset, sample_ids) -> tuple[list, Any]:
+    """(items, array) for :class:`~discl.data.streaming.StreamedImages`: file paths, or array rows."""
+    from discl.data.base import ArrayImageDataset
+
+    if isinstance(ds, ArrayImageDataset):
+        return [int(r) for r in ds.frame.loc[list(sample_ids), "row"]], ds.images
+    return [str(ds.root / p) for p in ds.frame.loc[list(sample_ids), "path"]], None
+
+
+def _streamed(cfg: RunConfig, items, labels, array=None, train: bool = False):
+    from discl.data.streaming import StreamedImages, StreamedSplit
+
+    tcfg = cfg.training
+    images = StreamedImages(items, labels, size=cfg.data.image_size, channels=cfg.data.channels, mode=stream_mode(tcfg),
+                            seed=tcfg.seed, array=array, max_pixels=cfg.data.max_image_pixels,
+                            background=cfg.data.alpha_background, augment=train and tcfg.augment)
+    return StreamedSplit(images, num_workers=tcfg.num_workers, eval_batch_size=max(tcfg.batch_size, 64))
+
+
+def _real_pool_tensors(ds: ImageDataset, train_frame, ids: list[str], cfg: RunConfig, run_dir: Path) -> torch.Tensor:
+    """The curriculum pool's real images; image files come from the run's decoded train split."""
+    from discl.data.folder import FileImageDataset
+
+    size, ch = cfg.data.image_size, cfg.data.channels
+    train_ids = train_frame["sample_id"].tolist()
+    where = pd.Index(train_ids).get_indexer(ids)
+    if not isinstance(ds, FileImageDataset) or (where < 0).any():
+        return ds.tensors(ids, size, ch)
+    return _decoded_once(ds, train_ids, size, ch, run_dir, "train")[torch.as_tensor(where)]
+
+
+def _split_data(ds: ImageDataset, split: str, cfg: RunConfig, memory: bool, train: bool = False,
+                run_dir: Path | None = None):
+    """A split as :class:`TensorData` (in memory) or a streamed split decoded by loader workers."""
+    if memory:
+        return _tensors(ds, split, cfg, run_dir)
+    frame = ds.split(split)
+    items, array = _stream_items(ds, frame["sample_id"].tolist())
+    return _streamed(cfg, items, frame["label"].to_numpy(dtype=np.int64), array, train)
+
+
+def _evaluate(model: nn.Module, ds: ImageDataset, cfg: RunConfig, split: str, train_counts,
+              memory: bool = True, run_dir: Path | None = None) -> dict[str, Any]:
+    data = _split_data(ds, split, cfg, memory, run_dir=run_dir)
+    if memory:
+        pred = predict_logits(model, data.images).argmax(-1)
+    else:
+        pred = predict_streamed(model, data)
     return compute_metrics(data.labels.numpy(), pred.numpy(), train_counts, cfg.data.many_threshold,
                            cfg.data.few_threshold, ds.classes)
 
@@ -104,17 +220,18 @@ def evaluate_checkpoint(cfg: RunConfig, ckpt: str | Path, split: str = "test") -
     if split not in ds.splits:
         raise ArtifactError(f"task {ds.name} has no split {split!r} (splits: {', '.join(ds.splits)})")
     model, _ = load_classifier(Path(ckpt))
-    return _evaluate(model, ds, cfg, split, ds.class_counts("train"))
+    return _evaluate(model, ds, cfg, split, ds.class_counts("train"), in_memory(cfg, ds))
 
 
-def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _finish(out_dir: Path, cfg: RunConfig, ds: ImageDataset, result, digest: str, extra: dict[str, Any],
+            memory: bool = True) -> dict[str, Any]:
     counts = ds.class_counts("train")
     metrics: dict[str, Any] = {"digest": digest, **extra, "torch_threads": torch.get_num_threads(), "best": result.best,
                                "epochs": len(result.history),
                                "synthetic_seen": int(sum(r.get("n_synthetic", 0) for r in result.history)),
                                "train_seen": int(sum(r.get("train_seen", 0) for r in result.history))}
     for split in test_splits(ds):
-        metrics[split] = _evaluate(result.model, ds, cfg, split, counts)
+        metrics[split] = _evaluate(result.model, ds, cfg, split, counts, memory, out_dir.parent.parent)
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -146,30 +263,47 @@ def _prepare_out(out_dir: Path, cfg: RunConfig, digest: str) -> None:
     save_config(cfg, out_dir / "config.yaml")
 
 
-def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
-                   accelerator=None, stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train on the real data only; writes ``RUN/train/<variant>-s<seed>/`` and returns metrics.json."""
+def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
+    """``cfg`` as baseline ``variant`` trains with it: its loss and sampler, the seed, no baseline init."""
     if variant not in BASELINE_VARIANTS:
         raise ValueError(f"unknown baseline variant {variant!r} (ce, bs, cb)")
     loss, sampler = BASELINE_VARIANTS[variant]
     init = None if cfg.training.init_from in BASELINE_VARIANTS else cfg.training.init_from  # a baseline starts fresh
     tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed), init_from=init)
-    cfg = dataclasses.replace(cfg, training=tcfg)
+    return dataclasses.replace(cfg, training=tcfg)
+
+
+def baseline_run_digest(cfg: RunConfig, variant: str = "ce", seed: int = 0, fingerprints: dict | None = None) -> str:
+    """The digest a baseline run records in its metrics.json (and ``discl run`` in its marker):
+    :func:`discl.digests.baseline_digest` of the config as the run uses it."""
+    from discl.digests import baseline_digest, stage_fingerprints
+
+    cfg = _baseline_config(cfg, variant, seed)
+    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints)
+
+
+def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
+                   accelerator=None, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train on the real data only; writes ``RUN/train/<variant>-s<seed>/`` and returns metrics.json."""
+    digest = baseline_run_digest(cfg, variant, seed)
+    cfg = _baseline_config(cfg, variant, seed)
+    tcfg = cfg.training
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
-    digest = section_digest(cfg, "data", "training") + f"-baseline-{variant}" + weights_suffix(cfg, ("training",))
     if (done := _done(out_dir, digest)) is not None:
         return done
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
-    train, val = _tensors(ds, "train", cfg), _tensors(ds, "val", cfg)
+    memory = in_memory(cfg, ds)
+    train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
     if not result.completed:
         return {"completed": False}
-    return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)})
+    return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)}, memory)
 
 
 def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int) -> Path | None:
@@ -198,29 +332,30 @@ def load_curriculum_inputs(run_dir: Path) -> tuple[Any, Any]:
     return read_table(hard_path), read_table(manifest_path)
 
 
-def weights_suffix(cfg: RunConfig, sections: tuple[str, ...]) -> str:
-    """``-w<digest>`` of the weights the given config sections load (:mod:`discl.fingerprint`), or ""
-    when they load none: a run whose synthetic images or pretrained weights changed behind the same
-    config is trained again instead of returning its old metrics."""
-    from discl.fingerprint import fingerprints_digest, model_fingerprints
+def _curriculum_config(cfg: RunConfig, strategy_name: str | None, seed: int, loss: str | None) -> RunConfig:
+    """``cfg`` as a curriculum run trains with it: its strategy, loss and seed."""
+    strategy_name = strategy_name or cfg.curriculum.strategy
+    loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
+    if loss_name is None:
+        raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
+    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
+    return dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
 
-    fps = model_fingerprints(cfg, sections)
-    return f"-w{fingerprints_digest(fps)}" if fps else ""
 
+def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
+                      seed: int = 0, loss: str | None = None, fingerprints: dict | None = None) -> str:
+    """The digest a curriculum run records in its metrics.json (and ``discl run`` in its marker):
+    :func:`discl.digests.curriculum_run_digest` of the config as the run uses it, with ``hard.csv``,
+    the filter manifest and a baseline checkpoint it starts from taken by content from ``run_dir``."""
+    from discl.digests import FILTER, HARD, curriculum_run_digest, file_digest, stage_fingerprints
 
-def curriculum_digest(cfg: RunConfig) -> str:
-    """Digest of what a curriculum training run depends on. Curriculum keys read only by other
-    strategies are left out (:func:`discl.curriculum.config.digest_view`): a new option does not
-    retrain finished runs of the strategies that ignore it.
-    """
-    from types import SimpleNamespace
-
-    from discl.curriculum.config import digest_view
-
-    sections = ("data", "training", "curriculum", "mining", "generation", "filtering")
-    view = SimpleNamespace(**{s: getattr(cfg, s) for s in sections})
-    view.curriculum = digest_view(cfg.curriculum)
-    return section_digest(view, *sections) + "-curriculum"
+    cfg = _curriculum_config(cfg, strategy_name, seed, loss)
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    init = ""
+    if cfg.training.init_from in BASELINE_VARIANTS:  # "" until the baseline exists (then the run cannot start)
+        init = file_digest(run_dir / "train" / f"{cfg.training.init_from}-s{seed}" / "best.safetensors") or "missing"
+    fps = stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints
+    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps)
 
 
 def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
@@ -241,21 +376,14 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
         select_holdout,
     )
 
-    strategy_name = strategy_name or cfg.curriculum.strategy
-    loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
-    if loss_name is None:
-        raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
-    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
-    cfg = dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
+    digest = curriculum_digest(cfg, run_dir, strategy_name, seed, loss)
+    cfg = _curriculum_config(cfg, strategy_name, seed, loss)
+    tcfg, strategy_name, loss_name = cfg.training, cfg.curriculum.strategy, cfg.training.loss
     short_loss = {"ce": "ce", "balanced_softmax": "bs", "flyp": "flyp"}[loss_name]
     out_dir = run_dir / "train" / (name or f"{strategy_name}-{short_loss}-s{seed}")
-    digest = curriculum_digest(cfg) + weights_suffix(cfg, ("generation", "filtering", "training"))
     if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
-        from discl.fingerprint import file_digests
-
-        digest += f"-init-{file_digests([init_ckpt])[0][:16]}"  # fine-tuned from exactly these weights
-        tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))
+        tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))  # fine-tuned from exactly these weights (in the digest)
     if (done := _done(out_dir, digest)) is not None:
         return done
     ds = build_dataset(cfg.data)
@@ -274,15 +402,23 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
                                           cfg.curriculum.tail_min_hard_share)
     size, ch = cfg.data.image_size, cfg.data.channels
-    x_real = ds.tensors(real_meta["sample_id"].tolist(), size, ch)
-    x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
     meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
-    pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
+    memory = in_memory(cfg, ds)
+    if memory:
+        x_real = _real_pool_tensors(ds, train_frame, real_meta["sample_id"].tolist(), cfg, run_dir)
+        x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
+        pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
+    else:
+        from discl.artifacts import confine
+
+        real_items, array = _stream_items(ds, real_meta["sample_id"].tolist())
+        syn_items = [str(confine(run_dir / "spectrum", name)) for name in syn_meta["file_name"]]
+        pool = _streamed(cfg, real_items + syn_items, meta["label"].to_numpy(dtype=np.int64), array, train=True)
     probes = _probes(ds, manifest, holdout, cfg, run_dir) if strategy.needs_feedback else {}
     planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
     logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
                 strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
-    val = _tensors(ds, "val", cfg)
+    val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
@@ -292,7 +428,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     return _finish(out_dir, cfg, ds, result, digest, {
         "kind": "curriculum", "strategy": strategy_name, "loss": loss_name, "seed": int(seed),
         "holdout": len(holdout), "pool_real": len(real_meta), "pool_synthetic": len(syn_meta),
-    })
+    }, memory)
 
 
 def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_dir: Path):

@@ -1,0 +1,291 @@
+"""What decides whether a stage reruns: one digest function per stage.
+
+A stage's digest covers exactly what its output depends on:
+
+- the config keys it reads (and only those: batch sizes, devices, worker counts, progress and
+  logging settings are not inputs; a key read only under another backend/criterion/strategy is
+  left out);
+- the content digests of the upstream artifacts it reads (``mining/hard.csv``, the spectrum's
+  ``metadata.csv``, the filter's ``manifest.csv``, a descriptions file, a baseline checkpoint it
+  fine-tunes from) -- never their paths or the config that made them, so a hand edit is noticed
+  and a config change that leaves an artifact byte-identical reruns nothing downstream;
+- the fingerprints of the weights it loads (:mod:`discl.fingerprint`).
+
+The stage runners (``discl mine/generate/filter/train``) record these digests in their own
+``_done.json`` / ``metrics.json``, and ``discl run`` and ``discl sweep`` compute them with the same
+functions, so the pipeline's marker and the stage's own check agree by construction. The table of
+docs/reliability.md lists what each stage depends on; ``tests/test_stage_digests.py`` walks every
+documented key and checks that changing it changes exactly the digests of the stages listed there.
+
+The functions named ``*_digest`` are pure (config, artifact digests, fingerprints -> str);
+:func:`artifact_digests` and :func:`current` do the IO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from discl.configtools import to_dict
+
+# keys that never change a stage's output (how fast or where it runs, how it logs)
+NOT_INPUTS = {
+    "generation": frozenset({"batch_size", "device"}),
+    "filtering": frozenset({"batch_size", "device"}),
+    "training": frozenset({"num_workers", "log_with", "checkpoint_every"}),
+    "data": frozenset({"decode_workers"}),  # how many processes check and decode; the verdicts are the same
+}
+DATA_EVAL_ONLY = frozenset({"many_threshold", "few_threshold", "test_limit"})  # only the test metrics read them
+# only models that see tensors read them (in memory or streamed decides the augmentation under `auto`)
+DATA_CLASSIFIER_ONLY = frozenset({"image_size", "channels", "in_memory", "in_memory_limit_mb"})
+DATA_SPLIT_FILES_ONLY = frozenset({"split_files", "class_map"})  # read by data.task: split_files only
+# which images are in which split (and their labels), not the pixels of an image: mining and training read them,
+# the spectrum and the filter see only the images hard.csv names, by sample id
+DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
+DIFFUSERS_ONLY = frozenset({"pipeline_class", "resolution"})
+MODEL_BASED = frozenset({"misclassified", "low_confidence"})
+MANIFEST_KEY_COLUMNS = ("file_name", "sample_id", "source_sample_id", "source_path", "label", "class_name", "lam",
+                        "strength", "seed", "k", "prompt", "model", "backend", "mode", "steps", "denoise_steps",
+                        "guidance_scale", "negative_prompt")  # every manifest column but the job index
+
+
+def digest_of(payload: Any) -> str:
+    """16 hex digits of blake2b over the canonical JSON of ``payload``."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _section(section: Any, drop: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    d = to_dict(section)
+    return {k: v for k, v in d.items() if k not in drop}
+
+
+def _weights(fingerprints: dict[str, Any] | None, *sections: str) -> dict[str, Any]:
+    from discl.fingerprint import INFO_ONLY_KEYS
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in INFO_ONLY_KEYS}
+        return x
+
+    return {s: strip(fingerprints[s]) for s in sections if fingerprints and s in fingerprints}
+
+
+# -- config views (pure) --------------------------------------------------------------------------
+
+
+def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation: bool = False) -> dict[str, Any]:
+    """The data keys that decide the pixels of a sample; ``splits`` adds those that decide which
+    samples are in which split, ``classifier`` the tensor size and channels, ``evaluation`` the test
+    subset and the frequency bins of the metrics."""
+    drop = set(NOT_INPUTS["data"])
+    if cfg.data.task != "split_files":
+        drop |= DATA_SPLIT_FILES_ONLY
+    if not splits:
+        drop |= DATA_SPLIT_ONLY
+    if not classifier:
+        drop |= DATA_CLASSIFIER_ONLY
+    if not evaluation:
+        drop |= DATA_EVAL_ONLY
+    return _section(cfg.data, drop)
+
+
+def uses_models(mining) -> bool:
+    return bool(MODEL_BASED & set(mining.criteria))
+
+
+def mining_view(cfg) -> dict[str, Any]:
+    """The mining keys the hard set depends on: a criterion's own keys only when it is configured,
+    ``combine`` only with several criteria, the run seed only where it draws (the per-class cap,
+    the folds)."""
+    m = cfg.mining
+    view: dict[str, Any] = {"criteria": list(m.criteria), "max_per_class": m.max_per_class}
+    if len(set(m.criteria)) > 1:
+        view["combine"] = m.combine
+    if "class_frequency" in m.criteria:
+        view["frequency_below"] = m.frequency_below
+    if "low_confidence" in m.criteria:
+        view["confidence_below"] = m.confidence_below
+    if m.max_per_class is not None:
+        view["seed"] = cfg.seed
+    return view
+
+
+def training_view(tcfg, drop: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The training keys a model depends on; ``training.seed`` is always replaced by the run's own seed."""
+    return _section(tcfg, NOT_INPUTS["training"] | {"seed"} | set(drop))
+
+
+def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
+    """The out-of-fold models of model-based mining: the data they see, their training setup
+    (``mining.epochs`` instead of ``training.epochs``), the folds, the run seed and the pretrained
+    weights. Thresholds and ``combine`` are not in it: changing them re-selects, it does not retrain."""
+    return digest_of({"data": data_view(cfg, classifier=True), "training": training_view(cfg.training, {"epochs"}),
+                      "folds": cfg.mining.folds, "epochs": cfg.mining.epochs, "seed": cfg.seed,
+                      "weights": _weights(fingerprints, "training")})
+
+
+def prompts_view(cfg, descriptions: str = "") -> dict[str, Any]:
+    """The prompt keys and, for a descriptions file, its content digest (``descriptions``), not its path."""
+    p = cfg.prompts
+    view: dict[str, Any] = {"templates": list(p.templates)}
+    if p.descriptions_file:
+        view["descriptions"] = descriptions
+    elif p.text_model:
+        view["text_model"] = p.text_model
+        view["descriptions_per_class"] = p.descriptions_per_class
+    if p.descriptions_file or p.text_model:
+        view["description_prefix"] = p.description_prefix
+    return view
+
+
+def generation_view(cfg) -> dict[str, Any]:
+    g = cfg.generation
+    drop = set(NOT_INPUTS["generation"])
+    if g.backend == "embedded":
+        drop |= DIFFUSERS_ONLY
+    if 0.0 not in [float(v) for v in g.levels]:
+        drop.add("text_to_image_at_zero")
+    return _section(g, drop)
+
+
+def filtering_view(cfg) -> dict[str, Any]:
+    f = cfg.filtering
+    return _section(f, NOT_INPUTS["filtering"])
+
+
+# -- stage digests (pure) -------------------------------------------------------------------------
+
+
+def mine_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
+    """``mining/hard.csv``: the training split and the mining keys; with a model-based criterion,
+    also the fold models (:func:`fold_models_digest`)."""
+    payload: dict[str, Any] = {"data": data_view(cfg), "mining": mining_view(cfg)}
+    if uses_models(cfg.mining):
+        payload["folds"] = fold_models_digest(cfg, fingerprints)
+    return "mine-" + digest_of(payload)
+
+
+def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
+    """What decides a spectrum image besides its manifest row: the source images (data keys), the
+    generation keys that are not in the row, and the generator's weights."""
+    g = generation_view(cfg)
+    settings = {k: v for k, v in g.items() if k not in ("levels", "seeds_per_level", "base_seed")}
+    return digest_of({"data": data_view(cfg, splits=False), "generation": settings,
+                      "weights": _weights(fingerprints, "generation")})
+
+
+def image_key(row: dict[str, Any], settings: str) -> str:
+    """The digest of one spectrum image: its manifest row (source, prompt, seed, λ, steps, ...) and
+    :func:`image_settings_digest`. An image whose key is unchanged is reused; any other is generated."""
+    return digest_of({"row": {c: row.get(c) for c in MANIFEST_KEY_COLUMNS}, "settings": settings})
+
+
+def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
+    """The spectrum: ``hard.csv``'s content, the source images, the prompt and generation keys, the
+    generator's (and a text model's) weights."""
+    return "generate-" + digest_of({"hard": hard, "data": data_view(cfg, splits=False), "prompts": prompts_view(cfg, descriptions),
+                                    "generation": generation_view(cfg),
+                                    "weights": _weights(fingerprints, "generation", "prompts")})
+
+
+def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
+    """What a retry candidate of ``filtering.retries`` depends on besides its original image: the
+    scorer and its text (for the scores), the prompts (for the retry's prompt), the generation keys
+    and weights (for the image)."""
+    f = cfg.filtering
+    return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template,
+                      "data": data_view(cfg, splits=False),
+                      "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg),
+                      "weights": _weights(fingerprints, "generation", "prompts", "filtering")})
+
+
+def filter_digest(cfg, spectrum: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
+    """The filter: the spectrum manifest's content, the real sources, the filtering keys and the
+    scorer's weights; with ``retries``, also what the retries' images depend on."""
+    payload: dict[str, Any] = {"spectrum": spectrum, "data": data_view(cfg, splits=False), "filtering": filtering_view(cfg),
+                               "weights": _weights(fingerprints, "filtering")}
+    if cfg.filtering.retries > 0:
+        payload["retries"] = retry_context(cfg, descriptions, fingerprints)
+    return "filter-" + digest_of(payload)
+
+
+def baseline_digest(cfg, variant: str, seed: int, fingerprints: dict[str, Any] | None = None) -> str:
+    """A real-data-only run: the data, the training keys as the run uses them (``cfg.training``
+    with the variant's loss/sampler already set), the seed and the pretrained weights."""
+    return f"baseline-{variant}-" + digest_of({"data": data_view(cfg, classifier=True, evaluation=True),
+                                               "training": training_view(cfg.training), "seed": int(seed),
+                                               "weights": _weights(fingerprints, "training")})
+
+
+def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = "",
+                          fingerprints: dict[str, Any] | None = None) -> str:
+    """A curriculum run (``cfg`` as the run uses it: its strategy, loss and level set): the data,
+    training and curriculum keys it reads (:func:`discl.curriculum.config.digest_view`), ``hard.csv``
+    and the filter manifest by content, the checkpoint it fine-tunes from, the run seed when the
+    strategy holds images out, the training seed and the pretrained weights."""
+    from discl.curriculum.base import create_strategy
+    from discl.curriculum.config import digest_view
+
+    tcfg = cfg.training
+    if init:
+        tcfg = dataclasses.replace(tcfg, init_from="<baseline checkpoint>")
+    payload: dict[str, Any] = {"data": data_view(cfg, classifier=True, evaluation=True),
+                               "training": training_view(tcfg), "curriculum": digest_view(cfg.curriculum),
+                               "seed": int(seed), "hard": hard, "manifest": manifest, "init": init,
+                               "weights": _weights(fingerprints, "training")}
+    if create_strategy(cfg.curriculum.strategy, cfg.curriculum, max(1, cfg.training.epochs), 0).uses_holdout:
+        payload["run_seed"] = cfg.seed
+    return "curriculum-" + digest_of(payload)
+
+
+# -- IO -------------------------------------------------------------------------------------------
+
+HARD = "mining/hard.csv"
+SPECTRUM = "spectrum/metadata.csv"
+FILTER = "filter/manifest.csv"
+
+
+def file_digest(path: str | Path | None) -> str:
+    """Content digest of a file ("" when it does not exist): the upstream part of a stage digest."""
+    if not path or not Path(path).is_file():
+        return ""
+    from discl.fingerprint import file_digests
+
+    return file_digests([Path(path)])[0][:16]
+
+
+def artifact_digests(cfg, run_dir: str | Path) -> dict[str, str]:
+    """Content digests of the upstream artifacts the stages read ("" for a missing one)."""
+    run_dir = Path(run_dir)
+    return {"hard": file_digest(run_dir / HARD), "spectrum": file_digest(run_dir / SPECTRUM),
+            "filter": file_digest(run_dir / FILTER), "descriptions": file_digest(cfg.prompts.descriptions_file)}
+
+
+def stage_fingerprints(cfg, stage: str) -> dict[str, Any]:
+    """The fingerprints of the weights ``stage`` loads (reads the weight files or their cached digests)."""
+    from discl.fingerprint import model_fingerprints
+
+    sections = {"mine": ("training",) if uses_models(cfg.mining) else (),
+                "generate": ("generation", "prompts"),
+                "filter": ("filtering", "generation", "prompts") if cfg.filtering.retries > 0 else ("filtering",),
+                "train": ("training",)}[stage]
+    return model_fingerprints(cfg, sections) if sections else {}
+
+
+def current(cfg, run_dir: str | Path, stage: str, fingerprints: dict[str, Any] | None = None) -> str:
+    """The digest ``stage`` (mine, generate, filter) has now in ``run_dir``: its config keys, its
+    upstream artifacts as they are on disk, and its weights (``fingerprints`` as
+    :func:`discl.fingerprint.model_fingerprints` returns them, computed when not given)."""
+    fps = stage_fingerprints(cfg, stage) if fingerprints is None else fingerprints
+    art = artifact_digests(cfg, run_dir)
+    if stage == "mine":
+        return mine_digest(cfg, fps)
+    if stage == "generate":
+        return generate_digest(cfg, art["hard"], art["descriptions"], fps)
+    if stage == "filter":
+        return filter_digest(cfg, art["spectrum"], art["descriptions"], fps)
+    raise ValueError(f"unknown stage {stage!r} (mine, generate, filter; training runs: discl.training.recipe)")
