@@ -172,6 +172,14 @@ def main(argv=None) -> int:
                 if lam == 0.0:
                     row["acc"] = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
                     row["acc_ratio"] = row["acc"] / real_acc
+                if seeds > 1:  # each seed's variants alone (x is source-major, seed minor): the noise scale
+                    row["by_seed"] = {
+                        "ssim": [fd.ssim(x[k::seeds], src) for k in range(seeds)],
+                        "mmd2": [fd.mmd2_rbf(fd.flatten_pixels(x[k::seeds]), real_feat, bandwidth=bw)
+                                 for k in range(seeds)]}
+                    if lam == 0.0:
+                        row["by_seed"]["acc"] = [accuracy(clf, torch.from_numpy(x[k::seeds])[:, None], lab_rep[k::seeds])
+                                                 for k in range(seeds)]
                 rows[f"{lam:.1f}"] = row
             counter.close()
             key = f"{name}-T{steps}"

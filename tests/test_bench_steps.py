@@ -1,0 +1,48 @@
+"""The step-economy bench's pure parts: a setting name -> config overrides, the noise verdict."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from bench_steps_train import interval, setting_overrides  # noqa: E402
+from plot_steps import noise_check  # noqa: E402
+
+from discl.config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_setting_overrides_load_as_config():
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("unipc-thr-T8"))
+    g = cfg.generation
+    assert (g.steps, g.scheduler) == (8, "UniPCMultistepScheduler")
+    assert g.scheduler_kwargs == {"thresholding": True, "sample_max_value": 1.0}
+    ddim = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("ddim-T12")).generation
+    assert (ddim.steps, ddim.scheduler, ddim.scheduler_kwargs) == (12, None, {})  # the prior's own DDIM
+
+
+@pytest.mark.parametrize("bad", ["ddim", "nope-T8", "ddim-T"])
+def test_setting_overrides_rejects_bad_names(bad):
+    with pytest.raises(SystemExit, match="scheduler"):
+        setting_overrides(bad)
+
+
+def test_paired_interval_is_a_t_interval():
+    iv = interval([0.01, 0.03, 0.02])
+    assert iv["n"] == 3 and iv["low"] < 0.02 < iv["high"]
+    assert iv["mean"] == pytest.approx(0.02)
+    assert iv["high"] - iv["mean"] == pytest.approx(4.302653 * 0.01 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) sd/sqrt(n)
+
+
+def test_noise_check_uses_the_reference_seed_spread():
+    def s(ssim):
+        return {"rows": {"0.3": {"ssim": sum(ssim) / 2, "by_seed": {"ssim": ssim}}}}
+
+    fid = {"settings": {"ref": s([0.20, 0.22]), "near": s([0.21, 0.22]), "far": s([0.30, 0.31])}}
+    c = noise_check(fid, "ref", ["0.3"])
+    assert c["near"]["0.3"]["ssim"][2] and not c["far"]["0.3"]["ssim"][2]
+    assert c["far"]["0.3"]["ssim"][0] == pytest.approx(0.095)
+    assert c["ref"]["0.3"]["ssim"][1] == pytest.approx(0.02)
