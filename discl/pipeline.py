@@ -350,7 +350,7 @@ def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
         missing = "; ".join(f"seed {int(g['seed'])}: {g['status']} ({g['reason']})" for _, g in gone.iterrows())
         cells = []
         for k, _ in cols:
-            v = r[k].astype(float) * 100
+            v = (r[k].astype(float) * 100).dropna()  # NaN: e.g. no class in the 'many' bin
             cells.append("—" if not len(v) else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}")
         for k, _ in extra:
             cells.append(f"{int(r[k].astype(float).mean()):,}" if len(r) else "—")

@@ -246,11 +246,17 @@ def _data_problems(cfg) -> list[str]:
     ds = build_dataset(cfg.data)
     counts = ds.class_counts("train")
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
+    out = []
     if empty:
         where = "data.class_names" if cfg.data.class_names else "data.root"
-        return [f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
-                f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images"]
-    return []
+        out.append(f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
+                   f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images")
+    if "test" not in ds.splits:  # every accuracy of the report is measured on it
+        layout = ("root/test/<class>/*.jpg next to root/train/<class>/" if cfg.data.task == "folder"
+                  else "rows with split 'test' in the CSV's split column")
+        out.append(f"data.root: {Path(cfg.data.root).resolve()} has no test split (splits: {', '.join(ds.splits)}); "
+                   f"the results are measured on it: add one ({layout})")
+    return out
 
 
 def _open_clip_problem(key: str, arch: str, tag: str | None) -> str | None:

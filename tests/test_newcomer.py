@@ -232,11 +232,14 @@ def test_template_and_override_checks_are_pure():
     assert blame("training.epochs: must be >= 1", "my.yaml", ["training.lr=1"]) == "my.yaml: "
 
 
-def test_real_only_depends_on_the_curriculum_rules():
+def test_real_only_depends_on_the_curriculum_rules(tmp_path):
     """real_only trains on no synthetic image but by the curriculum's epoch rules (real_fraction, tail
     quota from hard.csv): its marker digest must follow them, or a sweep over real_fraction shares one run."""
     from discl.config import load_config
-    from discl.pipeline import train_config_digest
+    from discl.pipeline import train_run_digest
+
+    def train_config_digest(cfg, method, seed):  # the digest a run records, here with no upstream artifacts
+        return train_run_digest(cfg, tmp_path, method, seed)
 
     a = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=0.3"])
     b = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=1.0"])
@@ -244,3 +247,16 @@ def test_real_only_depends_on_the_curriculum_rules():
     assert train_config_digest(a, "ce", 0) == train_config_digest(b, "ce", 0)
     c = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=0.3", "generation.steps=7"])
     assert train_config_digest(a, "real_only", 0) == train_config_digest(c, "real_only", 0)
+
+
+def test_a_dataset_without_test_split_is_an_error_before_any_stage(project, capsys, tmp_path):
+    """Found by a new user: a folder without a test split ran to a report without a single accuracy."""
+    import pandas as pd
+
+    base, cfg, run = project
+    frame = pd.read_csv(base / "data" / "data.csv")
+    no_test = base / "data" / "no_test.csv"
+    frame[frame["split"] != "test"].to_csv(no_test, index=False)
+    code, err = _err(capsys, "run", str(cfg), f"data.root={no_test}", f"run_dir={run}-notest")
+    assert code in (1, 2) and "has no test split" in err and "data.root" in err, err
+    assert not Path(f"{run}-notest").exists()

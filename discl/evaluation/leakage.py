@@ -171,6 +171,10 @@ def check_leakage(run_dir: Path, cfg=None, scorer=None, dataset=None, k: int = 3
     write_table(out / "leakage.csv", table)
     summary = summarize(table, thresholds, len(kept), splits)
     write_table(out / "summary.csv", summary)
+    from discl.artifacts import atomic_write_json
+    from discl.digests import file_digest
+
+    atomic_write_json(out / "_done.json", {"filter_manifest": file_digest(manifest_path), "kept": int(len(kept))})
     png = closest_pairs_png(table, spectrum, dataset, pairs_png)
     if png is not None:
         atomic_write_bytes(out / "closest.png", png)
@@ -235,7 +239,16 @@ def leakage_section(run_dir: Path) -> list[str]:
     head = ["### Leakage check (kept synthetic images vs validation/test images)", ""]
     if not path.is_file():
         return [*head, f"Not run: `discl leakage {run_dir}`.", ""]
+    from discl.artifacts import read_json
+    from discl.digests import file_digest
+
+    done = Path(run_dir) / "leakage" / "_done.json"
+    checked = read_json(done) if done.is_file() else {}
+    if checked.get("filter_manifest") != file_digest(Path(run_dir) / "filter" / "manifest.csv"):
+        return [*head, "Stale: the filter's kept images changed since `discl leakage` ran (or it ran before this check "
+                f"was recorded); rerun `discl leakage {run_dir}`.", ""]
     s = read_table(path)
+    head[-1:] = [f"{checked.get('kept', '?')} kept synthetic images checked.", ""]
     lines = ["| space | split | threshold | near-duplicate pairs | largest similarity |", "|---|---|---|---|---|"]
     lines += [f"| {r.space} | {r.split} | {r.threshold:g} | {int(r.duplicate_pairs)} | {r.max_similarity:.4f} |"
               for r in s.itertuples()]

@@ -417,7 +417,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
         "",
-        "## Other finished training runs in this folder (not among the config's methods × seeds)",
+        "## Other finished training runs in this folder (not among the config's methods × seeds; each was "
+        "trained under the config.yaml in its own folder, which may differ from this one; not in results.csv)",
         "",
         _md_table(others),
         "",

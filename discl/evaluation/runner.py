@@ -37,6 +37,10 @@ def main(args: argparse.Namespace) -> int:
     ds = build_dataset(cfg.data)
     check_checkpoint_matches(read_header(ckpt), cfg, ds.classes, ckpt)
     splits = args.split or test_splits(ds)
+    if not splits:
+        from discl.errors import ArtifactError
+
+        raise ArtifactError(f"task {ds.name} has no test split (splits: {', '.join(ds.splits)}); name one with --split")
     out = {split: evaluate_checkpoint(cfg, ckpt, split) for split in splits}
     path = Path(args.out) if args.out else ckpt.parent / f"eval-{'-'.join(splits)}.json"
     atomic_write_json(path, out)
