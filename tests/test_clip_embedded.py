@@ -133,14 +133,14 @@ def test_discl_filter_cli_with_the_default_embedded_backend(tmp_path):
                          "prompt": f"a 8k real photo: a {fm.CLASSES[label]}", "model": "test", "steps": 10,
                          "denoise_steps": 5, "guidance_scale": 10.0})
     pd.DataFrame(rows).to_csv(spectrum / "metadata.csv", index=False)
-    p = discl("filter", f"run_dir={run}", "data.test_limit=10")
+    p = discl("filter", "configs/fmnist-lt.yaml", f"run_dir={run}", "data.test_limit=10")
     assert "kept" in p.stdout and "encoded 6 new images" in p.stdout
     manifest = read_table(run / "filter" / "manifest.csv")
     assert len(manifest) == 6 and manifest["sim_image"].between(-1, 1).all()
     # the λ=0.9 variant is closer to its real source than the noisier λ=0 one
     by = manifest.pivot(index="sample_id", columns="lam", values="sim_image")
     assert (by[0.9] > by[0.0]).all()
-    p2 = discl("filter", f"run_dir={run}", "data.test_limit=10", "filtering.threshold=0.5")
+    p2 = discl("filter", "configs/fmnist-lt.yaml", f"run_dir={run}", "data.test_limit=10", "filtering.threshold=0.5")
     assert "encoded 0 new images" in p2.stdout
 
 
