@@ -81,7 +81,11 @@ def descriptions_problems(path: Path) -> list[str]:
 
             data = json.loads(text, object_pairs_hook=pairs)
         else:
-            data = yaml.load(text, Loader=_DuplicateKeyLoader.loader())  # noqa: S506 - a SafeLoader subclass
+            loader = _DuplicateKeyLoader.loader()(text)  # a SafeLoader subclass that refuses duplicate keys
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
     except ConfigError as e:
         return [f"{key}: {path}: {e}"]
     except (json.JSONDecodeError, yaml.YAMLError) as e:
@@ -237,8 +241,10 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
     return out
 
 
-def _data_problems(cfg) -> list[str]:
-    """Build the user's dataset (folder/csv: what mining would do first) and check its classes."""
+def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Build the user's dataset (folder/csv: what mining would do first) and check its classes, and
+    that it has the test split the results are measured on (unless ``skip`` has ``test_split``: the
+    stages before training do not need it)."""
     if cfg.data.task not in ("folder", "csv"):
         return []
     from discl.data import build_dataset
@@ -251,7 +257,7 @@ def _data_problems(cfg) -> list[str]:
         where = "data.class_names" if cfg.data.class_names else "data.root"
         out.append(f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
                    f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images")
-    if "test" not in ds.splits:  # every accuracy of the report is measured on it
+    if "test" not in ds.splits and "test_split" not in skip:  # every accuracy of the report is measured on it
         layout = ("root/test/<class>/*.jpg next to root/train/<class>/" if cfg.data.task == "folder"
                   else "rows with split 'test' in the CSV's split column")
         out.append(f"data.root: {Path(cfg.data.root).resolve()} has no test split (splits: {', '.join(ds.splits)}); "
@@ -331,9 +337,10 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
 
 
 # what a stage's own command does not load: its backends and weights are not checked there
-SKIP_BY_COMMAND = {"generate": frozenset({"filtering", "curriculum"}), "mine": frozenset({"curriculum"}), "train": frozenset({"generation", "filtering"}),
-                   "baseline": frozenset({"generation", "filtering"}), "evaluate": frozenset({"generation", "filtering"}),
-                   "prompts": frozenset({"filtering"})}
+SKIP_BY_COMMAND = {"generate": frozenset({"filtering", "curriculum", "test_split"}),
+                   "mine": frozenset({"curriculum", "test_split"}), "filter": frozenset({"test_split"}), "train": frozenset({"generation", "filtering", "test_split"}),
+                   "baseline": frozenset({"generation", "filtering", "test_split"}), "evaluate": frozenset({"generation", "filtering", "test_split"}),
+                   "prompts": frozenset({"filtering", "test_split"})}
 
 
 def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, skip: frozenset[str] = frozenset()) -> None:
@@ -358,7 +365,7 @@ def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, sk
         problems += _curriculum_problems(cfg)
     problems += _prompt_problems(cfg) + _backend_problems(cfg, synthetic, skip)
     if data:
-        problems += _data_problems(cfg)
+        problems += _data_problems(cfg, skip)
     if weights and not problems:
         problems += _weights_problems(cfg, synthetic, skip)
     if problems:
