@@ -195,7 +195,9 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
         train["pretrained_path"] = f"file:{t.pretrained_path}"
     if t.init_from and t.init_from not in BASELINES:  # a baseline of the run is made by the run itself
         train["init_from"] = f"file:{t.init_from}"
-    if t.model == "clip" and t.clip_pretrained:
+    if t.model == "clip" and t.clip_model == "embedded":  # the shipped weights (or a file), by content
+        train["clip_pretrained"] = scorer_reference("embedded", t.clip_pretrained or "embedded")
+    elif t.model == "clip" and t.clip_pretrained:
         train["clip_pretrained"] = _open_clip_reference(t.clip_pretrained, f"{t.clip_model}/{t.clip_pretrained}")
     elif t.pretrained and t.model.startswith(("timm:", "torchvision:")):
         train["pretrained"] = f"name:{t.model}"

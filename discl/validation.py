@@ -173,6 +173,9 @@ def _model_problems(cfg) -> list[str]:
     name = cfg.training.model
     key = "training.model"
     if name == "clip":
+        if cfg.training.clip_model == "embedded" and cfg.data.channels != 1:
+            return [f"data.channels: the embedded CLIP (training.clip_model: embedded) takes grayscale images "
+                    f"(data.channels: 1), got {cfg.data.channels}"]
         return []
     if name.startswith("timm:"):
         try:
@@ -305,7 +308,13 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
             out.append(p)
     if gen and cfg.prompts.text_model and (why := unreachable_reason(cfg.prompts.text_model)) is not None:
         out.append(f"prompts.text_model: {cfg.prompts.text_model!r} is not reachable: {why}")
-    if t.model == "clip" and t.clip_pretrained:
+    if t.model == "clip" and t.clip_model == "embedded":
+        from discl.filtering.embedded_clip import WEIGHTS_PATH
+
+        path = Path(t.clip_pretrained).expanduser() if t.clip_pretrained not in (None, "", "embedded") else WEIGHTS_PATH
+        if not path.is_file():
+            out.append(f"training.clip_pretrained: the embedded CLIP weights {path.resolve()} do not exist")
+    elif t.model == "clip" and t.clip_pretrained:
         if (p := _open_clip_problem("training.clip_pretrained", t.clip_model, t.clip_pretrained)) is not None:
             out.append(p)
     if t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():

@@ -89,8 +89,16 @@ def _oof(cfg: RunConfig, ds, train: pd.DataFrame, labels: np.ndarray, out: Path,
     x_val = ds.tensors(list(val["sample_id"]), size, ch) if len(val) else None
     y_val = np.array(val["label"], dtype=np.int64) if len(val) else None
     fold_cfg = dataclasses.replace(cfg.training, epochs=cfg.mining.epochs)
+    fit = None
+    if fold_cfg.model == "clip":  # a CLIP's captions and zero-shot head need the class names
+        from functools import partial
+
+        from discl.training.loop import fit_classifier
+
+        fit = partial(fit_classifier, class_names=list(ds.classes))
     proba = out_of_fold_proba(ds.tensors(list(ids), size, ch), labels, folds, x_val, y_val, fold_cfg,
-                              len(ds.classes), cfg.seed, sample_ids=ids, cache_dir=out / "folds", digest=digest)
+                              len(ds.classes), cfg.seed, sample_ids=ids, cache_dir=out / "folds", digest=digest,
+                              fit=fit)
     write_table(out / "oof_predictions.csv", pd.DataFrame({
         "sample_id": ids, "label": labels, "fold": folds,
         "oof_prob_gt": proba[np.arange(len(ids)), labels], "oof_pred": proba.argmax(1),

@@ -7,7 +7,11 @@ zero-shot head built from the *current* text tower: per class, the normalised me
 its captions ("a photo of {name}." and "{name} in the wild.").
 
 Any open_clip model works (ViT-B-16 for the paper's recipe; a tiny config in the tests);
-open_clip is imported only here.
+open_clip is imported only here and in the embedded CLIP's adapter. ``clip_model="embedded"`` is the
+small CLIP shipped with discl for the 28x28 grayscale Fashion-MNIST tasks
+(:mod:`discl.filtering.embedded_clip`): its weights, tokenizer, context length, input size,
+normalisation and its own zero-shot caption templates, so that before fine-tuning the classifier
+predicts exactly what ``discl clip evaluate`` measures.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from discl.errors import ModelNotFoundError
+from discl.training.config import EMBEDDED, embedded_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "TEMPLATES"]
+__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "TEMPLATES", "EMBEDDED",
+           "embedded_weights"]
 
 TEMPLATES = ("a photo of {name}.", "{name} in the wild.")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -92,8 +98,15 @@ class ClipClassifier(nn.Module):
 
 
 def create_clip_classifier(arch: str, pretrained: str | None, class_names: Sequence[str], seed: int | None = None,
-                           templates: Sequence[str] = TEMPLATES) -> ClipClassifier:
-    """An open_clip model (``pretrained``: an open_clip tag or a local checkpoint; None = random init)."""
+                           templates: Sequence[str] | None = None) -> ClipClassifier:
+    """An open_clip model (``pretrained``: an open_clip tag or a local checkpoint; None = random init),
+    or with ``arch="embedded"`` the shipped embedded CLIP (see :func:`create_embedded_clip_classifier`).
+
+    ``templates``: the caption templates of the zero-shot head and of FLYP's captions; default
+    :data:`TEMPLATES`, for the embedded CLIP its own zero-shot templates."""
+    if arch == EMBEDDED:
+        return create_embedded_clip_classifier(pretrained, class_names, templates)
+    templates = TEMPLATES if templates is None else templates
     import open_clip
 
     if arch not in open_clip.list_models():
@@ -118,3 +131,26 @@ def create_clip_classifier(arch: str, pretrained: str | None, class_names: Seque
     pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
     mean, std = tuple(pp.get("mean", OPENAI_MEAN)), tuple(pp.get("std", OPENAI_STD))
     return ClipClassifier(clip, tokens, len(class_names), len(templates), size, mean, std)
+
+
+def create_embedded_clip_classifier(pretrained: str | None, class_names: Sequence[str],
+                                    templates: Sequence[str] | None = None) -> ClipClassifier:
+    """The embedded CLIP with its weights (:func:`embedded_weights`), tokenizer (its context length),
+    28-pixel input and normalisation (its ``preprocess_cfg``: one mean/std, repeated over the 3
+    channels the ViT stem takes, which equals :func:`~discl.filtering.embedded_clip.normalize_batch`
+    on grayscale input), and the zero-shot templates ``discl clip evaluate`` uses
+    (:data:`~discl.filtering.captions.ZERO_SHOT_TEMPLATES`). No random init: ``seed`` is not needed."""
+    from discl.filtering.captions import ZERO_SHOT_TEMPLATES
+    from discl.filtering.embedded_clip import create_embedded_clip
+
+    try:
+        weights = embedded_weights(pretrained)
+    except ValueError as e:
+        raise ModelNotFoundError(f"training.clip_pretrained: {e}") from None
+    templates = ZERO_SHOT_TEMPLATES if templates is None else templates
+    clip, tokenizer, cfg = create_embedded_clip(weights)
+    clip.train()
+    tokens = tokenizer([t.format(name=n) for n in class_names for t in templates])
+    pp = cfg["preprocess_cfg"]
+    mean, std = (float(pp["mean"]),) * 3, (float(pp["std"]),) * 3
+    return ClipClassifier(clip, tokens, len(class_names), len(templates), int(cfg["vision_cfg"]["image_size"]), mean, std)

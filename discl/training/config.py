@@ -5,6 +5,22 @@ from typing import Literal
 
 from discl.configtools import check
 
+EMBEDDED = "embedded"  # training.clip_model: the CLIP shipped with discl
+
+
+def embedded_weights(pretrained: str | None) -> str | None:
+    """Pure: the weights file of ``clip_model: embedded`` (None = the shipped file), or ValueError.
+
+    ``clip_pretrained`` is unset or ``embedded`` (the shipped weights) or a ``.safetensors`` file
+    written by ``discl clip train`` (as ``filtering.model`` accepts); an open_clip tag is a contradiction.
+    """
+    if pretrained in (None, "", EMBEDDED):
+        return None
+    if str(pretrained).lower().endswith(".safetensors"):
+        return str(pretrained)
+    raise ValueError(f"{pretrained!r} is not a weights choice of clip_model: embedded (leave it unset or "
+                     "'embedded' for the shipped weights, or give a .safetensors file from `discl clip train`)")
+
 
 @dataclass
 class TrainConfig:
@@ -13,8 +29,8 @@ class TrainConfig:
     model: str = "resnet8"  # discl small ResNets (resnet8/resnet10/resnet18s), "timm:<name>", "torchvision:<name>", "clip"
     pretrained: bool = False  # timm/torchvision: load the user's cached weights
     pretrained_path: str | None = None  # timm: a local weights file (implies pretrained)
-    clip_model: str = "ViT-B-16"  # model "clip": open_clip architecture name
-    clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file
+    clip_model: str = "ViT-B-16"  # model "clip": open_clip architecture name, or "embedded" (the CLIP shipped with discl, for the 28x28 grayscale tasks)
+    clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file; with clip_model embedded: unset or "embedded" (the shipped weights) or a .safetensors file from `discl clip train`
     loss: Literal["ce", "balanced_softmax", "bs", "flyp"] = "ce"  # bs = balanced_softmax (as in methods and --loss)
     sampler: Literal["none", "class_balanced"] = "none"  # class_balanced: resample classes uniformly
     epochs: int = 30
@@ -52,3 +68,14 @@ class TrainConfig:
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
         check(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
         check(self.loss != "flyp" or self.model == "clip", "loss", "flyp needs training.model: clip")
+        if self.model == "clip":
+            if self.clip_model == EMBEDDED:
+                if self.clip_pretrained in ("", EMBEDDED):  # one spelling of the shipped weights (one digest)
+                    self.clip_pretrained = None
+                try:
+                    embedded_weights(self.clip_pretrained)
+                except ValueError as e:
+                    check(False, "clip_pretrained", str(e))
+            check(self.clip_model == EMBEDDED or self.clip_pretrained != EMBEDDED, "clip_pretrained",
+                  f"'embedded' (the shipped embedded CLIP's weights) goes with clip_model: embedded, not "
+                  f"{self.clip_model!r}")

@@ -456,15 +456,24 @@ def fit_classifier(
     cfg: TrainConfig,
     num_classes: int,
     seed: int,
+    class_names: list[str] | None = None,
 ) -> nn.Module:
     """A classifier (``cfg.model``) trained in memory on uint8 images; best on val when given.
 
-    Used by hard-sample mining for out-of-fold predictions; nothing is written to disk.
+    Used by hard-sample mining for out-of-fold predictions; nothing is written to disk. A CLIP
+    classifier (``model: clip``) needs ``class_names`` for its captions and zero-shot head.
     """
-    from discl.training.models import create_model
+    if cfg.model == "clip":
+        from discl.training.clip import create_clip_classifier
 
-    model = create_model(cfg.model, num_classes, in_channels=x_train.shape[1], image_size=x_train.shape[-1],
-                         pretrained=cfg.pretrained_path or cfg.pretrained, seed=seed)
+        if class_names is None or len(class_names) != num_classes:
+            raise ValueError("fit_classifier: model clip needs the class names (one per class) for its captions")
+        model = create_clip_classifier(cfg.clip_model, cfg.clip_pretrained, class_names, seed=seed)
+    else:
+        from discl.training.models import create_model
+
+        model = create_model(cfg.model, num_classes, in_channels=x_train.shape[1], image_size=x_train.shape[-1],
+                             pretrained=cfg.pretrained_path or cfg.pretrained, seed=seed)
     val = TensorData(x_val, y_val) if x_val is not None and len(x_val) else None
     with torch.random.fork_rng(devices=[]):  # the loop re-seeds the global RNG per epoch; keep the caller's
         result = fit(model, TensorData(x_train, y_train), val, cfg, num_classes=num_classes, seed=seed, progress=False)

@@ -1,0 +1,131 @@
+"""``training.model: clip`` on the embedded CLIP shipped with discl (``training.clip_model: embedded``):
+the same model input and zero-shot head as ``discl clip evaluate``, FLYP fine-tuning through the
+training CLI, the config checks and the weights fingerprint in the training digest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from discl.cli import main
+from discl.config import load_config
+from discl.configtools import ConfigError
+from discl.data import build_dataset
+from discl.filtering import embedded_clip
+from discl.filtering.captions import ZERO_SHOT_TEMPLATES
+from discl.filtering.scorer import create_scorer
+from discl.filtering.zeroshot import zero_shot_head
+from discl.training.clip import create_clip_classifier
+from discl.training.loop import predict_logits
+from discl.training.transforms import to_float
+from discl.validation import validate_run_config
+
+CONFIG = "configs/fmnist-lq-flyp.yaml"
+SMALL = ["data.test_limit=70", "training.epochs=1", "training.warmup_steps=2", "seeds=[0]"]
+
+
+@pytest.fixture(scope="module")
+def lq():
+    torch.set_num_threads(1)
+    return build_dataset(load_config(CONFIG, SMALL).data)
+
+
+def test_zero_shot_predictions_equal_discl_clip_evaluate(lq):
+    """Before any training the classifier is the embedded CLIP's own zero-shot classifier
+    (:mod:`discl.filtering.zeroshot`): same pixels in, same head, same predictions."""
+    test = lq.split("test")
+    assert len(test) == 70
+    x = lq.tensors(list(test["sample_id"]), 28, 1)  # uint8 [70, 1, 28, 28], what training and evaluation feed
+    scorer = create_scorer("embedded", "embedded", device="cpu", batch_size=64)
+    ref_head = zero_shot_head(scorer, lq.classes)
+    ref = (scorer.encode_uint8(x) @ ref_head.t()).argmax(1)
+
+    model = create_clip_classifier("embedded", None, lq.classes).eval()
+    assert model.n_templates == len(ZERO_SHOT_TEMPLATES) and model.image_size == 28
+    assert torch.equal(model._pixels(to_float(x)), embedded_clip.normalize_batch(x))  # the same model input, bit for bit
+    with torch.no_grad():
+        assert torch.allclose(model.zero_shot_head(), ref_head, atol=1e-5)
+    pred = predict_logits(model, x).argmax(1)
+    assert torch.equal(pred, ref)
+    labels = torch.as_tensor(test["label"].to_numpy().copy())
+    assert (pred == labels).float().mean() > 0.3, "the shipped weights are loaded (10 classes: chance is 0.1)"
+
+
+def test_flyp_fine_tune_through_the_cli_changes_the_weights_and_evaluates(tmp_path, lq):
+    run = tmp_path / "run"
+    args = ["--config", CONFIG, *SMALL]
+    assert main(["baseline", "--loss", "flyp", "--seeds", "0", "--run-dir", str(run), *args]) == 0
+    out = run / "train" / "flyp-s0"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 1 and m["test"]["n"] == 70 and m["best"]["select_on"] == "val_macro_f1"
+    assert np.isfinite(m["test"]["macro_f1"]) and np.isfinite(m["test_ood"]["macro_f1"])
+
+    from discl.training.checkpoint import load_weights, read_header
+
+    header = read_header(out / "best.safetensors")
+    assert header["model"] == "clip" and header["clip_model"] == "embedded"
+    tuned, _ = load_weights(out / "best.safetensors")
+    shipped = {f"clip.{k}": v for k, v in embedded_clip.create_embedded_clip()[0].state_dict().items()}
+    assert set(tuned) == set(shipped)
+    assert any(not torch.equal(tuned[k].float(), shipped[k].float()) for k in shipped), "FLYP moved the weights"
+
+    assert main(["evaluate", "--checkpoint", str(out / "best.safetensors"), *args]) == 0
+    ev = json.loads((out / "eval-test-test_ood.json").read_text())
+    assert ev["test"]["macro_f1"] == pytest.approx(m["test"]["macro_f1"])
+    assert ev["test_ood"]["macro_f1"] == pytest.approx(m["test_ood"]["macro_f1"])
+
+
+def test_mining_fold_models_fine_tune_the_embedded_clip(lq):
+    """Model-based mining trains its fold models with ``training.*``: a CLIP needs the class names."""
+    from discl.training.loop import fit_classifier, predict_proba
+
+    cfg = load_config(CONFIG, SMALL).training
+    ids = list(lq.split("train")["sample_id"])[:40]
+    x, y = lq.tensors(ids, 28, 1), torch.as_tensor(lq.frame.loc[ids, "label"].to_numpy().copy())
+    with pytest.raises(ValueError, match="class names"):
+        fit_classifier(x, y, None, None, cfg, 10, seed=0)
+    model = fit_classifier(x, y, None, None, cfg, 10, seed=0, class_names=list(lq.classes))
+    p = predict_proba(model, x[:8])
+    assert p.shape == (8, 10) and torch.allclose(p.sum(1), torch.ones(8), atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["training.clip_pretrained=openai"], "training.clip_pretrained"),  # an open_clip tag on the embedded model
+    (["training.clip_model=ViT-B-16", "training.clip_pretrained=embedded"], "training.clip_pretrained"),
+])
+def test_contradictory_clip_model_and_weights_name_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=rf"{key}:"):
+        load_config(CONFIG, overrides)
+
+
+def test_validation_of_the_embedded_clip_classifier(tmp_path):
+    validate_run_config(load_config(CONFIG), data=False)  # the shipped weights exist
+    with pytest.raises(ConfigError, match=r"training\.clip_pretrained: the embedded CLIP weights .*gone\.safetensors"):
+        validate_run_config(load_config(CONFIG, [f"training.clip_pretrained={tmp_path / 'gone.safetensors'}"]), data=False)
+    with pytest.raises(ConfigError, match=r"data\.channels: the embedded CLIP"):
+        validate_run_config(load_config(CONFIG, ["data.channels=3"]), data=False)
+
+
+def test_training_digest_follows_the_embedded_weights_content(tmp_path, monkeypatch):
+    from discl.fingerprint import model_references
+    from discl.training.recipe import baseline_run_digest
+
+    cfg = load_config(CONFIG)
+    assert model_references(cfg)["training"] == {"clip_pretrained": "embedded-clip"}
+    a = tmp_path / "a.safetensors"
+    shutil.copyfile(embedded_clip.WEIGHTS_PATH, a)
+    monkeypatch.setattr(embedded_clip, "WEIGHTS_PATH", a)
+    before = baseline_run_digest(cfg, "flyp", 0)
+    assert before == baseline_run_digest(load_config(CONFIG, ["training.clip_pretrained=embedded"]), "flyp", 0)
+    a.write_bytes(a.read_bytes() + b" ")  # other weights under the same name
+    assert baseline_run_digest(cfg, "flyp", 0) != before
+    # a retrained file given as clip_pretrained is fingerprinted by its content too
+    own = load_config(CONFIG, [f"training.clip_pretrained={a}"])
+    assert model_references(own)["training"] == {"clip_pretrained": f"file:{a}"}
+    d1 = baseline_run_digest(own, "flyp", 0)
+    a.write_bytes(a.read_bytes() + b"  ")
+    assert baseline_run_digest(own, "flyp", 0) != d1
