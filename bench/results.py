@@ -38,6 +38,9 @@ METHODS = {
         "mixed", "mixed_equal", "random_order", "reverse", "fixed", "discl", "adaptive_class", "random_level",
         "bs+discl",
     ],
+    # configs/fmnist-lq-flyp.yaml: the embedded CLIP fine-tuned with FLYP (the authors' iWildCam recipe);
+    # bare strategies take training.loss = flyp; discl = the configured adaptive curriculum
+    "fmnist-lq-flyp": ["flyp", "discl", "fixed", "random_level", "mixed_equal"],
 }
 LABELS = {
     "ce": "CE (real only)", "bs": "BS (real only)", "cb": "CE + class-balanced resampling",
@@ -53,12 +56,18 @@ LABELS = {
 PAIRED = {"fmnist-lt": ["test.top1", "test.few"], "fmnist-lq": ["test.macro_f1", "test_ood.macro_f1"]}
 
 
-def label(method: str, strategy: str) -> str:
+def label(method: str, strategy: str, loss: str = "ce") -> str:
+    if method == "flyp":
+        return "FLYP (real only)"
     if method == "discl":
-        return f"CE + DisCL ({'adaptive' if strategy == 'adaptive' else 'non-adaptive'})"
-    if method.startswith("single@"):
-        return f"CE + single λ={method.split('@')[1]}"
-    return LABELS.get(method, method)
+        text = f"CE + DisCL ({'adaptive' if strategy == 'adaptive' else 'non-adaptive'})"
+    elif method.startswith("single@"):
+        text = f"CE + single λ={method.split('@')[1]}"
+    else:
+        text = LABELS.get(method, method)
+    if loss == "flyp" and "+" not in method and text.startswith("CE + "):  # a bare strategy takes training.loss
+        text = "FLYP + " + text[len("CE + "):]
+    return text
 
 
 def main() -> int:
@@ -128,10 +137,11 @@ def render(cfg, results, args, wall: float) -> str:
         cells = [f"{100 * r[k].astype(float).mean():.1f} ± {100 * r[k].astype(float).std(ddof=1):.1f}" for k, _ in cols]
         seen = int(np.mean(r["synthetic_seen"])) if "synthetic_seen" in r else 0
         steps = int(np.mean(r["denoiser_steps"])) if "denoiser_steps" in r else 0
-        lines.append(f"| {label(method, cfg.curriculum.strategy)} | " + " | ".join(cells) + f" | {seen:,} | {steps:,} |"
+        lines.append(f"| {label(method, cfg.curriculum.strategy, cfg.training.loss)} | " + " | ".join(cells) + f" | {seen:,} | {steps:,} |"
                      + "".join(f" {paired[k].get(method, 'reference' if method == 'discl' else '—')} |" for k, _ in cols if k in paired))
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}"
-    cmd = f".venv/bin/python bench/results.py --task {task} --seeds {' '.join(map(str, args.seeds))}"
+    name = getattr(args, "task", None) or task  # the config's name (fmnist-lq-flyp trains on task fmnist-lq)
+    cmd = f".venv/bin/python bench/results.py --task {name} --seeds {' '.join(map(str, args.seeds))}"
     if args.data_seeds != [0]:
         cmd += f" --data-seeds {' '.join(map(str, args.data_seeds))}"
     if args.methods:
@@ -141,7 +151,7 @@ def render(cfg, results, args, wall: float) -> str:
     if args.overrides:
         cmd += " " + " ".join(args.overrides)
     return "\n".join([
-        f"## {task}: test split, %, mean ± sample std (ddof = 1) over training seeds {args.seeds} × data seeds {args.data_seeds}",
+        f"## {name}: test split, %, mean ± sample std (ddof = 1) over training seeds {args.seeds} × data seeds {args.data_seeds}",
         "",
         *lines,
         "",

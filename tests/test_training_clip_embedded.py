@@ -129,3 +129,27 @@ def test_training_digest_follows_the_embedded_weights_content(tmp_path, monkeypa
     d1 = baseline_run_digest(own, "flyp", 0)
     a.write_bytes(a.read_bytes() + b"  ")
     assert baseline_run_digest(own, "flyp", 0) != d1
+
+
+def test_bench_results_knows_the_flyp_config():
+    """``bench/results.py --task fmnist-lq-flyp`` runs configs/fmnist-lq-flyp.yaml's methods and
+    renders fmnist-lq's columns with FLYP labels and its own reproduce command."""
+    import argparse
+    import importlib.util
+
+    import pandas as pd
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" / "results.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = load_config(ROOT / "configs" / "fmnist-lq-flyp.yaml")
+    assert bench.METHODS["fmnist-lq-flyp"] == cfg.methods and cfg.data.task == "fmnist-lq"
+    rows = [{"method": m, "seed": s, "data_seed": 0, "test.macro_f1": 0.5 + 0.01 * i + 0.003 * s,
+             "test_ood.macro_f1": 0.4 + 0.01 * i, "test.top1": 0.5, "test_ood.top1": 0.4,
+             "synthetic_seen": 0, "denoiser_steps": 0} for i, m in enumerate(cfg.methods) for s in (0, 1, 2)]
+    args = argparse.Namespace(task="fmnist-lq-flyp", seeds=[0, 1, 2], data_seeds=[0], methods=None,
+                              interval="t", overrides=[])
+    text = bench.render(cfg, pd.DataFrame(rows), args, 60.0)
+    assert "--task fmnist-lq-flyp --seeds 0 1 2" in text and "| ID macro-F1 | OOD macro-F1 |" in text
+    assert "| FLYP (real only) |" in text and "| FLYP + DisCL (adaptive) |" in text and "| FLYP + DisCL non-adaptive |" in text
