@@ -8,7 +8,14 @@ import pytest
 from discl.configtools import ConfigError
 from discl.curriculum.base import Stage, create_strategy, list_strategies, stage_boundaries
 from discl.curriculum.config import CurriculumConfig
-from discl.curriculum.progress import choose_level, iqr_trimmed_mean, level_progress, smooth
+from discl.curriculum.progress import (
+    choose_level,
+    iqr_trimmed_mean,
+    iqr_trimmed_se,
+    level_progress,
+    level_progress_se,
+    smooth,
+)
 
 EPOCHS = 12
 
@@ -90,6 +97,42 @@ def test_progress_first_check_compares_against_zero_then_previous():
     assert first == {0.5: pytest.approx(0.3), 1.0: pytest.approx(0.1)}
     later = level_progress({0.5: np.array([0.25, 0.45]), 1.0: np.array([0.5, 0.3])}, now)
     assert later == {0.5: pytest.approx(0.05), 1.0: pytest.approx(0.3)}
+
+
+def test_progress_standard_error_is_that_of_the_trimmed_values():
+    se, n = iqr_trimmed_se([1, 2, 3, 4, 100])  # 100 is dropped: std(1..4, ddof 1) / sqrt(4)
+    assert n == 4 and se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert np.isnan(iqr_trimmed_se([0.3])[0]) and iqr_trimmed_se([])[1] == 0
+    now = {0.5: np.array([0.2, 0.4, 0.6]), 1.0: np.full(3, 0.1)}
+    out = level_progress_se(now, {0.5: np.array([0.1, 0.1, 0.1])})  # deltas 0.1, 0.3, 0.5; 1.0 against zero
+    assert out[0.5] == (pytest.approx(0.2 / np.sqrt(3)), 3) and out[1.0] == (pytest.approx(0.0), 3)
+
+
+@pytest.mark.parametrize("name", ["adaptive", "adaptive_class"])
+def test_progress_noise_is_logged_and_never_changes_the_choice(name, monkeypatch):
+    """The standard error of each level's progress goes to the log only: with it replaced by
+    anything, the strategy makes the same choices and keeps the same state (runs stay byte-identical)."""
+    import discl.curriculum.adaptive as adaptive_mod
+
+    def run():
+        s = create_strategy(name, _cfg(name), EPOCHS, seed=3)
+        rng = np.random.default_rng(0)
+        outs = []
+        for e in range(EPOCHS):
+            if s.wants_feedback(e):
+                labels = {lv: np.arange(12) % 3 for lv in s.cfg.levels}
+                outs.append(s.observe(e, {lv: rng.random(12) for lv in s.cfg.levels}, labels))
+        return outs, json.dumps(s.state_dict(), sort_keys=True), [s.stage(e) for e in range(EPOCHS)]
+
+    outs, state, stages = run()
+    assert outs and all(set(o["progress_se"]) == set(o["progress"]) for o in outs)
+    assert all(np.isfinite(v) and v > 0 for o in outs for v in o["progress_se"].values())
+    assert all(o["progress_n"][k] <= 12 for o in outs for k in o["progress_n"])
+    monkeypatch.setattr(adaptive_mod, "level_progress_se", lambda now, prev: {lv: (-1e9, 0) for lv in now})
+    outs2, state2, stages2 = run()
+    assert [o["chosen_level"] for o in outs2] == [o["chosen_level"] for o in outs]
+    assert [o["progress"] for o in outs2] == [o["progress"] for o in outs]
+    assert state2 == state and stages2 == stages
 
 
 def test_choose_level_greedy_ucb_epsilon():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from discl.curriculum.base import NonAdaptive, Stage, register_strategy
-from discl.curriculum.progress import choose_level, level_progress, smooth
+from discl.curriculum.progress import choose_level, level_progress, level_progress_se, smooth
 from discl.seeding import torch_generator
 
 
@@ -80,7 +80,10 @@ class Adaptive(NonAdaptive):
             self.current = choice
             self.stage_start = int(epoch) + 1
         self.choices[int(epoch) + 1] = choice
-        return {"progress": {f"{lv:g}": raw[lv] for lv in raw}, "chosen_level": choice}
+        # logged only (never part of the choice): the noise of each level's progress, per check
+        se = level_progress_se(now, prev)
+        return {"progress": {f"{lv:g}": raw[lv] for lv in raw}, "chosen_level": choice,
+                "progress_se": {f"{lv:g}": se[lv][0] for lv in se}, "progress_n": {f"{lv:g}": se[lv][1] for lv in se}}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -14,20 +14,35 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["iqr_trimmed_mean", "progress_deltas", "level_progress", "class_level_progress", "class_value_counts",
+__all__ = ["iqr_trimmed_mean", "iqr_trimmed_se", "progress_deltas", "level_progress", "level_progress_se", "class_level_progress", "class_value_counts",
            "smooth", "choose_level", "choose_class_levels"]
+
+
+def _iqr_kept(values: Sequence[float] | np.ndarray, k: float = 1.5) -> np.ndarray:
+    """The finite values inside [Q1 - k·IQR, Q3 + k·IQR] (empty for no values)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return v
+    q1, q3 = np.percentile(v, [25, 75])
+    iqr = q3 - q1
+    return v[(v >= q1 - k * iqr) & (v <= q3 + k * iqr)]
 
 
 def iqr_trimmed_mean(values: Sequence[float] | np.ndarray, k: float = 1.5) -> float:
     """Mean of the values inside [Q1 - k·IQR, Q3 + k·IQR]; NaN for no values."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan")
-    q1, q3 = np.percentile(v, [25, 75])
-    iqr = q3 - q1
-    kept = v[(v >= q1 - k * iqr) & (v <= q3 + k * iqr)]
-    return float(kept.mean())
+    kept = _iqr_kept(values, k)
+    return float(kept.mean()) if kept.size else float("nan")
+
+
+def iqr_trimmed_se(values: Sequence[float] | np.ndarray, k: float = 1.5) -> tuple[float, int]:
+    """(standard error, count) of :func:`iqr_trimmed_mean`: the sample std (ddof = 1) of the kept
+    values over the square root of their count; NaN below 2 values. It ignores the trimming's own
+    variability, so it is a lower bound of the estimate's noise, comparable with the gaps between levels."""
+    kept = _iqr_kept(values, k)
+    if kept.size < 2:
+        return float("nan"), int(kept.size)
+    return float(kept.std(ddof=1) / math.sqrt(kept.size)), int(kept.size)
 
 
 def progress_deltas(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None) -> dict[float, np.ndarray]:
@@ -45,6 +60,13 @@ def progress_deltas(now: Mapping[float, np.ndarray], previous: Mapping[float, np
 def level_progress(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None) -> dict[float, float]:
     """IQR-trimmed mean of (p_now - p_previous) per level; a level without a previous check uses 0."""
     return {level: iqr_trimmed_mean(d) for level, d in progress_deltas(now, previous).items()}
+
+
+def level_progress_se(now: Mapping[float, np.ndarray],
+                      previous: Mapping[float, np.ndarray] | None) -> dict[float, tuple[float, int]]:
+    """Per level, (standard error, values kept) of :func:`level_progress` (:func:`iqr_trimmed_se`):
+    how noisy each level's progress is, to compare with the gaps between the levels' progress."""
+    return {level: iqr_trimmed_se(d) for level, d in progress_deltas(now, previous).items()}
 
 
 def class_value_counts(labels: Mapping[float, np.ndarray]) -> dict[int, dict[float, int]]:
