@@ -165,3 +165,25 @@ def test_adaptive_min_stage_epochs():
     cfg = CurriculumConfig(levels=[0.5, 0.9], curriculum_fraction=1.0, min_stage_epochs=2)
     s = create_strategy("adaptive", cfg, 10, 0)
     assert not s.wants_feedback(0) and s.wants_feedback(1)
+
+
+def test_bench_progress_noise_reads_the_logged_standard_errors(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("progress_noise", Path(__file__).resolve().parents[1] / "bench" / "progress_noise.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    s = create_strategy("adaptive", _cfg("adaptive"), EPOCHS, seed=0)
+    rows = [{"epoch": 0, **{f"{k}.{kk}": vv for k, v in _feed(s, 0).items() if isinstance(v, dict) for kk, vv in v.items()},
+             "chosen_level": s.choices[1]}, {"epoch": 1}]
+    found = mod.checks(rows)
+    assert len(found) == 1 and found[0]["chosen"] == s.choices[1]
+    prog, se = found[0]["progress"], found[0]["se"]
+    top = sorted(prog.values(), reverse=True)
+    best2 = sorted(prog, key=lambda lv: -prog[lv])[:2]
+    assert found[0]["gap"] == pytest.approx(top[0] - top[1])
+    assert found[0]["gap_in_se"] == pytest.approx((top[0] - top[1]) / max(se[lv] for lv in best2))
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert mod.main([str(log)]) == 0

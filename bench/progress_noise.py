@@ -1,0 +1,55 @@
+"""How noisy the adaptive curriculum's progress signal is: per check, each level's progress ± its
+standard error, and the gap between the two largest progress values in units of the larger of
+their standard errors (a gap below ~2 means the choice is close to a coin flip).
+
+    .venv/bin/python bench/progress_noise.py runs/fmnist-lq-flyp/train/discl-s0/log.jsonl [more logs]
+
+Reads the ``progress.<λ>``, ``progress_se.<λ>`` and ``progress_n.<λ>`` columns that ``adaptive`` /
+``adaptive_class`` write at every check (docs/training.md); older logs without them are reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def checks(rows: list[dict]) -> list[dict]:
+    """Pure: one dict per check (epoch, chosen level, per-level progress/se/n, top-2 gap in standard errors)."""
+    out = []
+    for r in rows:
+        if "chosen_level" not in r:
+            continue
+        prog = {k[len("progress."):]: float(v) for k, v in r.items() if k.startswith("progress.")}
+        se = {k[len("progress_se."):]: float(v) for k, v in r.items() if k.startswith("progress_se.")}
+        n = {k[len("progress_n."):]: int(v) for k, v in r.items() if k.startswith("progress_n.")}
+        ranked = sorted((lv for lv in prog if math.isfinite(prog[lv])), key=lambda lv: -prog[lv])
+        gap = prog[ranked[0]] - prog[ranked[1]] if len(ranked) > 1 else float("nan")
+        top_se = max(se.get(lv, float("nan")) for lv in ranked[:2]) if len(ranked) > 1 and se else float("nan")
+        out.append({"epoch": int(r["epoch"]), "chosen": r["chosen_level"], "progress": prog, "se": se, "n": n,
+                    "gap": gap, "gap_in_se": gap / top_se if top_se and math.isfinite(top_se) else float("nan")})
+    return out
+
+
+def main(paths: list[str]) -> int:
+    if not paths:
+        print(__doc__)
+        return 2
+    for path in paths:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        found = checks(rows)
+        print(f"{path}: {len(found)} checks")
+        for c in found:
+            if not c["se"]:
+                print(f"  epoch {c['epoch']}: no progress_se columns (a log written before they were recorded)")
+                continue
+            levels = ", ".join(f"λ{lv} {c['progress'][lv]:+.4f} ± {c['se'].get(lv, float('nan')):.4f} (n={c['n'].get(lv, 0)})"
+                               for lv in c["progress"])
+            print(f"  epoch {c['epoch']}: chose {c['chosen']}; {levels}; top-2 gap {c['gap']:.4f} = {c['gap_in_se']:.2f} SE")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
