@@ -61,7 +61,8 @@ def test_curriculum_errors_are_clear(run, tmp_path, capsys):
     args = ["--config", "configs/fmnist-lt.yaml", *SMALL]
     assert main(["train", "--run-dir", str(tmp_path), *args]) == 1
     assert "run `discl mine` first" in capsys.readouterr().err
-    assert main(["train", "--curriculum", "single", "--run-dir", str(run), *args, "curriculum.fixed_level=0.7"]) == 1
+    assert main(["train", "--curriculum", "single", "--run-dir", str(run), *args, "curriculum.fixed_level=0.7",
+                 "training.init_from=null"]) == 1  # (with init_from: ce the missing CE run is named first)
     assert "needs λ=[0.7]" in capsys.readouterr().err
     assert main(["train", "--curriculum", "nope", "--run-dir", str(run), *args]) == 2
 

@@ -391,6 +391,8 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     cfg = _curriculum_config(cfg, strategy_name, seed, loss)
     tcfg, strategy_name, loss_name = cfg.training, cfg.curriculum.strategy, cfg.training.loss
     out_dir = run_dir / "train" / name
+    if not (run_dir / "mining" / "hard.csv").is_file():  # the earliest missing stage is named first
+        load_curriculum_inputs(run_dir)
     if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
         tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))  # fine-tuned from exactly these weights (in the digest)
     if (done := _done(out_dir, digest)) is not None:
