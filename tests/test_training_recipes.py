@@ -103,3 +103,23 @@ def test_init_from_a_baseline_fine_tunes_from_that_seeds_checkpoint(tmp_path):
     save_file(tensors, str(ckpt), metadata=meta)
     before = read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"]
     assert train_method(cfg, tmp_path / "run", "discl", 0)["digest"] != before
+
+
+def test_init_from_refuses_an_unfinished_or_other_config_baseline(tmp_path):
+    """best.safetensors exists from the first validation improvement on: fine-tuning must start only
+    from a CE run that finished with the config at hand."""
+    from discl.artifacts import ArtifactError
+    from discl.training.recipe import baseline_checkpoint, train_baseline
+
+    cfg = load_config("configs/fmnist-lt.yaml", [*SMALL, "training.epochs=1", "training.init_from=ce"])
+    train_baseline(cfg, tmp_path, "ce", 0)
+    assert baseline_checkpoint("ce", tmp_path, 0, cfg) == tmp_path / "train" / "ce-s0" / "best.safetensors"
+    other = load_config("configs/fmnist-lt.yaml", [*SMALL, "training.epochs=1", "training.init_from=ce", "training.lr=0.01"])
+    with pytest.raises(ArtifactError, match="trained with other settings"):
+        baseline_checkpoint("ce", tmp_path, 0, other)
+    # a curriculum-only key does not concern the CE run
+    same = load_config("configs/fmnist-lt.yaml", [*SMALL, "training.epochs=1", "training.init_from=ce", "curriculum.tail_quota=false"])
+    assert baseline_checkpoint("ce", tmp_path, 0, same).is_file()
+    (tmp_path / "train" / "ce-s0" / "metrics.json").unlink()  # as an interrupted run leaves it
+    with pytest.raises(ArtifactError, match="unfinished"):
+        baseline_checkpoint("ce", tmp_path, 0, cfg)

@@ -123,7 +123,7 @@ def train_derived(cfg: RunConfig, run_dir: str | Path, method: str, seed: int = 
     if method not in DERIVED:
         raise ValueError(f"unknown derived baseline {method!r} ({', '.join(DERIVED)})")
     run_dir = Path(run_dir)
-    ckpt = baseline_checkpoint(BASE, run_dir, seed)
+    ckpt = baseline_checkpoint(BASE, run_dir, seed, cfg)
     if method == "la":
         return _train_la(cfg, run_dir, ckpt, seed, taus)
     return _train_finetune(cfg, run_dir, method, ckpt, seed, stop_after_epoch)

@@ -307,19 +307,33 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     return _finish(out_dir, cfg, ds, result, digest, {"kind": "baseline", "variant": variant, "seed": int(seed)}, memory)
 
 
-def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int) -> Path | None:
+def baseline_checkpoint(init_from: str | None, run_dir: Path, seed: int, cfg: RunConfig | None = None) -> Path | None:
     """The checkpoint ``training.init_from`` names when it is a baseline of this run (``ce``, ``bs``,
     ``cb``): the same seed's ``RUN/train/<baseline>-s<seed>/best.safetensors``, which must exist.
     The authors fine-tune the long-tail curriculum from a CE model; ``init_from: ce`` does that
-    inside one run (``discl run`` trains the baseline first). None for a file path or no init."""
+    inside one run (``discl run`` trains the baseline first). None for a file path or no init.
+
+    With ``cfg``, the baseline must also be a *finished* run of that config (its metrics.json holds
+    the digest the config gives it): ``best.safetensors`` is written at every validation improvement,
+    so an interrupted baseline, or one trained before a ``training.*`` change, is refused rather than
+    fine-tuned from."""
     if init_from not in BASELINE_VARIANTS:
         return None
     path = Path(run_dir) / "train" / f"{init_from}-s{seed}" / "best.safetensors"
+    make = (f"`discl baseline -c CONFIG --seeds {seed}` with {init_from!r} in methods, or `discl run`, which "
+            f"trains it before the curriculum")
     if not path.is_file():
-        raise ArtifactError(
-            f"training.init_from={init_from!r}: {path} does not exist; train that baseline first "
-            f"(`discl baseline -c CONFIG --seeds {seed}` with {init_from!r} in methods, or `discl run`, which "
-            f"trains it before the curriculum)")
+        raise ArtifactError(f"training.init_from={init_from!r}: {path} does not exist; train that baseline first ({make})")
+    if cfg is not None:
+        metrics = path.parent / "metrics.json"
+        try:
+            recorded = read_json(metrics).get("digest") if metrics.is_file() else None
+        except ArtifactError:
+            recorded = None
+        if recorded != baseline_run_digest(cfg, init_from, seed):
+            state = "is unfinished (no metrics.json)" if recorded is None else "was trained with other settings"
+            raise ArtifactError(f"training.init_from={init_from!r}: {path.parent} {state}; finish or retrain that "
+                                f"baseline with this config first ({make})")
     return path
 
 
@@ -393,7 +407,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     out_dir = run_dir / "train" / name
     if not (run_dir / "mining" / "hard.csv").is_file():  # the earliest missing stage is named first
         load_curriculum_inputs(run_dir)
-    if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed)) is not None:
+    if (init_ckpt := baseline_checkpoint(tcfg.init_from, run_dir, seed, cfg)) is not None:
         tcfg = dataclasses.replace(tcfg, init_from=str(init_ckpt))  # fine-tuned from exactly these weights (in the digest)
     if (done := _done(out_dir, digest)) is not None:
         return done
