@@ -68,7 +68,8 @@ def test_la_at_tau_zero_is_ce_and_tau_is_chosen_on_val(ce_run, monkeypatch):
     # τ = 0 only: the same predictions as the CE model on every test image
     iso = run_dir / "iso"
     (iso / "train" / "ce-s0").mkdir(parents=True)
-    (iso / "train" / "ce-s0" / "best.safetensors").write_bytes((run_dir / "train" / "ce-s0" / "best.safetensors").read_bytes())
+    for name in ("best.safetensors", "metrics.json"):  # a finished CE run (init_from checks its digest)
+        (iso / "train" / "ce-s0" / name).write_bytes((run_dir / "train" / "ce-s0" / name).read_bytes())
     m0 = train_derived(cfg, iso, "la", 0, taus=[0.0])
     assert m0["tau"] == 0.0 and m0["test"]["confusion"] == ce["test"]["confusion"]
     assert m0["test"]["top1"] == ce["test"]["top1"]
