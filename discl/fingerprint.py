@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from discl.errors import ModelNotFoundError
-from discl.methods import BASELINES
+from discl.methods import INIT_BASELINES
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
     train = {}
     if t.pretrained_path:
         train["pretrained_path"] = f"file:{t.pretrained_path}"
-    if t.init_from and t.init_from not in BASELINES:  # a baseline of the run is made by the run itself
+    if t.init_from and t.init_from not in INIT_BASELINES:  # a baseline of the run is made by the run itself
         train["init_from"] = f"file:{t.init_from}"
     if t.model == "clip" and t.clip_model == "embedded":  # the shipped weights (or a file), by content
         train["clip_pretrained"] = scorer_reference("embedded", t.clip_pretrained or "embedded")

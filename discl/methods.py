@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 LOSSES = {"ce": "ce", "bs": "balanced_softmax", "flyp": "flyp"}
 BASELINES = ("ce", "bs", "cb", "flyp")  # the real-data-only methods (``training.init_from`` may name one)
+SAME_LOSS = "baseline"  # ``training.init_from: baseline``: the same seed's baseline of the run's own loss
+INIT_BASELINES = (*BASELINES, SAME_LOSS)  # the ``training.init_from`` values that name a baseline of the run
 DERIVED = ("la", "crt", "ce_long")  # real-data-only baselines built from the same seed's ``ce`` run
 
 
@@ -63,6 +65,21 @@ def parse_method(name: str) -> Method:
     if not strat.replace("_", "").isalnum():
         raise ValueError(f"method {name!r}: {strat!r} is not a strategy name")
     return Method(text, LOSSES[loss] if loss else None, "none", strat, level)
+
+
+def init_baseline(init_from: str | None, loss: str) -> str | None:
+    """The baseline a curriculum run trained with ``loss`` (a TrainConfig.loss value) fine-tunes from
+    (pure): ``training.init_from`` when it names one (``ce``, ``bs``, ``cb``, ``flyp``); for
+    ``baseline``, the one of the run's own loss (the authors' recipe: DisCL from CE, BS + DisCL from
+    BS, FLYP + DisCL from FLYP); None for a checkpoint file or no init."""
+    if init_from in BASELINES:
+        return init_from
+    if init_from == SAME_LOSS:
+        short = {**{v: k for k, v in LOSSES.items()}, **{k: k for k in LOSSES}}  # balanced_softmax or bs
+        if loss not in short:
+            raise ValueError(f"training.init_from: baseline: no baseline trains with loss {loss!r} ({', '.join(LOSSES.values())})")
+        return short[loss]
+    return None
 
 
 def run_folder(method: str, seed: int) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from discl.artifacts import atomic_write_text, is_complete, mark_complete
 from discl.config import RunConfig, save_config
-from discl.methods import BASELINES, parse_method
+from discl.methods import init_baseline, parse_method
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +166,15 @@ def _train_sections(cfg: RunConfig, method: str) -> tuple[str, ...]:
 
 def training_order(cfg: RunConfig) -> list[str]:
     """The methods in the order they train (pure): with ``training.init_from`` naming a baseline
-    (``ce``), that baseline comes first, added when not listed, since the curriculum runs fine-tune
-    from its checkpoint of the same seed; so does the base (``ce``) of a derived baseline (``la``,
+    (``ce``; ``baseline``: the one of each curriculum method's loss, ``bs`` for ``bs+discl``), that
+    baseline comes first, added when not listed, since the curriculum runs fine-tune from its
+    checkpoint of the same seed; so does the base (``ce``) of a derived baseline (``la``,
     ``crt``, ``ce_long``)."""
-    init = cfg.training.init_from
     methods = list(cfg.methods)
     parsed = [parse_method(m) for m in methods]
-    first = [init] if init in BASELINES and any(m.strategy is not None for m in parsed) else []  # real_only too
+    first = [init_baseline(cfg.training.init_from, m.loss or cfg.training.loss)  # real_only too
+             for m in parsed if m.strategy is not None]
+    first = [b for b in first if b is not None]
     first = list(dict.fromkeys(first + [m.base for m in parsed if m.base is not None]))
     return first + [m for m in methods if m not in first]
 

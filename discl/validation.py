@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from discl.configtools import ConfigError
+from discl.methods import INIT_BASELINES
 
 EMBEDDED_TASKS = ("fmnist-lt", "fmnist-lq")  # the tasks the shipped prior and CLIP were trained on
 
@@ -339,9 +340,10 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         if url and not (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
             out.append(f"training.pretrained: torchvision {arch}'s weights are not in {torch.hub.get_dir()} and "
                        f"HF_HUB_OFFLINE is set")
-    if t.init_from and t.init_from not in ("ce", "bs", "cb", "flyp") and not Path(t.init_from).expanduser().is_file():
+    if t.init_from and t.init_from not in INIT_BASELINES and not Path(t.init_from).expanduser().is_file():
         out.append(f"training.init_from: {Path(t.init_from).expanduser().resolve()} does not exist "
-                   f"(a checkpoint file, or ce/bs/cb/flyp: that baseline of this run)")
+                   f"(a checkpoint file, ce/bs/cb/flyp: that baseline of this run, or baseline: the one of "
+                   f"each run's own loss)")
     return out
 
 

@@ -123,3 +123,33 @@ def test_init_from_refuses_an_unfinished_or_other_config_baseline(tmp_path):
     (tmp_path / "train" / "ce-s0" / "metrics.json").unlink()  # as an interrupted run leaves it
     with pytest.raises(ArtifactError, match="unfinished"):
         baseline_checkpoint("ce", tmp_path, 0, cfg)
+
+
+def test_init_from_baseline_starts_each_curriculum_run_from_the_baseline_of_its_loss(tmp_path):
+    """`training.init_from: baseline` (the shipped fmnist-lt and imagenet-lt default): DisCL fine-tunes
+    the CE model, BS + DisCL the BS model, as the authors' recipe does."""
+    from discl.artifacts import read_json
+    from discl.methods import init_baseline
+    from discl.pipeline import run, training_order
+    from discl.training.recipe import _curriculum_config
+
+    assert init_baseline("baseline", "ce") == "ce" and init_baseline("baseline", "balanced_softmax") == "bs"
+    assert init_baseline("baseline", "flyp") == "flyp" and init_baseline("cb", "balanced_softmax") == "cb"
+    assert init_baseline("/ckpt.safetensors", "ce") is None and init_baseline(None, "ce") is None
+    cfg = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[bs+discl, real_only]", "seeds=[0]",
+                                                 f"run_dir={tmp_path / 'run'}"])
+    assert cfg.training.init_from == "baseline"
+    assert training_order(cfg) == ["bs", "ce", "bs+discl", "real_only"]
+    assert _curriculum_config(cfg, None, 0, "bs").training.init_from == "bs"
+    assert _curriculum_config(cfg, "real_only", 0, None).training.init_from == "ce"
+    status = run(cfg)
+    assert status["train-bs-s0"] == "ran" and status["train-bs+discl-s0"] == "ran"
+    bs = read_json(tmp_path / "run" / "train" / "bs-s0" / "metrics.json")
+    explicit = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[bs]", "seeds=[0]", "training.init_from=null",
+                                                      f"run_dir={tmp_path / 'run'}"])
+    assert run(explicit)["train-bs-s0"] == "skipped", "the baseline trains from scratch, as without init_from"
+    # the same run as init_from: bs names explicitly: same digest, so it is not retrained
+    same = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[bs+discl]", "seeds=[0]", "training.init_from=bs",
+                                                  f"run_dir={tmp_path / 'run'}"])
+    assert run(same)["train-bs+discl-s0"] == "skipped"
+    assert bs["digest"] == read_json(tmp_path / "run" / "train" / "bs-s0" / "metrics.json")["digest"]

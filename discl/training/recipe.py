@@ -28,7 +28,7 @@ from discl.config import RunConfig, save_config
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
 from discl.evaluation.metrics import compute_metrics
-from discl.methods import BASELINES
+from discl.methods import BASELINES, INIT_BASELINES, init_baseline
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit, predict_logits, predict_streamed
@@ -269,7 +269,7 @@ def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
     if variant not in BASELINE_VARIANTS:
         raise ValueError(f"unknown baseline variant {variant!r} ({', '.join(BASELINE_VARIANTS)})")
     loss, sampler = BASELINE_VARIANTS[variant]
-    init = None if cfg.training.init_from in BASELINE_VARIANTS else cfg.training.init_from  # a baseline starts fresh
+    init = None if cfg.training.init_from in INIT_BASELINES else cfg.training.init_from  # a baseline starts fresh
     tcfg = dataclasses.replace(cfg.training, loss=loss, sampler=sampler, seed=int(seed), init_from=init)
     return dataclasses.replace(cfg, training=tcfg)
 
@@ -353,12 +353,14 @@ def load_curriculum_inputs(run_dir: Path, needs_manifest: bool = True) -> tuple[
 
 
 def _curriculum_config(cfg: RunConfig, strategy_name: str | None, seed: int, loss: str | None) -> RunConfig:
-    """``cfg`` as a curriculum run trains with it: its strategy, loss and seed."""
+    """``cfg`` as a curriculum run trains with it: its strategy, loss and seed, and ``init_from:
+    baseline`` resolved to the baseline of that loss."""
     strategy_name = strategy_name or cfg.curriculum.strategy
     loss_name = _LOSS_ALIASES.get(loss or cfg.training.loss)
     if loss_name is None:
         raise ValueError(f"unknown loss {loss!r} (ce, bs, flyp)")
-    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed))
+    init = init_baseline(cfg.training.init_from, loss_name) or cfg.training.init_from
+    tcfg = dataclasses.replace(cfg.training, loss=loss_name, seed=int(seed), init_from=init)
     return dataclasses.replace(cfg, training=tcfg, curriculum=dataclasses.replace(cfg.curriculum, strategy=strategy_name))
 
 
