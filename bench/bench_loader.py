@@ -7,7 +7,10 @@
    Target: the main process grows by at most 15 % for 10x the images.
 2. ``throughput``: images/s of the training loader (JPEG decode + random resized crop + flip at
    224 px, batches of 32) with 2 workers vs in the main process, alternating --repeats times (median
-   ratio). Target: >= 1.7x on 2 cores.
+   ratio). Target: >= 1.7x on 2 cores. With each pass, the CPU time per image (main process +
+   workers, the loader's own overhead) and the cores kept busy (CPU time / wall), so that a shortfall
+   can be told apart: overhead raises the CPU per image, a machine that does not give the workers
+   both cores lowers the cores busy.
    Also PIL (``discl.data.images.load_image``, what the loader uses) vs ``torchvision.io`` decoding
    of the same JPEGs in one process.
 
@@ -98,7 +101,12 @@ def bench_throughput(tmp: Path, n_images: int, batches: int, repeats: int = 3) -
     keys = [[(0, p, p % len(paths)) for p in range(b * 32, (b + 1) * 32)] for b in range(batches)]
     # the two loaders alternate ``repeats`` times (one pair = one ratio); the median ratio is reported,
     # since one pass of each, measured at different moments, varies by +-20 % on a shared machine
+    import psutil  # installed with accelerate
+
     rates: dict[int, list[float]] = {0: [], 2: []}
+    cpu_ms: dict[int, list[float]] = {0: [], 2: []}  # CPU time per image, main process + workers
+    busy: dict[int, list[float]] = {0: [], 2: []}  # cores busy during the pass (CPU time / wall)
+    me = psutil.Process()
     for _ in range(repeats):
         for workers in (0, 2):
             split = StreamedSplit(ds, num_workers=workers)
@@ -106,10 +114,16 @@ def bench_throughput(tmp: Path, n_images: int, batches: int, repeats: int = 3) -
             sampler.set_batches(keys[:2])  # start the workers before timing
             for _ in loader:
                 pass
+            procs = [me, *me.children()]
+            c0 = sum(sum(p.cpu_times()[:2]) for p in procs)
             sampler.set_batches(keys)
             t0 = time.perf_counter()
             n = sum(len(x) for x, _ in loader)
-            rates[workers].append(n / (time.perf_counter() - t0))
+            wall = time.perf_counter() - t0
+            cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - c0
+            rates[workers].append(n / wall)
+            cpu_ms[workers].append(1e3 * cpu / n)
+            busy[workers].append(cpu / wall)
             split.close()
     ratios = sorted(b / a for a, b in zip(rates[0], rates[2]))
     # decoders, one process
@@ -129,6 +143,9 @@ def bench_throughput(tmp: Path, n_images: int, batches: int, repeats: int = 3) -
     torch.set_num_threads(torch.get_num_threads())
     return {"images_per_s": {"main_process": [round(r, 1) for r in rates[0]], "workers_2": [round(r, 1) for r in rates[2]]},
             "speedup": round(float(np.median(ratios)), 2), "speedups": [round(r, 2) for r in ratios],
+            # where a shortfall comes from: CPU per image (the workers' overhead) and cores kept busy
+            "cpu_ms_per_image": {k: round(float(np.median(v)), 3) for k, v in (("main_process", cpu_ms[0]), ("workers_2", cpu_ms[2]))},
+            "cores_busy": {k: round(float(np.median(v)), 2) for k, v in (("main_process", busy[0]), ("workers_2", busy[2]))},
             "target_speedup": 1.7,
             "decode_per_s_one_process": {"pil_load_image": round(pil, 1), "torchvision_io": round(tvio, 1)}}
 

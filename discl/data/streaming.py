@@ -313,8 +313,14 @@ class PlanBatchSampler(Sampler):
 
 
 def _collate(batch):
+    """Stack a batch; in a worker process straight into shared memory, as torch's ``default_collate``
+    does, so the batch is not copied a second time when it is handed to the main process."""
     xs, ys = zip(*batch)
-    return torch.stack(xs), torch.as_tensor(ys, dtype=torch.int64)
+    out = None
+    if torch.utils.data.get_worker_info() is not None and xs:
+        n = len(xs) * xs[0].numel()
+        out = xs[0].new(xs[0].untyped_storage()._new_shared(n * xs[0].element_size())).resize_(len(xs), *xs[0].shape)
+    return torch.stack(xs, out=out), torch.as_tensor(ys, dtype=torch.int64)
 
 
 def _worker_init(_worker_id: int) -> None:
