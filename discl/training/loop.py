@@ -463,17 +463,9 @@ def fit_classifier(
     Used by hard-sample mining for out-of-fold predictions; nothing is written to disk. A CLIP
     classifier (``model: clip``) needs ``class_names`` for its captions and zero-shot head.
     """
-    if cfg.model == "clip":
-        from discl.training.clip import create_clip_classifier
+    from discl.training.models import create_classifier
 
-        if class_names is None or len(class_names) != num_classes:
-            raise ValueError("fit_classifier: model clip needs the class names (one per class) for its captions")
-        model = create_clip_classifier(cfg.clip_model, cfg.clip_pretrained, class_names, seed=seed)
-    else:
-        from discl.training.models import create_model
-
-        model = create_model(cfg.model, num_classes, in_channels=x_train.shape[1], image_size=x_train.shape[-1],
-                             pretrained=cfg.pretrained_path or cfg.pretrained, seed=seed)
+    model = create_classifier(cfg, num_classes, x_train.shape[1], x_train.shape[-1], class_names, seed)
     val = TensorData(x_val, y_val) if x_val is not None and len(x_val) else None
     with torch.random.fork_rng(devices=[]):  # the loop re-seeds the global RNG per epoch; keep the caller's
         result = fit(model, TensorData(x_train, y_train), val, cfg, num_classes=num_classes, seed=seed, progress=False)

@@ -23,7 +23,7 @@ from discl.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["create_model", "list_models", "register_model", "Normalized", "CifarResNet"]
+__all__ = ["create_model", "create_classifier", "list_models", "register_model", "Normalized", "CifarResNet"]
 
 
 class BasicBlock(nn.Module):
@@ -241,3 +241,18 @@ def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
                 setattr(parent, cname, new)
                 return
     raise ModelNotFoundError(f"cannot find the first convolution of {type(net).__name__} to adapt it to {in_channels} channels")
+
+
+def create_classifier(cfg, num_classes: int, in_channels: int, image_size: int,
+                      class_names: Sequence[str] | None, seed: int) -> nn.Module:
+    """The classifier ``cfg`` (a TrainConfig) names: ``model: clip`` builds a CLIP classifier
+    (``clip_model``, ``clip_pretrained``) whose head is the zero-shot captions of ``class_names``;
+    anything else :func:`create_model`."""
+    if cfg.model == "clip":
+        from discl.training.clip import create_clip_classifier
+
+        if class_names is None or len(class_names) != num_classes:
+            raise ValueError("model clip needs the class names (one per class) for its captions")
+        return create_clip_classifier(cfg.clip_model, cfg.clip_pretrained, list(class_names), seed=seed)
+    return create_model(cfg.model, num_classes, in_channels, image_size,
+                        pretrained=cfg.pretrained_path or cfg.pretrained, seed=seed)

@@ -32,6 +32,7 @@ from discl.methods import BASELINES, INIT_BASELINES, init_baseline
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit, predict_logits, predict_streamed
+from discl.training.models import create_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,8 @@ def build_classifier(tcfg: TrainConfig, num_classes: int, in_channels: int, imag
     header = {"model": tcfg.model, "num_classes": num_classes, "in_channels": in_channels,
               "image_size": image_size, "class_names": list(class_names)}
     if tcfg.model == "clip":
-        from discl.training.clip import create_clip_classifier
-
         header.update({"clip_model": tcfg.clip_model, "clip_pretrained": tcfg.clip_pretrained})
-        model = create_clip_classifier(tcfg.clip_model, tcfg.clip_pretrained, class_names, seed=seed)
-    else:
-        from discl.training.models import create_model
-
-        model = create_model(tcfg.model, num_classes, in_channels, image_size,
-                             pretrained=tcfg.pretrained_path or tcfg.pretrained, seed=seed)
+    model = create_classifier(tcfg, num_classes, in_channels, image_size, class_names, seed)
     if tcfg.init_from:
         sd, _ = load_weights(Path(tcfg.init_from))
         model.load_state_dict(sd)
