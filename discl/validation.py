@@ -174,10 +174,18 @@ def _model_problems(cfg) -> list[str]:
     name = cfg.training.model
     key = "training.model"
     if name == "clip":
-        if cfg.training.clip_model == "embedded" and cfg.data.channels != 1:
-            return [f"data.channels: the embedded CLIP (training.clip_model: embedded) takes grayscale images "
-                    f"(data.channels: 1), got {cfg.data.channels}"]
-        return []
+        out = []
+        if cfg.training.clip_model == "embedded":
+            from discl.filtering.embedded_clip import load_model_config
+
+            size = int(load_model_config()["vision_cfg"]["image_size"])
+            if cfg.data.channels != 1:
+                out.append(f"data.channels: the embedded CLIP (training.clip_model: embedded) takes grayscale images "
+                           f"(data.channels: 1), got {cfg.data.channels}")
+            if cfg.data.image_size != size:  # it would resize every image a second time, to its own input
+                out.append(f"data.image_size: the embedded CLIP (training.clip_model: embedded) takes {size}x{size} "
+                           f"images (data.image_size: {size}), got {cfg.data.image_size}")
+        return out
     if name.startswith("timm:"):
         try:
             import timm
@@ -233,16 +241,33 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                            f"generation.backend: diffusers")
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
-    if g.backend == "embedded" and g.model in ("", "embedded") and "generation" not in skip:
-        out.append(f"generation.backend: the embedded generator knows only the ten Fashion-MNIST classes (by "
-                   f"label index) and cannot draw the classes of data.task {cfg.data.task!r}; set "
-                   f"generation.backend: diffusers with generation.model: <hub id or local folder> (e.g. "
-                   f"stabilityai/sd-turbo), or a prior trained on your data with `discl prior train` as generation.model")
+    if g.backend == "embedded" and "generation" not in skip and not _fashion_mnist_classes(cfg):
+        # any embedded prior (the shipped one or a folder: `discl prior train` trains on Fashion-MNIST)
+        # draws class i of Fashion-MNIST for label i: another task's labels would get other classes
+        which = "the shipped embedded prior" if g.model in ("", "embedded") else f"the embedded prior {g.model!r}"
+        out.append(f"generation.backend: {which} draws the ten Fashion-MNIST classes by label index and cannot "
+                   f"draw the classes of data.task {cfg.data.task!r} (unless they are exactly Fashion-MNIST's, in "
+                   f"its order); set generation.backend: diffusers with generation.model: <hub id or local folder> "
+                   f"(e.g. stabilityai/sd-turbo)")
     if f.backend == "embedded" and f.model in ("", "embedded") and "filtering" not in skip:
         out.append(f"filtering.backend: the embedded CLIP knows only the Fashion-MNIST class names and cannot "
                    f"score the classes of data.task {cfg.data.task!r}; set filtering.backend: open_clip with "
                    f"filtering.model: ViT-B-32/openai (or transformers with a model id / folder)")
     return out
+
+
+def _fashion_mnist_classes(cfg) -> bool:
+    """Whether a user's folder/csv task has exactly Fashion-MNIST's classes in its order (label i is
+    Fashion-MNIST class i, what the embedded prior draws)."""
+    if cfg.data.task not in ("folder", "csv"):
+        return False
+    from discl.data import build_dataset
+    from discl.data.fashion_mnist import CLASSES
+
+    try:
+        return list(build_dataset(cfg.data).classes) == list(CLASSES)
+    except Exception:  # noqa: BLE001 - the data checks report a dataset that does not build
+        return False
 
 
 def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:

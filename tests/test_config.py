@@ -99,3 +99,15 @@ def test_cli_prints_one_line_and_exit_code_2(tmp_path):
     assert lines == ["discl mine: config error: override 'generation.levels=[0.3, 1.5]': generation.levels[1]: "
                      "lambda must be in [0, 1) (1 is the real image), got 1.5"]
     assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_a_float_key_takes_exponent_notation_that_yaml_1_1_reads_as_a_string(tmp_path):
+    """PyYAML (YAML 1.1) reads ``lr: 1e-4`` as the string '1e-4'; a float key takes it as the number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lr: 1e-4\n  weight_decay: 5E-2\n")
+    cfg = load_config(path, ["filtering.threshold=2.5e-1"])
+    assert (cfg.training.lr, cfg.training.weight_decay, cfg.filtering.threshold) == (1e-4, 0.05, 0.25)
+    with pytest.raises(ConfigError, match=r"training\.lr: expected a number, got '1e-4x'"):
+        load_config(path, ["training.lr=1e-4x"])
+    with pytest.raises(ConfigError, match=r"training\.epochs: expected an integer"):
+        load_config(path, ["training.epochs=1e2"])  # an integer key still takes integers only

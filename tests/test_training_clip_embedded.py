@@ -153,3 +153,51 @@ def test_bench_results_knows_the_flyp_config():
     text = bench.render(cfg, pd.DataFrame(rows), args, 60.0)
     assert "--task fmnist-lq-flyp --seeds 0 1 2" in text and "| ID macro-F1 | OOD macro-F1 |" in text
     assert "| FLYP (real only) |" in text and "| FLYP + DisCL (adaptive) |" in text and "| FLYP + DisCL non-adaptive |" in text
+
+
+def test_bad_embedded_weights_files_and_input_size_name_the_key(tmp_path):
+    """A text file or another model's tensors as clip_pretrained: one line naming the key and the file,
+    not a safetensors traceback; a data.image_size the embedded CLIP would resize again is refused."""
+    from safetensors.torch import save_file
+
+    from discl.errors import BadInputError
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("not weights")
+    with pytest.raises(BadInputError, match=r"training\.clip_pretrained: .*bad\.safetensors: not a readable safetensors"):
+        create_clip_classifier("embedded", str(bad), ["a", "b"])
+    other = tmp_path / "other.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 3)}, str(other))
+    with pytest.raises(BadInputError, match=r"training\.clip_pretrained: .*other\.safetensors: not the embedded CLIP's tensors"):
+        create_clip_classifier("embedded", str(other), ["a", "b"])
+    with pytest.raises(ConfigError, match=r"data\.image_size: the embedded CLIP .* takes 28x28"):
+        validate_run_config(load_config(CONFIG, ["data.image_size=32"]), data=False)
+
+
+def test_an_embedded_prior_given_as_a_folder_is_refused_for_other_classes(tmp_path):
+    """The embedded prior draws Fashion-MNIST class i for label i, whichever folder it is loaded from:
+    a user's task with other classes must not get its curriculum from it (it drew wrong classes silently
+    when generation.model named the shipped prior's folder)."""
+    from PIL import Image
+
+    from discl.generation.prior import ASSET_DIR
+
+    def folder(root, names):
+        for split in ("train", "test"):
+            for i, name in enumerate(names):
+                d = root / split / name
+                d.mkdir(parents=True)
+                for j in range(3):
+                    Image.fromarray(np.full((28, 28), 20 * i + j, np.uint8)).save(d / f"{j}.png")
+        return root
+
+    own = folder(tmp_path / "own", ["boot", "pants"])
+    common = ["data.task=folder", "data.image_size=28", "data.channels=1", "filtering.backend=open_clip",
+              "filtering.model=ViT-B-32/openai", f"generation.model={ASSET_DIR}"]
+    with pytest.raises(ConfigError, match=r"generation\.backend: the embedded prior .* draws the ten Fashion-MNIST classes"):
+        validate_run_config(load_config(CONFIG, [f"data.root={own}", *common]), weights=False)
+    # the check is the prior's, not the folder's: the same task with a diffusers generator passes it
+    from discl.validation import _backend_problems
+
+    ok = load_config(CONFIG, [f"data.root={own}", *common, "generation.backend=diffusers", "generation.model=x/y"])
+    assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]

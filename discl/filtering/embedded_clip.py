@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from discl.errors import ModelNotFoundError
+from discl.errors import BadInputError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,19 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
             f"embedded CLIP weights {path} are missing; train them with `discl clip train --out {path}` "
             "or reinstall discl (the package ships discl/assets/clip/discl-fmnist-clip.safetensors)"
         )
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise BadInputError(f"embedded CLIP weights {path}: not a readable safetensors file ({e})") from None
     ref = model.state_dict()
-    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
+    missing, unexpected = sorted(set(ref) - set(state)), sorted(set(state) - set(ref))
+    wrong = sorted(k for k in set(ref) & set(state) if tuple(state[k].shape) != tuple(ref[k].shape))
+    if missing or unexpected or wrong:
+        parts = [f"{len(v)} {name} (e.g. {v[0]!r})" for name, v in
+                 (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)) if v]
+        raise BadInputError(f"embedded CLIP weights {path}: not the embedded CLIP's tensors ({', '.join(parts)}); "
+                            f"give a file written by `discl clip train`")
+    state = {k: v.to(ref[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True)
     return model
 

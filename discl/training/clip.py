@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discl.errors import ModelNotFoundError
+from discl.errors import BadInputError, ModelNotFoundError
 from discl.training.config import EMBEDDED, embedded_weights
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,10 @@ def create_embedded_clip_classifier(pretrained: str | None, class_names: Sequenc
     except ValueError as e:
         raise ModelNotFoundError(f"training.clip_pretrained: {e}") from None
     templates = ZERO_SHOT_TEMPLATES if templates is None else templates
-    clip, tokenizer, cfg = create_embedded_clip(weights)
+    try:
+        clip, tokenizer, cfg = create_embedded_clip(weights)
+    except (BadInputError, ModelNotFoundError) as e:
+        raise type(e)(f"training.clip_pretrained: {e}") from None
     clip.train()
     tokens = tokenizer([t.format(name=n) for n in class_names for t in templates])
     pp = cfg["preprocess_cfg"]
