@@ -43,6 +43,20 @@ def test_class_folder_layout(class_folder):
     assert len(ds.skipped) == 0
 
 
+def test_a_class_left_without_validation_images_is_named(class_folder, caplog):
+    """val_fraction 0.1 rounds 8 images to 1 but 4 to 0: that class is not in checkpoint selection."""
+    for i in range(4, 8):
+        (class_folder / "emu" / f"emu_{i}.{'jpg' if i % 2 else 'png'}").unlink()
+    with caplog.at_level("WARNING", logger="discl.data.folder"):
+        ds = load_folder_dataset(DataConfig(task="folder", root=str(class_folder), val_fraction=0.1))
+    assert list(ds.class_counts("val")) == [1, 1, 0]
+    assert "1 class(es) without a validation image: 'emu' (4 images)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="discl.data.folder"):
+        load_folder_dataset(DataConfig(task="folder", root=str(class_folder), val_fraction=0.25))
+    assert "without a validation image" not in caplog.text
+
+
 def test_val_split_is_seeded(class_folder):
     val = lambda seed: set(load_folder_dataset(  # noqa: E731
         DataConfig(task="folder", root=str(class_folder), val_fraction=0.25, seed=seed)).split("val").index)

@@ -99,13 +99,20 @@ def _split_val(frame: pd.DataFrame, fraction: float, seed: int, source: str) -> 
     """Seeded stratified split of ``train`` rows into train/val (at least one train image per class)."""
     frame = frame.copy()
     train = frame[frame["split"] == "train"]
+    none = []
     for cname, group in train.groupby("class_name", sort=True):
         ids = np.sort(group["sample_id"].to_numpy())
         n_val = min(int(round(len(ids) * fraction)), len(ids) - 1)
         if n_val <= 0:
+            none.append(f"{cname!r} ({len(ids)} images)")
             continue
         chosen = numpy_rng("user-val-split", source, seed, str(cname)).permutation(ids)[:n_val]
         frame.loc[frame["sample_id"].isin(chosen), "split"] = "val"
+    if none and fraction > 0:  # checkpoint selection and the adaptive curriculum never see these classes
+        log.warning(
+            "%s: data.val_fraction %g leaves %d class(es) without a validation image: %s%s; checkpoint selection "
+            "does not see them (raise data.val_fraction or add a val split)", source, fraction, len(none),
+            ", ".join(none[:5]), " ..." if len(none) > 5 else "")
     return frame
 
 
