@@ -148,9 +148,11 @@ def train_run_digest(cfg: RunConfig, run_dir: Path, method: str, seed: int,
 
 
 def stages(cfg: RunConfig) -> list[Stage]:
-    synthetic = any(parse_method(m).uses_synthetic for m in cfg.methods)
+    parsed = [parse_method(m) for m in cfg.methods]
+    synthetic = any(m.uses_synthetic for m in parsed)
     sec = stage_sections(cfg)
-    out = [Stage("mine", sec["mine"], _mine)]
+    # the hard set feeds the curriculum methods (real_only too: its tail quota); baselines need none
+    out = [Stage("mine", sec["mine"], _mine)] if any(m.strategy is not None for m in parsed) else []
     if synthetic:
         out += [
             Stage("generate", sec["generate"], _generate, needs_synthetic=True),

@@ -140,6 +140,11 @@ def test_init_from_baseline_starts_each_curriculum_run_from_the_baseline_of_its_
                                                  f"run_dir={tmp_path / 'run'}"])
     assert cfg.training.init_from == "baseline"
     assert training_order(cfg) == ["bs", "ce", "bs+discl", "real_only"]
+    from discl.pipeline import stages  # baselines alone need no hard set: no mining stage
+
+    assert [st.name for st in stages(load_config(None, ["methods=[ce, cb, la]"]))] == []
+    assert [st.name for st in stages(load_config(None, ["methods=[ce, real_only]"]))] == ["mine"]
+    assert [st.name for st in stages(cfg)] == ["mine", "generate", "filter"]
     assert _curriculum_config(cfg, None, 0, "bs").training.init_from == "bs"
     assert _curriculum_config(cfg, "real_only", 0, None).training.init_from == "ce"
     status = run(cfg)
