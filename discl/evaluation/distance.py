@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     mx, my = x.mean(0), y.mean(0)
     sx, sy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    covmean, _ = linalg.sqrtm(sx @ sy, disp=False)
+    with warnings.catch_warnings():  # a singular product (few samples, flat pixels) is expected: handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean, _ = linalg.sqrtm(sx @ sy, disp=False)
     if not np.isfinite(covmean).all():
         eps = np.eye(len(sx)) * 1e-6
         covmean = linalg.sqrtm((sx + eps) @ (sy + eps))

@@ -406,9 +406,9 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         f"# DisCL run: {cfg.name}",
         "",
         f"Task `{cfg.data.task}`; generator `{cfg.generation.backend}:{cfg.generation.model}` "
-        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seeds, {cfg.generation.steps} steps, "
+        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {cfg.generation.steps} steps, "
         f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}`; "
-        f"curriculum `{cfg.curriculum.strategy}`; model `{cfg.training.model}`, {cfg.training.epochs} epochs; "
+        f"curriculum `{cfg.curriculum.strategy}`; model `{_model_label(cfg.training)}`, {cfg.training.epochs} epochs; "
         f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",
         "",
         "## Results (test split, %, mean ± std over seeds)",
@@ -643,3 +643,10 @@ def main(args: argparse.Namespace) -> int:
     out = write_report(cfg, run_dir)
     print(out)
     return 0
+
+
+def _model_label(t) -> str:
+    """The classifier as the report names it (pure): ``clip (embedded, FLYP)`` rather than ``clip``."""
+    if t.model != "clip":
+        return t.model
+    return f"clip ({t.clip_model}{'/' + t.clip_pretrained if t.clip_pretrained else ''}{', FLYP' if t.loss == 'flyp' else ''})"

@@ -276,7 +276,7 @@ def fit(
         best_metrics = state.get("best", {})
         planner.load_state_dict(state.get("planner", {}))
         history = [r for r in read_jsonl(out_dir / "log.jsonl") if int(r["epoch"]) < start_epoch]
-        logger.info("resuming %s at epoch %d (step %d)", out_dir, start_epoch, step)
+        logger.info("resuming %s after epoch %d of %d (step %d)", out_dir, start_epoch, cfg.epochs, step)
 
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
