@@ -122,10 +122,18 @@ def training_view(tcfg, drop: frozenset[str] | set[str] = frozenset()) -> dict[s
 def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
     """The out-of-fold models of model-based mining: the data they see, their training setup
     (``mining.epochs`` instead of ``training.epochs``), the folds, the run seed and the pretrained
-    weights. Thresholds and ``combine`` are not in it: changing them re-selects, it does not retrain."""
-    return digest_of({"data": data_view(cfg, classifier=True), "training": training_view(cfg.training, {"epochs"}),
+    weights. Thresholds and ``combine`` are not in it: changing them re-selects, it does not retrain.
+    Nor is ``training.init_from``: the fold models start from the model's own initialisation (its
+    ``pretrained`` weights), never from a checkpoint of the run (the view holds it as unset)."""
+    weights = _weights(fingerprints, "training")
+    if isinstance(weights.get("training"), dict):
+        weights["training"] = {k: v for k, v in weights["training"].items() if k != "init_from"}
+        if not weights["training"]:
+            del weights["training"]
+    tcfg = dataclasses.replace(cfg.training, init_from=None)
+    return digest_of({"data": data_view(cfg, classifier=True), "training": training_view(tcfg, {"epochs"}),
                       "folds": cfg.mining.folds, "epochs": cfg.mining.epochs, "seed": cfg.seed,
-                      "weights": _weights(fingerprints, "training")})
+                      "weights": weights})
 
 
 def prompts_view(cfg, descriptions: str = "") -> dict[str, Any]:

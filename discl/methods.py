@@ -70,8 +70,9 @@ def parse_method(name: str) -> Method:
 def init_baseline(init_from: str | None, loss: str) -> str | None:
     """The baseline a curriculum run trained with ``loss`` (a TrainConfig.loss value) fine-tunes from
     (pure): ``training.init_from`` when it names one (``ce``, ``bs``, ``cb``, ``flyp``); for
-    ``baseline``, the one of the run's own loss (the authors' recipe: DisCL from CE, BS + DisCL from
-    BS, FLYP + DisCL from FLYP); None for a checkpoint file or no init."""
+    ``baseline``, the one of the run's own loss (DisCL from CE, as the authors' long-tail recipe does;
+    BS + DisCL from BS and FLYP + DisCL from FLYP, this project's reading: the authors' code has no
+    BS loss and does not say); None for a checkpoint file or no init."""
     if init_from in BASELINES:
         return init_from
     if init_from == SAME_LOSS:

@@ -503,3 +503,19 @@ def test_the_report_shows_only_runs_of_the_current_config(tiny_run: Path, tmp_pa
         ["ce", 0, "ok"], ["ce", 1, "missing"], ["discl", 0, "stale"], ["discl", 1, "missing"]]
     md = (copy / "report.md").read_text()
     assert "sample std, ddof=1" in md and "seed 0: stale" in md and "seed 1: missing" in md
+
+
+def test_the_mining_fold_models_do_not_depend_on_init_from(tmp_path: Path):
+    """The out-of-fold models never start from a checkpoint of the run: switching training.init_from
+    (null, ce, baseline, a file) must not retrain them."""
+    from discl.digests import fold_models_digest
+
+    ckpt = tmp_path / "w.safetensors"
+    ckpt.write_bytes(b"v1")
+    out = set()
+    for init in ("null", "ce", "baseline", str(ckpt)):
+        cfg = load_config(ROOT / "configs" / "fmnist-lq.yaml", [f"training.init_from={init}"])
+        out.add(fold_models_digest(cfg, model_fingerprints(cfg)))
+    assert len(out) == 1
+    other = load_config(ROOT / "configs" / "fmnist-lq.yaml", ["training.lr=0.5"])
+    assert fold_models_digest(other, model_fingerprints(other)) not in out

@@ -127,7 +127,7 @@ def test_init_from_refuses_an_unfinished_or_other_config_baseline(tmp_path):
 
 def test_init_from_baseline_starts_each_curriculum_run_from_the_baseline_of_its_loss(tmp_path):
     """`training.init_from: baseline` (the shipped fmnist-lt and imagenet-lt default): DisCL fine-tunes
-    the CE model, BS + DisCL the BS model, as the authors' recipe does."""
+    the CE model (the authors' recipe), BS + DisCL the BS model (issue 12's reading)."""
     from discl.artifacts import read_json
     from discl.methods import init_baseline
     from discl.pipeline import run, training_order

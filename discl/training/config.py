@@ -44,7 +44,7 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] = "cosine"  # per step
     augment: bool = True  # augment training images (which augmentation: training.augmentation)
     augmentation: Literal["auto", "pad_crop", "random_resized_crop", "clip"] = "auto"  # auto: pad_crop in memory, random_resized_crop (clip for model clip) when streamed
-    init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from; ce/bs/cb/flyp: the same seed's baseline of this run; baseline: the one of each run's own loss (the authors' recipe: DisCL from CE, BS + DisCL from BS)
+    init_from: str | None = None  # a checkpoint (safetensors) to fine-tune from; ce/bs/cb/flyp: the same seed's baseline of this run; baseline: the one of each run's own loss (DisCL from CE as the authors do; BS + DisCL from BS)
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     num_workers: int = 0  # DataLoader worker processes decoding images on the streamed path (0: in the main process)
