@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 METHODS = {
     "fmnist-lt": [
         "ce", "bs", "cb", "la", "crt", "ce_long", "real_only", "text_only", "single@0.1", "single@0.3", "single@0.5",
-        "mixed", "mixed_equal", "random_order", "reverse", "discl", "adaptive", "bs+discl",
+        "mixed", "mixed_equal", "random_order", "reverse", "discl", "adaptive", "bs+real_only", "bs+discl",
     ],
     "fmnist-lq": [
         "ce", "bs", "cb", "text_only", "single@0.5", "single@0.9",
@@ -52,6 +52,7 @@ LABELS = {
     "adaptive_class": "CE + DisCL adaptive, level per class",
     "la": "CE + post-hoc logit adjustment (Menon et al. 2021)", "crt": "CE + cRT, head re-trained class-balanced (Kang et al. 2020)",
     "ce_long": "CE continued for the same epochs", "real_only": "CE + tail quota filled by real oversampling",
+    "bs+real_only": "BS + tail quota filled by real oversampling",
 }
 PAIRED = {"fmnist-lt": ["test.top1", "test.few"], "fmnist-lq": ["test.macro_f1", "test_ood.macro_f1"]}
 
