@@ -231,7 +231,7 @@ def test_missing_model_error_says_how_to_provide_it(monkeypatch, tmp_path):
 
 
 def _write_cli_config(tmp_path, prior) -> tuple[Path, Path]:
-    root = write_folder_dataset(tmp_path / "data")
+    root = write_folder_dataset(tmp_path / "data", classes=("T-shirt_top", "Trouser"))  # the prior's classes 0, 1
     run = tmp_path / "run"
     from discl.data import build_dataset
     from discl.data.config import DataConfig

@@ -196,8 +196,17 @@ def test_an_embedded_prior_given_as_a_folder_is_refused_for_other_classes(tmp_pa
               "filtering.model=ViT-B-32/openai", f"generation.model={ASSET_DIR}"]
     with pytest.raises(ConfigError, match=r"generation\.backend: the embedded prior .* draws the ten Fashion-MNIST classes"):
         validate_run_config(load_config(CONFIG, [f"data.root={own}", *common]), weights=False)
-    # the check is the prior's, not the folder's: the same task with a diffusers generator passes it
+    # the check is the prior's, not the folder's: the same task with a diffusers generator passes it,
+    # and a folder of Fashion-MNIST's first classes in its order (T-shirt/top as a folder name) too
     from discl.validation import _backend_problems
+
+    fm = folder(tmp_path / "fm", ["T-shirt_top", "Trouser", "Pullover"])
+    ok = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[T-shirt_top, Trouser, Pullover]"])
+    assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
+    ok = load_config(CONFIG, [f"data.root={fm}", *common])  # sorted: Pullover, T-shirt_top, Trouser: not its order
+    assert [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
+    swapped = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[Trouser, T-shirt_top, Pullover]"])
+    assert [p for p in _backend_problems(swapped, synthetic=True) if p.startswith("generation.backend")]
 
     ok = load_config(CONFIG, [f"data.root={own}", *common, "generation.backend=diffusers", "generation.model=x/y"])
     assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
