@@ -203,8 +203,8 @@ def test_an_embedded_prior_given_as_a_folder_is_refused_for_other_classes(tmp_pa
     fm = folder(tmp_path / "fm", ["T-shirt_top", "Trouser", "Pullover"])
     ok = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[T-shirt_top, Trouser, Pullover]"])
     assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
-    ok = load_config(CONFIG, [f"data.root={fm}", *common])  # sorted: Pullover, T-shirt_top, Trouser: not its order
-    assert [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
+    unordered = load_config(CONFIG, [f"data.root={fm}", *common])  # sorted: Pullover, T-shirt_top, Trouser
+    assert [p for p in _backend_problems(unordered, synthetic=True) if p.startswith("generation.backend")]
     swapped = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[Trouser, T-shirt_top, Pullover]"])
     assert [p for p in _backend_problems(swapped, synthetic=True) if p.startswith("generation.backend")]
 
