@@ -181,7 +181,9 @@ def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> st
     """What decides a spectrum image besides its manifest row: the source images (data keys), the
     generation keys that are not in the row, and the generator's weights."""
     g = generation_view(cfg)
-    settings = {k: v for k, v in g.items() if k not in ("levels", "seeds_per_level", "base_seed")}
+    # levels, seeds and base seed are in the row (lam, k, seed); so is text_to_image_at_zero (mode), which
+    # generation_view drops when no level is 0: an image's key must not change with the rest of the level list
+    settings = {k: v for k, v in g.items() if k not in ("levels", "seeds_per_level", "base_seed", "text_to_image_at_zero")}
     return digest_of({"data": data_view(cfg, splits=False), "generation": settings,
                       "weights": _weights(fingerprints, "generation")})
 

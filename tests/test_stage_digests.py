@@ -519,3 +519,18 @@ def test_the_mining_fold_models_do_not_depend_on_init_from(tmp_path: Path):
     assert len(out) == 1
     other = load_config(ROOT / "configs" / "fmnist-lq.yaml", ["training.lr=0.5"])
     assert fold_models_digest(other, model_fingerprints(other)) not in out
+
+
+def test_an_image_key_does_not_depend_on_the_other_levels():
+    """The same (source, λ, seed) row keeps its key when levels are added or dropped, also when λ = 0
+    leaves the list (``text_to_image_at_zero`` then leaves generation_view; the row's ``mode`` records it)."""
+    from discl.digests import image_key, image_settings_digest
+
+    full, part = (load_config(ROOT / "configs" / "fmnist-lt.yaml", [*TINY, f"generation.levels={lv}"])
+                  for lv in ("[0.0, 0.1, 0.5]", "[0.1, 0.5]"))
+    assert image_settings_digest(full) == image_settings_digest(part)
+    t2i = load_config(ROOT / "configs" / "fmnist-lt.yaml", [*TINY, "generation.levels=[0.0, 0.1, 0.5]",
+                                                              "generation.text_to_image_at_zero=true"])
+    row = {"sample_id": "a", "lam": 0.0, "k": 0, "seed": 1, "mode": "img2img"}
+    assert image_key(row, image_settings_digest(t2i)) == image_key(row, image_settings_digest(full))
+    assert image_key({**row, "mode": "text2img"}, image_settings_digest(t2i)) != image_key(row, image_settings_digest(t2i))
