@@ -12,6 +12,16 @@ few-shot accuracy it reports the mean paired difference and its 95 % Student-t i
 seeds (``discl.evaluation.stats`` when present, else the same interval with scipy), plus the UNet
 evaluations the run's spectrum cost (``spectrum/metadata.csv``: Σ denoise steps × 2 under CFG).
 
+A setting may also change *how many* variants are made: ``-six`` generates the six levels of the
+demo's spectrum view (λ = 0, 0.1, 0.3, 0.5, 0.7, 0.9), ``-trained`` only the levels the configured
+curriculum trains on (``curriculum.levels``), and ``-k<n>`` makes ``n`` seeds per level (e.g.
+``ddim-T25-six-k4`` = the demo before issue 13, ``ddim-T25-trained-k3``). The generation seeds are
+per (image, λ, k), so such a setting's variants are a subset of a larger setting's; the bench counts
+how many of the variants two settings share are byte-identical (``shared_variants``).
+
+With ``--data-seeds`` each ``data.seed`` gets its own folder (``<setting>-d<data seed>``; data seed 0
+keeps ``<setting>``, as in ``bench/results.py``) and the pairs are (data seed, training seed).
+
 Reruns skip finished stages (each run folder is an ordinary ``discl run`` folder).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_steps_train.py \\
@@ -40,17 +50,45 @@ from bench_steps import SCHEDULERS  # noqa: E402
 METRICS = {"overall": "test.top1", "few": "test.few"}
 
 
-def setting_overrides(setting: str) -> list[str]:
-    """``<scheduler>-T<steps>`` -> config overrides (``ddim`` = the config's default scheduler)."""
-    m = re.fullmatch(r"(.+)-T(\d+)", setting)
+SIX_LEVELS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]  # the demo's spectrum view before issue 13
+
+
+def setting_overrides(setting: str, trained_levels: list[float] | None = None) -> list[str]:
+    """``<scheduler>-T<steps>[-six|-trained][-k<seeds per level>]`` -> config overrides (``ddim`` = the
+    config's default scheduler; ``-trained`` = ``trained_levels``, the config's curriculum levels)."""
+    m = re.fullmatch(r"(.+?)-T(\d+)(-six|-trained)?(?:-k(\d+))?", setting)
     if not m or m.group(1) not in SCHEDULERS:
-        raise SystemExit(f"setting {setting!r} must be <scheduler>-T<steps> with a scheduler in {sorted(SCHEDULERS)}")
-    name, steps = m.group(1), int(m.group(2))
+        raise SystemExit(f"setting {setting!r} must be <scheduler>-T<steps>[-six|-trained][-k<n>] with a scheduler "
+                         f"in {sorted(SCHEDULERS)}")
+    name, steps, levels, seeds = m.group(1), int(m.group(2)), m.group(3), m.group(4)
     out = [f"generation.steps={steps}"]
     if name != "ddim":
         cls, kwargs = SCHEDULERS[name]
         out += [f"generation.scheduler={cls}", f"generation.scheduler_kwargs={json.dumps(kwargs)}"]
+    if levels == "-six":
+        out.append(f"generation.levels={SIX_LEVELS}")
+    elif levels == "-trained":
+        if not trained_levels:
+            raise SystemExit(f"setting {setting!r}: the config has no curriculum.levels to generate")
+        out.append(f"generation.levels={[float(v) for v in trained_levels]}")
+    if seeds is not None:
+        if int(seeds) < 1:
+            raise SystemExit(f"setting {setting!r}: -k needs at least 1 seed per level")
+        out.append(f"generation.seeds_per_level={int(seeds)}")
     return out
+
+
+def shared_variants(run_a: Path, run_b: Path) -> dict:
+    """The spectrum images two runs both made (same file name and generation seed) and how many of
+    them are byte-identical: a setting that only drops levels or seeds must reproduce the others."""
+    import pandas as pd
+
+    a, b = (pd.read_csv(Path(r) / "spectrum" / "metadata.csv", usecols=["file_name", "seed"], dtype=str)
+            for r in (run_a, run_b))
+    both = a.merge(b, on=["file_name", "seed"])
+    same = sum((Path(run_a) / "spectrum" / f).read_bytes() == (Path(run_b) / "spectrum" / f).read_bytes()
+               for f in both["file_name"])
+    return {"shared": int(len(both)), "byte_identical": int(same)}
 
 
 def interval(diffs: list[float]) -> dict:
@@ -85,6 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--settings", nargs="+", default=["ddim-T25", "ddim-T12", "unipc-thr-T8"])
     p.add_argument("--reference", default=None, help="the setting others are paired against (default: the first)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data-seeds", type=int, nargs="+", default=[0],
+                   help="data.seed values; each gets its own run folder, pairs are (data seed, training seed)")
     p.add_argument("--run-root", default=str(ROOT / "runs" / "steps"))
     p.add_argument("--collect-only", action="store_true", help="do not run, only read the run folders")
     p.add_argument("--out", default=None, help="JSON file for every figure")
@@ -97,29 +137,41 @@ def main(argv=None) -> int:
 
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
-    result = {"config": args.config, "seeds": args.seeds, "reference": ref, "settings": {}}
+    trained = load_config(args.config, list(args.overrides)).curriculum.levels
+    result = {"config": args.config, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
     for setting in args.settings:
-        cfg = load_config(args.config, [f"name=steps-{setting}", "methods=[discl]", f"seeds={seeds}",
-                                        *setting_overrides(setting), *args.overrides])
-        run_dir = Path(args.run_root) / setting
-        t0 = time.perf_counter()
-        if not args.collect_only:
-            run(cfg, run_dir)
-        wall = time.perf_counter() - t0
-        res = collect_results(cfg, run_dir)
-        evals, n_hard = spectrum_evals(run_dir)
-        per_seed = {int(r["seed"]): {k: float(r[c]) for k, c in METRICS.items()} for _, r in res.iterrows()}
-        pool = sorted({int(v) for v in res["pool_synthetic"]}) if "pool_synthetic" in res.columns else []
-        result["settings"][setting] = {"overrides": setting_overrides(setting), "run_dir": str(run_dir),
-                                       "spectrum_evals": evals, "hard_images": n_hard,
-                                       "seeds_per_level": cfg.generation.seeds_per_level,
-                                       "pool_synthetic": pool,  # synthetic images the filter left to train on
-                                       "wall_seconds": round(wall, 1), "per_seed": per_seed}
-        print(f"{setting}: {evals} UNet evaluations, " + ", ".join(
-            f"s{s}: overall {v['overall']:.3f} few {v['few']:.3f}" for s, v in sorted(per_seed.items())), flush=True)
+        overrides = setting_overrides(setting, trained)
+        entry = {"overrides": overrides, "run_dirs": {}, "spectrum_evals": 0, "hard_images": 0,
+                 "pool_synthetic": [], "wall_seconds": 0.0, "per_seed": {}}
+        for ds in args.data_seeds:
+            cfg = load_config(args.config, [f"name=steps-{setting}", "methods=[discl]", f"seeds={seeds}",
+                                            *overrides, *args.overrides, f"data.seed={ds}"])
+            run_dir = Path(args.run_root) / (setting if ds == 0 else f"{setting}-d{ds}")
+            t0 = time.perf_counter()
+            if not args.collect_only:
+                run(cfg, run_dir)
+            entry["wall_seconds"] += round(time.perf_counter() - t0, 1)
+            res = collect_results(cfg, run_dir)
+            res = res[res["method"] == "discl"]  # not the baseline a curriculum run starts from (init_from)
+            if "status" in res.columns and (res["status"] != "ok").any():
+                bad = res[res["status"] != "ok"]
+                raise SystemExit(f"{run_dir}: no finished discl run of this config for seeds {bad['seed'].tolist()}")
+            evals, n_hard = spectrum_evals(run_dir)
+            entry["run_dirs"][ds] = str(run_dir)
+            entry["spectrum_evals"] += evals
+            entry["hard_images"] += n_hard
+            entry["seeds_per_level"] = cfg.generation.seeds_per_level
+            entry["levels"] = [float(v) for v in cfg.generation.levels]
+            for _, r in res.iterrows():
+                entry["per_seed"][f"d{ds}-s{int(r['seed'])}"] = {k: float(r[c]) for k, c in METRICS.items()}
+            if "pool_synthetic" in res.columns:  # synthetic images the filter left to train on
+                entry["pool_synthetic"] = sorted(set(entry["pool_synthetic"]) | {int(v) for v in res["pool_synthetic"]})
+        result["settings"][setting] = entry
+        print(f"{setting}: {entry['spectrum_evals']} UNet evaluations, " + ", ".join(
+            f"{s}: overall {v['overall']:.3f} few {v['few']:.3f}" for s, v in sorted(entry["per_seed"].items())), flush=True)
 
     base = result["settings"][ref]
-    print(f"\npaired difference vs {ref} (points of %, 95 % t interval over seeds)")
+    print(f"\npaired difference vs {ref} (points of %, 95 % t interval over (data seed, training seed) pairs)")
     for setting, s in result["settings"].items():
         s["evals_ratio"] = s["spectrum_evals"] / base["spectrum_evals"]
         s["mean"] = {k: float(np.mean([v[k] for v in s["per_seed"].values()])) for k in METRICS}
@@ -127,9 +179,13 @@ def main(argv=None) -> int:
             continue
         common = sorted(set(s["per_seed"]) & set(base["per_seed"]))
         s["paired"] = {k: interval([s["per_seed"][i][k] - base["per_seed"][i][k] for i in common]) for k in METRICS}
+        s["shared_variants"] = {ds: shared_variants(Path(base["run_dirs"][ds]), Path(d))
+                                for ds, d in s["run_dirs"].items() if ds in base["run_dirs"]}
         print(f"{setting:<16} evals x{s['evals_ratio']:.2f}  " + "  ".join(
             f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
-            for k, iv in s["paired"].items()))
+            for k, iv in s["paired"].items())
+            + "  shared variants byte-identical: " + ", ".join(
+                f"d{ds} {v['byte_identical']}/{v['shared']}" for ds, v in s["shared_variants"].items()))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.out}")

@@ -46,3 +46,29 @@ def test_noise_check_uses_the_reference_seed_spread():
     assert c["near"]["0.3"]["ssim"][2] and not c["far"]["0.3"]["ssim"][2]
     assert c["far"]["0.3"]["ssim"][0] == pytest.approx(0.095)
     assert c["ref"]["0.3"]["ssim"][1] == pytest.approx(0.02)
+
+
+def test_setting_overrides_choose_levels_and_seeds():
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml")
+    trained = cfg.curriculum.levels
+    small = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("ddim-T25-trained-k3", trained)).generation
+    assert (small.steps, small.levels, small.seeds_per_level) == (25, [float(v) for v in trained], 3)
+    six = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("unipc-thr-T8-six-k4", trained)).generation
+    assert (six.steps, six.scheduler, six.levels, six.seeds_per_level) == (
+        8, "UniPCMultistepScheduler", [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], 4)
+    with pytest.raises(SystemExit, match="seed"):
+        setting_overrides("ddim-T25-k0", trained)
+    with pytest.raises(SystemExit, match="curriculum.levels"):
+        setting_overrides("ddim-T25-trained", [])
+
+
+def test_shared_variants_compares_bytes(tmp_path):
+    from bench_steps_train import shared_variants
+
+    for run, second in (("a", b"x"), ("b", b"y")):
+        (tmp_path / run / "spectrum" / "images").mkdir(parents=True)
+        (tmp_path / run / "spectrum" / "images" / "1.png").write_bytes(b"same")
+        (tmp_path / run / "spectrum" / "images" / "2.png").write_bytes(second)
+        rows = "file_name,seed\nimages/1.png,7\nimages/2.png,8\n" + ("images/3.png,9\n" if run == "a" else "")
+        (tmp_path / run / "spectrum" / "metadata.csv").write_text(rows)
+    assert shared_variants(tmp_path / "a", tmp_path / "b") == {"shared": 2, "byte_identical": 1}
