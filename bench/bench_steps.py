@@ -1,9 +1,10 @@
 """Step economy of the spectrum (issue 13): which scheduler and step count keep fidelity for fewer
 denoiser evaluations? Judged without the embedded CLIP.
 
-For each scheduler (DDIM, DPM-Solver++ 2M, UniPC, Euler) and each T, the benchmark generates the
-fmnist-lt demo's spectrum of its hard images (configs/fmnist-lt.yaml: the ``class_frequency``
-miner's hard set, the demo's levels, guidance and base seed; the real ``EmbeddedGenerator`` with
+For each scheduler (DDIM, DPM-Solver++ 2M, UniPC, Euler) and each T, the benchmark generates a
+spectrum of the fmnist-lt demo's hard images (configs/fmnist-lt.yaml: the ``class_frequency``
+miner's hard set, the demo's guidance and base seed; the six levels λ = 0 … 0.9 of
+bench/spectrum_grid.py; the real ``EmbeddedGenerator`` with
 ``generation.scheduler``) and measures per λ, with ``discl.evaluation.fidelity`` (model-free):
 
 - ``evals``: UNet evaluations per image (rows the denoiser ran, counted with a forward hook: both
@@ -35,6 +36,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from spectrum_grid import six_level_overrides  # noqa: E402
 
 from discl.evaluation import fidelity as fd  # noqa: E402
 
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
     from discl.seeding import numpy_rng
 
     t_all = time.perf_counter()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, six_level_overrides())  # the grid the documented figures use, not the demo's
     g = cfg.generation
     seeds = args.seeds or g.seeds_per_level
     ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)

@@ -16,8 +16,9 @@ A setting may also change *how many* variants are made: ``-six`` generates the s
 demo's spectrum view (λ = 0, 0.1, 0.3, 0.5, 0.7, 0.9), ``-trained`` only the levels the configured
 curriculum trains on (``curriculum.levels``), and ``-k<n>`` makes ``n`` seeds per level (e.g.
 ``ddim-T25-six-k4`` = the demo before issue 13, ``ddim-T25-trained-k3``). The generation seeds are
-per (image, λ, k), so such a setting's variants are a subset of a larger setting's; the bench counts
-how many of the variants two settings share are byte-identical (``shared_variants``).
+per (image, λ, k), so such a setting's variants are the same images as a larger setting's with the
+same scheduler and steps (unless a different batch make-up changes float rounding); for such pairs the
+bench counts how many of the shared variants are byte-identical (``shared_variants``).
 
 With ``--data-seeds`` each ``data.seed`` gets its own folder (``<setting>-d<data seed>``; data seed 0
 keeps ``<setting>``, as in ``bench/results.py``) and the pairs are (data seed, training seed).
@@ -46,11 +47,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_steps import SCHEDULERS  # noqa: E402
+from spectrum_grid import SIX_LEVELS  # noqa: E402
 
 METRICS = {"overall": "test.top1", "few": "test.few"}
-
-
-SIX_LEVELS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]  # the demo's spectrum view before issue 13
 
 
 def setting_overrides(setting: str, trained_levels: list[float] | None = None) -> list[str]:
@@ -70,7 +69,8 @@ def setting_overrides(setting: str, trained_levels: list[float] | None = None) -
     elif levels == "-trained":
         if not trained_levels:
             raise SystemExit(f"setting {setting!r}: the config has no curriculum.levels to generate")
-        out.append(f"generation.levels={[float(v) for v in trained_levels]}")
+        synthetic = [float(v) for v in trained_levels if float(v) < 1.0]  # 1.0 = the real images (adaptive)
+        out.append(f"generation.levels={synthetic}")
     if seeds is not None:
         if int(seeds) < 1:
             raise SystemExit(f"setting {setting!r}: -k needs at least 1 seed per level")
@@ -79,13 +79,14 @@ def setting_overrides(setting: str, trained_levels: list[float] | None = None) -
 
 
 def shared_variants(run_a: Path, run_b: Path) -> dict:
-    """The spectrum images two runs both made (same file name and generation seed) and how many of
-    them are byte-identical: a setting that only drops levels or seeds must reproduce the others."""
+    """The spectrum images two runs both made (the same manifest row: file, seed, steps, prompt, guidance)
+    and how many of them are byte-identical. Meaningful for two settings with the same scheduler and
+    steps that differ in levels or seeds only (see the module's doc)."""
     import pandas as pd
 
-    a, b = (pd.read_csv(Path(r) / "spectrum" / "metadata.csv", usecols=["file_name", "seed"], dtype=str)
-            for r in (run_a, run_b))
-    both = a.merge(b, on=["file_name", "seed"])
+    key = ["file_name", "seed", "steps", "denoise_steps", "prompt", "guidance_scale"]
+    a, b = (pd.read_csv(Path(r) / "spectrum" / "metadata.csv", usecols=key, dtype=str) for r in (run_a, run_b))
+    both = a.merge(b, on=key)
     same = sum((Path(run_a) / "spectrum" / f).read_bytes() == (Path(run_b) / "spectrum" / f).read_bytes()
                for f in both["file_name"])
     return {"shared": int(len(both)), "byte_identical": int(same)}
@@ -179,13 +180,16 @@ def main(argv=None) -> int:
             continue
         common = sorted(set(s["per_seed"]) & set(base["per_seed"]))
         s["paired"] = {k: interval([s["per_seed"][i][k] - base["per_seed"][i][k] for i in common]) for k in METRICS}
+        same_sampler = setting.split("-six")[0].split("-trained")[0].split("-k")[0] == \
+            ref.split("-six")[0].split("-trained")[0].split("-k")[0]
         s["shared_variants"] = {ds: shared_variants(Path(base["run_dirs"][ds]), Path(d))
-                                for ds, d in s["run_dirs"].items() if ds in base["run_dirs"]}
+                                for ds, d in s["run_dirs"].items() if ds in base["run_dirs"]} if same_sampler else {}
         print(f"{setting:<16} evals x{s['evals_ratio']:.2f}  " + "  ".join(
             f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
             for k, iv in s["paired"].items())
-            + "  shared variants byte-identical: " + ", ".join(
-                f"d{ds} {v['byte_identical']}/{v['shared']}" for ds, v in s["shared_variants"].items()))
+            + ("  shared variants byte-identical: " + ", ".join(
+                f"d{ds} {v['byte_identical']}/{v['shared']}" for ds, v in s["shared_variants"].items())
+               if s["shared_variants"] else ""))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.out}")

@@ -163,9 +163,11 @@ def _curriculum_problems(cfg) -> list[str]:
             continue
         missing = [lv for lv in levels if round(float(lv), 6) not in generated]
         if missing:
-            out.append(f"curriculum.levels: method {name!r} trains on λ = {', '.join(f'{v:g}' for v in missing)}, "
-                       f"which generation.levels ({', '.join(f'{v:g}' for v in cfg.generation.levels)}) does not "
-                       f"generate; add them there or change curriculum.levels")
+            own_level = strat == "text_only" or m.level is not None  # its level is not curriculum.levels'
+            out.append(f"{'generation' if own_level else 'curriculum'}.levels: method {name!r} trains on "
+                       f"λ = {', '.join(f'{v:g}' for v in missing)}, which generation.levels "
+                       f"({', '.join(f'{v:g}' for v in cfg.generation.levels)}) does not generate; add them there"
+                       + ("" if own_level else " or change curriculum.levels"))
     return out
 
 

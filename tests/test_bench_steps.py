@@ -56,6 +56,8 @@ def test_setting_overrides_choose_levels_and_seeds():
     six = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("unipc-thr-T8-six-k4", trained)).generation
     assert (six.steps, six.scheduler, six.levels, six.seeds_per_level) == (
         8, "UniPCMultistepScheduler", [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], 4)
+    adaptive = setting_overrides("ddim-T25-trained", [0.5, 0.7, 0.9, 1.0])  # 1.0 = the real images
+    assert adaptive[-1] == "generation.levels=[0.5, 0.7, 0.9]"
     with pytest.raises(SystemExit, match="seed"):
         setting_overrides("ddim-T25-k0", trained)
     with pytest.raises(SystemExit, match="curriculum.levels"):
@@ -69,6 +71,16 @@ def test_shared_variants_compares_bytes(tmp_path):
         (tmp_path / run / "spectrum" / "images").mkdir(parents=True)
         (tmp_path / run / "spectrum" / "images" / "1.png").write_bytes(b"same")
         (tmp_path / run / "spectrum" / "images" / "2.png").write_bytes(second)
-        rows = "file_name,seed\nimages/1.png,7\nimages/2.png,8\n" + ("images/3.png,9\n" if run == "a" else "")
+        rows = "file_name,seed,steps,denoise_steps,prompt,guidance_scale\n" + "".join(
+            f"images/{i}.png,{6 + i},25,22,a,2.0\n" for i in ((1, 2, 3) if run == "a" else (1, 2)))
         (tmp_path / run / "spectrum" / "metadata.csv").write_text(rows)
     assert shared_variants(tmp_path / "a", tmp_path / "b") == {"shared": 2, "byte_identical": 1}
+
+
+def test_the_prior_targets_refuse_a_grid_without_their_levels():
+    from bench_prior import targets
+
+    row = {"ssim": 0.9, "psnr": 30.0, "hf_ratio": 1.0, "mmd2": 0.1, "acc_ratio": 1.0}
+    with pytest.raises(SystemExit, match="0.0, 0.9"):
+        targets({"0.1": row, "0.5": row}, [0.1, 0.5])
+    assert all(targets({"0.0": {**row, "mmd2": 0.3}, "0.9": row}, [0.0, 0.9]).values())

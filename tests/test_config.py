@@ -111,3 +111,17 @@ def test_a_float_key_takes_exponent_notation_that_yaml_1_1_reads_as_a_string(tmp
         load_config(path, ["training.lr=1e-4x"])
     with pytest.raises(ConfigError, match=r"training\.epochs: expected an integer"):
         load_config(path, ["training.epochs=1e2"])  # an integer key still takes integers only
+
+
+@pytest.mark.parametrize("method, key, hint", [
+    ("text_only", "generation.levels", False),      # λ = 0 is the strategy's own: only generation.levels helps
+    ("single@0.7", "generation.levels", False),
+    ("discl", "curriculum.levels", True),           # the curriculum's levels: either key helps
+])
+def test_a_level_nobody_generates_names_the_key_that_fixes_it(method, key, hint):
+    from discl.validation import validate_run_config
+
+    overrides = [f"methods=[{method}]"] + (["curriculum.levels=[0.1, 0.3, 0.7]"] if method == "discl" else [])
+    with pytest.raises(ConfigError) as e:
+        validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", overrides))
+    assert f"{key}: method '{method}'" in str(e.value) and ("change curriculum.levels" in str(e.value)) == hint

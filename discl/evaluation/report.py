@@ -459,9 +459,11 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
           else f"<p>{html.escape(x)}</p>" for x in paired if x),
         "<h2>Weights</h2><ul>" + "".join(f"<li>{html.escape(w[2:])}</li>" for w in weights) + "</ul>",
         "<h2>Synthetic-to-real spectrum</h2>",
-        "<p>Rows: hard source image × seed; columns: image guidance λ from text-driven (0) to the real image. "
-        "Images the CLIP filter dropped are outlined in red. Note: λ = 0 in image-to-image mode still lets a little of "
-        "the source's layout leak through.</p>",
+        f"<p>Rows: hard source image × seed; columns: image guidance λ from {_spectrum_from(cfg)} to the real image. "
+        "Images the CLIP filter dropped are outlined in red."
+        + (" Note: λ = 0 in image-to-image mode still lets a little of the source's layout leak through."
+           if 0.0 in [float(v) for v in cfg.generation.levels] and not cfg.generation.text_to_image_at_zero else "")
+        + "</p>",
         _img_tag(sheet, "spectrum sheet"),
         "<h2>CLIP filter: keep rate and scores per λ</h2>",
         _img_tag(filt, "filter per lambda"),
@@ -494,6 +496,12 @@ def _compact_filter_summary(fsum: pd.DataFrame | None) -> pd.DataFrame | None:
     if fsum is None:
         return None
     return fsum[[c for c in fsum.columns if not re.search(r"_q(05|25|75|95)$", str(c))]]
+
+
+def _spectrum_from(cfg) -> str:
+    """Where the generated spectrum starts, in words: text-driven at λ = 0, else its lowest level."""
+    low = min(float(v) for v in cfg.generation.levels)
+    return "text-driven (0)" if low == 0.0 else f"λ = {low:g} (the lowest level generated)"
 
 
 def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
