@@ -1,9 +1,9 @@
 """Step economy, the accuracy half (issue 13): does DisCL trained on a cheaper spectrum lose accuracy?
 
-For each setting (a ``bench_steps`` scheduler name and a step count, e.g. ``ddim-T25`` = today's
-demo, ``ddim-T12``, ``unipc-thr-T8``) the benchmark runs ``discl run`` on the demo config with
-``methods=[discl]`` and the given training seeds into its own run folder
-(``<run-root>/<setting>``), overriding only ``generation.steps`` (and ``generation.scheduler`` /
+For each setting (a ``bench_steps`` scheduler name and a step count, e.g. ``ddim-T25``,
+``ddim-T12``, ``unipc-thr-T8``) the benchmark runs ``discl run`` on the demo config with
+``methods=[discl]`` (``--method bs+discl``: another synthetic method) and the given training seeds
+into its own run folder (``<run-root>/<setting>``), overriding only ``generation.steps`` (and ``generation.scheduler`` /
 ``scheduler_kwargs`` for a non-DDIM setting; ``ddim`` keeps the config's default scheduler, the
 prior's own DDIM). Mining, data and the generation seeds are the same in every folder, so two
 settings trained with the same training seed differ only by the spectrum; the paired difference
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--settings", nargs="+", default=["ddim-T25", "ddim-T12", "unipc-thr-T8"])
     p.add_argument("--reference", default=None, help="the setting others are paired against (default: the first)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--method", default="discl", help="the synthetic method to train and compare (e.g. bs+discl)")
     p.add_argument("--data-seeds", type=int, nargs="+", default=[0],
                    help="data.seed values; each gets its own run folder, pairs are (data seed, training seed)")
     p.add_argument("--run-root", default=str(ROOT / "runs" / "steps"))
@@ -139,13 +140,13 @@ def main(argv=None) -> int:
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
     trained = load_config(args.config, list(args.overrides)).curriculum.levels
-    result = {"config": args.config, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
+    result = {"config": args.config, "method": args.method, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
     for setting in args.settings:
         overrides = setting_overrides(setting, trained)
         entry = {"overrides": overrides, "run_dirs": {}, "spectrum_evals": 0, "hard_images": 0,
                  "pool_synthetic": [], "wall_seconds": 0.0, "per_seed": {}}
         for ds in args.data_seeds:
-            cfg = load_config(args.config, [f"name=steps-{setting}", "methods=[discl]", f"seeds={seeds}",
+            cfg = load_config(args.config, [f"name=steps-{setting}", f"methods=[{args.method}]", f"seeds={seeds}",
                                             *overrides, *args.overrides, f"data.seed={ds}"])
             run_dir = Path(args.run_root) / (setting if ds == 0 else f"{setting}-d{ds}")
             t0 = time.perf_counter()
@@ -153,10 +154,10 @@ def main(argv=None) -> int:
                 run(cfg, run_dir)
             entry["wall_seconds"] += round(time.perf_counter() - t0, 1)
             res = collect_results(cfg, run_dir)
-            res = res[res["method"] == "discl"]  # not the baseline a curriculum run starts from (init_from)
+            res = res[res["method"] == args.method]  # not the baseline a curriculum run starts from (init_from)
             if "status" in res.columns and (res["status"] != "ok").any():
                 bad = res[res["status"] != "ok"]
-                raise SystemExit(f"{run_dir}: no finished discl run of this config for seeds {bad['seed'].tolist()}")
+                raise SystemExit(f"{run_dir}: no finished {args.method} run of this config for seeds {bad['seed'].tolist()}")
             evals, n_hard = spectrum_evals(run_dir)
             entry["run_dirs"][ds] = str(run_dir)
             entry["spectrum_evals"] += evals
