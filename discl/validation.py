@@ -251,10 +251,14 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                    f"draw the classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its "
                    f"order); set generation.backend: diffusers with generation.model: <hub id or local folder> "
                    f"(e.g. stabilityai/sd-turbo)")
-    if f.backend == "embedded" and f.model in ("", "embedded") and "filtering" not in skip:
-        out.append(f"filtering.backend: the embedded CLIP knows only the Fashion-MNIST class names and cannot "
-                   f"score the classes of data.task {cfg.data.task!r}; set filtering.backend: open_clip with "
-                   f"filtering.model: ViT-B-32/openai (or transformers with a model id / folder)")
+    if f.backend == "embedded" and "filtering" not in skip and not _fashion_mnist_classes(cfg):
+        # any embedded CLIP (the shipped one or a weights file: `discl clip train` trains on Fashion-MNIST's
+        # captions only) knows the ten Fashion-MNIST names and nothing else
+        which = "the shipped embedded CLIP" if f.model in ("", "embedded") else f"the embedded CLIP {f.model!r}"
+        out.append(f"filtering.backend: {which} knows only the Fashion-MNIST class names and cannot score the "
+                   f"classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its order); set "
+                   f"filtering.backend: open_clip with filtering.model: ViT-B-32/openai (or transformers with a "
+                   f"model id / folder)")
     return out
 
 

@@ -210,3 +210,33 @@ def test_an_embedded_prior_given_as_a_folder_is_refused_for_other_classes(tmp_pa
 
     ok = load_config(CONFIG, [f"data.root={own}", *common, "generation.backend=diffusers", "generation.model=x/y"])
     assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
+
+
+def test_an_embedded_clip_given_as_a_file_is_refused_for_other_classes(tmp_path):
+    """Any embedded CLIP knows only Fashion-MNIST's ten names (``discl clip train`` trains on them): given
+    as a weights file it was not checked and scored a user's other classes silently; a folder of
+    Fashion-MNIST's classes in its order is accepted, as for the embedded prior."""
+    from PIL import Image
+
+    from discl.filtering.embedded_clip import WEIGHTS_PATH
+    from discl.validation import _backend_problems
+
+    def folder(root, names):
+        for split in ("train", "test"):
+            for i, name in enumerate(names):
+                d = root / split / name
+                d.mkdir(parents=True)
+                Image.fromarray(np.full((28, 28), 20 * i, np.uint8)).save(d / "0.png")
+        return root
+
+    def clip_problems(root, *extra):
+        cfg = load_config(CONFIG, ["data.task=folder", f"data.root={root}", "data.image_size=28", "data.channels=1",
+                                   "generation.backend=diffusers", "generation.model=x/y", *extra])
+        return [p for p in _backend_problems(cfg, synthetic=True) if p.startswith("filtering.backend")]
+
+    own = folder(tmp_path / "own", ["boot", "pants"])
+    for model in ("embedded", str(WEIGHTS_PATH)):
+        assert any("knows only the Fashion-MNIST class names" in p for p in clip_problems(own, f"filtering.model={model}"))
+    fm = folder(tmp_path / "fm", ["T-shirt_top", "Trouser"])
+    assert not clip_problems(fm, f"filtering.model={WEIGHTS_PATH}", "data.class_names=[T-shirt_top, Trouser]")
+    assert clip_problems(fm, "filtering.model=embedded", "data.class_names=[Trouser, T-shirt_top]")
