@@ -341,3 +341,12 @@ def test_text_to_image_at_zero(tmp_path, tiny_pipelines):
                 seeds_per_level=1, steps=4, guidance_scale=3.0, resolution=32, text_to_image_at_zero=True)
     with pytest.raises(DisclError, match="text_to_image_at_zero"):
         generate_spectrum(cfg2, run2, dataset=ds, progress=False)
+
+
+def test_generate_before_mining_says_which_command_makes_hard_csv(tmp_path, capsys):
+    """`discl generate --dry-run` on a fresh run folder names the missing file and the command that makes it."""
+    from discl.cli import main
+
+    assert main(["generate", "configs/fmnist-lt.yaml", "--run-dir", str(tmp_path / "fresh"), "--dry-run"]) != 0
+    err = capsys.readouterr().err
+    assert "mining/hard.csv" in err and "discl mine CONFIG" in err, err

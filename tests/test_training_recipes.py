@@ -61,9 +61,12 @@ def test_curriculum_errors_are_clear(run, tmp_path, capsys):
     args = ["--config", "configs/fmnist-lt.yaml", *SMALL]
     assert main(["train", "--run-dir", str(tmp_path), *args]) == 1
     assert "run `discl mine` first" in capsys.readouterr().err
+    before = sorted((run / "train").iterdir()) if (run / "train").is_dir() else []
     assert main(["train", "--curriculum", "single", "--run-dir", str(run), *args, "curriculum.fixed_level=0.7",
                  "training.init_from=null"]) == 1  # (with init_from: ce the missing CE run is named first)
-    assert "needs λ=[0.7]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs λ = 0.7" in err and "generation.levels" in err and "curriculum.levels" not in err, err
+    assert (sorted((run / "train").iterdir()) if (run / "train").is_dir() else []) == before  # no half-made run folder
     assert main(["train", "--curriculum", "nope", "--run-dir", str(run), *args]) == 2
 
 

@@ -411,16 +411,19 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     strategy = create_strategy(strategy_name, cfg.curriculum, tcfg.epochs, seed)
     synthetic = strategy.needs_feedback or bool(needed_levels(strategy, cfg.curriculum, tcfg.epochs))
     hard, manifest = load_curriculum_inputs(run_dir, needs_manifest=synthetic)
+    levels = needed_levels(strategy, cfg.curriculum, tcfg.epochs)
+    available = {round(float(v), 6) for v in manifest["lam"]} if len(manifest) else set()
+    missing = [lv for lv in levels if round(lv, 6) not in available]
+    if missing:  # before the run's folder exists: nothing half-made is left behind
+        own = strategy_name in ("text_only", "single")  # their level is not curriculum.levels
+        raise ArtifactError(f"strategy {strategy_name!r} needs λ = {', '.join(f'{v:g}' for v in missing)} but "
+                            f"{run_dir}/filter/manifest.csv has only λ = {', '.join(f'{v:g}' for v in sorted(available))}; "
+                            f"add them to generation.levels and rerun generate and filter"
+                            + ("" if own else " (or change curriculum.levels)"))
     _prepare_out(out_dir, cfg, digest)
     k = len(ds.classes)
     train_frame = ds.split("train")
     holdout = select_holdout(hard, cfg.curriculum.holdout_per_class, cfg.seed) if strategy.uses_holdout else []
-    levels = needed_levels(strategy, cfg.curriculum, tcfg.epochs)
-    available = set(np.round(manifest["lam"].to_numpy(dtype=float), 6)) if len(manifest) else set()
-    missing = [lv for lv in levels if round(lv, 6) not in available]
-    if missing:
-        raise ArtifactError(f"strategy {strategy_name!r} needs λ={missing} but {run_dir}/filter/manifest.csv has "
-                            f"only {sorted(available)}; generate those levels or change curriculum.levels")
     real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
                                           cfg.curriculum.tail_min_hard_share)
     size, ch = cfg.data.image_size, cfg.data.channels
