@@ -158,7 +158,7 @@ def _curriculum_problems(cfg) -> list[str]:
             msg = str(e)
             if msg.startswith("curriculum.stages"):
                 msg += (f" (curriculum.levels: {list(cur.levels)}; the schedules take one length per synthetic "
-                        f"level, in order, plus one for a final real-only stage)")
+                        f"level, in order, and optionally one more for a final real-only stage)")
             out.append(msg if msg.startswith("curriculum.") else f"curriculum ({name}): {msg}")
             continue
         missing = [lv for lv in levels if round(float(lv), 6) not in generated]
