@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default=None, help="the setting others are paired against (default: the first)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--method", default="discl", help="the synthetic method to train and compare (e.g. bs+discl)")
+    p.add_argument("--control", default=None,
+                   help="a no-synthetic control trained in the reference's folders (e.g. bs+real_only): each setting "
+                        "is also paired against it, the spectrum's own effect at that setting")
     p.add_argument("--data-seeds", type=int, nargs="+", default=[0],
                    help="data.seed values; each gets its own run folder, pairs are (data seed, training seed)")
     p.add_argument("--run-root", default=str(ROOT / "runs" / "steps"))
@@ -140,13 +143,14 @@ def main(argv=None) -> int:
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
     trained = load_config(args.config, list(args.overrides)).curriculum.levels
-    result = {"config": args.config, "method": args.method, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
+    result = {"config": args.config, "method": args.method, "control": args.control, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
     for setting in args.settings:
         overrides = setting_overrides(setting, trained)
         entry = {"overrides": overrides, "run_dirs": {}, "spectrum_evals": 0, "hard_images": 0,
                  "pool_synthetic": [], "wall_seconds": 0.0, "per_seed": {}}
         for ds in args.data_seeds:
-            cfg = load_config(args.config, [f"name=steps-{setting}", f"methods=[{args.method}]", f"seeds={seeds}",
+            methods = [args.method] + ([args.control] if args.control and setting == ref else [])
+            cfg = load_config(args.config, [f"name=steps-{setting}", f"methods=[{', '.join(methods)}]", f"seeds={seeds}",
                                             *overrides, *args.overrides, f"data.seed={ds}"])
             run_dir = Path(args.run_root) / (setting if ds == 0 else f"{setting}-d{ds}")
             t0 = time.perf_counter()
@@ -154,6 +158,10 @@ def main(argv=None) -> int:
                 run(cfg, run_dir)
             entry["wall_seconds"] += round(time.perf_counter() - t0, 1)
             res = collect_results(cfg, run_dir)
+            if args.control and setting == ref:
+                ctl = res[(res["method"] == args.control) & (res.get("status", "ok") == "ok")]
+                result.setdefault("control_per_seed", {}).update(
+                    {f"d{ds}-s{int(r['seed'])}": {k: float(r[c]) for k, c in METRICS.items()} for _, r in ctl.iterrows()})
             res = res[res["method"] == args.method]  # not the baseline a curriculum run starts from (init_from)
             if "status" in res.columns and (res["status"] != "ok").any():
                 bad = res[res["status"] != "ok"]
@@ -174,9 +182,16 @@ def main(argv=None) -> int:
 
     base = result["settings"][ref]
     print(f"\npaired difference vs {ref} (points of %, 95 % t interval over (data seed, training seed) pairs)")
+    control = result.get("control_per_seed", {})
     for setting, s in result["settings"].items():
         s["evals_ratio"] = s["spectrum_evals"] / base["spectrum_evals"]
         s["mean"] = {k: float(np.mean([v[k] for v in s["per_seed"].values()])) for k in METRICS}
+        if control:
+            both = sorted(set(s["per_seed"]) & set(control))
+            s["vs_control"] = {k: interval([s["per_seed"][i][k] - control[i][k] for i in both]) for k in METRICS}
+            print(f"{setting:<16} vs {args.control}: " + "  ".join(
+                f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
+                for k, iv in s["vs_control"].items()))
         if setting == ref:
             continue
         common = sorted(set(s["per_seed"]) & set(base["per_seed"]))
