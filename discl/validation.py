@@ -243,7 +243,9 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                            f"generation.backend: diffusers")
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
-    if g.backend == "embedded" and "generation" not in skip and not _fashion_mnist_classes(cfg):
+    # the user's classes are Fashion-MNIST's (built once, only when an embedded backend asks)
+    fm = (g.backend == "embedded" or f.backend == "embedded") and _fashion_mnist_classes(cfg)
+    if g.backend == "embedded" and "generation" not in skip and not fm:
         # any embedded prior (the shipped one or a folder: `discl prior train` trains on Fashion-MNIST)
         # draws class i of Fashion-MNIST for label i: another task's labels would get other classes
         which = "the shipped embedded prior" if g.model in ("", "embedded") else f"the embedded prior {g.model!r}"
@@ -251,7 +253,7 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                    f"draw the classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its "
                    f"order); set generation.backend: diffusers with generation.model: <hub id or local folder> "
                    f"(e.g. stabilityai/sd-turbo)")
-    if f.backend == "embedded" and "filtering" not in skip and not _fashion_mnist_classes(cfg):
+    if f.backend == "embedded" and "filtering" not in skip and not fm:
         # any embedded CLIP (the shipped one or a weights file: `discl clip train` trains on Fashion-MNIST's
         # captions only) knows the ten Fashion-MNIST names and nothing else
         which = "the shipped embedded CLIP" if f.model in ("", "embedded") else f"the embedded CLIP {f.model!r}"
