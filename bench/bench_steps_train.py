@@ -52,10 +52,19 @@ from spectrum_grid import SIX_LEVELS  # noqa: E402
 METRICS = {"overall": "test.top1", "few": "test.few"}
 
 
+SETTING = re.compile(r"(.+?)-T(\d+)(-six|-trained)?(?:-k(\d+))?")  # scheduler, steps, level set, seeds per level
+
+
+def sampler(setting: str) -> str:
+    """``<scheduler>-T<steps>`` of a setting: two settings with the same sampler make the same image per row."""
+    m = SETTING.fullmatch(setting)
+    return f"{m.group(1)}-T{m.group(2)}" if m else setting
+
+
 def setting_overrides(setting: str, trained_levels: list[float] | None = None) -> list[str]:
     """``<scheduler>-T<steps>[-six|-trained][-k<seeds per level>]`` -> config overrides (``ddim`` = the
     config's default scheduler; ``-trained`` = ``trained_levels``, the config's curriculum levels)."""
-    m = re.fullmatch(r"(.+?)-T(\d+)(-six|-trained)?(?:-k(\d+))?", setting)
+    m = SETTING.fullmatch(setting)
     if not m or m.group(1) not in SCHEDULERS:
         raise SystemExit(f"setting {setting!r} must be <scheduler>-T<steps>[-six|-trained][-k<n>] with a scheduler "
                          f"in {sorted(SCHEDULERS)}")
@@ -196,8 +205,7 @@ def main(argv=None) -> int:
             continue
         common = sorted(set(s["per_seed"]) & set(base["per_seed"]))
         s["paired"] = {k: interval([s["per_seed"][i][k] - base["per_seed"][i][k] for i in common]) for k in METRICS}
-        same_sampler = setting.split("-six")[0].split("-trained")[0].split("-k")[0] == \
-            ref.split("-six")[0].split("-trained")[0].split("-k")[0]
+        same_sampler = sampler(setting) == sampler(ref)
         s["shared_variants"] = {ds: shared_variants(Path(base["run_dirs"][ds]), Path(d))
                                 for ds, d in s["run_dirs"].items() if ds in base["run_dirs"]} if same_sampler else {}
         print(f"{setting:<16} evals x{s['evals_ratio']:.2f}  " + "  ".join(

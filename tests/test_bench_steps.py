@@ -56,6 +56,10 @@ def test_setting_overrides_choose_levels_and_seeds():
     six = load_config(ROOT / "configs" / "fmnist-lt.yaml", setting_overrides("unipc-thr-T8-six-k4", trained)).generation
     assert (six.steps, six.scheduler, six.levels, six.seeds_per_level) == (
         8, "UniPCMultistepScheduler", [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], 4)
+    from bench_steps_train import sampler
+
+    assert sampler("unipc-thr-T8-six-k4") == "unipc-thr-T8" == sampler("unipc-thr-T8")
+    assert sampler("ddim-T25-trained-k3") == sampler("ddim-T25-six-k4") != sampler("ddim-T12-six-k4")
     adaptive = setting_overrides("ddim-T25-trained", [0.5, 0.7, 0.9, 1.0])  # 1.0 = the real images
     assert adaptive[-1] == "generation.levels=[0.5, 0.7, 0.9]"
     with pytest.raises(SystemExit, match="seed"):
