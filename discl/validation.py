@@ -251,17 +251,21 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         which = "the shipped embedded prior" if g.model in ("", "embedded") else f"the embedded prior {g.model!r}"
         out.append(f"generation.backend: {which} draws the ten Fashion-MNIST classes by label index and cannot "
                    f"draw the classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its "
-                   f"order); set generation.backend: diffusers with generation.model: <hub id or local folder> "
+                   f"order: {FM_ORDER_HINT}); set generation.backend: diffusers with generation.model: <hub id or local folder> "
                    f"(e.g. stabilityai/sd-turbo)")
     if f.backend == "embedded" and "filtering" not in skip and not fm:
         # any embedded CLIP (the shipped one or a weights file: `discl clip train` trains on Fashion-MNIST's
         # captions only) knows the ten Fashion-MNIST names and nothing else
         which = "the shipped embedded CLIP" if f.model in ("", "embedded") else f"the embedded CLIP {f.model!r}"
         out.append(f"filtering.backend: {which} knows only the Fashion-MNIST class names and cannot score the "
-                   f"classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its order); set "
+                   f"classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its order: "
+                   f"{FM_ORDER_HINT}); set "
                    f"filtering.backend: open_clip with filtering.model: ViT-B-32/openai (or transformers with a "
                    f"model id / folder)")
     return out
+
+
+FM_ORDER_HINT = "list them in that order in data.class_names, e.g. [T-shirt_top, Trouser, Pullover]"
 
 
 def _fashion_mnist_classes(cfg) -> bool:

@@ -161,3 +161,19 @@ def test_init_from_baseline_starts_each_curriculum_run_from_the_baseline_of_its_
                                                   f"run_dir={tmp_path / 'run'}"])
     assert run(same)["train-bs+discl-s0"] == "skipped"
     assert bs["digest"] == read_json(tmp_path / "run" / "train" / "bs-s0" / "metrics.json")["digest"]
+
+
+def test_a_level_the_filter_left_empty_is_named_in_a_warning(run, tmp_path, caplog):
+    """Every λ = 0.3 variant dropped by the filter: the curriculum's λ = 0.3 stage would train on real
+    images only; the run says so instead of training silently without synthetic images."""
+    import shutil
+
+    work = tmp_path / "run"
+    shutil.copytree(run, work, ignore=shutil.ignore_patterns("train"))
+    man = pd.read_csv(work / "filter" / "manifest.csv")
+    man.loc[man["lam"].round(6) == 0.3, "keep"] = False
+    man.to_csv(work / "filter" / "manifest.csv", index=False)
+    args = ["--config", "configs/fmnist-lt.yaml", *SMALL, "training.init_from=null"]
+    with caplog.at_level("WARNING", logger="discl.training.recipe"):
+        assert main(["train", "--curriculum", "fixed", "--run-dir", str(work), *args]) == 0
+    assert "no synthetic image of λ = 0.3 is in the pool" in caplog.text, caplog.text

@@ -443,6 +443,11 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
     logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
                 strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
+    kept = set(np.round(syn_meta["lam"].to_numpy(dtype=float), 6)) if "lam" in syn_meta and len(syn_meta) else set()
+    if empty := [lv for lv in levels if round(lv, 6) not in kept]:  # a stage of that level trains on real images only
+        logger.warning("curriculum %s: no synthetic image of λ = %s is in the pool (none kept by the filter, or all "
+                       "held out); its stages train on real images only: lower filtering.threshold or check "
+                       "filter/manifest.csv", strategy_name, ", ".join(f"{v:g}" for v in empty))
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
     model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
