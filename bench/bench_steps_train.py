@@ -3,8 +3,8 @@
 For each setting (a ``bench_steps`` scheduler name and a step count, e.g. ``ddim-T25``,
 ``ddim-T12``, ``unipc-thr-T8``) the benchmark runs ``discl run`` on the demo config with
 ``methods=[discl]`` (``--method bs+discl``: another synthetic method) and the given training seeds
-into its own run folder (``<run-root>/<setting>``), overriding only ``generation.steps`` (and ``generation.scheduler`` /
-``scheduler_kwargs`` for a non-DDIM setting; ``ddim`` keeps the config's default scheduler, the
+into its own run folder (``<run-root>/<setting>``), overriding only ``generation.steps`` (and
+``generation.scheduler`` / ``scheduler_kwargs`` for a non-DDIM setting; ``ddim`` keeps the config's default scheduler, the
 prior's own DDIM). Mining, data and the generation seeds are the same in every folder, so two
 settings trained with the same training seed differ only by the spectrum; the paired difference
 ``setting − reference`` per seed removes the seed-to-seed variance they share. For test overall and
@@ -101,6 +101,12 @@ def shared_variants(run_a: Path, run_b: Path) -> dict:
     return {"shared": int(len(both)), "byte_identical": int(same)}
 
 
+def describe(intervals: dict) -> str:
+    """``overall +0.1 [-0.2, +0.4] n=16  few ...`` in points of %."""
+    return "  ".join(f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
+                     for k, iv in intervals.items())
+
+
 def interval(diffs: list[float]) -> dict:
     """Mean paired difference and its 95 % t interval."""
     try:
@@ -152,7 +158,8 @@ def main(argv=None) -> int:
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
     trained = load_config(args.config, list(args.overrides)).curriculum.levels
-    result = {"config": args.config, "method": args.method, "control": args.control, "seeds": args.seeds, "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
+    result = {"config": args.config, "method": args.method, "control": args.control, "seeds": args.seeds,
+              "data_seeds": args.data_seeds, "reference": ref, "settings": {}}
     for setting in args.settings:
         overrides = setting_overrides(setting, trained)
         entry = {"overrides": overrides, "run_dirs": {}, "spectrum_evals": 0, "hard_images": 0,
@@ -198,9 +205,7 @@ def main(argv=None) -> int:
         if control:
             both = sorted(set(s["per_seed"]) & set(control))
             s["vs_control"] = {k: interval([s["per_seed"][i][k] - control[i][k] for i in both]) for k in METRICS}
-            print(f"{setting:<16} vs {args.control}: " + "  ".join(
-                f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
-                for k, iv in s["vs_control"].items()))
+            print(f"{setting:<16} vs {args.control}: " + describe(s["vs_control"]))
         if setting == ref:
             continue
         common = sorted(set(s["per_seed"]) & set(base["per_seed"]))
@@ -208,9 +213,7 @@ def main(argv=None) -> int:
         same_sampler = sampler(setting) == sampler(ref)
         s["shared_variants"] = {ds: shared_variants(Path(base["run_dirs"][ds]), Path(d))
                                 for ds, d in s["run_dirs"].items() if ds in base["run_dirs"]} if same_sampler else {}
-        print(f"{setting:<16} evals x{s['evals_ratio']:.2f}  " + "  ".join(
-            f"{k} {iv['mean'] * 100:+.1f} [{iv['low'] * 100:+.1f}, {iv['high'] * 100:+.1f}] n={iv['n']}"
-            for k, iv in s["paired"].items())
+        print(f"{setting:<16} evals x{s['evals_ratio']:.2f}  " + describe(s["paired"])
             + ("  shared variants byte-identical: " + ", ".join(
                 f"d{ds} {v['byte_identical']}/{v['shared']}" for ds, v in s["shared_variants"].items())
                if s["shared_variants"] else ""))
