@@ -8,7 +8,11 @@ An epoch of stage ``S`` (its synthetic levels, or real only) consists of
 - with ``tail_quota`` (the authors' long-tail rule): each *tail* class gets the mean number of images
   per class of the others, filled with all its real images first, then with its synthetic variants
   at the levels of ``S``; what is still missing (always, in a real-only stage) is filled by
-  oversampling its real images, so tail classes never fall back to their raw imbalance.
+  oversampling its real images, so tail classes never fall back to their raw imbalance. When every
+  class is a tail class there is no mean to match: each gets all its real images plus its synthetic
+  variants at the levels of ``S`` (capped like the others).
+
+An epoch of no item is an error (:class:`~discl.errors.BadInputError`), never a silent empty epoch.
 
 In a per-class stage (``adaptive_class``) "the levels of ``S``" means, for each class listed in
 ``S.class_levels``, that class's own level (λ=1: no synthetic images for it), in both rules above.
@@ -21,7 +25,6 @@ hard images (adaptive validation) and their variants never enter the pool.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,14 @@ import torch
 from discl.artifacts import confine
 from discl.curriculum.base import CurriculumStrategy, Stage, is_real
 from discl.curriculum.config import CurriculumConfig
+from discl.curriculum.epochs import EpochPlan
 from discl.errors import BadInputError
 from discl.seeding import numpy_rng
-from discl.training.sampling import EpochPlan
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["select_holdout", "tail_classes", "plan_stage_epoch", "build_pool_meta", "load_spectrum_images",
-           "CurriculumPlanner", "needed_levels"]
+           "needed_levels"]
 
 META_COLUMNS = ("kind", "sample_id", "label", "lam", "hard", "tail")
 
@@ -135,7 +138,14 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
     head_cls = np.unique(labels[real & ~tail])
     n_tail_real = n_tail_syn = n_tail_over = 0
     quota = None
-    if len(tail_cls) and len(head_cls):
+    if len(tail_cls) and not len(head_cls):
+        # no class to take the quota from (every class is mostly hard): each tail class trains on all
+        # its real images plus its synthetic images at the stage's levels, as the non-tail rule does
+        syn_tail = _cap_per_class(np.flatnonzero(at_level & tail), labels, cfg.synthetic_cap_per_class, rng)
+        real_tail = np.flatnonzero(real & tail)
+        parts.extend([real_tail, syn_tail])
+        n_tail_real, n_tail_syn = len(real_tail), len(syn_tail)
+    elif len(tail_cls):
         head_items = sum(len(p) for p in parts)
         quota = int(round(head_items / len(head_cls)))
         for c in tail_cls:
@@ -156,6 +166,11 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
             n_tail_real += len(r)
             parts.extend(take)
     indices = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    if len(indices) == 0:
+        raise BadInputError(
+            f"curriculum epoch {epoch} (stage {stage}) has no training image: the pool holds {int(real.sum())} real "
+            f"and {int((~real).sum())} synthetic images, none of which this stage takes; check mining/hard.csv, "
+            "curriculum.real_fraction and filter/manifest.csv (kept images)")
     is_syn = ~real[indices]
     by_level = {f"{v:g}": int(np.isclose(lam[indices][is_syn], v).sum()) for v in stage.all_levels}
     if stage.class_levels:
@@ -235,48 +250,3 @@ def load_spectrum_images(spectrum_dir: Path, file_names, size: int, channels: in
     if not out:
         return torch.zeros((0, channels, size, size), dtype=torch.uint8)
     return torch.stack(out)
-
-
-class CurriculumPlanner:
-    """The trainer's epoch planner for a curriculum: strategy → stage → pool indices, plus feedback.
-
-    ``probes`` maps each candidate level (1.0 = real) to the held-out images and labels whose
-    ground-truth probability the adaptive strategy tracks.
-    """
-
-    def __init__(self, strategy: CurriculumStrategy, meta: pd.DataFrame, cfg: CurriculumConfig, seed: int,
-                 probes: dict[float, tuple[torch.Tensor, torch.Tensor]] | None = None, batch_size: int = 512):
-        self.strategy, self.meta, self.cfg, self.seed = strategy, meta, cfg, int(seed)
-        self.probes = probes or {}
-        self.batch_size = batch_size
-        if strategy.needs_feedback and not any(len(x) for x, _ in self.probes.values()):
-            raise BadInputError(
-                f"curriculum strategy {strategy.name!r} measures progress on held-out hard images, but none are "
-                "held out: set curriculum.holdout_per_class >= 1 and check that the hard set is not empty"
-            )
-
-    def plan(self, epoch: int) -> EpochPlan:
-        return plan_stage_epoch(self.meta, self.strategy.stage(epoch), epoch, self.seed, self.cfg)
-
-    def after_epoch(self, epoch: int, model: torch.nn.Module) -> dict[str, Any]:
-        if not (self.strategy.needs_feedback and self.strategy.wants_feedback(epoch)):
-            return {}
-        from discl.training.loop import predict_proba
-
-        t0 = time.perf_counter()
-        gt, labels = {}, {}
-        for level, (x, y) in self.probes.items():
-            if len(x) == 0:
-                continue
-            p = predict_proba(model, x, self.batch_size)
-            gt[level] = p[torch.arange(len(y)), y].numpy()
-            labels[level] = y.numpy()
-        out = self.strategy.observe(epoch, gt, labels)
-        out["measure_time_s"] = round(time.perf_counter() - t0, 4)
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.strategy.load_state_dict((state or {}).get("strategy", {}))

@@ -31,13 +31,14 @@ import torch
 from torch import nn
 
 from discl.artifacts import atomic_write_json, atomic_write_text, clean_stale_temp, read_jsonl
+from discl.curriculum.epochs import EpochPlanner, epoch_order, order_digest, rank_share
 from discl.data.streaming import StreamedSplit, augment_samples
 from discl.evaluation.metrics import compute_metrics
 from discl.seeding import derive_seed, torch_generator
 from discl.training.checkpoint import load_training_state, save_training_state, save_weights
 from discl.training.config import TrainConfig
 from discl.training.losses import classification_loss, log_prior
-from discl.training.sampling import EpochPlanner, build_planner
+from discl.training.sampling import build_planner
 from discl.training.transforms import augment_batch, to_float
 
 logger = logging.getLogger(__name__)
@@ -116,18 +117,6 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.lr * scale
 
 
-def epoch_batches(n_items: int, batch_size: int, world: int, epoch_generator: torch.Generator) -> list[np.ndarray]:
-    """Shuffled global batches of positions 0..n_items-1.
-
-    A final batch too small to give every process at least 2 items is dropped (batch norm needs 2).
-    """
-    order = torch.randperm(n_items, generator=epoch_generator).numpy()
-    batches = [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
-    if batches and len(batches[-1]) < 2 * world:
-        batches.pop()
-    return batches
-
-
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device: torch.device | str | None = None) -> torch.Tensor:
     """Softmax probabilities [N, K] of uint8 images [N, C, H, W] (eval mode, no augmentation)."""
@@ -203,7 +192,7 @@ def _epoch_stream(train: StreamedSplit, items: np.ndarray, batches: list[np.ndar
     A key carries the item's position in the epoch plan, so its augmentation does not depend on
     the number of processes or workers.
     """
-    keys = [[(epoch, int(p), int(items[p])) for p in positions[rank::world]] for positions in batches]
+    keys = [[(epoch, int(p), int(items[p])) for p in rank_share(positions, rank, world)] for positions in batches]
     return train.iter_train(keys, pin_memory=getattr(device, "type", str(device)) == "cuda")
 
 
@@ -293,14 +282,14 @@ def fit(
         plan = planner.plan(epoch)
         items = np.asarray(plan.indices, dtype=np.int64)
         prior = log_prior(np.bincount(labels_np[items], minlength=num_classes)).to(device)
-        batches = epoch_batches(len(items), global_batch, world, torch_generator("train-order", seed, epoch))
+        batches = epoch_order(len(items), global_batch, world, seed, epoch)
         aug_gen = torch_generator("train-augment", seed, epoch, rank)
         model.train()
         loss_sum, seen, n_steps, wait_s = 0.0, 0, len(batches), 0.0
         bar = _bar(n_steps, epoch, cfg.epochs, show_bar)
         stream = _epoch_stream(train, items, batches, epoch, rank, world, device) if streamed else None
         for b, positions in enumerate(batches):
-            idx = items[positions][rank::world]
+            idx = rank_share(items[positions], rank, world)
             if stream is None:
                 x, y = train.images[idx], train.labels[idx]
             else:
@@ -310,7 +299,7 @@ def fit(
             if not cfg.augment or not batch_augment:
                 x = to_float(x)
             elif sample_mode is not None:  # in memory, the streamed path's per-sample augmentation
-                x = to_float(augment_samples(x, positions[rank::world], seed, epoch, x.shape[-1], sample_mode))
+                x = to_float(augment_samples(x, rank_share(positions, rank, world), seed, epoch, x.shape[-1], sample_mode))
             else:
                 x = augment_batch(x, aug_gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -340,13 +329,14 @@ def fit(
         # -- end of epoch: curriculum feedback, validation, logs, checkpoints ----------------------
         _sync_buffers(raw_model, accelerator)
         t1 = time.perf_counter()
-        feedback = planner.after_epoch(epoch, raw_model)
+        feedback = planner.after_epoch(epoch, lambda x: predict_proba(raw_model, x))
         feedback_time = time.perf_counter() - t1
         seen_all = int(accelerator.reduce(torch.tensor([seen], device=device), reduction="sum").item())
         row: dict[str, Any] = {
             "epoch": epoch, "step": step, "lr": lr_at(cfg, step, (epoch + 1) / cfg.epochs),
             "train_loss": loss_sum / max(seen, 1), "train_seen": seen_all,
             "train_time_s": round(train_time, 3), "feedback_time_s": round(feedback_time, 3),
+            "order_digest": order_digest(np.concatenate([items[p] for p in batches]) if batches else items[:0]),
             **({"data_wait_s": round(wait_s, 3)} if streamed else {}),
             **_loggable(plan.info), **_loggable(feedback),
         }

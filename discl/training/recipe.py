@@ -386,13 +386,8 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     the same pool.
     """
     from discl.curriculum.base import create_strategy
-    from discl.curriculum.stage_data import (
-        CurriculumPlanner,
-        build_pool_meta,
-        load_spectrum_images,
-        needed_levels,
-        select_holdout,
-    )
+    from discl.curriculum.sampler import Curriculum
+    from discl.curriculum.stage_data import load_spectrum_images, needed_levels
     from discl.methods import method_for, run_folder
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
@@ -423,11 +418,13 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     _prepare_out(out_dir, cfg, digest)
     k = len(ds.classes)
     train_frame = ds.split("train")
-    holdout = select_holdout(hard, cfg.curriculum.holdout_per_class, cfg.seed) if strategy.uses_holdout else []
-    real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
-                                          cfg.curriculum.tail_min_hard_share)
+    # the same object a user's own loop drives (discl.create_curriculum): one implementation of the epochs
+    planner = Curriculum.from_frames(strategy, cfg.curriculum, train_frame, hard, manifest, tcfg.epochs, k, seed, cfg.seed,
+                                     probes=lambda held: _probes(ds, manifest, held, cfg, run_dir))
+    meta, holdout = planner.meta, planner.holdout
+    real_meta = meta[meta["kind"] == "real"]
+    syn_meta = pd.DataFrame({"file_name": planner.synthetic_files, "lam": meta.loc[meta["kind"] != "real", "lam"].to_numpy()})
     size, ch = cfg.data.image_size, cfg.data.channels
-    meta = pd.concat([real_meta, syn_meta.drop(columns=["file_name"])], ignore_index=True)
     memory = in_memory(cfg, ds)
     if memory:
         x_real = _real_pool_tensors(ds, train_frame, real_meta["sample_id"].tolist(), cfg, run_dir)
@@ -439,8 +436,6 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
         real_items, array = _stream_items(ds, real_meta["sample_id"].tolist())
         syn_items = [str(confine(run_dir / "spectrum", name)) for name in syn_meta["file_name"]]
         pool = _streamed(cfg, real_items + syn_items, meta["label"].to_numpy(dtype=np.int64), array, train=True)
-    probes = _probes(ds, manifest, holdout, cfg, run_dir) if strategy.needs_feedback else {}
-    planner = CurriculumPlanner(strategy, meta, cfg.curriculum, seed, probes)
     logger.info("curriculum %s: %d real + %d synthetic images in the pool, %d held out, levels %s",
                 strategy_name, len(real_meta), len(syn_meta), len(holdout), levels)
     kept = set(np.round(syn_meta["lam"].to_numpy(dtype=float), 6)) if "lam" in syn_meta and len(syn_meta) else set()

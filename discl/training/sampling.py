@@ -1,45 +1,25 @@
-"""Epoch plans: which training items an epoch visits (the trainer shuffles and batches them).
+"""The baselines' epoch planners: which training items an epoch visits (the trainer shuffles and batches them).
 
-A planner returns, for an epoch, indices into the training pool (repeats allowed: oversampling) and
-a dict of what to log. Everything random comes from a generator seeded from (seed, epoch), so a
-resumed run replays the same epochs. The curriculum planner lives in
-:mod:`discl.curriculum.stage_data`; these two are the baselines'.
+The plan type and the planner protocol are :mod:`discl.curriculum.epochs` (shared with the curriculum,
+whose planner lives in :mod:`discl.curriculum.stage_data`). Everything random comes from a generator
+seeded from (seed, epoch), so a resumed run replays the same epochs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
+from discl.curriculum.epochs import EpochPlan, EpochPlanner
 from discl.seeding import torch_generator
 
 __all__ = ["EpochPlan", "EpochPlanner", "AllItems", "ClassBalanced", "build_planner"]
 
 
-@dataclass
-class EpochPlan:
-    indices: np.ndarray  # into the training pool, int64, repeats allowed
-    info: dict[str, Any] = field(default_factory=dict)  # logged with the epoch (counts, levels, ...)
-
-
-@runtime_checkable
-class EpochPlanner(Protocol):
-    def plan(self, epoch: int) -> EpochPlan: ...
-
-    def after_epoch(self, epoch: int, model: torch.nn.Module) -> dict[str, Any]:
-        """Feedback after an epoch (the adaptive curriculum measures progress here)."""
-        ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 class _Stateless:
-    def after_epoch(self, epoch: int, model) -> dict[str, Any]:
+    def after_epoch(self, epoch: int, predict_proba) -> dict[str, Any]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,331 @@
+"""The curriculum as an object a training loop drives: its pool, its epoch plans, a Sampler, feedback.
+
+:class:`Curriculum` is the one implementation of "which items does epoch ``e`` train on": ``discl
+train`` hands it to its loop (:func:`discl.training.loop.fit`), and a user's own loop gets the same
+indices through :class:`CurriculumSampler` (``set_epoch`` like ``DistributedSampler``) or
+:meth:`Curriculum.indices`. The pool is the real training images (minus the adaptive strategies'
+held-out images) followed by the kept synthetic variants; :class:`CurriculumDataset` maps a pool index
+to the user's real dataset or to the spectrum. Batch order and the split across processes are
+:func:`~discl.curriculum.epochs.epoch_order` and :func:`~discl.curriculum.epochs.rank_share`, as in
+``discl train``, so process ``r`` of ``W`` sees exactly what ``discl train``'s process ``r`` sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from discl.artifacts import read_table
+from discl.curriculum.base import CurriculumStrategy, create_strategy, is_real
+from discl.curriculum.config import CurriculumConfig
+from discl.curriculum.epochs import EpochPlan, ProbaFn, epoch_order, rank_share
+from discl.curriculum.stage_data import build_pool_meta, needed_levels, plan_stage_epoch, select_holdout
+from discl.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Curriculum", "CurriculumSampler", "CurriculumDataset", "create_curriculum"]
+
+Probes = dict[float, tuple[torch.Tensor, torch.Tensor]]
+
+
+class Curriculum:
+    """A curriculum strategy over one pool: plans each epoch, takes feedback, saves its state.
+
+    ``meta`` has one row per pool item (:data:`~discl.curriculum.stage_data.META_COLUMNS`): first the
+    real images, then the synthetic ones. ``real_index[i]`` is the position of pool item ``i`` in the
+    caller's real training set (-1 for synthetic items), ``spectrum_index[i]`` its row in the spectrum
+    (-1 for real ones). ``probes`` maps each candidate level (1.0 = real) to the held-out images and
+    labels whose ground-truth probability the adaptive strategies track.
+    """
+
+    def __init__(self, strategy: CurriculumStrategy, cfg: CurriculumConfig, meta: pd.DataFrame, seed: int,
+                 real_index: np.ndarray | None = None, spectrum_index: np.ndarray | None = None,
+                 probes: Probes | None = None, holdout: Sequence[str] = (),
+                 batch_size: int = 512):
+        self.strategy, self.cfg, self.meta, self.seed = strategy, cfg, meta.reset_index(drop=True), int(seed)
+        n = len(self.meta)
+        self.real_index = np.asarray(real_index if real_index is not None else np.full(n, -1), dtype=np.int64)
+        self.spectrum_index = np.asarray(spectrum_index if spectrum_index is not None else np.full(n, -1), dtype=np.int64)
+        self.holdout = list(holdout)
+        self.probes = probes or {}
+        self.batch_size = batch_size
+        self.levels: list[float] = sorted({round(float(v), 6) for v in self.meta["lam"] if not is_real(v)})
+        self.synthetic_files: list[str] = []
+        if strategy.needs_feedback and not any(len(x) for x, _ in self.probes.values()):
+            raise BadInputError(
+                f"curriculum strategy {strategy.name!r} measures progress on held-out hard images, but none are "
+                "held out: set curriculum.holdout_per_class >= 1 and check that the hard set is not empty"
+            )
+
+    @classmethod
+    def from_frames(cls, strategy: CurriculumStrategy, cfg: CurriculumConfig, train: pd.DataFrame, hard: pd.DataFrame,
+                    manifest: pd.DataFrame, epochs: int, num_classes: int, seed: int, holdout_seed: int,
+                    probes: Probes | Callable[[list[str]], Probes] | None = None) -> Curriculum:
+        """The pool of a real training set (``train``: ``sample_id``, ``label``, in the caller's order),
+        its hard images and the spectrum's manifest (``keep`` applied here), as ``discl train`` builds it.
+
+        ``probes``, when callable, is called with the held-out sample ids (adaptive strategies only).
+        """
+        levels = needed_levels(strategy, cfg, epochs)
+        holdout = select_holdout(hard, cfg.holdout_per_class, holdout_seed) if strategy.uses_holdout else []
+        real, syn = build_pool_meta(train, hard, manifest, levels, holdout, num_classes, cfg.tail_min_hard_share)
+        where = pd.Index(train["sample_id"].astype(str)).get_indexer(real["sample_id"])
+        spec_pos = (pd.Index(manifest["file_name"].astype(str)).get_indexer(syn["file_name"])
+                    if len(syn) else np.zeros(0, dtype=np.int64))
+        meta = pd.concat([real, syn.drop(columns=["file_name"])], ignore_index=True)
+        real_index = np.concatenate([where, np.full(len(syn), -1)])
+        spectrum_index = np.concatenate([np.full(len(real), -1), spec_pos])
+        if callable(probes):
+            probes = probes(list(holdout)) if strategy.needs_feedback else None
+        out = cls(strategy, cfg, meta, seed, real_index, spectrum_index, probes, holdout)
+        out.levels, out.synthetic_files = levels, syn["file_name"].tolist()
+        return out
+
+    # -- what an epoch trains on -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Items in the pool (real + synthetic); an epoch visits a planned subset, repeats allowed."""
+        return len(self.meta)
+
+    def plan(self, epoch: int) -> EpochPlan:
+        """Pool indices of ``epoch`` (unshuffled) and what to log; pure given the strategy's state."""
+        return plan_stage_epoch(self.meta, self.strategy.stage(epoch), epoch, self.seed, self.cfg)
+
+    def indices(self, epoch: int, batch_size: int | None = None, num_replicas: int = 1, rank: int = 0) -> np.ndarray:
+        """Pool indices of ``epoch`` in training order; with ``batch_size``, shuffled into global batches
+        and cut for process ``rank`` of ``num_replicas`` exactly as ``discl train`` does."""
+        items = np.asarray(self.plan(epoch).indices, dtype=np.int64)
+        if batch_size is None:
+            return items
+        per = max(1, math.ceil(batch_size / num_replicas))
+        batches = epoch_order(len(items), per * num_replicas, num_replicas, self.seed, epoch)
+        parts = [rank_share(items[b], rank, num_replicas) for b in batches]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def stage(self, epoch: int):
+        """The strategy's stage of ``epoch`` (its λ levels; ``()`` = real only)."""
+        return self.strategy.stage(epoch)
+
+    # -- feedback (adaptive strategies) ------------------------------------------------------------
+
+    @property
+    def needs_feedback(self) -> bool:
+        """Whether :meth:`after_epoch` must be called with a probability function (adaptive strategies)."""
+        return bool(self.strategy.needs_feedback)
+
+    def after_epoch(self, epoch: int, predict_proba: ProbaFn) -> dict[str, Any]:
+        """Call after every epoch. When the strategy asks for it, ``predict_proba`` (a batch of probe images
+        → class probabilities [N, K], model in eval mode) scores the held-out images at every candidate
+        level and the strategy picks the next stage. Returns what to log ({} when nothing was measured)."""
+        if not (self.strategy.needs_feedback and self.strategy.wants_feedback(epoch)):
+            return {}
+        t0 = time.perf_counter()
+        gt, labels = {}, {}
+        for level, (x, y) in self.probes.items():
+            if len(x) == 0:
+                continue
+            p = torch.cat([torch.as_tensor(predict_proba(x[i : i + self.batch_size])).detach().float().cpu()
+                           for i in range(0, len(x), self.batch_size)])
+            if p.ndim != 2 or p.shape[0] != len(y):
+                raise ValueError(f"predict_proba returned shape {tuple(p.shape)} for {len(y)} probe images of "
+                                 f"λ={level:g}; it must return class probabilities [N, K] for a batch of N images")
+            gt[level] = p[torch.arange(len(y)), y].numpy()
+            labels[level] = y.numpy()
+        out = self.strategy.observe(epoch, gt, labels)
+        out["measure_time_s"] = round(time.perf_counter() - t0, 4)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy's state (plain data): save it with your checkpoint to resume the same choices."""
+        return {"strategy": self.strategy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (resuming an adaptive run makes the same choices)."""
+        self.strategy.load_state_dict((state or {}).get("strategy", {}))
+
+    # -- for a user's loop -------------------------------------------------------------------------
+
+    def sampler(self, batch_size: int, num_replicas: int | None = None, rank: int | None = None) -> CurriculumSampler:
+        """A :class:`CurriculumSampler` over this curriculum (``batch_size`` is the global batch)."""
+        return CurriculumSampler(self, batch_size, num_replicas, rank)
+
+    def dataset(self, real_dataset, spectrum, transform: Callable | None = None) -> CurriculumDataset:
+        """A :class:`CurriculumDataset`: pool index → your real item, or ``(transform(image), label)``."""
+        return CurriculumDataset(self, real_dataset, spectrum, transform)
+
+
+class CurriculumSampler(torch.utils.data.Sampler):
+    """Yields this process's pool indices of the current epoch; call ``set_epoch(e)`` before each epoch.
+
+    Like ``DistributedSampler``: ``num_replicas``/``rank`` default to ``torch.distributed``'s world size
+    and rank (1/0 without it). Give the ``DataLoader`` ``batch_size=sampler.per_replica_batch_size``, no
+    shuffle and no second distributed sampler: each global batch of ``batch_size`` is shuffled from
+    (seed, epoch) and split every ``num_replicas``-th item, as in ``discl train``. A final global batch
+    too small for 2 items per process is dropped (batch norm), as there too.
+    """
+
+    def __init__(self, curriculum: Curriculum, batch_size: int, num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None or rank is None:
+            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+            num_replicas = (torch.distributed.get_world_size() if dist else 1) if num_replicas is None else num_replicas
+            rank = (torch.distributed.get_rank() if dist else 0) if rank is None else rank
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.curriculum, self.batch_size = curriculum, int(batch_size)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.per_replica_batch_size = max(1, math.ceil(self.batch_size / self.num_replicas))
+        self.epoch = 0
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the next iteration yields (its plan is made when iteration starts)."""
+        self.epoch = int(epoch)
+        self._cache = None
+
+    def _indices(self) -> np.ndarray:
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self.curriculum.indices(self.epoch, self.batch_size, self.num_replicas, self.rank))
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[int]:
+        self._cache = None  # an adaptive strategy may have changed its next stage since
+        return iter(self._indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+class CurriculumDataset(torch.utils.data.Dataset):
+    """Pool index → the item to train on: ``real_dataset[j]`` for a real image (your item, unchanged)
+    or ``(transform(image), label)`` for a synthetic one. Use the transform your real dataset applies,
+    so both kinds of images reach the model alike."""
+
+    def __init__(self, curriculum: Curriculum, real_dataset, spectrum, transform: Callable | None = None):
+        self.curriculum, self.real_dataset, self.spectrum, self.transform = curriculum, real_dataset, spectrum, transform
+
+    def __len__(self) -> int:
+        return len(self.curriculum)
+
+    def __getitem__(self, i: int):
+        j = int(self.curriculum.real_index[i])
+        if j >= 0:
+            return self.real_dataset[j]
+        s = int(self.curriculum.spectrum_index[i])
+        image = self.spectrum.image(s)
+        return (self.transform(image) if self.transform is not None else image), int(self.curriculum.meta.at[int(i), "label"])
+
+    def epoch(self, epoch: int, batch_size: int | None = None) -> torch.utils.data.Subset:
+        """Epoch ``epoch``'s items as a Dataset (in training order when ``batch_size`` is given)."""
+        return torch.utils.data.Subset(self, self.curriculum.indices(epoch, batch_size).tolist())
+
+
+def _first(item):
+    return item[0] if isinstance(item, tuple | list) else item
+
+
+def create_curriculum(
+    strategy: str | CurriculumConfig = "fixed",
+    *,
+    spectrum,
+    train_ids: Sequence[Any],
+    train_labels: Sequence[int],
+    epochs: int,
+    seed: int = 0,
+    hard_ids: Sequence[Any] | None = None,
+    num_classes: int | None = None,
+    holdout_seed: int | None = None,
+    real_dataset=None,
+    transform: Callable | None = None,
+    **options: Any,
+) -> Curriculum:
+    """A :class:`Curriculum` over your real training set and a spectrum (:func:`discl.load_spectrum`).
+
+    ``strategy`` is a registered name (``discl curricula`` lists them) with ``options`` as
+    ``curriculum.*`` keys (``levels=[0.1, 0.3, 0.5]``, ``stages=[...]``...), or a full
+    :class:`~discl.curriculum.config.CurriculumConfig`. ``train_ids``/``train_labels`` describe your
+    training set in its own order; the ids must be the ``sample_id`` values the run mined and generated
+    from. ``hard_ids`` defaults to the run's ``mining/hard.csv`` (else every spectrum source). The
+    adaptive strategies hold out hard images chosen from ``holdout_seed`` (default ``seed``; ``discl
+    train`` uses the run's ``seed``) and need ``real_dataset`` and ``transform`` to make the probe
+    batches that :meth:`Curriculum.after_epoch` passes to your probability function.
+    """
+    if isinstance(strategy, CurriculumConfig):
+        if options:
+            raise ValueError("give curriculum options either in the CurriculumConfig or as keywords, not both")
+        cfg = strategy
+    else:
+        from discl.configtools import from_dict
+
+        cfg = from_dict(CurriculumConfig, {"strategy": strategy, **options}, prefix="curriculum.")
+    ids = [str(s) for s in train_ids]
+    labels = np.asarray(train_labels, dtype=np.int64)
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} train_ids but {len(labels)} train_labels")
+    if len(set(ids)) != len(ids):
+        raise BadInputError("train_ids has repeated ids; each real training image needs its own sample_id")
+    train = pd.DataFrame({"sample_id": ids, "label": labels})
+    if hard_ids is None:
+        hard_csv = Path(spectrum.run_dir) / "mining" / "hard.csv" if getattr(spectrum, "run_dir", None) else None
+        hard_ids = (read_table(hard_csv)["sample_id"].astype(str).tolist() if hard_csv is not None and hard_csv.is_file()
+                    else sorted(set(spectrum.frame["sample_id"].astype(str))))
+    hard_ids = [str(s) for s in hard_ids]
+    label_of = dict(zip(ids, labels.tolist()))
+    missing = [s for s in hard_ids if s not in label_of]
+    if missing:
+        raise BadInputError(f"{len(missing)} hard ids are not in train_ids, e.g. {missing[0]!r}: train_ids must be the "
+                            "sample ids the run mined (see RUN/mining/hard.csv)")
+    hard = pd.DataFrame({"sample_id": hard_ids, "label": [label_of[s] for s in hard_ids]})
+    k = int(num_classes) if num_classes is not None else int(max(labels.max(initial=-1), spectrum.labels.max(initial=-1)) + 1)
+    strat = create_strategy(cfg.strategy, cfg, epochs, seed)
+    manifest = spectrum.frame.assign(keep=True)  # the spectrum is already the kept variants (or all, if asked)
+    available = {round(float(v), 6) for v in manifest["lam"]}
+    missing_levels = [lv for lv in needed_levels(strat, cfg, epochs) if lv not in available]
+    if missing_levels:
+        raise BadInputError(f"curriculum {cfg.strategy!r} needs λ = {', '.join(f'{v:g}' for v in missing_levels)} but the "
+                            f"spectrum has λ = {', '.join(f'{v:g}' for v in sorted(available))}: pass levels=[...] "
+                            "from the spectrum's levels")
+    probes = None
+    if strat.needs_feedback:
+        if real_dataset is None or transform is None:
+            raise BadInputError(f"curriculum {cfg.strategy!r} measures progress on held-out images: pass real_dataset "
+                                "and transform to create_curriculum, to build the probe batches")
+        probes = _probe_builder(cfg, train, manifest, spectrum, real_dataset, transform)
+    hs = seed if holdout_seed is None else int(holdout_seed)
+    return Curriculum.from_frames(strat, cfg, train, hard, manifest, epochs, k, seed, hs, probes)
+
+
+def _probe_builder(cfg: CurriculumConfig, train: pd.DataFrame, manifest: pd.DataFrame, spectrum, real_dataset,
+                   transform: Callable) -> Callable[[list[str]], Probes]:
+    """The probes of a user's curriculum: held-out real images (λ=1) and their kept variants per level,
+    in ``discl train``'s order (variants sorted by sample id and k), through the user's transform."""
+
+    def build(holdout: list[str]) -> Probes:
+        pos = pd.Index(train["sample_id"]).get_indexer(holdout)
+        out: Probes = {}
+        for lv in cfg.levels:
+            if is_real(lv):
+                xs = [_first(real_dataset[int(j)]) for j in pos]  # the user's item, already transformed
+                y = train["label"].to_numpy()[pos]
+            else:
+                rows = manifest[manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
+                                & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
+                rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
+                xs = [transform(spectrum.image(int(i))) for i in rows.index]
+                y = rows["label"].to_numpy()
+            x = torch.stack(xs) if xs else torch.zeros(0)
+            out[round(float(lv), 6)] = (x, torch.as_tensor(np.asarray(y, dtype=np.int64)))
+        return out
+
+    return build
+
