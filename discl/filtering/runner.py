@@ -349,6 +349,9 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
         write_table(log_path, retry_log)
     manifest.attrs = scored.attrs
     write_table(filter_dir / "manifest.csv", manifest)
+    from discl.data.spectrum import write_filtered_metadata
+
+    write_filtered_metadata(spectrum_dir, manifest)  # scores + keep for datasets.load_dataset(RUN/spectrum)
     summary = summarize(manifest)
     write_table(filter_dir / "summary.csv", summary)
     plot_summary(summary, filter_dir / "summary.png",

@@ -2,7 +2,9 @@
 
 Input: ``RUN/mining/hard.csv`` (sample_id, label, class_name) and the task's dataset.
 Output: ``RUN/spectrum/`` -- ``images/<label>/<sample>_l<lambda>_k<k>.png`` plus ``metadata.csv``
-(one row per image, Hugging Face imagefolder convention: ``file_name`` relative to the folder).
+(one row per image, Hugging Face imagefolder convention: ``file_name`` relative to the folder) and a
+dataset card ``README.md`` naming them (:mod:`discl.data.spectrum`), so ``datasets.load_dataset`` keeps
+the metadata whatever the sample ids say.
 
 Each image is written atomically; a rerun skips images whose file exists and decodes. Batches are
 planned over the whole spectrum; shards (``--shard i/n`` or one per process under ``torchrun``)
@@ -280,6 +282,10 @@ def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, di
         logger.info("spectrum not complete yet: %d of %d images missing (other shards?)", len(missing), len(plan))
         return False
     write_table(out / METADATA, plan)
+    from discl.data.spectrum import FILTERED_METADATA, write_dataset_card
+
+    (out / FILTERED_METADATA).unlink(missing_ok=True)  # the filter's view of an older spectrum
+    write_dataset_card(out)  # datasets.load_dataset(RUN/spectrum) reads the metadata, no split inference
     mark_complete(out / "_done.json", digest, images=len(plan))
     return True
 
