@@ -9,7 +9,9 @@ For ``datasets.load_dataset(RUN/spectrum)`` the folder carries a dataset card (`
 infers splits from file names (sample ids such as ``train-00012`` or ``test-3`` would make splits or
 fail), drops the metadata and labels by folder names sorted as strings (class 10 → label 1). After
 ``discl filter``, the card's default config reads ``metadata.parquet`` (provenance + scores + ``keep``),
-written into the folder by the filter; ``generated`` is the spectrum as ``discl generate`` wrote it.
+written into the folder by the filter; ``generated-<digest>`` is the spectrum as ``discl generate``
+wrote it. Config names carry a digest of their metadata, because ``datasets`` caches a local folder by
+its name (every run's is ``spectrum``) and config name, whatever the files hold.
 """
 
 from __future__ import annotations
@@ -24,13 +26,10 @@ import pandas as pd
 from discl.artifacts import ArtifactError, atomic_write_text, confine, read_table, write_table
 from discl.errors import BadInputError
 
-__all__ = ["Spectrum", "load_spectrum", "write_dataset_card", "write_filtered_metadata", "SPECTRUM_FIELDS"]
+__all__ = ["Spectrum", "load_spectrum", "open_spectrum_image", "write_dataset_card", "write_filtered_metadata"]
 
 GENERATED_METADATA = "metadata.csv"
 FILTERED_METADATA = "metadata.parquet"
-# the fields a Spectrum item has besides the image (CLIP scores only after `discl filter`)
-SPECTRUM_FIELDS = ("label", "lam", "seed", "k", "sample_id", "class_name", "prompt", "sim_text", "sim_prompt",
-                   "sim_image", "clipscore", "keep", "file_name")
 
 
 def _data_patterns(file_names) -> list[str]:
@@ -39,31 +38,43 @@ def _data_patterns(file_names) -> list[str]:
     return [f"{t}/**" for t in tops] or ["images/**"]
 
 
+def _content_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=6).hexdigest()
+
+
 def write_dataset_card(spectrum_dir: Path) -> Path:
     """(Re)write ``spectrum_dir/README.md``: a hub dataset card whose ``configs`` name the data files.
 
-    ``default`` reads the filtered metadata when ``discl filter`` has written it, else ``metadata.csv``;
-    ``generated`` is always ``metadata.csv``. Naming the files stops split inference from file names.
+    The default config reads the filtered metadata when ``discl filter`` has written it, else
+    ``metadata.csv``; ``generated-<digest>`` is always ``metadata.csv``. Naming the files stops split
+    inference from file names. The digest of the metadata in each config name keeps ``datasets``'
+    cache, keyed by folder name and config name (datasets 5.2, measured), from serving one run's
+    spectrum for another's or for an older version of the same folder.
     """
     spectrum_dir = Path(spectrum_dir)
     generated = read_table(spectrum_dir / GENERATED_METADATA)
     patterns = _data_patterns(generated["file_name"])
+    generated_name = f"generated-{_content_digest(spectrum_dir / GENERATED_METADATA)}"
     configs = []
     if (spectrum_dir / FILTERED_METADATA).is_file():
         filtered = pd.read_parquet(spectrum_dir / FILTERED_METADATA, columns=["file_name"])
-        configs.append(("default", FILTERED_METADATA, _data_patterns(filtered["file_name"])))
-        configs.append(("generated", GENERATED_METADATA, patterns))
-    else:
-        configs.append(("default", GENERATED_METADATA, patterns))
+        configs.append((f"filtered-{_content_digest(spectrum_dir / FILTERED_METADATA)}", FILTERED_METADATA,
+                        _data_patterns(filtered["file_name"])))
+    configs.append((generated_name, GENERATED_METADATA, patterns))
     lines = ["---", "configs:"]
-    for name, meta, globs in configs:
-        lines += [f"- config_name: {name}", "  data_files:", "  - split: train", "    path:", f"    - {meta}"]
+    for i, (name, meta, globs) in enumerate(configs):
+        lines += [f"- config_name: {name}"] + (["  default: true"] if i == 0 else [])
+        lines += ["  data_files:", "  - split: train", "    path:", f"    - {meta}"]
         lines += [f"    - \"{g}\"" for g in globs]
     lines += ["---", "", "# DisCL synthetic-to-real spectrum", "",
               "Written by `discl generate` / `discl filter`. Load it with `datasets.load_dataset(\"<this folder>\", "
               "split=\"train\")`: every provenance column, the integer `label` of the source dataset and, after "
               "`discl filter`, the CLIP scores and the `keep` flag (keep only `keep == True` to train as discl "
-              "does). The `generated` config is the unfiltered spectrum. Do not use "
+              "does). The `generated-…` config is the spectrum as generated (metadata.csv). Config names carry a "
+              "digest of their metadata: `datasets` caches a local folder by its name and config, so another "
+              "run's `spectrum` folder, or this one regenerated, is never read from a stale cache. Do not use "
               "`load_dataset(\"imagefolder\", data_dir=...)`: it ignores this card and infers splits from file names.",
               ""]
     path = spectrum_dir / "README.md"
@@ -77,6 +88,20 @@ def write_filtered_metadata(spectrum_dir: Path, manifest: pd.DataFrame) -> None:
     spectrum_dir = Path(spectrum_dir)
     write_table(spectrum_dir / FILTERED_METADATA, manifest.reset_index(drop=True))
     write_dataset_card(spectrum_dir)
+
+
+def open_spectrum_image(path: Path):
+    """A spectrum image fully read into memory (file closed), or an error naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise BadInputError(f"spectrum image {path} is missing (listed in the spectrum's metadata)") from None
+    except OSError as e:
+        raise BadInputError(f"spectrum image {path} cannot be read: {e}") from None
 
 
 def _keep_mask(frame: pd.DataFrame) -> np.ndarray:
@@ -112,18 +137,8 @@ class Spectrum:
         return confine(self.root, str(self.frame.at[int(i), "file_name"]))
 
     def image(self, i: int):
-        """Row ``i``'s image as an RGB/L PIL image, fully read (the file is closed)."""
-        from PIL import Image
-
-        path = self.path(i)
-        try:
-            with Image.open(path) as img:
-                img.load()
-                return img.copy()
-        except FileNotFoundError:
-            raise BadInputError(f"spectrum image {path} is missing (listed in the spectrum's manifest)") from None
-        except OSError as e:
-            raise BadInputError(f"spectrum image {path} cannot be read: {e}") from None
+        """Row ``i``'s image as a PIL image, fully read (the file is closed)."""
+        return open_spectrum_image(self.path(i))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from discl.artifacts import atomic_write_bytes, clean_stale_temp, confine, read_table, write_table
+from discl.data.spectrum import open_spectrum_image
 from discl.errors import BadInputError
 from discl.filtering.rules import apply_rules, rules_from_config
 from discl.filtering.scores import clipscore, rowwise_cosine
@@ -62,19 +63,6 @@ def _stat(path: Path) -> str:
     except FileNotFoundError:
         return ""
     return f"{st.st_size}:{st.st_mtime_ns}"
-
-
-def _load_image(path: Path):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except FileNotFoundError:
-        raise BadInputError(f"spectrum image {path} is missing (listed in metadata.csv)") from None
-    except OSError as e:
-        raise BadInputError(f"spectrum image {path} cannot be read: {e}") from None
 
 
 # -- caches ------------------------------------------------------------------------------------
@@ -165,7 +153,7 @@ def score_spectrum(
         log.info("encoding %d of %d spectrum images (%d cached)", len(todo), len(frame), len(frame) - len(todo))
     for start in range(0, len(todo), FLUSH_EVERY):
         chunk = todo[start : start + FLUSH_EVERY]
-        emb = need_scorer().encode_images([_load_image(files[i]) for i in chunk]).numpy()
+        emb = need_scorer().encode_images([open_spectrum_image(files[i]) for i in chunk]).numpy()
         for i, e in zip(chunk, emb):
             fn = frame["file_name"].iat[i]
             rows[fn] = {"file_name": fn, "scorer": scorer_id, "stat": stats[i], "digest": digests[i],
@@ -335,7 +323,7 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
 
         def score_candidates(rows: list[dict]) -> list[dict]:
             sc = get_scorer()
-            emb = sc.encode_images([_load_image(confine(spectrum_dir, r["file_name"])) for r in rows]).numpy()
+            emb = sc.encode_images([open_spectrum_image(confine(spectrum_dir, r["file_name"])) for r in rows]).numpy()
             texts = sc.encode_texts([str(r["prompt"]) for r in rows] +
                                     [fc.text_template.format(name=r["class_name"]) for r in rows]).numpy()
             real = load_real_embeddings(real_path, scorer_id, section_digest(cfg, "data"))
