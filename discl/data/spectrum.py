@@ -39,9 +39,14 @@ def _data_patterns(file_names) -> list[str]:
 
 
 def _content_digest(path: Path) -> str:
+    """Digest of a metadata file's bytes and of where the folder is: ``datasets`` caches the image paths
+    too, so a copy of the same spectrum elsewhere needs its own cache entry."""
     import hashlib
 
-    return hashlib.blake2b(Path(path).read_bytes(), digest_size=6).hexdigest()
+    path = Path(path)
+    h = hashlib.blake2b(str(path.parent.resolve()).encode() + b"\0", digest_size=6)
+    h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def write_dataset_card(spectrum_dir: Path) -> Path:
@@ -49,9 +54,10 @@ def write_dataset_card(spectrum_dir: Path) -> Path:
 
     The default config reads the filtered metadata when ``discl filter`` has written it, else
     ``metadata.csv``; ``generated-<digest>`` is always ``metadata.csv``. Naming the files stops split
-    inference from file names. The digest of the metadata in each config name keeps ``datasets``'
-    cache, keyed by folder name and config name (datasets 5.2, measured), from serving one run's
-    spectrum for another's or for an older version of the same folder.
+    inference from file names. The digest (metadata bytes and folder location) in each config name
+    keeps ``datasets``' cache, keyed by folder name and config name only (datasets 5.2, measured),
+    from serving one run's spectrum for another's, an older version of this one, or image paths of a
+    deleted copy. Call it again after moving a run folder.
     """
     spectrum_dir = Path(spectrum_dir)
     generated = read_table(spectrum_dir / GENERATED_METADATA)
@@ -73,8 +79,10 @@ def write_dataset_card(spectrum_dir: Path) -> Path:
               "split=\"train\")`: every provenance column, the integer `label` of the source dataset and, after "
               "`discl filter`, the CLIP scores and the `keep` flag (keep only `keep == True` to train as discl "
               "does). The `generated-…` config is the spectrum as generated (metadata.csv). Config names carry a "
-              "digest of their metadata: `datasets` caches a local folder by its name and config, so another "
-              "run's `spectrum` folder, or this one regenerated, is never read from a stale cache. Do not use "
+              "digest of their metadata and of this folder's location: `datasets` caches a local folder by its "
+              "name and config only, so another run's `spectrum` folder, or this one regenerated, is never read "
+              "from a stale cache (after moving the folder, rewrite this card with "
+              "`discl.data.spectrum.write_dataset_card(folder)`). Do not use "
               "`load_dataset(\"imagefolder\", data_dir=...)`: it ignores this card and infers splits from file names.",
               ""]
     path = spectrum_dir / "README.md"
