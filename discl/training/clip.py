@@ -28,7 +28,7 @@ from discl.training.config import EMBEDDED, embedded_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "TEMPLATES", "EMBEDDED",
+__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "gather_with_grad", "TEMPLATES", "EMBEDDED",
            "embedded_weights"]
 
 TEMPLATES = ("a photo of {name}.", "{name} in the wild.")
@@ -36,8 +36,43 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def flyp_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric contrastive loss of paired, L2-normalised embeddings [N, D] (row i ↔ row i)."""
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """This process's rows [n_r, D] → every process's rows [Σ n_r, D] in rank order, differentiable.
+
+    Under DDP each process holds only its share of the global batch; a contrastive loss needs the
+    whole batch as negatives. ``torch.distributed.nn.functional.all_gather`` sends the gradient of
+    every gathered copy back to the process that owns the rows (summed), as open_clip's ``ClipLoss``
+    with ``gather_with_grad=True`` relies on. The loop's last batch can leave processes with unequal
+    shares, which a plain all_gather cannot take, so the rows are padded to the largest share and
+    the padding dropped after gathering. Without an initialised process group (one process) ``x``
+    is returned as it is.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    n = torch.tensor([len(x)], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    counts = [int(s) for s in sizes]
+    padded = F.pad(x, (0, 0, 0, max(counts) - len(x))) if len(x) < max(counts) else x
+    return torch.cat([part[:c] for part, c in zip(all_gather(padded), counts)])
+
+
+def flyp_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor,
+              gather: bool = True) -> torch.Tensor:
+    """Symmetric contrastive loss of paired, L2-normalised embeddings [N, D] (row i ↔ row i).
+
+    With several processes (``gather``, a torch.distributed group initialised, as under DDP), the
+    pairs of all processes are gathered first (:func:`gather_with_grad`), so every process computes
+    the loss over the *global* batch (``training.batch_size`` pairs, open_clip's ``local_loss=False``)
+    rather than a (batch/W)-way problem over its own share. Every process then holds the same loss;
+    the gathered gradients, averaged by DDP, are the gradients of that global loss.
+    """
+    if gather:
+        image_emb, text_emb = gather_with_grad(image_emb), gather_with_grad(text_emb)
     logits = logit_scale * image_emb @ text_emb.t()
     target = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
