@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from discl.artifacts import normalise_relative
 from discl.data.base import ImageDataset
 from discl.data.config import DataConfig
 from discl.data.images import IMAGE_EXTENSIONS, load_image
@@ -211,12 +212,11 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         if not raw:
             problems.report(raw, "empty path", where)
             continue
-        rel = Path(raw)
-        full = (root / rel).resolve()
-        if rel.is_absolute() or (full != root and root not in full.parents):
+        key = normalise_relative(raw)
+        if key is None or key == ".":
             problems.report(raw, f"path {raw!r} escapes the dataset root {root}", where)
             continue
-        key = full.relative_to(root).as_posix()
+        full = root / key  # not resolved: a symlinked sub-folder stays inside the root (normalise_relative)
         if key in seen:
             problems.report(raw, f"duplicate row: {raw!r} is already listed in row {seen[key]}", where)
             continue
@@ -296,14 +296,14 @@ def load_split_files(cfg: DataConfig) -> FileImageDataset:
                 problems.report(line.strip(), f"expected 'relative/path label', got {line.strip()!r}", where)
                 continue
             raw, label = parts[0], int(parts[1])
-            full = (resolved / raw).resolve()
-            if Path(raw).is_absolute() or resolved not in full.parents:
+            key = normalise_relative(raw)
+            if key is None or key == ".":
                 problems.report(raw, f"path {raw!r} escapes the image root {resolved}", where)
                 continue
+            full = resolved / key  # not resolved: symlinked sub-folders are accepted (normalise_relative)
             if label < 0 or (names and label >= len(names)):
                 problems.report(raw, f"label {label} is outside 0..{len(names) - 1 if names else 'K-1'}", where)
                 continue
-            key = full.relative_to(resolved).as_posix()
             if key in seen:
                 problems.report(raw, f"duplicate: {raw!r} is already listed at {seen[key]}", where)
                 continue
