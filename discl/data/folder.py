@@ -200,6 +200,9 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"{csv}: missing column(s) {', '.join(missing)} (has: {', '.join(table.columns)}; "
                             "needs path,label[,split])")
     has_split = "split" in table.columns
+    if has_split:
+        table["split"] = table["split"].str.strip().str.lower()  # "Train" is train
+        _check_split_column(table["split"], csv, cfg.on_bad_image)
     root = csv.parent.resolve()
     known = list(cfg.class_names)
     problems = _Problems(cfg.on_bad_image)
@@ -208,7 +211,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         line = i + 2  # 1-based, after the header
         where = f"{csv} row {line}"
         raw, label = rec["path"].strip(), rec["label"].strip()
-        split = rec["split"].strip() if has_split else "train"
+        split = rec["split"] if has_split else "train"
         if not raw:
             problems.report(raw, "empty path", where)
             continue
@@ -238,6 +241,21 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"{csv}: no row has split 'train'")
     classes = known or _sorted_classes(r["class_name"] for r in rows)
     return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
+
+
+def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
+    """With ``on_bad_image: error``, one error naming every row with an unknown split value (the
+    count, each bad value and the first rows), not only the first: a CSV written by another tool
+    usually has the same mistake on many rows, and fixing them one run at a time wastes the user's
+    time. In ``skip`` mode the rows are skipped and listed one by one like any other bad row."""
+    bad = splits[~splits.isin(SPLITS)]
+    if mode != "error" or bad.empty:
+        return
+    rows = [int(i) + 2 for i in bad.index]  # 1-based, after the header
+    shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    values = ", ".join(repr(v) for v in sorted(set(bad)))
+    raise BadInputError(f"{csv}: {len(rows)} row(s) have an unknown split ({values}; use {', '.join(SPLITS)}, "
+                        f"any case): rows {shown}")
 
 
 def read_class_map(path: Path) -> list[tuple[str, str]]:
