@@ -125,3 +125,21 @@ def test_a_level_nobody_generates_names_the_key_that_fixes_it(method, key, hint)
     with pytest.raises(ConfigError) as e:
         validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", overrides))
     assert f"{key}: method '{method}'" in str(e.value) and ("change curriculum.levels" in str(e.value)) == hint
+
+
+@pytest.mark.parametrize("override, message", [
+    ("filtering.per_level={0.2: 0.3, 0.5: 0.2}",
+     r"filtering\.per_level\.0\.2: λ = 0\.2 is not generated \(generation\.levels: 0\.1, 0\.3, 0\.5\)"),
+    ("filtering.per_class={sneaker: 0.3, Bag: 0.2}",
+     r"filtering\.per_class\.sneaker: no class 'sneaker' .*did you mean 'Sneaker'.*classes: T-shirt/top, Trouser"),
+])
+def test_a_filter_threshold_that_would_never_apply_is_an_error(override, message):
+    """A per-λ threshold for a level nobody generates, or a per-class one for a misspelled class,
+    would be saved and silently have no effect: refused before any work, naming the valid values."""
+    from discl.validation import validate_run_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", [override]), weights=False)
+    validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", ["filtering.per_level={0.3: 0.3}",
+                                                                           "filtering.per_class={Bag: 0.2}"]),
+                        weights=False)
