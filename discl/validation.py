@@ -406,11 +406,24 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         path = Path(t.clip_pretrained).expanduser() if t.clip_pretrained not in (None, "", "embedded") else WEIGHTS_PATH
         if not path.is_file():
             out.append(f"training.clip_pretrained: the embedded CLIP weights {path.resolve()} do not exist")
+        elif (p := _safetensors_problem("training.clip_pretrained", path)) is not None:
+            out.append(p)
     elif t.model == "clip" and t.clip_pretrained:
         if (p := _open_clip_problem("training.clip_pretrained", t.clip_model, t.clip_pretrained)) is not None:
             out.append(p)
-    if t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
+        elif (Path(t.clip_pretrained).suffix == ".safetensors" and (p := _safetensors_problem(
+                "training.clip_pretrained", Path(t.clip_pretrained).expanduser())) is not None):
+            out.append(p)
+    own_model = t.model != "clip" and not t.model.startswith(("timm:", "torchvision:"))
+    if own_model and (t.pretrained_path or t.pretrained):
+        key = "training.pretrained_path" if t.pretrained_path else "training.pretrained"
+        out.append(f"{key}: model {t.model!r} is trained from scratch and has no pretrained weights; remove {key}, "
+                   f"or use a timm:<name> / torchvision:<name> model")
+    elif t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
         out.append(f"training.pretrained_path: {Path(t.pretrained_path).expanduser().resolve()} does not exist")
+    elif (t.pretrained_path and Path(t.pretrained_path).suffix == ".safetensors" and (p := _safetensors_problem(
+            "training.pretrained_path", Path(t.pretrained_path).expanduser())) is not None):
+        out.append(p)
     elif t.pretrained and t.model.startswith("timm:"):
         import timm
 
@@ -435,7 +448,23 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         out.append(f"training.init_from: {Path(t.init_from).expanduser().resolve()} does not exist "
                    f"(a checkpoint file, ce/bs/cb/flyp: that baseline of this run, or baseline: the one of "
                    f"each run's own loss)")
+    elif (t.init_from and t.init_from not in INIT_BASELINES  # discl reads it as safetensors whatever its name
+          and (p := _safetensors_problem("training.init_from", Path(t.init_from).expanduser())) is not None):
+        out.append(p)
     return out
+
+
+def _safetensors_problem(key: str, path: Path) -> str | None:
+    """Why ``path`` is not a readable safetensors file (its header only is read), or None: a truncated
+    download or a file of another format fails here, before a run folder is made, not at training."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.metadata()
+    except Exception as e:  # noqa: BLE001 - any reader failure is the same problem for the user
+        return f"{key}: {path.resolve()} is not a readable safetensors file ({type(e).__name__}: {e})"
+    return None
 
 
 # what a stage's own command does not load: its backends and weights are not checked there

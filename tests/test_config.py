@@ -143,3 +143,18 @@ def test_a_filter_threshold_that_would_never_apply_is_an_error(override, message
     validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", ["filtering.per_level={0.3: 0.3}",
                                                                            "filtering.per_class={Bag: 0.2}"]),
                         weights=False)
+
+
+def test_baseline_with_a_bad_weights_file_fails_before_making_its_run_folder(tmp_path):
+    """A weights file that is not safetensors (a truncated download, another format) and pretrained
+    weights for a from-scratch model are config errors: `discl baseline` makes no run folder."""
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    for override, message in ((f"training.init_from={bad}", f"training.init_from: {bad} is not a readable safetensors"),
+                              (f"training.pretrained_path={bad}", "training.pretrained_path: model 'resnet8' is "
+                                                                 "trained from scratch and has no pretrained weights")):
+        proc = subprocess.run([sys.executable, "-m", "discl", "baseline", "configs/fmnist-lt.yaml", override,
+                               "--run-dir", str(tmp_path / "run"), "--seeds", "0", "--loss", "ce"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "run").exists()

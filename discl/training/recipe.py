@@ -287,12 +287,13 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
     if (done := _done(out_dir, digest)) is not None:
         return done
-    _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
+    # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
+    model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
+    _prepare_out(out_dir, cfg, digest)
     memory = in_memory(cfg, ds)
     train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
-    model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
@@ -420,8 +421,10 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                             f"{run_dir}/filter/manifest.csv has only λ = {', '.join(f'{v:g}' for v in sorted(available))}; "
                             f"add them to generation.levels and rerun generate and filter"
                             + ("" if own else " (or change curriculum.levels)"))
-    _prepare_out(out_dir, cfg, digest)
     k = len(ds.classes)
+    # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
+    model, header = build_classifier(tcfg, k, cfg.data.channels, cfg.data.image_size, ds.classes, seed)
+    _prepare_out(out_dir, cfg, digest)
     train_frame = ds.split("train")
     holdout = select_holdout(hard, cfg.curriculum.holdout_per_class, cfg.seed) if strategy.uses_holdout else []
     real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
@@ -449,7 +452,6 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                        "held out); its stages train on real images only: lower filtering.threshold or check "
                        "filter/manifest.csv", strategy_name, ", ".join(f"{v:g}" for v in empty))
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
-    model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
