@@ -158,3 +158,26 @@ def test_baseline_with_a_bad_weights_file_fails_before_making_its_run_folder(tmp
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "run").exists()
+
+
+def test_weights_paths_resolve_against_the_config_file_and_expand_home(tmp_path, monkeypatch):
+    """``training.clip_pretrained: weights/own.safetensors`` next to the config reads that file from any
+    working directory, like data.root; ``~`` is expanded; an open_clip tag or a baseline name stays."""
+    home, work = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    cfg_file = folder / "my.yaml"
+    cfg_file.write_text("training:\n  model: clip\n  clip_model: embedded\n  clip_pretrained: weights/own.safetensors\n"
+                        "  init_from: ../ckpt/best.safetensors\n  pretrained_path: w.pt\n")
+    t = load_config(cfg_file).training
+    assert t.clip_pretrained == str(folder / "weights" / "own.safetensors")
+    assert t.init_from == str(tmp_path / "ckpt" / "best.safetensors") and t.pretrained_path == str(folder / "w.pt")
+    t = load_config(cfg_file, ["training.clip_pretrained=~/clip/own.safetensors", "training.init_from=ce"]).training
+    assert t.clip_pretrained == str(home / "clip" / "own.safetensors") and t.init_from == "ce"
+    t = load_config(cfg_file, ["training.clip_model=ViT-B-16", "training.clip_pretrained=openai",
+                               "training.init_from=run/best.safetensors"]).training
+    assert t.clip_pretrained == "openai" and t.init_from == str(work / "run" / "best.safetensors")  # override: the cwd
