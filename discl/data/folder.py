@@ -141,8 +141,9 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
     frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
     skipped = problems.frame()
     if len(skipped):
-        log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip); first: %s (%s)", source, len(skipped),
-                    skipped.iloc[0]["path"], skipped.iloc[0]["reason"])
+        log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip), e.g. %s (%s); a run's stages list "
+                    "every one in RUN/skipped_inputs.csv", source, len(skipped), skipped.iloc[0]["path"],
+                    skipped.iloc[0]["reason"])
     counts = frame.groupby("split").size().to_dict()
     log.info("%s: %d images, %d classes, splits %s", source, len(frame), len(classes), counts)
     return FileImageDataset(name, classes, frame, root, cfg, skipped)
@@ -349,4 +350,37 @@ def write_skip_report(dataset: ImageDataset, folder: Path) -> Path | None:
     path = Path(folder) / "skipped_inputs.csv"
     write_table(path, skipped)
     log.warning("%d input(s) were skipped; the list is in %s", len(skipped), path)
+    return path
+
+
+SKIP_REPORT = "skipped_inputs.csv"
+
+
+def record_skipped(dataset: ImageDataset, run_dir: Path, stage: str) -> Path | None:
+    """Add ``dataset.skipped`` to the run's ``RUN/skipped_inputs.csv`` (``path, reason``; rows already
+    there are kept, none is listed twice) and warn with the count and the file; None when nothing
+    was skipped.
+
+    Every stage that builds the dataset calls it, not only mining: a baseline or a curriculum run
+    started on its own (or after an image went bad) skips inputs too, and a log line naming one file
+    of many is easy to miss, while the list in the run folder stays with the results it affects.
+    """
+    from discl.artifacts import write_table
+
+    skipped = getattr(dataset, "skipped", None)
+    if skipped is None or len(skipped) == 0:
+        return None
+    path = Path(run_dir) / SKIP_REPORT
+    new = skipped[SKIP_COLUMNS].astype(str)
+    old = new.iloc[:0]
+    if path.is_file():  # as text: an empty path stays "" and matches its row again
+        try:
+            old = pd.read_csv(path, dtype=str, keep_default_na=False)[SKIP_COLUMNS]
+        except (KeyError, ValueError, pd.errors.ParserError) as e:
+            log.warning("%s: unreadable (%s); writing it again", path, e)
+    merged = pd.concat([old, new], ignore_index=True).drop_duplicates(keep="first", ignore_index=True)
+    if len(merged) != len(old):
+        write_table(path, merged)
+    log.warning("%s: %d input(s) were skipped (data.on_bad_image: skip); every one is listed in %s", stage,
+                len(skipped), path)
     return path

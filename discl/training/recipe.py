@@ -27,6 +27,7 @@ from discl.artifacts import ArtifactError, atomic_write_json, read_json, read_ta
 from discl.config import RunConfig, save_config
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
+from discl.data.folder import record_skipped
 from discl.evaluation.metrics import compute_metrics
 from discl.methods import BASELINES, INIT_BASELINES, init_baseline
 from discl.training.checkpoint import load_weights, read_header
@@ -291,6 +292,7 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
     model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     _prepare_out(out_dir, cfg, digest)
+    record_skipped(ds, run_dir, f"baseline {variant}-s{seed}")
     memory = in_memory(cfg, ds)
     train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
@@ -425,6 +427,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
     model, header = build_classifier(tcfg, k, cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     _prepare_out(out_dir, cfg, digest)
+    record_skipped(ds, run_dir, f"train {name}")
     train_frame = ds.split("train")
     holdout = select_holdout(hard, cfg.curriculum.holdout_per_class, cfg.seed) if strategy.uses_holdout else []
     real_meta, syn_meta = build_pool_meta(train_frame, hard, manifest, levels, holdout, k,
