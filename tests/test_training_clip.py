@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from discl.filtering.testing import register_tiny_open_clip
-from discl.training.clip import create_clip_classifier, flyp_loss
+from discl.training.clip import caption_rows, create_clip_classifier, flyp_loss
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit, predict_proba
 
@@ -67,6 +67,16 @@ def test_flyp_loss_under_ddp_is_the_global_batch_loss(tmp_path):
         torch.testing.assert_close(got["loss"], loss.detach(), msg=f"rank {rank}: loss")
         for k, p in ref.named_parameters():
             torch.testing.assert_close(got["grads"][k], p.grad, msg=f"rank {rank}: gradient of {k}")
+
+
+def test_every_image_gets_the_same_caption_whatever_the_number_of_processes():
+    """With W processes (rank r holds positions r, r+W, ... of the global batch, as the loop splits
+    it), the gathered captions are the single-process captions of the same images."""
+    labels = torch.tensor([2, 0, 1, 1, 2, 0, 0])
+    one = caption_rows(labels, 3)
+    for world in (2, 3):
+        for rank in range(world):
+            assert torch.equal(caption_rows(labels[rank::world], 3, rank, world), one[rank::world])
 
 
 def test_clip_classifier_trains_with_flyp_and_head_follows_text_tower(tmp_path):

@@ -28,8 +28,8 @@ from discl.training.config import EMBEDDED, embedded_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "gather_with_grad", "TEMPLATES", "EMBEDDED",
-           "embedded_weights"]
+__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "gather_with_grad", "caption_rows", "TEMPLATES",
+           "EMBEDDED", "embedded_weights"]
 
 TEMPLATES = ("a photo of {name}.", "{name} in the wild.")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -76,6 +76,26 @@ def flyp_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
     logits = logit_scale * image_emb @ text_emb.t()
     target = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def caption_rows(labels: torch.Tensor, n_templates: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Rows of the caption table (class k, template t at k*T + t) for this process's images (pure).
+
+    The image at position p of the global batch gets template p mod T of its class. The training
+    loop gives process ``rank`` the positions rank, rank+W, rank+2W, ... of each global batch, so its
+    i-th image is at position rank + i*W: with several processes every image gets the caption it
+    gets with one, and the gathered FLYP loss is the single-process loss of the global batch.
+    """
+    position = rank + torch.arange(len(labels), device=labels.device) * world
+    return labels * n_templates + position % n_templates
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class ClipClassifier(nn.Module):
@@ -127,8 +147,7 @@ class ClipClassifier(nn.Module):
                 if not self.training:
                     self._head = head.detach()
             return scale * img @ head.t()
-        # one caption per image: template i mod T of the image's class
-        which = labels * self.n_templates + torch.arange(len(labels), device=labels.device) % self.n_templates
+        which = caption_rows(labels, self.n_templates, *_rank_and_world())
         return flyp_loss(img, self.text_embeddings(self.tokens[which]), scale)
 
 
