@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import posixpath
 import socket
 import tempfile
 from collections.abc import Iterable
@@ -212,16 +213,34 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def normalise_relative(relative: str | Path) -> str | None:
+    """``relative`` as a normalised POSIX path (``a/./b/../c`` → ``a/c``), or None when it is absolute
+    or climbs out with ``..`` (pure: decided on the text, the file system is not asked).
+
+    Confinement is lexical on purpose: a sub-folder of a root may be a symlink to other storage
+    (``root/images -> /scratch/images``, usual on clusters), which resolving the path first would
+    refuse although the user put it there; what a listed path must not do is name a place outside
+    the root by itself.
+    """
+    text = str(relative)
+    if not text or os.path.isabs(text):
+        return None
+    norm = posixpath.normpath(text)
+    if norm == ".." or norm.startswith("../") or norm.startswith("/"):
+        return None
+    return norm
+
+
 def confine(root: Path, relative: str | Path) -> Path:
-    """``root / relative``, refusing paths that escape ``root`` (absolute, ``..``, links out)."""
+    """``root / relative`` (resolved), refusing a ``relative`` that is absolute or escapes with
+    ``..``; symlinks under ``root`` are followed wherever they point (see :func:`normalise_relative`)."""
     root = Path(root).resolve()
-    rel = Path(relative)
-    if rel.is_absolute():
+    if Path(relative).is_absolute():
         raise ArtifactError(f"path {relative} must be relative to {root}")
-    full = (root / rel).resolve()
-    if full != root and root not in full.parents:
+    rel = normalise_relative(relative)
+    if rel is None:
         raise ArtifactError(f"path {relative} escapes {root}")
-    return full
+    return (root / rel).resolve()
 
 
 def is_complete(marker: Path, digest: str) -> bool:

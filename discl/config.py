@@ -62,26 +62,45 @@ class RunConfig:
 
 
 # paths a config file names relative to itself (data next to the config, not the working directory)
-RELATIVE_TO_CONFIG = (("data", "root"), ("data", "class_map"), ("data", "split_files"), ("prompts", "descriptions_file"))
+RELATIVE_TO_CONFIG = (("data", "root"), ("data", "class_map"), ("data", "split_files"), ("prompts", "descriptions_file"),
+                      ("training", "pretrained_path"))
+# keys that hold a path or a name (an open_clip tag such as "openai", a baseline such as "ce"): resolved
+# like the keys above only when the value looks like a path (:func:`looks_like_path`)
+PATH_OR_NAME = (("training", "clip_pretrained"), ("training", "init_from"))
+WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
-def _absolute(value: Any, base: Path | None) -> Any:
+def looks_like_path(value: str) -> bool:
+    """Whether a path-or-name value is a path (pure): it has a ``/``, starts with ``~`` or ``.``, or
+    ends with a weights suffix. Tags and baseline names have none of these."""
+    return "/" in value or value.startswith(("~", ".")) or value.lower().endswith(WEIGHTS_SUFFIXES)
+
+
+def _absolute(value: Any, base: Path | None, path_only: bool = False) -> Any:
     """A path (or a {name: path} mapping's paths) made absolute against ``base`` (None: the working
-    directory); other values as they are."""
+    directory), ``~`` expanded; other values as they are. ``path_only``: a string that does not look
+    like a path (:func:`looks_like_path`) is a name and stays as it is."""
     if isinstance(value, dict):
-        return {k: _absolute(v, base) for k, v in value.items()}
-    if isinstance(value, str) and value:
+        return {k: _absolute(v, base, path_only) for k, v in value.items()}
+    if isinstance(value, str) and value and (not path_only or looks_like_path(value)):
         p = Path(value).expanduser()
         if not p.is_absolute():
             return str(((base / p) if base is not None else p).resolve())
+        return str(p)
     return value
+
+
+def _path_keys():
+    return [(s, k, False) for s, k in RELATIVE_TO_CONFIG] + [(s, k, True) for s, k in PATH_OR_NAME]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """The config in ``path`` (YAML) with ``key=value`` overrides applied.
 
-    Relative ``data.root``, ``data.class_map``, ``data.split_files`` and ``prompts.descriptions_file`` in the file resolve against the file's
-    folder (and are stored absolute, so the run folder's copy reads the same data from anywhere);
+    Relative ``data.root``, ``data.class_map``, ``data.split_files``, ``prompts.descriptions_file``,
+    ``training.pretrained_path`` and, when they are paths (not a tag or a baseline name),
+    ``training.clip_pretrained`` and ``training.init_from`` in the file resolve against the file's
+    folder, ``~`` expanded (and are stored absolute, so the run folder's copy reads the same data from anywhere);
     in an override they resolve against the working directory. An error names the override it
     comes from, else the file.
     """
@@ -89,9 +108,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path:
         data = resolve_relative_paths(data, Path(path).parent)
     data = apply_overrides(data, overrides or [])
-    for section, key in RELATIVE_TO_CONFIG:  # overrides: relative to the working directory
+    for section, key, path_only in _path_keys():  # overrides: relative to the working directory
         if isinstance(data.get(section), dict) and key in data[section]:
-            data[section][key] = _absolute(data[section][key], None)
+            data[section][key] = _absolute(data[section][key], None, path_only)
     try:
         return from_dict(RunConfig, data)
     except ConfigError as e:
@@ -101,10 +120,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """``data`` with the relative paths of :data:`RELATIVE_TO_CONFIG` made absolute against ``base``."""
     out = dict(data)
-    for section, key in RELATIVE_TO_CONFIG:
+    for section, key, path_only in _path_keys():
         sec = out.get(section)
         if isinstance(sec, dict) and key in sec:
-            out[section] = {**sec, key: _absolute(sec[key], base)}
+            out[section] = {**sec, key: _absolute(sec[key], base, path_only)}
     return out
 
 

@@ -311,6 +311,55 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
     return out
 
 
+def _known_classes(cfg) -> list[str] | None:
+    """The task's class names where they are known before any stage runs, else None (no check):
+    the embedded tasks' ten, a folder/csv task's (its dataset is built, cached, as mining would),
+    ``data.class_names``, or a split_files task's class map."""
+    if cfg.data.task in EMBEDDED_TASKS:
+        from discl.data.fashion_mnist import CLASSES
+
+        return list(CLASSES)
+    if cfg.data.task in ("folder", "csv"):
+        from discl.data import build_dataset
+
+        try:
+            return list(build_dataset(cfg.data).classes)
+        except Exception:  # noqa: BLE001 - the data checks report a dataset that does not build
+            return None
+    if cfg.data.class_names:
+        return list(cfg.data.class_names)
+    if cfg.data.task == "split_files" and cfg.data.class_map:
+        from discl.data.folder import read_class_map
+
+        try:
+            return [n for _, n in read_class_map(Path(cfg.data.class_map))]
+        except Exception:  # noqa: BLE001 - reported when the data is loaded
+            return None
+    return None
+
+
+def _filter_problems(cfg, data: bool) -> list[str]:
+    """``filtering.per_level`` keys against ``generation.levels`` and ``filtering.per_class`` keys
+    against the task's classes: a threshold for a λ nobody generates or a misspelled class would be
+    saved and silently never applied, so the filter would keep what the user meant to drop."""
+    f, out = cfg.filtering, []
+    generated = {round(float(v), 6) for v in cfg.generation.levels}
+    levels = ", ".join(f"{v:g}" for v in cfg.generation.levels)
+    for key in f.per_level:
+        if round(float(key), 6) not in generated:
+            out.append(f"filtering.per_level.{key}: λ = {key} is not generated (generation.levels: {levels}); "
+                       f"use one of those levels or add it to generation.levels")
+    classes = _known_classes(cfg) if f.per_class and (data or cfg.data.task not in ("folder", "csv")) else None
+    if classes is not None:
+        for key in f.per_class:
+            if key not in classes:
+                near = [c for c in classes if c.lower() == str(key).lower()]
+                out.append(f"filtering.per_class.{key}: no class {key!r} in data.task {cfg.data.task!r}"
+                           + (f" (did you mean {near[0]!r}?)" if near else "")
+                           + f"; classes: {', '.join(classes)}")
+    return out
+
+
 def _open_clip_problem(key: str, arch: str, tag: str | None) -> str | None:
     from discl.hub import unreachable_reason
 
@@ -357,11 +406,24 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         path = Path(t.clip_pretrained).expanduser() if t.clip_pretrained not in (None, "", "embedded") else WEIGHTS_PATH
         if not path.is_file():
             out.append(f"training.clip_pretrained: the embedded CLIP weights {path.resolve()} do not exist")
+        elif (p := _safetensors_problem("training.clip_pretrained", path)) is not None:
+            out.append(p)
     elif t.model == "clip" and t.clip_pretrained:
         if (p := _open_clip_problem("training.clip_pretrained", t.clip_model, t.clip_pretrained)) is not None:
             out.append(p)
-    if t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
+        elif (Path(t.clip_pretrained).suffix == ".safetensors" and (p := _safetensors_problem(
+                "training.clip_pretrained", Path(t.clip_pretrained).expanduser())) is not None):
+            out.append(p)
+    own_model = t.model != "clip" and not t.model.startswith(("timm:", "torchvision:"))
+    if own_model and (t.pretrained_path or t.pretrained):
+        key = "training.pretrained_path" if t.pretrained_path else "training.pretrained"
+        out.append(f"{key}: model {t.model!r} is trained from scratch and has no pretrained weights; remove {key}, "
+                   f"or use a timm:<name> / torchvision:<name> model")
+    elif t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
         out.append(f"training.pretrained_path: {Path(t.pretrained_path).expanduser().resolve()} does not exist")
+    elif (t.pretrained_path and Path(t.pretrained_path).suffix == ".safetensors" and (p := _safetensors_problem(
+            "training.pretrained_path", Path(t.pretrained_path).expanduser())) is not None):
+        out.append(p)
     elif t.pretrained and t.model.startswith("timm:"):
         import timm
 
@@ -386,7 +448,23 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         out.append(f"training.init_from: {Path(t.init_from).expanduser().resolve()} does not exist "
                    f"(a checkpoint file, ce/bs/cb/flyp: that baseline of this run, or baseline: the one of "
                    f"each run's own loss)")
+    elif (t.init_from and t.init_from not in INIT_BASELINES  # discl reads it as safetensors whatever its name
+          and (p := _safetensors_problem("training.init_from", Path(t.init_from).expanduser())) is not None):
+        out.append(p)
     return out
+
+
+def _safetensors_problem(key: str, path: Path) -> str | None:
+    """Why ``path`` is not a readable safetensors file (its header only is read), or None: a truncated
+    download or a file of another format fails here, before a run folder is made, not at training."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.metadata()
+    except Exception as e:  # noqa: BLE001 - any reader failure is the same problem for the user
+        return f"{key}: {path.resolve()} is not a readable safetensors file ({type(e).__name__}: {e})"
+    return None
 
 
 # what a stage's own command does not load: its backends and weights are not checked there
@@ -417,6 +495,8 @@ def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, sk
     if not problems and "curriculum" not in skip:  # the curriculum against the generated levels
         problems += _curriculum_problems(cfg)
     problems += _prompt_problems(cfg) + _backend_problems(cfg, synthetic, skip)
+    if synthetic and "filtering" not in skip:
+        problems += _filter_problems(cfg, data)
     if data:
         problems += _data_problems(cfg, skip)
     if weights and not problems:

@@ -61,10 +61,14 @@ def render() -> str:
             "errors that name the key (an override's mistake names the override). Every command validates the whole "
             "config before any stage starts (`discl.validation`): method and strategy names, `training.model` in "
             "discl's / timm's / torchvision's registry, curriculum levels against `stages` and `generation.levels`, "
-            "templates, the descriptions file, classes against the data, the embedded backends against the task "
-            "(they know only the Fashion-MNIST classes), and that every model's weights are local, cached or "
-            "reachable. Relative `data.root` and `prompts.descriptions_file` in a config file resolve against the "
-            "file's folder; in a command-line override, against the working directory.", ""]
+            "templates, the descriptions file, classes against the data, `filtering.per_level` keys against "
+            "`generation.levels` and `filtering.per_class` keys against the classes, the embedded backends against "
+            "the task (they know only the Fashion-MNIST classes), and that every model's weights are local, cached "
+            "or reachable (a local weights file must be readable safetensors where discl reads it as such). "
+            "Relative `data.root`, `data.class_map`, `data.split_files`, `prompts.descriptions_file`, "
+            "`training.pretrained_path` and, when they are paths rather than a tag or a baseline name, "
+            "`training.clip_pretrained` and `training.init_from` in a config file resolve against the file's "
+            "folder; in a command-line override, against the working directory; `~` is expanded.", ""]
     text += section(RunConfig, "")
     return "\n".join(text)
 

@@ -185,3 +185,39 @@ def test_cli_shows_one_line_not_a_traceback(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in proc.stderr
     assert lines[-1].startswith("discl data: error:") and "row 3" in lines[-1] and "gone.png" in lines[-1]
+
+
+def test_a_baseline_lists_every_skipped_input_in_the_run_folder(tmp_path, caplog):
+    """Not only mining: a baseline started on its own writes RUN/skipped_inputs.csv, and its warning
+    gives the count and that file; another stage's skips extend the list, none is listed twice."""
+    from PIL import Image
+
+    from discl.config import load_config
+    from discl.data import build_dataset
+    from discl.data.folder import record_skipped
+    from discl.training.recipe import train_baseline
+
+    root = tmp_path / "images"
+    for c in ("a", "b"):
+        for i in range(6):
+            (root / c).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (10, 10), (40 * i, 200 if c == "a" else 0, 0)).save(root / c / f"{i}.png")
+    (root / "a" / "bad.png").write_bytes(b"\x89PNG truncated")
+    (root / "b" / "worse.jpg").write_bytes(b"not a jpeg")
+    run = tmp_path / "run"
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", [
+        "data.task=folder", f"data.root={root}", "data.on_bad_image=skip", "data.image_size=8", "data.channels=3",
+        "data.val_fraction=0.34", "training.model=resnet8", "training.epochs=1", "training.batch_size=8",
+        f"run_dir={run}"])
+    with caplog.at_level("WARNING"):
+        train_baseline(cfg, run, "ce", 0)
+    listed = (run / "skipped_inputs.csv").read_text().splitlines()
+    assert listed[0] == "path,reason" and len(listed) == 3
+    assert any(ln.startswith("a/bad.png,") for ln in listed) and any(ln.startswith("b/worse.jpg,") for ln in listed)
+    assert f"2 input(s) were skipped (data.on_bad_image: skip); every one is listed in {run / 'skipped_inputs.csv'}" \
+        in caplog.text
+    record_skipped(build_dataset(cfg.data), run, "mine")  # the same inputs again: nothing added
+    assert (run / "skipped_inputs.csv").read_text().splitlines() == listed
+    (root / "b" / "0.png").write_bytes(b"gone bad since")
+    record_skipped(load_folder_dataset(cfg.data), run, "filter")  # read again (build_dataset would reuse its cache)
+    assert len((run / "skipped_inputs.csv").read_text().splitlines()) == 4  # extended by the new one

@@ -125,3 +125,59 @@ def test_a_level_nobody_generates_names_the_key_that_fixes_it(method, key, hint)
     with pytest.raises(ConfigError) as e:
         validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", overrides))
     assert f"{key}: method '{method}'" in str(e.value) and ("change curriculum.levels" in str(e.value)) == hint
+
+
+@pytest.mark.parametrize("override, message", [
+    ("filtering.per_level={0.2: 0.3, 0.5: 0.2}",
+     r"filtering\.per_level\.0\.2: λ = 0\.2 is not generated \(generation\.levels: 0\.1, 0\.3, 0\.5\)"),
+    ("filtering.per_class={sneaker: 0.3, Bag: 0.2}",
+     r"filtering\.per_class\.sneaker: no class 'sneaker' .*did you mean 'Sneaker'.*classes: T-shirt/top, Trouser"),
+])
+def test_a_filter_threshold_that_would_never_apply_is_an_error(override, message):
+    """A per-λ threshold for a level nobody generates, or a per-class one for a misspelled class,
+    would be saved and silently have no effect: refused before any work, naming the valid values."""
+    from discl.validation import validate_run_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", [override]), weights=False)
+    validate_run_config(load_config(ROOT / "configs" / "fmnist-lt.yaml", ["filtering.per_level={0.3: 0.3}",
+                                                                           "filtering.per_class={Bag: 0.2}"]),
+                        weights=False)
+
+
+def test_baseline_with_a_bad_weights_file_fails_before_making_its_run_folder(tmp_path):
+    """A weights file that is not safetensors (a truncated download, another format) and pretrained
+    weights for a from-scratch model are config errors: `discl baseline` makes no run folder."""
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    for override, message in ((f"training.init_from={bad}", f"training.init_from: {bad} is not a readable safetensors"),
+                              (f"training.pretrained_path={bad}", "training.pretrained_path: model 'resnet8' is "
+                                                                 "trained from scratch and has no pretrained weights")):
+        proc = subprocess.run([sys.executable, "-m", "discl", "baseline", "configs/fmnist-lt.yaml", override,
+                               "--run-dir", str(tmp_path / "run"), "--seeds", "0", "--loss", "ce"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "run").exists()
+
+
+def test_weights_paths_resolve_against_the_config_file_and_expand_home(tmp_path, monkeypatch):
+    """``training.clip_pretrained: weights/own.safetensors`` next to the config reads that file from any
+    working directory, like data.root; ``~`` is expanded; an open_clip tag or a baseline name stays."""
+    home, work = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    cfg_file = folder / "my.yaml"
+    cfg_file.write_text("training:\n  model: clip\n  clip_model: embedded\n  clip_pretrained: weights/own.safetensors\n"
+                        "  init_from: ../ckpt/best.safetensors\n  pretrained_path: w.pt\n")
+    t = load_config(cfg_file).training
+    assert t.clip_pretrained == str(folder / "weights" / "own.safetensors")
+    assert t.init_from == str(tmp_path / "ckpt" / "best.safetensors") and t.pretrained_path == str(folder / "w.pt")
+    t = load_config(cfg_file, ["training.clip_pretrained=~/clip/own.safetensors", "training.init_from=ce"]).training
+    assert t.clip_pretrained == str(home / "clip" / "own.safetensors") and t.init_from == "ce"
+    t = load_config(cfg_file, ["training.clip_model=ViT-B-16", "training.clip_pretrained=openai",
+                               "training.init_from=run/best.safetensors"]).training
+    assert t.clip_pretrained == "openai" and t.init_from == str(work / "run" / "best.safetensors")  # override: the cwd

@@ -102,6 +102,48 @@ def test_csv_paths_are_normalised_and_spaces_work(tmp_path):
     assert ds.classes == ["one", "two"]
 
 
+def test_symlinked_image_folder_is_inside_the_root(tmp_path):
+    """``root/images -> /elsewhere/images`` (usual on clusters) is accepted by the csv and split_files
+    tasks as by the folder task; ids keep the listed path; ``..`` and absolute paths are still refused."""
+    elsewhere = tmp_path / "elsewhere" / "images"
+    for i, v in enumerate((10, 20, 30, 40)):
+        _img(elsewhere / f"{i}.png", v)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "images").symlink_to(elsewhere, target_is_directory=True)
+    (root / "d.csv").write_text("path,label\nimages/0.png,a\nimages/1.png,b\nimages/2.png,a\nimages/3.png,b\n")
+    ds = load_csv_dataset(DataConfig(task="csv", root=str(root / "d.csv"), val_fraction=0.5))
+    assert sorted(ds.frame.index) == [f"images/{i}.png" for i in range(4)]
+    assert np.asarray(ds.image("images/2.png")).max() == 30
+    (root / "train.txt").write_text("images/0.png 0\nimages/1.png 1\nimages/2.png 0\nimages/3.png 1\n")
+    ds = build_dataset(DataConfig(task="split_files", root=str(root), split_files={"train": str(root / "train.txt")},
+                                  val_fraction=0.5))
+    assert sorted(ds.frame.index) == [f"images/{i}.png" for i in range(4)]
+    for bad in ("images/../../elsewhere/images/0.png", str(elsewhere / "0.png")):
+        (root / "bad.csv").write_text(f"path,label\nimages/0.png,a\n{bad},b\n")
+        with pytest.raises(BadInputError, match="bad.csv row 3: .*escapes the dataset root"):
+            load_csv_dataset(DataConfig(task="csv", root=str(root / "bad.csv")))
+
+
+def test_csv_split_values_any_case_and_every_bad_row_named(tmp_path):
+    rows = []
+    for i, split in enumerate(["Train", "TRAIN", " Val", "train", "Test", "test"]):
+        _img(tmp_path / f"{i}.png", i)
+        rows.append(f"{i}.png,{'ab'[i % 2]},{split}")
+    (tmp_path / "d.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    ds = load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "d.csv")))
+    assert ds.frame["split"].value_counts().to_dict() == {"train": 3, "val": 1, "test": 2}
+    bad = rows + [f"{i}.png,a,{'trian' if i % 3 else 'tst'}" for i in range(6, 18)]
+    for i in range(6, 18):
+        _img(tmp_path / f"{i}.png", i)
+    (tmp_path / "bad.csv").write_text("path,label,split\n" + "\n".join(bad) + "\n")
+    with pytest.raises(BadInputError, match=r"bad\.csv: 12 row\(s\) have an unknown split \('trian', 'tst'; .*"
+                                            r"rows 8, 9, 10, 11, 12, 13, 14, 15, 16, 17 and 2 more"):
+        load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "bad.csv")))
+    ds = load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "bad.csv"), on_bad_image="skip"))
+    assert len(ds.frame) == 6 and len(ds.skipped) == 12
+
+
 def test_unverified_bad_image_fails_on_use_with_the_file_name(tmp_path):
     _img(tmp_path / "f" / "a" / "ok.png", 1)
     (tmp_path / "f" / "a" / "bad.png").write_bytes(b"\x89PNG but not really")

@@ -17,6 +17,9 @@ from discl.curriculum.base import Stage
 from discl.curriculum.config import CurriculumConfig
 from discl.curriculum.stage_data import plan_stage_epoch, select_holdout, tail_classes
 from discl.training.checkpoint import load_weights
+from discl.training.config import TrainConfig
+from discl.training.loop import TensorData, fit
+from discl.training.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -146,3 +149,18 @@ def test_two_process_cpu_run_matches_sample_counts(tmp_path):
     assert out.stdout.count("DONE 600 2") == 2
     log = pd.read_csv(tmp_path / "ddp" / "log.csv")
     assert log["train_seen"].tolist() == [600, 600] and log["step"].tolist() == [15, 30]
+
+
+def test_the_world_size_is_logged_and_a_one_process_cpu_launch_is_named(caplog, monkeypatch):
+    """``accelerate launch --num_processes 2 --cpu`` starts one process: the start of training says how
+    many processes train, and (with the variable that launch sets) how to get several on CPUs."""
+    torch.set_num_threads(1)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    x, y = torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.arange(8) % 2
+    cfg = TrainConfig(model="resnet8", epochs=1, batch_size=4, augment=False)
+    with caplog.at_level("INFO", logger="discl.training.loop"):
+        fit(create_model("resnet8", 2, 1, 8, seed=0), TensorData(x, y), None, cfg, num_classes=2, seed=0,
+            progress=False)
+    text = caplog.text
+    assert "training on 1 process(es) (world size 1, ranks 0..0" in text and "global batch 4 = 4 per process" in text
+    assert "use torchrun --nproc_per_node N" in text

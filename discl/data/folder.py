@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from discl.artifacts import normalise_relative
 from discl.data.base import ImageDataset
 from discl.data.config import DataConfig
 from discl.data.images import IMAGE_EXTENSIONS, load_image
@@ -140,8 +141,9 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
     frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
     skipped = problems.frame()
     if len(skipped):
-        log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip); first: %s (%s)", source, len(skipped),
-                    skipped.iloc[0]["path"], skipped.iloc[0]["reason"])
+        log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip), e.g. %s (%s); a run's stages list "
+                    "every one in RUN/skipped_inputs.csv", source, len(skipped), skipped.iloc[0]["path"],
+                    skipped.iloc[0]["reason"])
     counts = frame.groupby("split").size().to_dict()
     log.info("%s: %d images, %d classes, splits %s", source, len(frame), len(classes), counts)
     return FileImageDataset(name, classes, frame, root, cfg, skipped)
@@ -199,6 +201,9 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"{csv}: missing column(s) {', '.join(missing)} (has: {', '.join(table.columns)}; "
                             "needs path,label[,split])")
     has_split = "split" in table.columns
+    if has_split:
+        table["split"] = table["split"].str.strip().str.lower()  # "Train" is train
+        _check_split_column(table["split"], csv, cfg.on_bad_image)
     root = csv.parent.resolve()
     known = list(cfg.class_names)
     problems = _Problems(cfg.on_bad_image)
@@ -207,16 +212,15 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         line = i + 2  # 1-based, after the header
         where = f"{csv} row {line}"
         raw, label = rec["path"].strip(), rec["label"].strip()
-        split = rec["split"].strip() if has_split else "train"
+        split = rec["split"] if has_split else "train"
         if not raw:
             problems.report(raw, "empty path", where)
             continue
-        rel = Path(raw)
-        full = (root / rel).resolve()
-        if rel.is_absolute() or (full != root and root not in full.parents):
+        key = normalise_relative(raw)
+        if key is None or key == ".":
             problems.report(raw, f"path {raw!r} escapes the dataset root {root}", where)
             continue
-        key = full.relative_to(root).as_posix()
+        full = root / key  # not resolved: a symlinked sub-folder stays inside the root (normalise_relative)
         if key in seen:
             problems.report(raw, f"duplicate row: {raw!r} is already listed in row {seen[key]}", where)
             continue
@@ -238,6 +242,21 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"{csv}: no row has split 'train'")
     classes = known or _sorted_classes(r["class_name"] for r in rows)
     return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
+
+
+def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
+    """With ``on_bad_image: error``, one error naming every row with an unknown split value (the
+    count, each bad value and the first rows), not only the first: a CSV written by another tool
+    usually has the same mistake on many rows, and fixing them one run at a time wastes the user's
+    time. In ``skip`` mode the rows are skipped and listed one by one like any other bad row."""
+    bad = splits[~splits.isin(SPLITS)]
+    if mode != "error" or bad.empty:
+        return
+    rows = [int(i) + 2 for i in bad.index]  # 1-based, after the header
+    shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    values = ", ".join(repr(v) for v in sorted(set(bad)))
+    raise BadInputError(f"{csv}: {len(rows)} row(s) have an unknown split ({values}; use {', '.join(SPLITS)}, "
+                        f"any case): rows {shown}")
 
 
 def read_class_map(path: Path) -> list[tuple[str, str]]:
@@ -296,14 +315,14 @@ def load_split_files(cfg: DataConfig) -> FileImageDataset:
                 problems.report(line.strip(), f"expected 'relative/path label', got {line.strip()!r}", where)
                 continue
             raw, label = parts[0], int(parts[1])
-            full = (resolved / raw).resolve()
-            if Path(raw).is_absolute() or resolved not in full.parents:
+            key = normalise_relative(raw)
+            if key is None or key == ".":
                 problems.report(raw, f"path {raw!r} escapes the image root {resolved}", where)
                 continue
+            full = resolved / key  # not resolved: symlinked sub-folders are accepted (normalise_relative)
             if label < 0 or (names and label >= len(names)):
                 problems.report(raw, f"label {label} is outside 0..{len(names) - 1 if names else 'K-1'}", where)
                 continue
-            key = full.relative_to(resolved).as_posix()
             if key in seen:
                 problems.report(raw, f"duplicate: {raw!r} is already listed at {seen[key]}", where)
                 continue
@@ -331,4 +350,37 @@ def write_skip_report(dataset: ImageDataset, folder: Path) -> Path | None:
     path = Path(folder) / "skipped_inputs.csv"
     write_table(path, skipped)
     log.warning("%d input(s) were skipped; the list is in %s", len(skipped), path)
+    return path
+
+
+SKIP_REPORT = "skipped_inputs.csv"
+
+
+def record_skipped(dataset: ImageDataset, run_dir: Path, stage: str) -> Path | None:
+    """Add ``dataset.skipped`` to the run's ``RUN/skipped_inputs.csv`` (``path, reason``; rows already
+    there are kept, none is listed twice) and warn with the count and the file; None when nothing
+    was skipped.
+
+    Every stage that builds the dataset calls it, not only mining: a baseline or a curriculum run
+    started on its own (or after an image went bad) skips inputs too, and a log line naming one file
+    of many is easy to miss, while the list in the run folder stays with the results it affects.
+    """
+    from discl.artifacts import write_table
+
+    skipped = getattr(dataset, "skipped", None)
+    if skipped is None or len(skipped) == 0:
+        return None
+    path = Path(run_dir) / SKIP_REPORT
+    new = skipped[SKIP_COLUMNS].astype(str)
+    old = new.iloc[:0]
+    if path.is_file():  # as text: an empty path stays "" and matches its row again
+        try:
+            old = pd.read_csv(path, dtype=str, keep_default_na=False)[SKIP_COLUMNS]
+        except (KeyError, ValueError, pd.errors.ParserError) as e:
+            log.warning("%s: unreadable (%s); writing it again", path, e)
+    merged = pd.concat([old, new], ignore_index=True).drop_duplicates(keep="first", ignore_index=True)
+    if len(merged) != len(old):
+        write_table(path, merged)
+    log.warning("%s: %d input(s) were skipped (data.on_bad_image: skip); every one is listed in %s", stage,
+                len(skipped), path)
     return path

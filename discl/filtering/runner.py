@@ -300,8 +300,10 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
     def real_image(sid: str):
         if data_ref["ds"] is None:
             from discl.data import build_dataset
+            from discl.data.folder import record_skipped
 
             data_ref["ds"] = build_dataset(cfg.data)
+            record_skipped(data_ref["ds"], run_dir, "filter")
         try:
             return data_ref["ds"].image(sid)
         except KeyError:

@@ -209,6 +209,9 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         from discl.data import build_dataset
 
         dataset = build_dataset(cfg.data)
+    from discl.data.folder import record_skipped
+
+    record_skipped(dataset, run_dir, "generate")
     plan = plan_spectrum(cfg, hard, dataset, image_settings_digest(cfg, fingerprints))
     if shard[1] == 1:
         _drop_unplanned(out, plan)

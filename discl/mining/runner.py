@@ -8,8 +8,10 @@ Writes, under ``RUN/mining/``:
 - ``summary.json``: counts per class and per criterion;
 - ``oof_predictions.csv`` (model-based criteria): every training image's fold, probability of its
   class and predicted class;
-- ``skipped_inputs.csv`` when ``data.on_bad_image: skip`` dropped inputs;
 - ``_done.json``: the completion marker; a rerun with the same config does no work.
+
+Inputs dropped by ``data.on_bad_image: skip`` are listed in ``RUN/skipped_inputs.csv``
+(:func:`discl.data.folder.record_skipped`, as every stage that builds the dataset does).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def mining_digest(cfg: RunConfig, fingerprints: dict | None = None) -> str:
 def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     """Select the hard training images; writes ``RUN/mining/*`` (see the module doc), returns hard.csv."""
     from discl.data import build_dataset
-    from discl.data.folder import write_skip_report
+    from discl.data.folder import record_skipped
 
     out = Path(run_dir) / OUT
     clean_stale_temp(out)
@@ -60,7 +62,7 @@ def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
         log.info("mining: already done (%s)", out)
         return read_table(out / "hard.csv")
     ds = build_dataset(cfg.data)
-    write_skip_report(ds, out)
+    record_skipped(ds, run_dir, "mine")
     train = ds.split("train")
     train = train.iloc[np.argsort(train["sample_id"].to_numpy().astype(str), kind="stable")]
     labels = train["label"].to_numpy().astype(np.int64)

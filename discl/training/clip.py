@@ -28,19 +28,74 @@ from discl.training.config import EMBEDDED, embedded_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "TEMPLATES", "EMBEDDED",
-           "embedded_weights"]
+__all__ = ["ClipClassifier", "create_clip_classifier", "flyp_loss", "gather_with_grad", "caption_rows", "TEMPLATES",
+           "EMBEDDED", "embedded_weights"]
 
 TEMPLATES = ("a photo of {name}.", "{name} in the wild.")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def flyp_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric contrastive loss of paired, L2-normalised embeddings [N, D] (row i ↔ row i)."""
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """This process's rows [n_r, D] → every process's rows [Σ n_r, D] in rank order, differentiable.
+
+    Under DDP each process holds only its share of the global batch; a contrastive loss needs the
+    whole batch as negatives. ``torch.distributed.nn.functional.all_gather`` sends the gradient of
+    every gathered copy back to the process that owns the rows (summed), as open_clip's ``ClipLoss``
+    with ``gather_with_grad=True`` relies on. The loop's last batch can leave processes with unequal
+    shares, which a plain all_gather cannot take, so the rows are padded to the largest share and
+    the padding dropped after gathering. Without an initialised process group (one process) ``x``
+    is returned as it is.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    n = torch.tensor([len(x)], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    counts = [int(s) for s in sizes]
+    padded = F.pad(x, (0, 0, 0, max(counts) - len(x))) if len(x) < max(counts) else x
+    return torch.cat([part[:c] for part, c in zip(all_gather(padded), counts)])
+
+
+def flyp_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor,
+              gather: bool = True) -> torch.Tensor:
+    """Symmetric contrastive loss of paired, L2-normalised embeddings [N, D] (row i ↔ row i).
+
+    With several processes (``gather``, a torch.distributed group initialised, as under DDP), the
+    pairs of all processes are gathered first (:func:`gather_with_grad`), so every process computes
+    the loss over the *global* batch (``training.batch_size`` pairs, open_clip's ``local_loss=False``)
+    rather than a (batch/W)-way problem over its own share. Every process then holds the same loss;
+    the gathered gradients, averaged by DDP, are the gradients of that global loss.
+    """
+    if gather:
+        image_emb, text_emb = gather_with_grad(image_emb), gather_with_grad(text_emb)
     logits = logit_scale * image_emb @ text_emb.t()
     target = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def caption_rows(labels: torch.Tensor, n_templates: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Rows of the caption table (class k, template t at k*T + t) for this process's images (pure).
+
+    The image at position p of the global batch gets template p mod T of its class. The training
+    loop gives process ``rank`` the positions rank, rank+W, rank+2W, ... of each global batch, so its
+    i-th image is at position rank + i*W: with several processes every image gets the caption it
+    gets with one, and the gathered FLYP loss is the single-process loss of the global batch.
+    """
+    position = rank + torch.arange(len(labels), device=labels.device) * world
+    return labels * n_templates + position % n_templates
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class ClipClassifier(nn.Module):
@@ -92,8 +147,7 @@ class ClipClassifier(nn.Module):
                 if not self.training:
                     self._head = head.detach()
             return scale * img @ head.t()
-        # one caption per image: template i mod T of the image's class
-        which = labels * self.n_templates + torch.arange(len(labels), device=labels.device) % self.n_templates
+        which = caption_rows(labels, self.n_templates, *_rank_and_world())
         return flyp_loss(img, self.text_embeddings(self.tokens[which]), scale)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -90,6 +91,20 @@ def create_accelerator(cfg: TrainConfig, project_dir: Path | None = None):
         kwargs["log_with"] = list(cfg.log_with)
         kwargs["project_dir"] = str(project_dir) if project_dir else None
     return Accelerator(**kwargs)
+
+
+def log_world(accelerator, global_batch: int, per_process: int) -> None:
+    """Say at the start of training how many processes train, so a launch that silently started
+    fewer than asked is seen at once, not after the run: ``accelerate launch --num_processes 2 --cpu``
+    starts *one* process (accelerate's simple launcher; torchrun starts W processes on CPUs)."""
+    world = accelerator.num_processes
+    if accelerator.is_main_process:
+        logger.info("training on %d process(es) (world size %d, ranks 0..%d, %s, device %s); global batch %d = "
+                    "%d per process", world, world, world - 1, accelerator.distributed_type.value,
+                    accelerator.device, global_batch, per_process)
+    if world == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true":
+        logger.warning("accelerate launch --cpu runs one process whatever --num_processes says; for several CPU "
+                       "processes use torchrun --nproc_per_node N -m discl ...")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -250,6 +265,7 @@ def fit(
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = max(1, math.ceil(cfg.batch_size / world))
     global_batch = per_process * world
+    log_world(accelerator, global_batch, per_process)
 
     model = model.to(device)
     optimizer = build_optimizer(model, cfg)

@@ -31,6 +31,7 @@ from torch import nn
 
 from discl.config import RunConfig
 from discl.data import build_dataset
+from discl.data.folder import record_skipped
 from discl.evaluation.metrics import compute_metrics
 from discl.methods import DERIVED
 
@@ -168,6 +169,7 @@ def _train_la(cfg: RunConfig, run_dir: Path, ckpt: Path, seed: int, taus: Sequen
         return done
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
+    record_skipped(ds, run_dir, f"la-s{seed}")
     counts = ds.class_counts("train")
     model, _ = load_classifier(ckpt)
     prior_log = log_prior(counts)
@@ -216,6 +218,7 @@ def _train_finetune(cfg: RunConfig, run_dir: Path, method: str, ckpt: Path, seed
         return done
     _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
+    record_skipped(ds, run_dir, f"{method}-s{seed}")
     memory = in_memory(cfg, ds)  # the path and augmentation the CE run it starts from took
     train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)

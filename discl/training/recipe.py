@@ -27,6 +27,7 @@ from discl.artifacts import ArtifactError, atomic_write_json, read_json, read_ta
 from discl.config import RunConfig, save_config
 from discl.data import build_dataset
 from discl.data.base import ImageDataset
+from discl.data.folder import record_skipped
 from discl.evaluation.metrics import compute_metrics
 from discl.methods import BASELINES, INIT_BASELINES, init_baseline
 from discl.training.checkpoint import load_weights, read_header
@@ -287,12 +288,14 @@ def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: s
     out_dir = run_dir / "train" / f"{variant}-s{seed}"
     if (done := _done(out_dir, digest)) is not None:
         return done
-    _prepare_out(out_dir, cfg, digest)
     ds = build_dataset(cfg.data)
+    # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
+    model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
+    _prepare_out(out_dir, cfg, digest)
+    record_skipped(ds, run_dir, f"baseline {variant}-s{seed}")
     memory = in_memory(cfg, ds)
     train = _split_data(ds, "train", cfg, memory, train=True, run_dir=run_dir)
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
-    model, header = build_classifier(tcfg, len(ds.classes), cfg.data.channels, cfg.data.image_size, ds.classes, seed)
     result = fit(model, train, val, tcfg, num_classes=len(ds.classes), out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
@@ -415,8 +418,11 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                             f"{run_dir}/filter/manifest.csv has only λ = {', '.join(f'{v:g}' for v in sorted(available))}; "
                             f"add them to generation.levels and rerun generate and filter"
                             + ("" if own else " (or change curriculum.levels)"))
-    _prepare_out(out_dir, cfg, digest)
     k = len(ds.classes)
+    # weights are loaded before the run's folder is made: a bad weights file leaves nothing behind
+    model, header = build_classifier(tcfg, k, cfg.data.channels, cfg.data.image_size, ds.classes, seed)
+    _prepare_out(out_dir, cfg, digest)
+    record_skipped(ds, run_dir, f"train {name}")
     train_frame = ds.split("train")
     # the same object a user's own loop drives (discl.create_curriculum): one implementation of the epochs
     planner = Curriculum.from_frames(strategy, cfg.curriculum, train_frame, hard, manifest, tcfg.epochs, k, seed, cfg.seed,
@@ -444,7 +450,6 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                        "held out); its stages train on real images only: lower filtering.threshold or check "
                        "filter/manifest.csv", strategy_name, ", ".join(f"{v:g}" for v in empty))
     val = _split_data(ds, "val", cfg, memory, run_dir=run_dir)
-    model, header = build_classifier(tcfg, k, ch, size, ds.classes, seed)
     result = fit(model, pool, val, tcfg, num_classes=k, planner=planner, out_dir=out_dir, seed=seed,
                  accelerator=accelerator, train_counts=ds.class_counts("train"), many=cfg.data.many_threshold,
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
