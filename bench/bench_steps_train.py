@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     from discl.config import load_config
-    from discl.pipeline import collect_results, run
+    from discl.evaluation.results import collect_results
+    from discl.pipeline import run
 
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"

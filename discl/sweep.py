@@ -50,8 +50,9 @@ from discl.artifacts import (
 )
 from discl.config import RunConfig
 from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
+from discl.evaluation.results import HEADLINE, method_levels
 from discl.methods import parse_method
-from discl.pipeline import HEADLINE, Reuse, method_levels
+from discl.pipeline import Reuse
 
 log = logging.getLogger(__name__)
 

@@ -368,7 +368,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     ``fingerprints``: :func:`discl.fingerprint.model_fingerprints` of ``cfg`` (computed when not
     given); they key the cached distances per level.
     """
-    from discl.pipeline import collect_results, headline_table
+    from discl.evaluation.results import collect_results, headline_table
 
     run_dir = Path(run_dir)
     manifest = _read_csv(run_dir / "filter" / "manifest.csv")
@@ -508,8 +508,8 @@ def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
     """Finished runs under ``RUN/train/`` that the config's methods × seeds do not name (``discl train
     --curriculum mixed``, an earlier config's seed): listed, so that every finished run is found."""
     from discl.artifacts import read_json
+    from discl.evaluation.results import training_order
     from discl.methods import run_folder
-    from discl.pipeline import training_order
 
     named = {run_folder(m, s) for m in training_order(cfg) for s in cfg.seeds}
     rows = []
@@ -557,7 +557,7 @@ def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataF
     """Distances per level, recomputed only when the filter's output, the CLIP or the settings changed."""
     try:
         from discl.evaluation.distance import cached_spectrum_distances
-        from discl.pipeline import stage_digest
+        from discl.evaluation.results import stage_digest
 
         if fingerprints is None:
             from discl.fingerprint import model_fingerprints
