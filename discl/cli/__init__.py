@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("discl.mining.runner", "select the hard training images"),
     "prompts": ("discl.prompts.runner", "build the prompt of every (hard image, k)"),
     "generate": ("discl.generation.runner", "generate the synthetic-to-real spectrum"),
-    "prior": ("discl.generation.prior_cli", "train / sample / evaluate the embedded diffusion prior"),
+    "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
     "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
     "clip": ("discl.filtering.clip_cli", "train / evaluate the embedded CLIP"),
     "train": ("discl.training.runner", "train a classifier with a curriculum over the guidance level"),
