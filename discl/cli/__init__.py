@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("discl.generation.runner", "generate the synthetic-to-real spectrum"),
     "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
     "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
-    "clip": ("discl.filtering.clip_cli", "train / evaluate the embedded CLIP"),
+    "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
     "train": ("discl.training.runner", "train a classifier with a curriculum over the guidance level"),
     "curricula": ("discl.curriculum.cli", "list the registered curriculum strategies"),
     "evaluate": ("discl.evaluation.runner", "evaluate a checkpoint on the test split(s)"),
