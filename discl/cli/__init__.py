@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
     "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
     "train": ("discl.training.runner", "train a classifier with a curriculum over the guidance level"),
-    "curricula": ("discl.curriculum.cli", "list the registered curriculum strategies"),
+    "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
     "evaluate": ("discl.evaluation.runner", "evaluate a checkpoint on the test split(s)"),
     "report": ("discl.evaluation.report", "write the HTML + Markdown report of a run"),
     "leakage": ("discl.evaluation.leakage", "find kept synthetic images that nearly copy a validation/test image"),
