@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
     "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
     "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
-    "train": ("discl.training.runner", "train a classifier with a curriculum over the guidance level"),
+    "train": ("discl.cli.train", "train a classifier with a curriculum over the guidance level"),
     "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
     "evaluate": ("discl.evaluation.runner", "evaluate a checkpoint on the test split(s)"),
     "report": ("discl.evaluation.report", "write the HTML + Markdown report of a run"),
