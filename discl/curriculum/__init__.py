@@ -11,7 +11,7 @@ loop, ``testing`` builds test data).
 import importlib
 import pkgutil
 
-HELPERS = frozenset({"base", "config", "progress", "stage_data", "testing", "cli"})
+HELPERS = frozenset({"base", "config", "progress", "stage_data", "testing"})
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in HELPERS and not _module.name.startswith("_"):
