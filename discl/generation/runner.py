@@ -202,7 +202,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         logger.info("spectrum already complete in %s", out)
         manifest = read_table(out / METADATA)
         return shard_jobs(manifest, *shard)
-    hard = _read_hard(run_dir)
+    hard = read_hard(run_dir)
     if dataset is None:
         from discl.data import build_dataset
 
@@ -298,7 +298,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _read_hard(run_dir: Path):
+def read_hard(run_dir: Path):
     """``RUN/mining/hard.csv``; missing: say which command makes it."""
     path = confine(Path(run_dir), HARD_CSV)
     if not path.is_file():
@@ -319,7 +319,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
 
     g = cfg.generation
     dataset = build_dataset(cfg.data) if dataset is None else dataset
-    plan = plan_spectrum(cfg, _read_hard(cfg.run_path), dataset)
+    plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
     mine_batches = plan_shard_batches(plan, dataset, g.batch_size, shard)
@@ -376,7 +376,7 @@ def main(args: argparse.Namespace) -> int:
         if state.is_main_process:
             from discl.data import build_dataset
 
-            plan = plan_spectrum(cfg, _read_hard(run_dir), build_dataset(cfg.data))
+            plan = plan_spectrum(cfg, read_hard(run_dir), build_dataset(cfg.data))
             write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir))
     print(f"shard {shard[0]}/{shard[1]}: {len(rows)} images in {confine(run_dir, SPECTRUM_DIR)}")
     return 0
