@@ -21,7 +21,7 @@ from discl.errors import DisclError
 # command -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("discl.cli.run", "run every stage (mine, prompts, generate, filter, train, evaluate, report)"),
-    "data": ("discl.data.runner", "inspect or fetch the embedded Fashion-MNIST data; preview a task"),
+    "data": ("discl.cli.data", "inspect or fetch the embedded Fashion-MNIST data; preview a task"),
     "baseline": ("discl.cli.baseline", "train classifiers on the real data only (CE, BS, class-balanced)"),
     "mine": ("discl.mining.runner", "select the hard training images"),
     "prompts": ("discl.prompts.runner", "build the prompt of every (hard image, k)"),
