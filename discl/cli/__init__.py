@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("discl.cli.run", "run every stage (mine, prompts, generate, filter, train, evaluate, report)"),
     "data": ("discl.cli.data", "inspect or fetch the embedded Fashion-MNIST data; preview a task"),
     "baseline": ("discl.cli.baseline", "train classifiers on the real data only (CE, BS, class-balanced)"),
-    "mine": ("discl.mining.runner", "select the hard training images"),
+    "mine": ("discl.cli.mine", "select the hard training images"),
     "prompts": ("discl.prompts.runner", "build the prompt of every (hard image, k)"),
     "generate": ("discl.generation.runner", "generate the synthetic-to-real spectrum"),
     "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
