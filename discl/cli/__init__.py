@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("discl.cli.baseline", "train classifiers on the real data only (CE, BS, class-balanced)"),
     "mine": ("discl.cli.mine", "select the hard training images"),
     "prompts": ("discl.cli.prompts", "build the prompt of every (hard image, k)"),
-    "generate": ("discl.generation.runner", "generate the synthetic-to-real spectrum"),
+    "generate": ("discl.cli.generate", "generate the synthetic-to-real spectrum"),
     "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
     "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
     "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
