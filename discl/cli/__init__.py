@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prompts": ("discl.cli.prompts", "build the prompt of every (hard image, k)"),
     "generate": ("discl.cli.generate", "generate the synthetic-to-real spectrum"),
     "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
-    "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
+    "filter": ("discl.cli.filter", "score the spectrum with CLIP and apply the keep rules"),
     "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
     "train": ("discl.cli.train", "train a classifier with a curriculum over the guidance level"),
     "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
