@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("discl.cli.train", "train a classifier with a curriculum over the guidance level"),
     "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
     "evaluate": ("discl.cli.evaluate", "evaluate a checkpoint on the test split(s)"),
-    "report": ("discl.evaluation.report", "write the HTML + Markdown report of a run"),
+    "report": ("discl.cli.report", "write the HTML + Markdown report of a run"),
     "leakage": ("discl.evaluation.leakage", "find kept synthetic images that nearly copy a validation/test image"),
     "sweep": ("discl.sweep", "run one config key over several values and relate it to the results"),
 }

@@ -8,7 +8,6 @@ per-class accuracy.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -637,20 +636,6 @@ def _class_counts_table(cfg, hard: pd.DataFrame | None) -> pd.DataFrame:
 
 
 # -- CLI --------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run folder (holds config.yaml)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from discl.config import load_config
-
-    run_dir = Path(args.run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    out = write_report(cfg, run_dir)
-    print(out)
-    return 0
 
 
 def _model_label(t) -> str:
