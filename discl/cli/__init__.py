@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
     "evaluate": ("discl.cli.evaluate", "evaluate a checkpoint on the test split(s)"),
     "report": ("discl.cli.report", "write the HTML + Markdown report of a run"),
-    "leakage": ("discl.evaluation.leakage", "find kept synthetic images that nearly copy a validation/test image"),
+    "leakage": ("discl.cli.leakage", "find kept synthetic images that nearly copy a validation/test image"),
     "sweep": ("discl.sweep", "run one config key over several values and relate it to the results"),
 }
 
