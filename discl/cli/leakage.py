@@ -1,4 +1,5 @@
-"""``discl leakage``: kept synthetic images that nearly copy a validation/test image (:func:`discl.evaluation.leakage.check_leakage`)."""
+"""``discl leakage``: kept synthetic images that nearly copy a validation/test image
+(:func:`discl.evaluation.leakage.check_leakage`)."""
 
 from __future__ import annotations
 
