@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("discl.cli.evaluate", "evaluate a checkpoint on the test split(s)"),
     "report": ("discl.cli.report", "write the HTML + Markdown report of a run"),
     "leakage": ("discl.cli.leakage", "find kept synthetic images that nearly copy a validation/test image"),
-    "sweep": ("discl.sweep", "run one config key over several values and relate it to the results"),
+    "sweep": ("discl.cli.sweep", "run one config key over several values and relate it to the results"),
 }
 
 
