@@ -1,7 +1,9 @@
 """The ``discl`` command line: a thin layer over the library.
 
-Each subcommand lives in a stage module that exposes ``add_arguments(parser)`` and ``main(args)``;
-modules are imported only when their command runs, so ``discl --help`` stays fast. Config-driven
+Each subcommand is a module of this package (``discl/cli/<command>.py``) that exposes
+``add_arguments(parser)`` and ``main(args)`` over the library's plain functions; nothing in the
+library imports this package. Modules are imported only when their command runs, so
+``discl --help`` stays fast. Config-driven
 commands take ``CONFIG`` (or ``--config FILE``) plus ``key.sub=value`` overrides; a config is
 required (or, for a command on a finished run, that run's ``config.yaml``) and is validated before
 any stage folder is created.
