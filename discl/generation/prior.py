@@ -32,15 +32,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from discl.assets import PRIOR_CONFIG_NAME, PRIOR_DIR, PRIOR_RECIPE_NAME, PRIOR_WEIGHTS_NAME
 from discl.configtools import check, from_dict, load_yaml
 from discl.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
-WEIGHTS_NAME = "prior.safetensors"
-CONFIG_NAME = "prior_config.json"
-RECIPE_NAME = "recipe.yaml"
+# the shipped prior's files (located in discl.assets, which the fingerprint reads too)
+ASSET_DIR, WEIGHTS_NAME, CONFIG_NAME, RECIPE_NAME = PRIOR_DIR, PRIOR_WEIGHTS_NAME, PRIOR_CONFIG_NAME, PRIOR_RECIPE_NAME
 
 
 @dataclass
