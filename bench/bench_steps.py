@@ -27,18 +27,9 @@ from __future__ import annotations
 
 import time
 
+import bench_common as bc
 import numpy as np
 import torch
-from bench_common import (
-    add_config_argument,
-    add_fidelity_arguments,
-    add_out_argument,
-    bench_parser,
-    fidelity_setup,
-    generate,
-    parse,
-    write_result,
-)
 
 from discl.evaluation import fidelity as fd
 
@@ -71,21 +62,21 @@ class RowCounter:
 
 
 def main(argv=None) -> int:
-    p = bench_parser(__doc__)
-    add_config_argument(p)
+    p = bc.bench_parser(__doc__)
+    bc.add_config_argument(p)
     p.add_argument("--steps", type=int, nargs="+", default=[8, 12, 16, 25, 50])
     p.add_argument("--schedulers", nargs="+", default=DEFAULT, choices=list(SCHEDULERS))
     p.add_argument("--prior", default="embedded", help="prior folder (default: the shipped one)")
-    add_fidelity_arguments(p)
-    add_out_argument(p)
-    args = parse(p, argv)
+    bc.add_fidelity_arguments(p)
+    bc.add_out_argument(p)
+    args = bc.parse(p, argv)
 
     from discl.generation.base import create_generator
     from discl.generation.config import GenerationConfig
     from discl.generation.prior_eval import accuracy
 
     t_all = time.perf_counter()
-    f = fidelity_setup(args, "bench-steps-test")
+    f = bc.fidelity_setup(args, "bench-steps-test")
     g, hard, classes, src, real_feat, bw = f.cfg.generation, f.hard, f.classes, f.src, f.real_feat, f.bandwidth
     clf, real_acc = f.classifier, f.real_accuracy
     seeds = args.seeds or g.seeds_per_level
@@ -110,7 +101,7 @@ def main(argv=None) -> int:
             for lam in g.levels:
                 counter.rows = 0
                 t0 = time.perf_counter()
-                x = generate(gen, g, hard, src, lam, seeds, steps)
+                x = bc.generate(gen, g, hard, src, lam, seeds, steps)
                 dt = time.perf_counter() - t0
                 seconds, images = seconds + dt, images + len(x)
                 row = {"evals_per_image": counter.rows / len(x), "seconds": round(dt, 2),
@@ -145,7 +136,7 @@ def main(argv=None) -> int:
                 "ssim_mean_abs_diff": float(np.mean([abs(s["rows"][k]["ssim"] - base[k]["ssim"]) for k in base])),
                 "mmd2_mean_abs_diff": float(np.mean([abs(s["rows"][k]["mmd2"] - base[k]["mmd2"]) for k in base]))}
     result["seconds"] = round(time.perf_counter() - t_all, 1)
-    write_result(args.out, result)
+    bc.write_result(args.out, result)
     return 0
 
 
