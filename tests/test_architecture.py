@@ -22,23 +22,27 @@ class Added(NonAdaptive):
 '''
 
 
-def test_a_new_strategy_is_one_new_file():
-    """A module dropped into discl/curriculum/ is listed, with no other file edited: the package
-    discovers its strategy modules. Run in a fresh interpreter, since this one has imported the package."""
+def test_a_new_strategy_is_one_new_file(tmp_path):
+    """A strategy module placed in the curriculum package's folder is listed and built, with no
+    other file edited: the package discovers its strategy modules. The new file lies in a temporary
+    folder added to the package's search path (the source tree stays untouched, so parallel test
+    processes never see it), in a fresh interpreter, since this one has imported the package."""
     name = f"zz_added_{uuid.uuid4().hex[:8]}"
-    module = PACKAGE / "curriculum" / f"{name}.py"
-    module.write_text(STRATEGY.format(name=name))
-    try:
-        code = ("from discl.curriculum.base import create_strategy, list_strategies\n"
-                "from discl.curriculum.config import CurriculumConfig\n"
-                f"print({name!r} in list_strategies(), create_strategy({name!r}, CurriculumConfig(), 3, 0).stage(0))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == ["True", "real"]
-    finally:
-        module.unlink()
-        for cached in (module.parent / "__pycache__").glob(f"{name}.*"):
-            cached.unlink()
+    (tmp_path / f"{name}.py").write_text(STRATEGY.format(name=name))
+    code = f"""
+import importlib.util, sys
+spec = importlib.util.find_spec("discl.curriculum")
+spec.submodule_search_locations.append({str(tmp_path)!r})  # as if the file were in discl/curriculum/
+package = importlib.util.module_from_spec(spec)
+sys.modules["discl.curriculum"] = package
+spec.loader.exec_module(package)
+from discl.curriculum.base import create_strategy, list_strategies
+from discl.curriculum.config import CurriculumConfig
+print({name!r} in list_strategies(), create_strategy({name!r}, CurriculumConfig(), 3, 0).stage(0))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "real"]
 
 
 # -- imports read downward (docs/architecture.md) -----------------------------------------------
