@@ -40,14 +40,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from discl.assets import (
-    CLIP_CONFIG_PATH,
-    CLIP_WEIGHTS_PATH,
-    EMBEDDED,
-    PRIOR_CONFIG_NAME,
-    PRIOR_DIR,
-    PRIOR_WEIGHTS_NAME,
-)
+from discl import assets
+from discl.assets import EMBEDDED
 from discl.errors import ModelNotFoundError
 from discl.methods import INIT_BASELINES
 
@@ -233,9 +227,10 @@ def fingerprint(ref: str) -> dict[str, str]:
     """The fingerprint of one reference from :func:`model_references` (reads files or the hub cache)."""
     kind, _, value = ref.partition(":")
     if ref == "embedded-prior":
-        return files_fingerprint(EMBEDDED, [PRIOR_DIR / PRIOR_WEIGHTS_NAME, PRIOR_DIR / PRIOR_CONFIG_NAME])
+        return files_fingerprint(EMBEDDED, [assets.PRIOR_DIR / assets.PRIOR_WEIGHTS_NAME,
+                                           assets.PRIOR_DIR / assets.PRIOR_CONFIG_NAME])
     if ref == "embedded-clip":
-        return files_fingerprint(EMBEDDED, [CLIP_WEIGHTS_PATH, CLIP_CONFIG_PATH])
+        return files_fingerprint(EMBEDDED, [assets.CLIP_WEIGHTS_PATH, assets.CLIP_CONFIG_PATH])
     if kind == "file":
         return files_fingerprint(value)
     if kind == "hub":
