@@ -32,8 +32,6 @@ prior shipped at that git revision, extracted to a temporary folder).
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -42,14 +40,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import (
+    ROOT,
+    add_config_argument,
+    add_fidelity_arguments,
+    add_out_argument,
+    bench_parser,
+    fidelity_setup,
+    generate,
+    parse,
+    write_result,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from spectrum_grid import six_level_overrides  # noqa: E402
-
-from discl.evaluation import fidelity as fd  # noqa: E402
+from discl.evaluation import fidelity as fd
 
 ASSET_FILES = ("prior.safetensors", "prior_config.json")
 
@@ -71,90 +74,28 @@ def resolve_prior(spec: str, tmp: Path) -> tuple[str, str]:
     return name, where
 
 
-def hard_set(cfg, ds):
-    """The demo's hard images: every training image of a class below ``mining.frequency_below``."""
-    if list(cfg.mining.criteria) != ["class_frequency"]:
-        raise SystemExit("bench_prior reproduces the class_frequency miner only")
-    train = ds.split("train")
-    counts = ds.class_counts("train")
-    hard = train[counts[train["label"].to_numpy()] < cfg.mining.frequency_below]
-    return hard.iloc[np.argsort(hard["sample_id"].to_numpy().astype(str), kind="stable")]
-
-
-def generate(gen, gen_cfg, hard, images: np.ndarray, lam: float) -> np.ndarray:
-    """The spectrum at one λ: uint8 [n_hard * seeds, 28, 28], source-major, k minor."""
-    from PIL import Image
-
-    from discl.generation.base import GenerationBatch
-    from discl.generation.planning import job_seed, strength_for
-
-    sids, labels = list(hard["sample_id"]), [int(v) for v in hard["label"]]
-    jobs = [(i, k) for i in range(len(sids)) for k in range(gen_cfg.seeds_per_level)]
-    out = []
-    for s in range(0, len(jobs), gen_cfg.batch_size):
-        chunk = jobs[s:s + gen_cfg.batch_size]
-        batch = GenerationBatch(
-            sources=[Image.fromarray(images[i]) for i, _ in chunk], source_keys=[sids[i] for i, _ in chunk],
-            labels=[labels[i] for i, _ in chunk], prompts=[""] * len(chunk),
-            seeds=[job_seed(gen_cfg.base_seed, sids[i], lam, k) for i, k in chunk], strength=strength_for(lam),
-            steps=gen_cfg.steps, guidance_scale=gen_cfg.guidance_scale,
-            text_to_image=bool(gen_cfg.text_to_image_at_zero and lam == 0.0))
-        out += [np.asarray(im.convert("L")) for im in gen.generate(batch)]
-    return np.stack(out)
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__)
     p.add_argument("--prior", action="append", required=True, help="NAME=FOLDER | NAME=embedded | NAME=git:REV")
-    p.add_argument("--config", default=str(ROOT / "configs" / "fmnist-lt.yaml"))
-    p.add_argument("--test-per-class", type=int, default=300, help="real test images per hard class for MMD²")
+    add_config_argument(p)
     p.add_argument("--boot", type=int, default=200, help="bootstrap replicates of the MMD² interval")
-    p.add_argument("--classifier-epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--limit", type=int, default=None, help="first N hard images only (a quick check)")
-    p.add_argument("--seeds", type=int, default=None, help="override generation.seeds_per_level (a quick check)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--out", default=None, help="JSON file for every figure")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    add_fidelity_arguments(p)
+    add_out_argument(p)
+    args = parse(p, argv)
 
-    from discl.config import load_config
-    from discl.data import fashion_mnist as fm
-    from discl.data.tasks import build_prior_pool, build_task
     from discl.generation.base import create_generator
     from discl.generation.config import GenerationConfig
     from discl.generation.prior import from_model_space, load_prior, to_model_space
-    from discl.generation.prior_eval import accuracy, train_classifier
-    from discl.seeding import numpy_rng
+    from discl.generation.prior_eval import accuracy
 
     t_all = time.perf_counter()
-    cfg = load_config(args.config, six_level_overrides())  # the grid the documented figures use, not the demo's
-    g = cfg.generation
+    f = fidelity_setup(args, "bench-prior-test")
+    g, hard, classes, src, real_test, real_feat, bw = f.cfg.generation, f.hard, f.classes, f.src, f.real_test, f.real_feat, f.bandwidth
+    clf, real_acc, clf_s = f.classifier, f.real_accuracy, f.classifier_seconds
     if args.seeds:
         g.seeds_per_level = args.seeds
-    ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
-    hard = hard_set(cfg, ds)[:args.limit]
-    classes = sorted(int(c) for c in hard["label"].unique())
-    src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
     src_rep = np.repeat(src, g.seeds_per_level, axis=0)
     lab_rep = torch.as_tensor(np.repeat(hard["label"].to_numpy(), g.seeds_per_level)).long()
-    test = ds.split("test")
-    test_ids = np.concatenate([
-        numpy_rng("bench-prior-test", cfg.data.seed, c).permutation(test.index[test["label"] == c].to_numpy())
-        [:args.test_per_class] for c in classes])
-    real_test = ds.tensors(list(test_ids), 28, 1)[:, 0].numpy()
-    real_feat = fd.flatten_pixels(real_test)
-    bw = fd.median_bandwidth(real_feat)
-
-    # the independent classifier: trained on balanced clean real data, scored on clean real test images
-    t0 = time.perf_counter()
-    pool = build_prior_pool(0, args.data_root)
-    clf = train_classifier(pool.tensors(list(pool.frame["sample_id"]), 28, 1),
-                           torch.as_tensor(pool.frame["label"].to_numpy().copy()).long(), args.classifier_epochs)
-    te_x, te_y = fm.load_split("test", args.data_root)
-    keep = np.isin(te_y, classes)
-    real_acc = accuracy(clf, torch.from_numpy(te_x[keep].copy())[:, None], torch.from_numpy(te_y[keep].astype(np.int64)))
-    clf_s = time.perf_counter() - t0
 
     def mmd(x):
         return fd.mmd2_interval(fd.flatten_pixels(x), real_feat, bandwidth=bw, n_boot=args.boot, seed=0)
@@ -184,7 +125,7 @@ def main(argv=None) -> int:
             for lam in g.levels:
                 t2 = time.perf_counter()
                 c2 = time.process_time()
-                x = generate(gen, g, hard, src, lam)
+                x = generate(gen, g, hard, src, lam, g.seeds_per_level, g.steps, g.text_to_image_at_zero)
                 gen_cpu = time.process_time() - c2
                 m = mmd(x)
                 acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
@@ -204,9 +145,7 @@ def main(argv=None) -> int:
                   f"{result['priors'][name]['generation_cpu_seconds']} s CPU ({args.threads} thread), of which "
                   f"generating the images {result['priors'][name]['generate_only_cpu_seconds']} s CPU", flush=True)
     result["seconds"] = round(time.perf_counter() - t_all, 1)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

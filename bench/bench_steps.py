@@ -25,22 +25,13 @@ the mean |Δ| of SSIM / MMD² against DDIM at the demo's T (the reference settin
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
+import bench_common as bc
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from spectrum_grid import six_level_overrides  # noqa: E402
-
-from discl.evaluation import fidelity as fd  # noqa: E402
+from discl.evaluation import fidelity as fd
 
 SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
@@ -54,16 +45,6 @@ SCHEDULERS = {
     "unipc-thr": ("UniPCMultistepScheduler", {"thresholding": True, "sample_max_value": 1.0}),
 }
 DEFAULT = ["ddim", "dpm++2m", "unipc", "euler"]
-
-
-def hard_set(cfg, ds):
-    """The demo's hard images: every training image of a class below ``mining.frequency_below``."""
-    if list(cfg.mining.criteria) != ["class_frequency"]:
-        raise SystemExit("bench_steps reproduces the class_frequency miner only")
-    train = ds.split("train")
-    counts = ds.class_counts("train")
-    hard = train[counts[train["label"].to_numpy()] < cfg.mining.frequency_below]
-    return hard.iloc[np.argsort(hard["sample_id"].to_numpy().astype(str), kind="stable")]
 
 
 class RowCounter:
@@ -80,74 +61,27 @@ class RowCounter:
         self._h.remove()
 
 
-def generate(gen, g, steps, hard, images: np.ndarray, lam: float, seeds: int) -> np.ndarray:
-    """The spectrum at one λ: uint8 [n_hard * seeds, 28, 28], source-major, k minor."""
-    from PIL import Image
-
-    from discl.generation.base import GenerationBatch
-    from discl.generation.planning import job_seed, strength_for
-
-    sids, labels = list(hard["sample_id"]), [int(v) for v in hard["label"]]
-    jobs = [(i, k) for i in range(len(sids)) for k in range(seeds)]
-    out = []
-    for s in range(0, len(jobs), g.batch_size):
-        chunk = jobs[s:s + g.batch_size]
-        batch = GenerationBatch(
-            sources=[Image.fromarray(images[i]) for i, _ in chunk], source_keys=[sids[i] for i, _ in chunk],
-            labels=[labels[i] for i, _ in chunk], prompts=[""] * len(chunk),
-            seeds=[job_seed(g.base_seed, sids[i], lam, k) for i, k in chunk], strength=strength_for(lam),
-            steps=steps, guidance_scale=g.guidance_scale)
-        out += [np.asarray(im.convert("L")) for im in gen.generate(batch)]
-    return np.stack(out)
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "fmnist-lt.yaml"))
+    p = bc.bench_parser(__doc__)
+    bc.add_config_argument(p)
     p.add_argument("--steps", type=int, nargs="+", default=[8, 12, 16, 25, 50])
     p.add_argument("--schedulers", nargs="+", default=DEFAULT, choices=list(SCHEDULERS))
     p.add_argument("--prior", default="embedded", help="prior folder (default: the shipped one)")
-    p.add_argument("--test-per-class", type=int, default=300, help="real test images per hard class for MMD²")
-    p.add_argument("--classifier-epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--limit", type=int, default=None, help="first N hard images only (a quick check)")
-    p.add_argument("--seeds", type=int, default=None, help="override generation.seeds_per_level")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--out", default=None, help="JSON file for every figure")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    bc.add_fidelity_arguments(p)
+    bc.add_out_argument(p)
+    args = bc.parse(p, argv)
 
-    from discl.config import load_config
-    from discl.data import fashion_mnist as fm
-    from discl.data.tasks import build_prior_pool, build_task
     from discl.generation.base import create_generator
     from discl.generation.config import GenerationConfig
-    from discl.generation.prior_eval import accuracy, train_classifier
-    from discl.seeding import numpy_rng
+    from discl.generation.prior_eval import accuracy
 
     t_all = time.perf_counter()
-    cfg = load_config(args.config, six_level_overrides())  # the grid the documented figures use, not the demo's
-    g = cfg.generation
+    f = bc.fidelity_setup(args, "bench-steps-test")
+    g, hard, classes, src, real_feat, bw = f.cfg.generation, f.hard, f.classes, f.src, f.real_feat, f.bandwidth
+    clf, real_acc = f.classifier, f.real_accuracy
     seeds = args.seeds or g.seeds_per_level
-    ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
-    hard = hard_set(cfg, ds)[:args.limit]
-    classes = sorted(int(c) for c in hard["label"].unique())
-    src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
     src_rep = np.repeat(src, seeds, axis=0)
     lab_rep = torch.as_tensor(np.repeat(hard["label"].to_numpy(), seeds)).long()
-    test = ds.split("test")
-    test_ids = np.concatenate([
-        numpy_rng("bench-steps-test", cfg.data.seed, c).permutation(test.index[test["label"] == c].to_numpy())
-        [:args.test_per_class] for c in classes])
-    real_feat = fd.flatten_pixels(ds.tensors(list(test_ids), 28, 1)[:, 0].numpy())
-    bw = fd.median_bandwidth(real_feat)
-
-    pool = build_prior_pool(0, args.data_root)
-    clf = train_classifier(pool.tensors(list(pool.frame["sample_id"]), 28, 1),
-                           torch.as_tensor(pool.frame["label"].to_numpy().copy()).long(), args.classifier_epochs)
-    te_x, te_y = fm.load_split("test", args.data_root)
-    keep = np.isin(te_y, classes)
-    real_acc = accuracy(clf, torch.from_numpy(te_x[keep].copy())[:, None], torch.from_numpy(te_y[keep].astype(np.int64)))
 
     result = {"config": args.config, "levels": list(g.levels), "guidance_scale": g.guidance_scale, "seeds": seeds,
               "n_hard": len(hard), "hard_classes": classes, "bandwidth": bw, "real_accuracy": real_acc,
@@ -167,7 +101,7 @@ def main(argv=None) -> int:
             for lam in g.levels:
                 counter.rows = 0
                 t0 = time.perf_counter()
-                x = generate(gen, g, steps, hard, src, lam, seeds)
+                x = bc.generate(gen, g, hard, src, lam, seeds, steps)
                 dt = time.perf_counter() - t0
                 seconds, images = seconds + dt, images + len(x)
                 row = {"evals_per_image": counter.rows / len(x), "seconds": round(dt, 2),
@@ -202,9 +136,7 @@ def main(argv=None) -> int:
                 "ssim_mean_abs_diff": float(np.mean([abs(s["rows"][k]["ssim"] - base[k]["ssim"]) for k in base])),
                 "mmd2_mean_abs_diff": float(np.mean([abs(s["rows"][k]["mmd2"] - base[k]["mmd2"]) for k in base]))}
     result["seconds"] = round(time.perf_counter() - t_all, 1)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
+    bc.write_result(args.out, result)
     return 0
 
 

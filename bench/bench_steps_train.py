@@ -31,23 +31,17 @@ Reruns skip finished stages (each run folder is an ordinary ``discl run`` folder
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_steps import SCHEDULERS  # noqa: E402
-from spectrum_grid import SIX_LEVELS  # noqa: E402
+from bench_common import ROOT, add_config_argument, add_out_argument, bench_parser, write_result
+from bench_steps import SCHEDULERS
+from spectrum_grid import SIX_LEVELS
 
 METRICS = {"overall": "test.top1", "few": "test.few"}
 
@@ -134,8 +128,8 @@ def spectrum_evals(run_dir: Path) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "fmnist-lt.yaml"))
+    p = bench_parser(__doc__)
+    add_config_argument(p)
     p.add_argument("--settings", nargs="+", default=["ddim-T25", "ddim-T12", "unipc-thr-T8"])
     p.add_argument("--reference", default=None, help="the setting others are paired against (default: the first)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -147,13 +141,14 @@ def main(argv=None) -> int:
                    help="data.seed values; each gets its own run folder, pairs are (data seed, training seed)")
     p.add_argument("--run-root", default=str(ROOT / "runs" / "steps"))
     p.add_argument("--collect-only", action="store_true", help="do not run, only read the run folders")
-    p.add_argument("--out", default=None, help="JSON file for every figure")
+    add_out_argument(p)
     p.add_argument("overrides", nargs="*", help="further config overrides for every setting")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     from discl.config import load_config
-    from discl.pipeline import collect_results, run
+    from discl.evaluation.results import collect_results
+    from discl.pipeline import run
 
     ref = args.reference or args.settings[0]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
@@ -217,9 +212,7 @@ def main(argv=None) -> int:
             + ("  shared variants byte-identical: " + ", ".join(
                 f"d{ds} {v['byte_identical']}/{v['shared']}" for ds, v in s["shared_variants"].items())
                if s["shared_variants"] else ""))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

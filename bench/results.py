@@ -96,7 +96,8 @@ def main() -> int:
     import pandas as pd
 
     from discl.config import load_config
-    from discl.pipeline import collect_results, run
+    from discl.evaluation.results import collect_results
+    from discl.pipeline import run
 
     methods = args.methods or METHODS[args.task]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"

@@ -40,6 +40,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from discl import assets
+from discl.assets import EMBEDDED
 from discl.errors import ModelNotFoundError
 from discl.methods import INIT_BASELINES
 
@@ -183,8 +185,8 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     if cfg.prompts.text_model:
         out["prompts"] = {"text_model": f"hub:{cfg.prompts.text_model}"}
-    if g.backend == "embedded":
-        out["generation"] = {"model": "embedded-prior" if g.model in ("", "embedded") else f"file:{g.model}"}
+    if g.backend == EMBEDDED:
+        out["generation"] = {"model": "embedded-prior" if g.model in ("", EMBEDDED) else f"file:{g.model}"}
     else:
         out["generation"] = {"model": f"hub:{g.model}"}
     for i, lora in enumerate(getattr(g, "lora", ())):  # adapters fused into the generator's weights
@@ -195,8 +197,8 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
         train["pretrained_path"] = f"file:{t.pretrained_path}"
     if t.init_from and t.init_from not in INIT_BASELINES:  # a baseline of the run is made by the run itself
         train["init_from"] = f"file:{t.init_from}"
-    if t.model == "clip" and t.clip_model == "embedded":  # the shipped weights (or a file), by content
-        train["clip_pretrained"] = scorer_reference("embedded", t.clip_pretrained or "embedded")
+    if t.model == "clip" and t.clip_model == EMBEDDED:  # the shipped weights (or a file), by content
+        train["clip_pretrained"] = scorer_reference(EMBEDDED, t.clip_pretrained or EMBEDDED)
     elif t.model == "clip" and t.clip_pretrained:
         train["clip_pretrained"] = _open_clip_reference(t.clip_pretrained, f"{t.clip_model}/{t.clip_pretrained}")
     elif t.pretrained and t.model.startswith(("timm:", "torchvision:")):
@@ -208,8 +210,8 @@ def model_references(cfg) -> dict[str, dict[str, str]]:
 
 def scorer_reference(backend: str, model: str) -> str:
     """Pure: the reference of a CLIP scorer's weights (``filtering.backend`` / ``filtering.model``)."""
-    if backend == "embedded":
-        return "embedded-clip" if model in ("", "embedded") else f"file:{model}"
+    if backend == EMBEDDED:
+        return "embedded-clip" if model in ("", EMBEDDED) else f"file:{model}"
     if backend == "open_clip":
         return _open_clip_reference(model.partition("/")[2], model)
     return f"hub:{model}"
@@ -225,13 +227,10 @@ def fingerprint(ref: str) -> dict[str, str]:
     """The fingerprint of one reference from :func:`model_references` (reads files or the hub cache)."""
     kind, _, value = ref.partition(":")
     if ref == "embedded-prior":
-        from discl.generation.prior import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME
-
-        return files_fingerprint("embedded", [ASSET_DIR / WEIGHTS_NAME, ASSET_DIR / CONFIG_NAME])
+        return files_fingerprint(EMBEDDED, [assets.PRIOR_DIR / assets.PRIOR_WEIGHTS_NAME,
+                                           assets.PRIOR_DIR / assets.PRIOR_CONFIG_NAME])
     if ref == "embedded-clip":
-        from discl.filtering.embedded_clip import CONFIG_PATH, WEIGHTS_PATH
-
-        return files_fingerprint("embedded", [WEIGHTS_PATH, CONFIG_PATH])
+        return files_fingerprint(EMBEDDED, [assets.CLIP_WEIGHTS_PATH, assets.CLIP_CONFIG_PATH])
     if kind == "file":
         return files_fingerprint(value)
     if kind == "hub":

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from discl.config import load_config
+from discl.evaluation.results import training_order
 from discl.methods import BASELINES, DERIVED, parse_method
-from discl.pipeline import train_method, training_order
+from discl.pipeline import train_method
 from discl.training.checkpoint import load_weights
 from discl.training.posthoc import adjust_logits, choose_tau, log_prior, train_derived
 

@@ -249,7 +249,7 @@ generation: {{backend: embedded, model: {prior}, levels: [0.0, 0.5], seeds_per_l
 
 
 def test_dry_run_prints_cost(tmp_path, tiny_prior, capsys):
-    from discl.generation import runner
+    from discl.cli import generate as runner
 
     cfg, run = _write_cli_config(tmp_path, tiny_prior)
     import argparse

@@ -236,7 +236,7 @@ def test_real_only_depends_on_the_curriculum_rules(tmp_path):
     """real_only trains on no synthetic image but by the curriculum's epoch rules (real_fraction, tail
     quota from hard.csv): its marker digest must follow them, or a sweep over real_fraction shares one run."""
     from discl.config import load_config
-    from discl.pipeline import train_run_digest
+    from discl.evaluation.results import train_run_digest
 
     def train_config_digest(cfg, method, seed):  # the digest a run records, here with no upstream artifacts
         return train_run_digest(cfg, tmp_path, method, seed)

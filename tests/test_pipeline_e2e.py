@@ -120,10 +120,10 @@ def test_weights_enter_the_stage_digests(tmp_path: Path, monkeypatch):
     import shutil
 
     from discl.config import load_config
+    from discl.evaluation.results import stage_digest
     from discl.fingerprint import model_fingerprints
     from discl.generation.prior import ASSET_DIR
     from discl.generation.runner import spectrum_digest
-    from discl.pipeline import stage_digest
 
     monkeypatch.setenv("DISCL_CACHE_DIR", str(tmp_path / "cache"))
     prior = Path(shutil.copytree(ASSET_DIR, tmp_path / "prior"))
@@ -221,7 +221,7 @@ def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_pa
 
 def test_a_training_marker_depends_only_on_what_its_method_reads(tmp_path: Path):
     from discl.config import load_config
-    from discl.pipeline import train_run_digest
+    from discl.evaluation.results import train_run_digest
 
     def train_config_digest(cfg, method, seed):
         return train_run_digest(cfg, tmp_path, method, seed, {})

@@ -9,8 +9,8 @@ import pytest
 
 from discl.config import load_config
 from discl.configtools import ConfigError
+from discl.evaluation.results import headline_table
 from discl.methods import parse_method
-from discl.pipeline import headline_table
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

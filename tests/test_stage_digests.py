@@ -28,8 +28,8 @@ from discl.digests import (
     mine_digest,
     retry_context,
 )
+from discl.evaluation.results import run_spec, train_run_digest, training_order
 from discl.fingerprint import model_fingerprints
-from discl.pipeline import run_spec, train_run_digest, training_order
 
 BASE = [*TINY, "methods=[ce, discl, adaptive]"]
 STAGES = ("mine", "generate", "filter", "train-ce-s0", "train-discl-s0", "train-adaptive-s0")
@@ -489,7 +489,7 @@ def test_the_report_shows_only_runs_of_the_current_config(tiny_run: Path, tmp_pa
     """A run trained for another config is shown as stale with the reason, not averaged in; a seed
     never trained is shown as missing; `discl report` rewrites results.csv."""
     from discl.evaluation.report import write_report
-    from discl.pipeline import collect_results
+    from discl.evaluation.results import collect_results
 
     copy = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", [*TINY, "seeds=[0, 1]", "curriculum.real_fraction=0.5"])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from discl import assets
 from discl.cli import main
 from discl.config import load_config
 from discl.configtools import ConfigError
@@ -118,7 +119,7 @@ def test_training_digest_follows_the_embedded_weights_content(tmp_path, monkeypa
     assert model_references(cfg)["training"] == {"clip_pretrained": "embedded-clip"}
     a = tmp_path / "a.safetensors"
     shutil.copyfile(embedded_clip.WEIGHTS_PATH, a)
-    monkeypatch.setattr(embedded_clip, "WEIGHTS_PATH", a)
+    monkeypatch.setattr(assets, "CLIP_WEIGHTS_PATH", a)  # where the fingerprint finds the shipped weights
     before = baseline_run_digest(cfg, "flyp", 0)
     assert before == baseline_run_digest(load_config(CONFIG, ["training.clip_pretrained=embedded"]), "flyp", 0)
     a.write_bytes(a.read_bytes() + b" ")  # other weights under the same name

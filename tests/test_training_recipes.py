@@ -73,7 +73,8 @@ def test_curriculum_errors_are_clear(run, tmp_path, capsys):
 def test_init_from_a_baseline_fine_tunes_from_that_seeds_checkpoint(tmp_path):
     """`training.init_from: ce`: the pipeline trains ce first and the curriculum starts from its weights."""
     from discl.artifacts import ArtifactError, read_json
-    from discl.pipeline import run, training_order
+    from discl.evaluation.results import training_order
+    from discl.pipeline import run
     from discl.training.recipe import baseline_checkpoint
 
     cfg = load_config("configs/fmnist-lt.yaml", [*TINY, "methods=[discl]", "seeds=[0]", "training.init_from=ce",
@@ -85,7 +86,8 @@ def test_init_from_a_baseline_fine_tunes_from_that_seeds_checkpoint(tmp_path):
     assert status["train-ce-s0"] == "ran" and status["train-discl-s0"] == "ran"
     ce_digest = read_json(tmp_path / "run" / "train" / "ce-s0" / "metrics.json")["digest"]
     assert "-init-" not in ce_digest
-    from discl.pipeline import train_run_digest  # the curriculum digest holds the checkpoint's content digest
+    # the curriculum digest holds the checkpoint's content digest
+    from discl.evaluation.results import train_run_digest
 
     assert read_json(tmp_path / "run" / "train" / "discl-s0" / "metrics.json")["digest"] == train_run_digest(
         cfg, tmp_path / "run", "discl", 0)
@@ -132,8 +134,9 @@ def test_init_from_baseline_starts_each_curriculum_run_from_the_baseline_of_its_
     """`training.init_from: baseline` (the shipped fmnist-lt and imagenet-lt default): DisCL fine-tunes
     the CE model (the authors' recipe), BS + DisCL the BS model (issue 12's reading)."""
     from discl.artifacts import read_json
+    from discl.evaluation.results import training_order
     from discl.methods import init_baseline
-    from discl.pipeline import run, training_order
+    from discl.pipeline import run
     from discl.training.recipe import _curriculum_config
 
     assert init_baseline("baseline", "ce") == "ce" and init_baseline("baseline", "balanced_softmax") == "bs"

@@ -86,6 +86,7 @@ class CurriculumStrategy(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+# filled by the strategy modules themselves as ``discl.curriculum`` (the package) imports them
 _REGISTRY: dict[str, tuple[Callable[..., CurriculumStrategy], str]] = {}
 
 
@@ -100,29 +101,11 @@ def register_strategy(name: str, description: str):
     return deco
 
 
-def _load_builtins() -> None:
-    # one module per strategy; importing registers it
-    from discl.curriculum import (  # noqa: F401
-        adaptive,
-        adaptive_class,
-        fixed,
-        mixed,
-        random_level,
-        random_order,
-        real_only,
-        reverse,
-        single,
-        text_only,
-    )
-
-
 def list_strategies() -> dict[str, str]:
-    _load_builtins()
     return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
 
 
 def create_strategy(name: str, cfg: CurriculumConfig, epochs: int, seed: int) -> CurriculumStrategy:
-    _load_builtins()
     if name not in _REGISTRY:
         raise ConfigError(f"curriculum.strategy: unknown strategy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     if epochs < 1:

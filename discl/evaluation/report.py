@@ -8,7 +8,6 @@ per-class accuracy.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -368,7 +367,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     ``fingerprints``: :func:`discl.fingerprint.model_fingerprints` of ``cfg`` (computed when not
     given); they key the cached distances per level.
     """
-    from discl.pipeline import collect_results, headline_table
+    from discl.evaluation.results import collect_results, headline_table
 
     run_dir = Path(run_dir)
     manifest = _read_csv(run_dir / "filter" / "manifest.csv")
@@ -508,8 +507,8 @@ def other_runs(cfg, run_dir: Path) -> pd.DataFrame:
     """Finished runs under ``RUN/train/`` that the config's methods × seeds do not name (``discl train
     --curriculum mixed``, an earlier config's seed): listed, so that every finished run is found."""
     from discl.artifacts import read_json
+    from discl.evaluation.results import training_order
     from discl.methods import run_folder
-    from discl.pipeline import training_order
 
     named = {run_folder(m, s) for m in training_order(cfg) for s in cfg.seeds}
     rows = []
@@ -557,7 +556,7 @@ def _distances(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataF
     """Distances per level, recomputed only when the filter's output, the CLIP or the settings changed."""
     try:
         from discl.evaluation.distance import cached_spectrum_distances
-        from discl.pipeline import stage_digest
+        from discl.evaluation.results import stage_digest
 
         if fingerprints is None:
             from discl.fingerprint import model_fingerprints
@@ -637,20 +636,6 @@ def _class_counts_table(cfg, hard: pd.DataFrame | None) -> pd.DataFrame:
 
 
 # -- CLI --------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run folder (holds config.yaml)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from discl.config import load_config
-
-    run_dir = Path(args.run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    out = write_report(cfg, run_dir)
-    print(out)
-    return 0
 
 
 def _model_label(t) -> str:

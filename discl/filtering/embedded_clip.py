@@ -14,21 +14,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
+from discl.assets import CLIP_CONFIG_PATH, CLIP_DIR, CLIP_MODEL_NAME, CLIP_WEIGHTS_PATH
 from discl.errors import BadInputError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
-ASSET_DIR = Path(str(resources.files("discl") / "assets" / "clip"))
-MODEL_NAME = "discl-fmnist-clip"
-CONFIG_PATH = ASSET_DIR / f"{MODEL_NAME}.json"
-WEIGHTS_PATH = ASSET_DIR / f"{MODEL_NAME}.safetensors"
+# the shipped CLIP's files (located in discl.assets, which the fingerprint reads too)
+ASSET_DIR, MODEL_NAME, CONFIG_PATH, WEIGHTS_PATH = CLIP_DIR, CLIP_MODEL_NAME, CLIP_CONFIG_PATH, CLIP_WEIGHTS_PATH
 
 
 def load_model_config(path: str | Path | None = None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from PIL import Image
 from discl.errors import BadInputError
 from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
-from discl.generation.prior import Prior, from_model_space, load_prior
+from discl.generation.prior import Prior, denoise, from_model_space, load_prior
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +60,10 @@ def sample(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch.
     if text_to_image:
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps
-        x = noise * scheduler.init_noise_sigma
     else:
         timesteps = img2img_timesteps(scheduler, steps, strength)
-        if len(timesteps) == 0:
-            return sources.clone()
-        x = scheduler.add_noise(sources, noise, timesteps[:1].repeat(len(sources)))
-    labels = labels.long()
-    cfg = guidance_scale > 1.0
-    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
-    extra = step_kwargs(scheduler, gens, eta=0.0, use_clipped_model_output=clipped_eps)
-    for t in timesteps:
-        inp = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)
-        eps = prior.unet(inp, t, class_labels=y).sample
-        if cfg:
-            cond, uncond = eps.chunk(2)
-            eps = uncond + guidance_scale * (cond - uncond)
-        x = scheduler.step(eps, t, x, **extra).prev_sample
-    return x
+    return denoise(prior, scheduler, sources, labels, noise, timesteps, guidance_scale,
+                   step_kwargs(scheduler, gens, eta=0.0, use_clipped_model_output=clipped_eps), text_to_image)
 
 
 class EmbeddedGenerator:

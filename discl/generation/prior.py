@@ -32,15 +32,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from discl.assets import PRIOR_CONFIG_NAME, PRIOR_DIR, PRIOR_RECIPE_NAME, PRIOR_WEIGHTS_NAME
 from discl.configtools import check, from_dict, load_yaml
 from discl.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
-WEIGHTS_NAME = "prior.safetensors"
-CONFIG_NAME = "prior_config.json"
-RECIPE_NAME = "recipe.yaml"
+# the shipped prior's files (located in discl.assets, which the fingerprint reads too)
+ASSET_DIR, WEIGHTS_NAME, CONFIG_NAME, RECIPE_NAME = PRIOR_DIR, PRIOR_WEIGHTS_NAME, PRIOR_CONFIG_NAME, PRIOR_RECIPE_NAME
 
 
 @dataclass
@@ -329,6 +328,34 @@ def img2img_timesteps(scheduler, steps: int, strength: float) -> tuple[torch.Ten
 
 
 @torch.inference_mode()
+def denoise(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch.Tensor, noises: torch.Tensor,
+            timesteps: torch.Tensor, guidance_scale: float, step_args: dict, text_to_image: bool = False) -> torch.Tensor:
+    """The one SDEdit sampling loop: :func:`sdedit` (the prior's DDIM) and the ``embedded`` generation
+    backend (any diffusers scheduler, :func:`discl.generation.embedded.sample`) both run it, so the
+    two cannot drift apart. The callers choose the timesteps (their strength rounding differs) and
+    ``step_args`` (what their scheduler's ``step`` takes); ``noises`` start each image (text to
+    image) or are added to its source at the first timestep. No timestep: the sources unchanged.
+    """
+    if text_to_image:
+        x = noises * scheduler.init_noise_sigma
+    else:
+        if len(timesteps) == 0:
+            return sources.clone()
+        x = scheduler.add_noise(sources, noises, timesteps[:1].repeat(len(sources)))
+    labels = labels.long()
+    cfg = guidance_scale > 1.0
+    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
+    for t in timesteps:
+        inp = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)  # DDIM: the input unchanged
+        eps = prior.unet(inp, t, class_labels=y).sample
+        if cfg:
+            cond, uncond = eps.chunk(2)
+            eps = uncond + guidance_scale * (cond - uncond)
+        x = scheduler.step(eps, t, x, **step_args).prev_sample
+    return x
+
+
+@torch.inference_mode()
 def sdedit(prior: Prior, sources: torch.Tensor | None, labels: torch.Tensor, noises: torch.Tensor,
            steps: int, strength: float, guidance_scale: float, text_to_image: bool = False,
            clipped_eps: bool = True) -> torch.Tensor:
@@ -344,23 +371,10 @@ def sdedit(prior: Prior, sources: torch.Tensor | None, labels: torch.Tensor, noi
     if text_to_image:
         sched.set_timesteps(steps)
         timesteps = sched.timesteps
-        x = noises * sched.init_noise_sigma
     else:
         timesteps, _ = img2img_timesteps(sched, steps, strength)
-        if len(timesteps) == 0:
-            return sources.clone()
-        x = sched.add_noise(sources, noises, timesteps[:1].repeat(len(sources)))
-    labels = labels.long()
-    cfg = guidance_scale > 1.0
-    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
-    for t in timesteps:
-        inp = torch.cat([x, x]) if cfg else x
-        eps = prior.unet(inp, t, class_labels=y).sample
-        if cfg:
-            cond, uncond = eps.chunk(2)
-            eps = uncond + guidance_scale * (cond - uncond)
-        x = sched.step(eps, t, x, eta=0.0, use_clipped_model_output=clipped_eps).prev_sample
-    return x
+    return denoise(prior, sched, sources, labels, noises, timesteps, guidance_scale,
+                   {"eta": 0.0, "use_clipped_model_output": clipped_eps}, text_to_image)
 
 
 def class_samples(prior: Prior, labels: torch.Tensor, seed: int, steps: int = 50, guidance_scale: float = 2.0,

@@ -15,10 +15,8 @@ once every image exists, so shards never write the same file with different cont
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -40,7 +38,6 @@ from discl.generation.base import GenerationBatch, Generator, create_generator
 from discl.generation.planning import (
     batches,
     cost_summary,
-    parse_shard,
     plan_jobs,
     shard_batches,
     shard_jobs,
@@ -204,7 +201,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
         logger.info("spectrum already complete in %s", out)
         manifest = read_table(out / METADATA)
         return shard_jobs(manifest, *shard)
-    hard = _read_hard(run_dir)
+    hard = read_hard(run_dir)
     if dataset is None:
         from discl.data import build_dataset
 
@@ -296,18 +293,7 @@ def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, di
 # -- CLI -------------------------------------------------------------------------------------------
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from discl.cli import add_config_arguments
-
-    add_config_arguments(p)
-    p.add_argument("--shard", default=None, help="i/n: generate only every n-th batch of the global batch plan, from batch i")
-    p.add_argument("--dry-run", action="store_true", help="print the job count and denoiser cost, generate nothing")
-    p.add_argument("--no-calibrate", action="store_true",
-                   help="with --dry-run: count evaluations only, time no calibration batch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _read_hard(run_dir: Path):
+def read_hard(run_dir: Path):
     """``RUN/mining/hard.csv``; missing: say which command makes it."""
     path = confine(Path(run_dir), HARD_CSV)
     if not path.is_file():
@@ -328,7 +314,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
 
     g = cfg.generation
     dataset = build_dataset(cfg.data) if dataset is None else dataset
-    plan = plan_spectrum(cfg, _read_hard(cfg.run_path), dataset)
+    plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
     mine_batches = plan_shard_batches(plan, dataset, g.batch_size, shard)
@@ -349,43 +335,3 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
         for key in ("all", f"shard {shard[0]}/{shard[1]}"):
             summary[key]["estimated_seconds"] = round(summary[key]["denoiser_evaluations"] * per_eval, 1)
     return summary
-
-
-def _distributed_shard():
-    """(state, (i, n)) under torchrun / accelerate launch with several processes, else (None, None)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None, None
-    import torch
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return state, (state.process_index, state.num_processes)
-
-
-def main(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
-    from discl.cli import config_from_args
-
-    cfg = config_from_args(args, command="generate")
-    run_dir = cfg.run_path
-    state, shard = _distributed_shard()
-    if args.shard:
-        shard = parse_shard(args.shard)
-    shard = shard or (0, 1)
-    if state is not None and cfg.generation.device == "auto":
-        cfg = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, device=str(state.device)))
-    if args.dry_run:
-        print(json.dumps(dry_run(cfg, shard, calibrate=not args.no_calibrate), indent=2))
-        return 0
-    rows = generate_spectrum(cfg, run_dir, shard=shard, progress=not args.no_progress)
-    if state is not None:
-        state.wait_for_everyone()
-        if state.is_main_process:
-            from discl.data import build_dataset
-
-            plan = plan_spectrum(cfg, _read_hard(run_dir), build_dataset(cfg.data))
-            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir))
-    print(f"shard {shard[0]}/{shard[1]}: {len(rows)} images in {confine(run_dir, SPECTRUM_DIR)}")
-    return 0

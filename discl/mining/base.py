@@ -53,6 +53,7 @@ class Criterion(Protocol):
         ...
 
 
+# filled by the criterion modules themselves as ``discl.mining`` (the package) imports them
 _REGISTRY: dict[str, Criterion] = {}
 
 
@@ -63,19 +64,13 @@ def register(criterion: Criterion) -> Criterion:
     return criterion
 
 
-def _load_builtins() -> None:
-    from discl.mining import class_frequency, low_confidence, misclassified  # noqa: F401 - they register
-
-
 def get_criterion(name: str) -> Criterion:
-    _load_builtins()
     if name not in _REGISTRY:
         raise KeyError(f"unknown mining criterion {name!r} (known: {', '.join(available_criteria())})")
     return _REGISTRY[name]
 
 
 def available_criteria() -> list[str]:
-    _load_builtins()
     return sorted(_REGISTRY)
 
 

@@ -16,7 +16,6 @@ Inputs dropped by ``data.on_bad_image: skip`` are listed in ``RUN/skipped_inputs
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
@@ -106,24 +105,3 @@ def _oof(cfg: RunConfig, ds, train: pd.DataFrame, labels: np.ndarray, out: Path,
         "oof_prob_gt": proba[np.arange(len(ids)), labels], "oof_pred": proba.argmax(1),
     }))
     return proba
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from discl.cli import add_config_arguments
-
-    add_config_arguments(p)
-
-
-def main(args: argparse.Namespace) -> int:
-    from discl.cli import config_from_args
-    from discl.config import save_config
-
-    cfg = config_from_args(args)
-    run_dir = cfg.run_path
-    save_config(cfg, run_dir / "config.yaml")
-    hard = mine(cfg, run_dir)
-    per_class = hard.groupby("class_name").size().to_dict() if len(hard) else {}
-    print(f"{len(hard)} hard images -> {run_dir / OUT / 'hard.csv'}")
-    for name, n in sorted(per_class.items(), key=lambda kv: -kv[1]):
-        print(f"  {name}: {n}")
-    return 0

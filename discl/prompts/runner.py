@@ -6,7 +6,6 @@ stage makes them inspectable and editable-by-config before any image is generate
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,18 +39,3 @@ def write_prompts(cfg: RunConfig, run_dir: Path, classes: Sequence[str] | None =
     table = build_prompt_table(cfg, hard, classes)
     write_table(confine(run_dir, "prompts/prompts.csv"), table)
     return table
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from discl.cli import add_config_arguments
-
-    add_config_arguments(p)
-
-
-def main(args: argparse.Namespace) -> int:
-    from discl.cli import config_from_args
-
-    cfg = config_from_args(args)
-    table = write_prompts(cfg, cfg.run_path)
-    print(f"{len(table)} prompts ({table['prompt'].nunique()} distinct) in {cfg.run_path / 'prompts/prompts.csv'}")
-    return 0

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from discl.assets import EMBEDDED
 from discl.errors import BadInputError, ModelNotFoundError
-from discl.training.config import EMBEDDED, embedded_weights
+from discl.training.config import embedded_weights
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from discl.assets import EMBEDDED  # training.clip_model: the CLIP shipped with discl
 from discl.configtools import check
-
-EMBEDDED = "embedded"  # training.clip_model: the CLIP shipped with discl
 
 
 def embedded_weights(pretrained: str | None) -> str | None:

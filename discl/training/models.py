@@ -23,7 +23,7 @@ from discl.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["create_model", "create_classifier", "list_models", "register_model", "Normalized", "CifarResNet"]
+__all__ = ["create_model", "create_classifier", "classifier_header", "list_models", "register_model", "Normalized", "CifarResNet"]
 
 
 class BasicBlock(nn.Module):
@@ -256,3 +256,14 @@ def create_classifier(cfg, num_classes: int, in_channels: int, image_size: int,
         return create_clip_classifier(cfg.clip_model, cfg.clip_pretrained, list(class_names), seed=seed)
     return create_model(cfg.model, num_classes, in_channels, image_size,
                         pretrained=cfg.pretrained_path or cfg.pretrained, seed=seed)
+
+
+def classifier_header(cfg, num_classes: int, in_channels: int, image_size: int,
+                      class_names: Sequence[str]) -> dict:
+    """What a checkpoint stores to rebuild the classifier :func:`create_classifier` makes (pure):
+    next to it, so that ``model: clip`` is told apart in one module only."""
+    header = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_channels,
+              "image_size": image_size, "class_names": list(class_names)}
+    if cfg.model == "clip":
+        header.update({"clip_model": cfg.clip_model, "clip_pretrained": cfg.clip_pretrained})
+    return header

@@ -33,7 +33,7 @@ from discl.methods import BASELINES, INIT_BASELINES, init_baseline
 from discl.training.checkpoint import load_weights, read_header
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit, predict_logits, predict_streamed
-from discl.training.models import create_classifier
+from discl.training.models import classifier_header, create_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,7 @@ def test_splits(ds: ImageDataset) -> list[str]:
 def build_classifier(tcfg: TrainConfig, num_classes: int, in_channels: int, image_size: int,
                      class_names: list[str], seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """(model, header): the header is stored in checkpoints and rebuilds the same architecture."""
-    header = {"model": tcfg.model, "num_classes": num_classes, "in_channels": in_channels,
-              "image_size": image_size, "class_names": list(class_names)}
-    if tcfg.model == "clip":
-        header.update({"clip_model": tcfg.clip_model, "clip_pretrained": tcfg.clip_pretrained})
+    header = classifier_header(tcfg, num_classes, in_channels, image_size, class_names)
     model = create_classifier(tcfg, num_classes, in_channels, image_size, class_names, seed)
     if tcfg.init_from:
         sd, _ = load_weights(Path(tcfg.init_from))

@@ -1,7 +1,9 @@
 """The ``discl`` command line: a thin layer over the library.
 
-Each subcommand lives in a stage module that exposes ``add_arguments(parser)`` and ``main(args)``;
-modules are imported only when their command runs, so ``discl --help`` stays fast. Config-driven
+Each subcommand is a module of this package (``discl/cli/<command>.py``) that exposes
+``add_arguments(parser)`` and ``main(args)`` over the library's plain functions; nothing in the
+library imports this package. Modules are imported only when their command runs, so
+``discl --help`` stays fast. Config-driven
 commands take ``CONFIG`` (or ``--config FILE``) plus ``key.sub=value`` overrides; a config is
 required (or, for a command on a finished run, that run's ``config.yaml``) and is validated before
 any stage folder is created.
@@ -20,21 +22,21 @@ from discl.errors import DisclError
 
 # command -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("discl.pipeline", "run every stage (mine, prompts, generate, filter, train, evaluate, report)"),
-    "data": ("discl.data.runner", "inspect or fetch the embedded Fashion-MNIST data; preview a task"),
-    "baseline": ("discl.training.baseline", "train classifiers on the real data only (CE, BS, class-balanced)"),
-    "mine": ("discl.mining.runner", "select the hard training images"),
-    "prompts": ("discl.prompts.runner", "build the prompt of every (hard image, k)"),
-    "generate": ("discl.generation.runner", "generate the synthetic-to-real spectrum"),
-    "prior": ("discl.generation.prior_cli", "train / sample / evaluate the embedded diffusion prior"),
-    "filter": ("discl.filtering.runner", "score the spectrum with CLIP and apply the keep rules"),
-    "clip": ("discl.filtering.clip_cli", "train / evaluate the embedded CLIP"),
-    "train": ("discl.training.runner", "train a classifier with a curriculum over the guidance level"),
-    "curricula": ("discl.curriculum.cli", "list the registered curriculum strategies"),
-    "evaluate": ("discl.evaluation.runner", "evaluate a checkpoint on the test split(s)"),
-    "report": ("discl.evaluation.report", "write the HTML + Markdown report of a run"),
-    "leakage": ("discl.evaluation.leakage", "find kept synthetic images that nearly copy a validation/test image"),
-    "sweep": ("discl.sweep", "run one config key over several values and relate it to the results"),
+    "run": ("discl.cli.run", "run every stage (mine, prompts, generate, filter, train, evaluate, report)"),
+    "data": ("discl.cli.data", "inspect or fetch the embedded Fashion-MNIST data; preview a task"),
+    "baseline": ("discl.cli.baseline", "train classifiers on the real data only (CE, BS, class-balanced)"),
+    "mine": ("discl.cli.mine", "select the hard training images"),
+    "prompts": ("discl.cli.prompts", "build the prompt of every (hard image, k)"),
+    "generate": ("discl.cli.generate", "generate the synthetic-to-real spectrum"),
+    "prior": ("discl.cli.prior", "train / sample / evaluate the embedded diffusion prior"),
+    "filter": ("discl.cli.filter", "score the spectrum with CLIP and apply the keep rules"),
+    "clip": ("discl.cli.clip", "train / evaluate the embedded CLIP"),
+    "train": ("discl.cli.train", "train a classifier with a curriculum over the guidance level"),
+    "curricula": ("discl.cli.curricula", "list the registered curriculum strategies"),
+    "evaluate": ("discl.cli.evaluate", "evaluate a checkpoint on the test split(s)"),
+    "report": ("discl.cli.report", "write the HTML + Markdown report of a run"),
+    "leakage": ("discl.cli.leakage", "find kept synthetic images that nearly copy a validation/test image"),
+    "sweep": ("discl.cli.sweep", "run one config key over several values and relate it to the results"),
 }
 
 
