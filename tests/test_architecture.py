@@ -52,9 +52,6 @@ TOP = ("discl.cli", "discl.pipeline", "discl.sweep", "discl.__main__")  # the ap
 STAGES = ["data", "mining", "prompts", "generation", "filtering", "curriculum", "training", "evaluation"]
 # known upward imports, each with why it is still there; the test fails on any other
 KNOWN_UPWARD = {
-    # temporary: a parallel change moves predict_proba and EpochPlan out of training (issue 25, item 4)
-    ("discl.curriculum.stage_data", "discl.training.loop"): "predict_proba: the adaptive probes' scores",
-    ("discl.curriculum.stage_data", "discl.training.sampling"): "EpochPlan: the epoch plan the strategies fill",
     # model-based mining fits classifiers out of fold with the training loop
     ("discl.mining.oof", "discl.training.loop"): "fit_classifier / predict_proba for out-of-fold predictions",
     ("discl.mining.runner", "discl.training.loop"): "fit_classifier for out-of-fold predictions",
