@@ -69,8 +69,8 @@ def test_changed_setting_reruns_what_depends_on_it():
     from discl.digests import filter_digest, generate_digest, mine_digest
 
     def digests(cfg):
-        return {"mine": mine_digest(cfg, {}), "generate": generate_digest(cfg, "h", "", {}),
-                "filter": filter_digest(cfg, "s", "", {})}
+        return {"mine": mine_digest(cfg, {}, content=""), "generate": generate_digest(cfg, "h", "", {}, content=""),
+                "filter": filter_digest(cfg, "s", "", {}, content="")}
 
     a = digests(load_config("configs/fmnist-lt.yaml", TINY))
     b = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.61"]))

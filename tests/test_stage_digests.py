@@ -20,14 +20,7 @@ import pytest
 from conftest import ROOT, TINY
 
 from discl.config import load_config
-from discl.digests import (
-    artifact_digests,
-    filter_digest,
-    fold_models_digest,
-    generate_digest,
-    mine_digest,
-    retry_context,
-)
+from discl.digests import current, fold_models_digest, retry_context
 from discl.fingerprint import model_fingerprints
 from discl.pipeline import run_spec, train_run_digest, training_order
 
@@ -180,9 +173,7 @@ def tmp(tmp_path_factory) -> Path:
 def digests(cfg, run: Path) -> dict[str, str]:
     """Every stage's digest under ``cfg`` with the artifacts of ``run`` (what ``discl run`` records)."""
     fps = model_fingerprints(cfg)
-    art = artifact_digests(cfg, run)
-    out = {"mine": mine_digest(cfg, fps), "generate": generate_digest(cfg, art["hard"], art["descriptions"], fps),
-           "filter": filter_digest(cfg, art["spectrum"], art["descriptions"], fps)}
+    out = {stage: current(cfg, run, stage, fps) for stage in ("mine", "generate", "filter")}
     for method in training_order(cfg):
         for seed in cfg.seeds:
             out[f"train-{method}-s{seed}"] = train_run_digest(cfg, run, method, seed, fps)
@@ -332,25 +323,25 @@ def test_methods_and_seeds_add_runs_without_touching_the_others(tmp: Path):
 
 def test_fold_models_are_reused_when_only_the_selection_changes(tmp: Path):
     extra = ["mining.criteria=[class_frequency, low_confidence]"]
-    a = fold_models_digest(config(tmp, *extra), {})
+    a = fold_models_digest(config(tmp, *extra), {}, content="")
     for same in ("mining.confidence_below=0.2", "mining.combine=all", "mining.frequency_below=40",
                  "training.epochs=4", "training.num_workers=2", "mining.max_per_class=3"):
-        assert fold_models_digest(config(tmp, *extra, same), {}) == a, same
+        assert fold_models_digest(config(tmp, *extra, same), {}, content="") == a, same
     for other in ("mining.folds=4", "mining.epochs=3", "training.lr=0.01", "seed=2", "data.val_per_class=10"):
-        assert fold_models_digest(config(tmp, *extra, other), {}) != a, other
+        assert fold_models_digest(config(tmp, *extra, other), {}, content="") != a, other
 
 
 def test_retry_candidates_are_keyed_by_what_they_depend_on(tmp: Path):
     base = config(tmp, "filtering.retries=2")
-    a = retry_context(base, "", {})
+    a = retry_context(base, "", {}, content="")
     for same in ("filtering.threshold=0.2", "filtering.batch_size=3", "generation.batch_size=2", "training.lr=0.1"):
-        assert retry_context(config(tmp, "filtering.retries=2", same), "", {}) == a, same
+        assert retry_context(config(tmp, "filtering.retries=2", same), "", {}, content="") == a, same
     for other in ("filtering.model={tmp}/clip.safetensors", "filtering.text_template='a {name}'",
                   "generation.steps=3", "prompts.templates=['a {name}', 'the {name}']"):
-        assert retry_context(config(tmp, "filtering.retries=2", other), "", {}) != a, other
-    assert retry_context(base, "d2", {}) == a  # no descriptions file configured: its digest is not read
+        assert retry_context(config(tmp, "filtering.retries=2", other), "", {}, content="") != a, other
+    assert retry_context(base, "d2", {}, content="") == a  # no descriptions file configured: its digest is not read
     with_desc = config(tmp, "filtering.retries=2", "prompts.descriptions_file={tmp}/descriptions.json")
-    assert retry_context(with_desc, "d1", {}) != retry_context(with_desc, "d2", {})
+    assert retry_context(with_desc, "d1", {}, content="") != retry_context(with_desc, "d2", {}, content="")
 
 
 def test_run_spec_is_what_train_method_trains():
@@ -515,10 +506,10 @@ def test_the_mining_fold_models_do_not_depend_on_init_from(tmp_path: Path):
     out = set()
     for init in ("null", "ce", "baseline", str(ckpt)):
         cfg = load_config(ROOT / "configs" / "fmnist-lq.yaml", [f"training.init_from={init}"])
-        out.add(fold_models_digest(cfg, model_fingerprints(cfg)))
+        out.add(fold_models_digest(cfg, model_fingerprints(cfg), content=""))
     assert len(out) == 1
     other = load_config(ROOT / "configs" / "fmnist-lq.yaml", ["training.lr=0.5"])
-    assert fold_models_digest(other, model_fingerprints(other)) not in out
+    assert fold_models_digest(other, model_fingerprints(other), content="") not in out
 
 
 def test_an_image_key_does_not_depend_on_the_other_levels():

@@ -190,8 +190,10 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
         return scorer.encode_images([ds.image(s) for s in sids]).numpy()
 
     reference = encode(list(ids))
+    from discl.data.identity import source_keys
+
     cached = load_real_embeddings(run_dir / "filter" / "real_embeddings.safetensors", scorer_id,
-                                  section_digest(cfg, "data"))
+                                  section_digest(cfg, "data"), source_keys(ds, sources))
     real = (np.stack([cached[s].numpy() for s in sources]) if sources and all(s in cached for s in sources)
             else encode(sources))
     synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in man.groupby("lam")}

@@ -112,9 +112,12 @@ def _drop_unplanned(out: Path, plan: pd.DataFrame) -> int:
 def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | None = None) -> pd.DataFrame:
     """Every image of the spectrum with all its manifest columns (pure given the inputs).
 
-    ``image_key`` (:func:`discl.digests.image_key`) digests the row and ``settings``
-    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None).
+    ``image_key`` (:func:`discl.digests.image_key`) digests the row, ``settings``
+    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None)
+    and the content key of the source image (:func:`discl.data.identity.source_keys`), so the variants
+    of an image replaced in place are made again.
     """
+    from discl.data.identity import source_keys
     from discl.digests import image_key, image_settings_digest, stage_fingerprints
 
     if settings is None:
@@ -132,7 +135,8 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | N
     jobs["mode"] = ["text2img" if (t2i and lam == 0.0) else "img2img" for lam in jobs["lam"]]
     jobs["guidance_scale"] = g.guidance_scale
     jobs["negative_prompt"] = g.negative_prompt or ""
-    jobs["image_key"] = [image_key(r, settings) for r in jobs.to_dict("records")]
+    sources = source_keys(dataset, jobs["sample_id"].astype(str).unique())
+    jobs["image_key"] = [image_key(r, settings, sources[str(r["sample_id"])]) for r in jobs.to_dict("records")]
     return jobs[MANIFEST_COLUMNS]
 
 

@@ -271,10 +271,11 @@ def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
 def baseline_run_digest(cfg: RunConfig, variant: str = "ce", seed: int = 0, fingerprints: dict | None = None) -> str:
     """The digest a baseline run records in its metrics.json (and ``discl run`` in its marker):
     :func:`discl.digests.baseline_digest` of the config as the run uses it."""
-    from discl.digests import baseline_digest, stage_fingerprints
+    from discl.digests import baseline_digest, data_content, stage_fingerprints
 
     cfg = _baseline_config(cfg, variant, seed)
-    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints)
+    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints,
+                           content=data_content(cfg))
 
 
 def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
@@ -363,7 +364,14 @@ def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strateg
     """The digest a curriculum run records in its metrics.json (and ``discl run`` in its marker):
     :func:`discl.digests.curriculum_run_digest` of the config as the run uses it, with ``hard.csv``,
     the filter manifest and a baseline checkpoint it starts from taken by content from ``run_dir``."""
-    from discl.digests import FILTER, HARD, curriculum_run_digest, file_digest, stage_fingerprints
+    from discl.digests import (
+        FILTER,
+        HARD,
+        curriculum_run_digest,
+        data_content,
+        file_digest,
+        stage_fingerprints,
+    )
 
     cfg = _curriculum_config(cfg, strategy_name, seed, loss)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
@@ -371,7 +379,8 @@ def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strateg
     if cfg.training.init_from in BASELINE_VARIANTS:  # "" until the baseline exists (then the run cannot start)
         init = file_digest(run_dir / "train" / f"{cfg.training.init_from}-s{seed}" / "best.safetensors") or "missing"
     fps = stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints
-    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps)
+    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps,
+                                 content=data_content(cfg))
 
 
 def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
