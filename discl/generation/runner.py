@@ -164,6 +164,12 @@ def source_sizes(dataset, sample_ids) -> dict[str, tuple[int, int]]:
     return out
 
 
+def plan_batches(plan: pd.DataFrame, dataset, batch_size: int) -> list[pd.DataFrame]:
+    """The spectrum's global batch plan (:func:`planning.batches`), each batch with its ``batch_key``."""
+    planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
+    return [b.assign(batch_key=batch_key(b)) for b in planned]
+
+
 def plan_shard_batches(plan: pd.DataFrame, dataset, batch_size: int, shard: tuple[int, int]) -> list[pd.DataFrame]:
     """This shard's whole batches of the spectrum's global batch plan (:func:`planning.batches`)."""
     planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
@@ -219,8 +225,9 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     # by whole batches too (:func:`batch_key`). An image is always computed in the same batch, whatever
     # the number of processes or interruptions, so float rounding that depends on a batch's make-up
     # cannot make a reused or resumed image differ from a fresh run's.
-    chunks = [b.assign(batch_key=batch_key(b))
-              for b in plan_shard_batches(plan, dataset, cfg.generation.batch_size, shard)]
+    planned = plan_batches(plan, dataset, cfg.generation.batch_size)
+    batch_keys = {f: k for b in planned for f, k in zip(b["file_name"], b["batch_key"])}
+    chunks = shard_batches(planned, *shard)
     mine = pd.concat(chunks).sort_values("job").drop(columns="batch_key") if chunks else plan.iloc[:0]
     done = finished_images(mine, out, batch_keys={f: k for b in chunks for f, k in zip(b["file_name"], b["batch_key"])})
     todo = [b for b in chunks if not set(b["file_name"]) <= done]
@@ -229,7 +236,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     if todo:
         gen = generator or create_generator(cfg.generation)
         _run_jobs(cfg, gen, dataset, todo, out, shard, progress)
-    write_manifest_if_complete(cfg, plan, out, digest)
+    write_manifest_if_complete(cfg, plan, out, digest, batch_keys)
     return mine.reset_index(drop=True)
 
 
@@ -276,9 +283,13 @@ def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame],
         bar.close()
 
 
-def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str) -> bool:
-    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists with its current key (idempotent)."""
-    finished = finished_images(plan, out, check_decode=False)
+def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str,
+                               batch_keys: dict[str, str]) -> bool:
+    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists with its current key,
+    made in the batch of the current batch plan (``batch_keys``, :func:`plan_batches`): images that
+    shards run under different ``generation.batch_size`` values made are not a finished spectrum
+    (idempotent)."""
+    finished = finished_images(plan, out, check_decode=False, batch_keys=batch_keys)
     missing = [f for f in plan["file_name"] if f not in finished]
     if missing:
         logger.info("spectrum not complete yet: %d of %d images missing (other shards?)", len(missing), len(plan))
@@ -380,7 +391,10 @@ def main(args: argparse.Namespace) -> int:
         if state.is_main_process:
             from discl.data import build_dataset
 
-            plan = plan_spectrum(cfg, _read_hard(run_dir), build_dataset(cfg.data))
-            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir))
+            dataset = build_dataset(cfg.data)
+            plan = plan_spectrum(cfg, _read_hard(run_dir), dataset)
+            keys = {f: k for b in plan_batches(plan, dataset, cfg.generation.batch_size)
+                    for f, k in zip(b["file_name"], b["batch_key"])}
+            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir), keys)
     print(f"shard {shard[0]}/{shard[1]}: {len(rows)} images in {confine(run_dir, SPECTRUM_DIR)}")
     return 0
