@@ -525,3 +525,113 @@ def test_an_image_key_does_not_depend_on_the_other_levels():
     row = {"sample_id": "a", "lam": 0.0, "k": 0, "seed": 1, "mode": "img2img"}
     assert image_key(row, image_settings_digest(t2i)) == image_key(row, image_settings_digest(full))
     assert image_key({**row, "mode": "text2img"}, image_settings_digest(t2i)) != image_key(row, image_settings_digest(t2i))
+
+
+# -- the data's content (issue 23) ------------------------------------------------------------------
+# The config names the data; what is behind the name counts too. Mining and training read the whole
+# dataset, generation and the filter its hard images: every stage's digest follows the dataset's
+# listing (rows, labels, splits, each image's size and mtime, the list files' bytes), and a spectrum
+# image's key follows the bytes of its own source only.
+
+
+def _png(path: Path, value: int, size: int = 6) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), (value, 255 - value, 40)).save(path)
+
+
+def _user_data(root: Path) -> dict[str, Path]:
+    """One tiny dataset in the three file-backed layouts: a CSV, a folder, split files + class map."""
+    rows = ["path,label,split"]
+    for c, n in (("cat", 3), ("dog", 2)):
+        for split in ("train", "val", "test"):
+            for i in range(n):
+                rel = f"{split}/{c}/{i}.png"
+                _png(root / "img" / rel, 20 * i + (0 if c == "cat" else 100))
+                rows.append(f"{rel},{c},{split}")
+    (root / "img" / "data.csv").write_text("\n".join(rows) + "\n")
+    for split in ("train", "val", "test"):
+        lines = [f"{r.split(',')[0]} {0 if ',cat,' in r else 1}" for r in rows[1:] if r.endswith("," + split)]
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "map.txt").write_text("n001 cat\nn002 dog\n")
+    return {"csv": root / "img" / "data.csv", "folder": root / "img", "split_files": root / "img"}
+
+
+def _user_config(tmp: Path, task: str, root: Path, *extra: str):
+    over = [f"data.task={task}", f"data.root={root}", "data.channels=3", "data.image_size=8"]
+    if task == "split_files":
+        over += [f"data.split_files={{train: '{root.parent}/train.txt', val: '{root.parent}/val.txt', "
+                 f"test: '{root.parent}/test.txt'}}", f"data.class_map={root.parent}/map.txt"]
+    return config(tmp, *over, *extra)
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + line + "\n")
+
+
+# change -> whether every stage's digest must change (True) or none (False)
+DATA_CHANGES = {
+    "csv": [
+        ("append a training image to a class", lambda d: (_png(d / "img/train/dog/9.png", 9),
+                                                           _append(d / "img/data.csv", "train/dog/9.png,dog,train")), True),
+        ("relabel a row", lambda d: (d / "img/data.csv").write_text(
+            (d / "img/data.csv").read_text().replace("train/cat/0.png,cat", "train/cat/0.png,dog")), True),
+        ("move a row to another split", lambda d: (d / "img/data.csv").write_text(
+            (d / "img/data.csv").read_text().replace("test/dog/1.png,dog,test", "test/dog/1.png,dog,train")), True),
+        ("replace an image in place", lambda d: _png(d / "img/test/cat/2.png", 200, size=7), True),
+        ("an image file the CSV does not list", lambda d: _png(d / "img/extra.png", 1), False),
+    ],
+    "folder": [
+        ("add an image to a class folder", lambda d: _png(d / "img/train/dog/9.png", 9), True),
+        ("move an image to another class", lambda d: (d / "img/train/cat/0.png").rename(d / "img/train/dog/7.png"), True),
+        ("replace an image in place", lambda d: _png(d / "img/val/cat/1.png", 201, size=7), True),
+        ("a hidden file and a non-image file", lambda d: ((d / "img/train/cat/.x.png").write_bytes(b"x"),
+                                                          (d / "img/train/cat/notes.txt").write_text("x")), False),
+    ],
+    "split_files": [
+        ("add a line to a split file", lambda d: (_png(d / "img/train/dog/9.png", 9), _append(d / "train.txt", "train/dog/9.png 1")), True),
+        ("rename a class in the class map", lambda d: (d / "map.txt").write_text("n001 cat\nn002 wolf\n"), True),
+        ("replace a listed image in place", lambda d: _png(d / "img/train/dog/1.png", 202, size=7), True),
+        ("an image no split file lists", lambda d: _png(d / "img/train/dog/8.png", 8), False),
+    ],
+}
+
+
+@pytest.mark.parametrize("task,change,everything", [(t, c, e) for t, cs in DATA_CHANGES.items() for c, _, e in cs],
+                         ids=[f"{t}: {c}" for t, cs in DATA_CHANGES.items() for c, _, _ in cs])
+def test_the_data_content_reruns_every_stage_that_reads_it(task: str, change: str, everything: bool,
+                                                            tmp: Path, tmp_path: Path):
+    roots = _user_data(tmp_path)
+    cfg = _user_config(tmp, task, roots[task])
+    before = digests(cfg, tmp / "run")
+    assert digests(cfg, tmp / "run") == before  # listing twice: the same digest
+    dict((c, f) for c, f, _ in DATA_CHANGES[task])[change](tmp_path)
+    assert changed(before, digests(cfg, tmp / "run")) == (set(before) if everything else set())
+
+
+def test_a_spectrum_image_key_follows_the_bytes_of_its_own_source(tmp: Path, tmp_path: Path):
+    """An image replaced in place gets new keys for its variants (so they are made again, and the filter
+    scores the new bytes); the other images keep theirs, and a touched image with the same bytes too."""
+    import os
+
+    from discl.data import build_dataset
+    from discl.generation.runner import plan_spectrum
+
+    roots = _user_data(tmp_path)
+    cfg = _user_config(tmp, "csv", roots["csv"], "generation.levels=[0.5]", "generation.seeds_per_level=1")
+    hard = pd.DataFrame({"sample_id": ["train/cat/0.png", "train/dog/1.png"], "label": [0, 1],
+                         "class_name": ["cat", "dog"]})
+
+    def keys() -> dict[str, str]:
+        plan = plan_spectrum(cfg, hard, build_dataset(cfg.data))
+        return dict(zip(plan["sample_id"], plan["image_key"]))
+
+    a = keys()
+    cat = tmp_path / "img/train/cat/0.png"
+    st = cat.stat()
+    os.utime(cat, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert keys() == a
+    _png(cat, 123)  # replaced in place
+    b = keys()
+    assert b["train/cat/0.png"] != a["train/cat/0.png"] and b["train/dog/1.png"] == a["train/dog/1.png"]

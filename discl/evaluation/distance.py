@@ -129,9 +129,14 @@ def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_finge
     manifest = run_dir / "filter" / "manifest.csv"
     if not manifest.is_file():
         return None
+    from discl.digests import data_content, data_view
+
+    # the reference is the test split's images (data.test_limit, the data's content), which the
+    # filter's digest does not cover: the filter never reads the test split
     key = {"filter_stage": filter_digest, "clip": clip_fingerprint,
            "manifest": hashlib.blake2b(manifest.read_bytes(), digest_size=8).hexdigest(),
-           "settings": distance_settings(cfg, max_reference)}
+           "settings": distance_settings(cfg, max_reference),
+           "reference": {"data": data_view(cfg, evaluation=True), "content": data_content(cfg)}}
     key = json.loads(json.dumps(key, sort_keys=True))  # as it reads back from disk
     csv, key_path = run_dir / "report" / "distances.csv", run_dir / "report" / "distances.key.json"
     if csv.is_file() and key_path.is_file():
