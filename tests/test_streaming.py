@@ -486,3 +486,44 @@ def test_streamed_curriculum_pool_of_real_rows_and_spectrum_files_trains_like_th
         assert m["pool_synthetic"] > 0
         weights.append(_weights(run / "train" / "fixed-ce-s0"))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("augmentation", ["random_resized_crop", "clip"])
+def test_in_memory_and_streamed_runs_of_one_config_give_the_same_test_metrics(tmp_path, augmentation):
+    """Issue 23: an explicit crop augmentation is evaluated (and, unaugmented, trained) on the streamed
+    path's evaluation view, a centre crop, also in memory: ``data.in_memory_limit_mb`` never changes a
+    number. Mixed aspect ratios, so the letterbox and the centre crop differ."""
+    from discl.training.recipe import train_baseline
+
+    root = tmp_path / "images"
+    make_jpeg_folder(root / "train")
+    make_jpeg_folder(root / "test", n_per_class=(4, 4, 4), seed=1)
+    common = [f"training.augmentation={augmentation}", "training.augment=false"]
+    mem = folder_cfg(tmp_path / "a", "data.in_memory=true", *common, root=root)
+    streamed = folder_cfg(tmp_path / "b", "data.in_memory_limit_mb=0", "training.num_workers=2", *common, root=root)
+    m1, m2 = train_baseline(mem, seed=0), train_baseline(streamed, seed=0)
+    w1, w2 = _weights(tmp_path / "a" / "run" / "train" / "ce-s0"), _weights(tmp_path / "b" / "run" / "train" / "ce-s0")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert m1["test"] == m2["test"] and m1["best"] == m2["best"]
+
+
+def test_adaptive_probes_and_pool_use_one_view_on_both_paths(tmp_path):
+    """Issue 23: the adaptive curriculum's probes (held-out real images and their variants) and its pool
+    are in the evaluation view of the training view on both paths, so the streamed and the in-memory
+    runs of one config choose the same levels and end with the same weights."""
+    from discl.curriculum.testing import write_toy_spectrum
+    from discl.data import build_dataset
+    from discl.training.recipe import train_curriculum
+
+    base = ["data.test_limit=100", "training.epochs=1", "training.batch_size=64", "curriculum.levels=[0.1, 0.5, 1.0]",
+            "training.augmentation=random_resized_crop", "training.augment=false", "training.init_from=null"]
+    out = []
+    for name, extra in (("mem", ["data.in_memory=true"]), ("stream", ["data.in_memory=false", "training.num_workers=2"])):
+        cfg = load_config("configs/fmnist-lt.yaml", [*base, *extra])
+        run = tmp_path / name
+        write_toy_spectrum(run, build_dataset(cfg.data))
+        m = train_curriculum(cfg, run, "adaptive", seed=0)
+        out.append((m, _weights(run / "train" / "adaptive-s0")))
+    (m1, w1), (m2, w2) = out
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert m1["test"] == m2["test"]
