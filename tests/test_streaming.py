@@ -507,10 +507,46 @@ def test_in_memory_and_streamed_runs_of_one_config_give_the_same_test_metrics(tm
     assert m1["test"] == m2["test"] and m1["best"] == m2["best"]
 
 
+def test_adaptive_probes_are_the_streamed_evaluation_view_on_both_paths(tmp_path):
+    """Issue 23: the adaptive curriculum measures progress on the images as the model is evaluated on
+    them: the held-out real images (λ = 1) and their variants in the evaluation view of the training
+    view (a centre crop under random_resized_crop, not the letterbox), in memory and streamed alike."""
+    import pandas as pd
+
+    from discl.data import build_dataset
+    from discl.training.recipe import _probes, _stream_items, _streamed
+
+    root = make_jpeg_folder(tmp_path / "images")
+    cfg = folder_cfg(tmp_path, "training.augmentation=random_resized_crop", "curriculum.levels=[0.5, 1.0]", root=root)
+    ds = build_dataset(cfg.data)
+    holdout = ds.split("train")["sample_id"].tolist()[:3]
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    names = [f"images/{i}.png" for i in range(len(holdout))]
+    for name in names:
+        (run / "spectrum" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 36, 3), dtype=np.uint8)).save(run / "spectrum" / name)
+    labels = ds.frame.loc[holdout, "label"].tolist()
+    manifest = pd.DataFrame({"file_name": names, "sample_id": holdout, "label": labels, "lam": 0.5, "k": 0,
+                             "keep": True})
+
+    def streamed_view(items, array=None) -> torch.Tensor:
+        split = _streamed(cfg, items, np.asarray(labels), array)
+        return torch.stack([split.dataset[i][0] for i in range(len(items))])
+
+    real = streamed_view(*_stream_items(ds, holdout))
+    synthetic = streamed_view([str(run / "spectrum" / n) for n in names])
+    assert not torch.equal(real, torch.stack([ds.tensors([s], 32, 3)[0] for s in holdout]))  # not the letterbox
+    for memory in (True, False):
+        probes = _probes(ds, manifest, holdout, cfg, run, memory)
+        assert torch.equal(probes[1.0][0], real) and torch.equal(probes[0.5][0], synthetic), memory
+
+
+@pytest.mark.slow
 def test_adaptive_probes_and_pool_use_one_view_on_both_paths(tmp_path):
     """Issue 23: the adaptive curriculum's probes (held-out real images and their variants) and its pool
     are in the evaluation view of the training view on both paths, so the streamed and the in-memory
-    runs of one config choose the same levels and end with the same weights."""
+    runs of one config choose the same levels and end with the same weights (about 2 min on 2 busy cores)."""
     from discl.curriculum.testing import write_toy_spectrum
     from discl.data import build_dataset
     from discl.training.recipe import train_curriculum
