@@ -98,6 +98,13 @@ def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation:
     return _section(cfg.data, drop)
 
 
+def _data(view: dict[str, Any], content: str) -> dict[str, Any]:
+    """A data view with the data's ``content`` (:func:`data_content`); an embedded task's empty content
+    is left out, so its digests are those it had before the content was part of them (its run
+    folders are not redone by the upgrade)."""
+    return {**view, "content": content} if content else view
+
+
 def uses_models(mining) -> bool:
     return bool(MODEL_BASED & set(mining.criteria))
 
@@ -136,7 +143,7 @@ def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None, *, conte
         if not weights["training"]:
             del weights["training"]
     tcfg = dataclasses.replace(cfg.training, init_from=None)
-    return digest_of({"data": data_view(cfg, classifier=True), "content": content,
+    return digest_of({"data": _data(data_view(cfg, classifier=True), content),
                       "training": training_view(tcfg, {"epochs"}), "folds": cfg.mining.folds, "epochs": cfg.mining.epochs, "seed": cfg.seed,
                       "weights": weights})
 
@@ -176,7 +183,7 @@ def filtering_view(cfg) -> dict[str, Any]:
 def mine_digest(cfg, fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
     """``mining/hard.csv``: the training split (config and ``content``) and the mining keys; with a
     model-based criterion, also the fold models (:func:`fold_models_digest`)."""
-    payload: dict[str, Any] = {"data": data_view(cfg), "content": content, "mining": mining_view(cfg)}
+    payload: dict[str, Any] = {"data": _data(data_view(cfg), content), "mining": mining_view(cfg)}
     if uses_models(cfg.mining):
         payload["folds"] = fold_models_digest(cfg, fingerprints, content=content)
     return "mine-" + digest_of(payload)
@@ -212,7 +219,7 @@ def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[s
     ``content``: a rerun after a data change replans, and regenerates only the images whose source
     bytes changed, :func:`image_key`), the prompt and generation keys, the generator's (and a text
     model's) weights."""
-    return "generate-" + digest_of({"hard": hard, "data": data_view(cfg, splits=False), "content": content,
+    return "generate-" + digest_of({"hard": hard, "data": _data(data_view(cfg, splits=False), content),
                                     "prompts": prompts_view(cfg, descriptions),
                                     "generation": generation_view(cfg),
                                     "weights": _weights(fingerprints, "generation", "prompts")})
@@ -224,7 +231,7 @@ def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | No
     and weights (for the image), the sources (data keys and ``content``)."""
     f = cfg.filtering
     return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template,
-                      "data": data_view(cfg, splits=False), "content": content,
+                      "data": _data(data_view(cfg, splits=False), content),
                       "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg),
                       "weights": _weights(fingerprints, "generation", "prompts", "filtering")})
 
@@ -234,7 +241,7 @@ def filter_digest(cfg, spectrum: str, descriptions: str = "", fingerprints: dict
     """The filter: the spectrum manifest's content, the real sources (data keys and ``content``;
     their embeddings are cached by their bytes), the filtering keys and the scorer's weights; with
     ``retries``, also what the retries' images depend on."""
-    payload: dict[str, Any] = {"spectrum": spectrum, "data": data_view(cfg, splits=False), "content": content,
+    payload: dict[str, Any] = {"spectrum": spectrum, "data": _data(data_view(cfg, splits=False), content),
                                "filtering": filtering_view(cfg), "weights": _weights(fingerprints, "filtering")}
     if cfg.filtering.retries > 0:
         payload["retries"] = retry_context(cfg, descriptions, fingerprints, content=content)
@@ -245,8 +252,7 @@ def baseline_digest(cfg, variant: str, seed: int, fingerprints: dict[str, Any] |
                     content: str) -> str:
     """A real-data-only run: the data (config and ``content``), the training keys as the run uses them (``cfg.training``
     with the variant's loss/sampler already set), the seed and the pretrained weights."""
-    return f"baseline-{variant}-" + digest_of({"data": data_view(cfg, classifier=True, evaluation=True),
-                                               "content": content,
+    return f"baseline-{variant}-" + digest_of({"data": _data(data_view(cfg, classifier=True, evaluation=True), content),
                                                "training": training_view(cfg.training), "seed": int(seed),
                                                "weights": _weights(fingerprints, "training")})
 
@@ -263,7 +269,7 @@ def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = 
     tcfg = cfg.training
     if init:
         tcfg = dataclasses.replace(tcfg, init_from="<baseline checkpoint>")
-    payload: dict[str, Any] = {"data": data_view(cfg, classifier=True, evaluation=True), "content": content,
+    payload: dict[str, Any] = {"data": _data(data_view(cfg, classifier=True, evaluation=True), content),
                                "training": training_view(tcfg), "curriculum": digest_view(cfg.curriculum),
                                "seed": int(seed), "hard": hard, "manifest": manifest, "init": init,
                                "weights": _weights(fingerprints, "training")}
