@@ -215,9 +215,11 @@ def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_pa
         write_report(changed, run)
         assert forwards, "a changed filter must recompute the distances"
         assert json.loads(key_path.read_text())["filter_stage"] != key["filter_stage"]
+        write_report(cfg, run)  # back to the run's own config: its key again
         forwards.clear()  # the reference images: another test subset is another reference (issue 23)
         write_report(load_config(run / "config.yaml", ["data.test_limit=100"]), run)
         assert forwards, "another data.test_limit must recompute the distances"
+        assert json.loads(key_path.read_text())["filter_stage"] == key["filter_stage"]  # the filter did not change
     finally:
         hook.remove()
 
