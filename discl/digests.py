@@ -9,7 +9,12 @@ A stage's digest covers exactly what its output depends on:
   ``metadata.csv``, the filter's ``manifest.csv``, a descriptions file, a baseline checkpoint it
   fine-tunes from) -- never their paths or the config that made them, so a hand edit is noticed
   and a config change that leaves an artifact byte-identical reruns nothing downstream;
-- the fingerprints of the weights it loads (:mod:`discl.fingerprint`).
+- the fingerprints of the weights it loads (:mod:`discl.fingerprint`);
+- the content of the data it reads (:mod:`discl.data.identity`): ``content``, the dataset's listing
+  (the CSV / split files / class map bytes, and each image's path, size and mtime), for the stages
+  that read the whole dataset (mining, its fold models, generation, the filter, every training run),
+  and for each spectrum image the content digest of its source image (:func:`image_key`), so an
+  image replaced in place gets new variants, and the filter new embeddings of its source.
 
 The stage runners (``discl mine/generate/filter/train``) record these digests in their own
 ``_done.json`` / ``metrics.json``, and ``discl run`` and ``discl sweep`` compute them with the same
@@ -17,8 +22,8 @@ functions, so the pipeline's marker and the stage's own check agree by construct
 docs/reliability.md lists what each stage depends on; ``tests/test_stage_digests.py`` walks every
 documented key and checks that changing it changes exactly the digests of the stages listed there.
 
-The functions named ``*_digest`` are pure (config, artifact digests, fingerprints -> str);
-:func:`artifact_digests` and :func:`current` do the IO.
+The functions named ``*_digest`` are pure (config, artifact digests, fingerprints, data content ->
+str); :func:`artifact_digests`, :func:`data_content` and :func:`current` do the IO.
 """
 
 from __future__ import annotations
@@ -93,6 +98,13 @@ def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation:
     return _section(cfg.data, drop)
 
 
+def _data(view: dict[str, Any], content: str) -> dict[str, Any]:
+    """A data view with the data's ``content`` (:func:`data_content`); an embedded task's empty content
+    is left out, so its digests are those it had before the content was part of them (its run
+    folders are not redone by the upgrade)."""
+    return {**view, "content": content} if content else view
+
+
 def uses_models(mining) -> bool:
     return bool(MODEL_BASED & set(mining.criteria))
 
@@ -119,7 +131,7 @@ def training_view(tcfg, drop: frozenset[str] | set[str] = frozenset()) -> dict[s
     return _section(tcfg, NOT_INPUTS["training"] | {"seed"} | set(drop))
 
 
-def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
+def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
     """The out-of-fold models of model-based mining: the data they see, their training setup
     (``mining.epochs`` instead of ``training.epochs``), the folds, the run seed and the pretrained
     weights. Thresholds and ``combine`` are not in it: changing them re-selects, it does not retrain.
@@ -131,8 +143,8 @@ def fold_models_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
         if not weights["training"]:
             del weights["training"]
     tcfg = dataclasses.replace(cfg.training, init_from=None)
-    return digest_of({"data": data_view(cfg, classifier=True), "training": training_view(tcfg, {"epochs"}),
-                      "folds": cfg.mining.folds, "epochs": cfg.mining.epochs, "seed": cfg.seed,
+    return digest_of({"data": _data(data_view(cfg, classifier=True), content),
+                      "training": training_view(tcfg, {"epochs"}), "folds": cfg.mining.folds, "epochs": cfg.mining.epochs, "seed": cfg.seed,
                       "weights": weights})
 
 
@@ -168,18 +180,19 @@ def filtering_view(cfg) -> dict[str, Any]:
 # -- stage digests (pure) -------------------------------------------------------------------------
 
 
-def mine_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
-    """``mining/hard.csv``: the training split and the mining keys; with a model-based criterion,
-    also the fold models (:func:`fold_models_digest`)."""
-    payload: dict[str, Any] = {"data": data_view(cfg), "mining": mining_view(cfg)}
+def mine_digest(cfg, fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
+    """``mining/hard.csv``: the training split (config and ``content``) and the mining keys; with a
+    model-based criterion, also the fold models (:func:`fold_models_digest`)."""
+    payload: dict[str, Any] = {"data": _data(data_view(cfg), content), "mining": mining_view(cfg)}
     if uses_models(cfg.mining):
-        payload["folds"] = fold_models_digest(cfg, fingerprints)
+        payload["folds"] = fold_models_digest(cfg, fingerprints, content=content)
     return "mine-" + digest_of(payload)
 
 
 def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> str:
-    """What decides a spectrum image besides its manifest row: the source images (data keys), the
-    generation keys that are not in the row, and the generator's weights."""
+    """What decides a spectrum image besides its manifest row and its source's bytes: the data keys
+    that decide a source's pixels, the generation keys that are not in the row, and the generator's
+    weights. Not the dataset's listing: a change to another image must not remake this one."""
     g = generation_view(cfg)
     # levels, seeds and base seed are in the row (lam, k, seed); so is text_to_image_at_zero (mode), which
     # generation_view drops when no level is 0: an image's key must not change with the rest of the level list
@@ -188,53 +201,66 @@ def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> st
                       "weights": _weights(fingerprints, "generation")})
 
 
-def image_key(row: dict[str, Any], settings: str) -> str:
-    """The digest of one spectrum image: its manifest row (source, prompt, seed, λ, steps, ...) and
-    :func:`image_settings_digest`. An image whose key is unchanged is reused; any other is generated."""
-    return digest_of({"row": {c: row.get(c) for c in MANIFEST_KEY_COLUMNS}, "settings": settings})
+def image_key(row: dict[str, Any], settings: str, source: str = "") -> str:
+    """The digest of one spectrum image: its manifest row (source, prompt, seed, λ, steps, ...),
+    :func:`image_settings_digest` and ``source``, the content digest of its source image
+    (:func:`discl.data.identity.source_keys`; "" for an embedded task, whose pixels the config
+    fixes, and then left out so those keys stay as they were). An image whose key is unchanged is
+    reused; any other is generated."""
+    payload: dict[str, Any] = {"row": {c: row.get(c) for c in MANIFEST_KEY_COLUMNS}, "settings": settings}
+    if source:
+        payload["source"] = source
+    return digest_of(payload)
 
 
-def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
-    """The spectrum: ``hard.csv``'s content, the source images, the prompt and generation keys, the
-    generator's (and a text model's) weights."""
-    return "generate-" + digest_of({"hard": hard, "data": data_view(cfg, splits=False), "prompts": prompts_view(cfg, descriptions),
+def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None, *,
+                    content: str) -> str:
+    """The spectrum: ``hard.csv``'s content, the source images (data keys and the dataset's
+    ``content``: a rerun after a data change replans, and regenerates only the images whose source
+    bytes changed, :func:`image_key`), the prompt and generation keys, the generator's (and a text
+    model's) weights."""
+    return "generate-" + digest_of({"hard": hard, "data": _data(data_view(cfg, splits=False), content),
+                                    "prompts": prompts_view(cfg, descriptions),
                                     "generation": generation_view(cfg),
                                     "weights": _weights(fingerprints, "generation", "prompts")})
 
 
-def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
+def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
     """What a retry candidate of ``filtering.retries`` depends on besides its original image: the
     scorer and its text (for the scores), the prompts (for the retry's prompt), the generation keys
-    and weights (for the image)."""
+    and weights (for the image), the sources (data keys and ``content``)."""
     f = cfg.filtering
     return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template,
-                      "data": data_view(cfg, splits=False),
+                      "data": _data(data_view(cfg, splits=False), content),
                       "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg),
                       "weights": _weights(fingerprints, "generation", "prompts", "filtering")})
 
 
-def filter_digest(cfg, spectrum: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None) -> str:
-    """The filter: the spectrum manifest's content, the real sources, the filtering keys and the
-    scorer's weights; with ``retries``, also what the retries' images depend on."""
-    payload: dict[str, Any] = {"spectrum": spectrum, "data": data_view(cfg, splits=False), "filtering": filtering_view(cfg),
-                               "weights": _weights(fingerprints, "filtering")}
+def filter_digest(cfg, spectrum: str, descriptions: str = "", fingerprints: dict[str, Any] | None = None, *,
+                  content: str) -> str:
+    """The filter: the spectrum manifest's content, the real sources (data keys and ``content``;
+    their embeddings are cached by their bytes), the filtering keys and the scorer's weights; with
+    ``retries``, also what the retries' images depend on."""
+    payload: dict[str, Any] = {"spectrum": spectrum, "data": _data(data_view(cfg, splits=False), content),
+                               "filtering": filtering_view(cfg), "weights": _weights(fingerprints, "filtering")}
     if cfg.filtering.retries > 0:
-        payload["retries"] = retry_context(cfg, descriptions, fingerprints)
+        payload["retries"] = retry_context(cfg, descriptions, fingerprints, content=content)
     return "filter-" + digest_of(payload)
 
 
-def baseline_digest(cfg, variant: str, seed: int, fingerprints: dict[str, Any] | None = None) -> str:
-    """A real-data-only run: the data, the training keys as the run uses them (``cfg.training``
+def baseline_digest(cfg, variant: str, seed: int, fingerprints: dict[str, Any] | None = None, *,
+                    content: str) -> str:
+    """A real-data-only run: the data (config and ``content``), the training keys as the run uses them (``cfg.training``
     with the variant's loss/sampler already set), the seed and the pretrained weights."""
-    return f"baseline-{variant}-" + digest_of({"data": data_view(cfg, classifier=True, evaluation=True),
+    return f"baseline-{variant}-" + digest_of({"data": _data(data_view(cfg, classifier=True, evaluation=True), content),
                                                "training": training_view(cfg.training), "seed": int(seed),
                                                "weights": _weights(fingerprints, "training")})
 
 
 def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = "",
-                          fingerprints: dict[str, Any] | None = None) -> str:
-    """A curriculum run (``cfg`` as the run uses it: its strategy, loss and level set): the data,
-    training and curriculum keys it reads (:func:`discl.curriculum.config.digest_view`), ``hard.csv``
+                          fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
+    """A curriculum run (``cfg`` as the run uses it: its strategy, loss and level set): the data
+    (config and ``content``), training and curriculum keys it reads (:func:`discl.curriculum.config.digest_view`), ``hard.csv``
     and the filter manifest by content, the checkpoint it fine-tunes from, the run seed when the
     strategy holds images out, the training seed and the pretrained weights."""
     from discl.curriculum.base import create_strategy
@@ -243,7 +269,7 @@ def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = 
     tcfg = cfg.training
     if init:
         tcfg = dataclasses.replace(tcfg, init_from="<baseline checkpoint>")
-    payload: dict[str, Any] = {"data": data_view(cfg, classifier=True, evaluation=True),
+    payload: dict[str, Any] = {"data": _data(data_view(cfg, classifier=True, evaluation=True), content),
                                "training": training_view(tcfg), "curriculum": digest_view(cfg.curriculum),
                                "seed": int(seed), "hard": hard, "manifest": manifest, "init": init,
                                "weights": _weights(fingerprints, "training")}
@@ -275,6 +301,14 @@ def artifact_digests(cfg, run_dir: str | Path) -> dict[str, str]:
             "filter": file_digest(run_dir / FILTER), "descriptions": file_digest(cfg.prompts.descriptions_file)}
 
 
+def data_content(cfg) -> str:
+    """The ``content`` part of the stage digests: the dataset's listing
+    (:func:`discl.data.identity.listing_digest`; "" for an embedded task)."""
+    from discl.data.identity import listing_digest
+
+    return listing_digest(cfg.data)
+
+
 def stage_fingerprints(cfg, stage: str) -> dict[str, Any]:
     """The fingerprints of the weights ``stage`` loads (reads the weight files or their cached digests)."""
     from discl.fingerprint import model_fingerprints
@@ -288,14 +322,15 @@ def stage_fingerprints(cfg, stage: str) -> dict[str, Any]:
 
 def current(cfg, run_dir: str | Path, stage: str, fingerprints: dict[str, Any] | None = None) -> str:
     """The digest ``stage`` (mine, generate, filter) has now in ``run_dir``: its config keys, its
-    upstream artifacts as they are on disk, and its weights (``fingerprints`` as
+    upstream artifacts and the data as they are on disk, and its weights (``fingerprints`` as
     :func:`discl.fingerprint.model_fingerprints` returns them, computed when not given)."""
     fps = stage_fingerprints(cfg, stage) if fingerprints is None else fingerprints
     art = artifact_digests(cfg, run_dir)
+    content = data_content(cfg)
     if stage == "mine":
-        return mine_digest(cfg, fps)
+        return mine_digest(cfg, fps, content=content)
     if stage == "generate":
-        return generate_digest(cfg, art["hard"], art["descriptions"], fps)
+        return generate_digest(cfg, art["hard"], art["descriptions"], fps, content=content)
     if stage == "filter":
-        return filter_digest(cfg, art["spectrum"], art["descriptions"], fps)
+        return filter_digest(cfg, art["spectrum"], art["descriptions"], fps, content=content)
     raise ValueError(f"unknown stage {stage!r} (mine, generate, filter; training runs: discl.training.recipe)")

@@ -8,14 +8,19 @@ the same function the stage's own command records in its ``_done.json`` / ``metr
 the fingerprints of the weights it loads; docs/reliability.md has the table). Digests are computed
 just before a stage runs, from the upstream artifacts as they are then, so a stage reruns exactly
 when one of its inputs changed; the marker also records the weights (``models``) of the stage and
-its upstream stages. A rerun with the same inputs does no work; an interrupted stage resumes from
-its own artifacts (finished images, training checkpoints).
+its upstream stages. A stage is complete when its marker holds the current digest *and* its
+artifact (:func:`stage_artifact`) exists: a deleted ``RUN/mining`` is mined again, not reported as
+done. A rerun with the same inputs does no work; an interrupted stage resumes from its own artifacts
+(finished images, training checkpoints). ``force`` deletes each stage's outputs in the run folder
+(its folders, caches and checkpoints: :func:`discl.sweep.stage_paths`) before redoing it, so every
+stage really runs again, whatever its own runner would have reused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +102,31 @@ def stages(cfg: RunConfig) -> list[Stage]:
 
 Reuse = Callable[[str, str], bool]
 
+STAGE_ARTIFACTS = {"mine": "mining/hard.csv", "generate": "spectrum/metadata.csv", "filter": "filter/manifest.csv"}
+
+
+def stage_artifact(name: str) -> str:
+    """The file (relative to the run folder) whose presence a finished stage guarantees: what the next
+    stage reads (``train-<method>-s<seed>``: its ``metrics.json``)."""
+    if name in STAGE_ARTIFACTS:
+        return STAGE_ARTIFACTS[name]
+    if name.startswith("train-"):
+        return f"train/{name.removeprefix('train-')}/metrics.json"
+    raise ValueError(f"no artifact known for stage {name!r}")
+
+
+def clear_stage(run_dir: Path, name: str) -> None:
+    """Delete stage ``name``'s outputs in ``run_dir`` (``--force``): a linked folder (``discl sweep``)
+    is unlinked, never emptied, so the run it was linked from keeps its artifacts."""
+    from discl.sweep import stage_paths
+
+    for rel in stage_paths(name):
+        path = run_dir / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
 
 def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse: Reuse | None = None) -> dict[str, str]:
     """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}.
@@ -104,6 +134,13 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse:
     ``reuse(stage, digest)`` (``discl sweep``) is asked before a stage whose marker does not hold
     ``digest``; it may link finished artifacts with that digest from elsewhere into ``run_dir``.
     """
+    from discl.data.identity import snapshot
+
+    with snapshot():  # one listing of the data for every digest of this run
+        return _run(cfg, run_dir, force, reuse)
+
+
+def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None) -> dict[str, str]:
     from discl.validation import validate_run_config
 
     validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
@@ -125,13 +162,24 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse:
         models = stage_models(sections, fingerprints)
         digest = digest_fn()  # now: the upstream stages have just run
         marker = done_dir / f"{name}.json"
-        if not force and not is_complete(marker, digest) and reuse is not None and reuse(name, digest):
+
+        def complete() -> bool:
+            return is_complete(marker, digest) and (run_dir / stage_artifact(name)).is_file()
+
+        if not force and not complete() and reuse is not None and reuse(name, digest):
             log.info("stage %s: linked finished artifacts of the same digest", name)
-        if not force and is_complete(marker, digest):
+        if not force and complete():
             log.info("stage %s: complete for this config, skipped", name)
             status[name] = "skipped"
             return None
-        log.info("stage %s: running", name)
+        if force:
+            marker.unlink(missing_ok=True)
+            clear_stage(run_dir, name)
+            log.info("stage %s: --force, outputs deleted, running", name)
+        elif is_complete(marker, digest):
+            log.info("stage %s: %s is missing, running", name, stage_artifact(name))
+        else:
+            log.info("stage %s: running", name)
         t0 = time.perf_counter()
         result = fn()
         mark_complete(marker, digest, seconds=round(time.perf_counter() - t0, 2), models=models)

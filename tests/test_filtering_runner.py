@@ -196,3 +196,33 @@ def test_touched_but_unchanged_file_is_not_reencoded(tiny_run, tiny_scorer):
     assert out.attrs["images_encoded"] == 0 and tiny_scorer.images_encoded == images
     cache = read_table(run / "filter" / "scores.parquet").set_index("file_name")
     assert cache.at[spectrum["file_name"].iloc[2], "stat"].endswith(":1")
+
+
+def test_a_real_source_replaced_in_place_is_encoded_again(tiny_run, tiny_scorer, tmp_path):
+    """Issue 23: the cached CLIP embeddings of the real sources follow their bytes. An image of the user's
+    folder replaced under the same name gets a new embedding and new ``sim_image`` scores; the others are
+    reused, and a touched image with the same bytes too."""
+    import os
+
+    from discl.data.config import DataConfig
+    from discl.data.folder import FileImageDataset
+
+    run, arrays, _ = tiny_run
+    root = tmp_path / "images"
+    root.mkdir()
+    frame = arrays.frame.reset_index(drop=True).assign(path=[f"{s}.png" for s in arrays.frame["sample_id"]])
+    for sid in frame["sample_id"]:
+        arrays.image(sid).save(root / f"{sid}.png")
+    dataset = FileImageDataset("user", CLASSES, frame, root, DataConfig(task="folder", root=str(root)))
+    first = filter_spectrum(_cfg(), run, scorer=tiny_scorer, dataset=dataset)
+    encoded = tiny_scorer.images_encoded
+    st = (root / "s1.png").stat()
+    os.utime(root / "s1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert filter_spectrum(_cfg(), run, scorer=tiny_scorer, dataset=dataset).attrs["images_encoded"] == 0
+    assert tiny_scorer.images_encoded == encoded  # touched, same bytes: nothing encoded
+    Image.fromarray(np.full((28, 28), 230, dtype=np.uint8)).save(root / "s0.png")  # replaced in place
+    again = filter_spectrum(_cfg(), run, scorer=tiny_scorer, dataset=dataset)
+    assert tiny_scorer.images_encoded == encoded + 1  # only the new source
+    s0 = (again["sample_id"] == "s0").to_numpy()
+    assert not np.allclose(again["sim_image"][s0], first["sim_image"][s0])
+    np.testing.assert_allclose(again["sim_image"][~s0], first["sim_image"][~s0], atol=1e-6)

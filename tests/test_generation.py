@@ -171,6 +171,26 @@ def test_batch_size_and_sharding_do_not_change_the_images(tmp_path, tiny_prior):
     pd.testing.assert_frame_equal(pd.read_csv(sharded / "spectrum/metadata.csv"), pd.read_csv(ref / "spectrum/metadata.csv"))
 
 
+def test_shards_run_under_different_batch_sizes_are_not_a_finished_spectrum(tmp_path, tiny_prior):
+    """Issue 23: the completion check compares batch keys, not only image keys. A spectrum interrupted before
+    its manifest and resumed per shard under another ``generation.batch_size`` holds images made in batches
+    of another make-up; it is finished only once every image is that of the current batch plan."""
+    ds = tiny_dataset(3)
+    ref = tmp_path / "ref"
+    write_hard_csv(ref, ds)
+    generate_spectrum(_cfg(ref, model=str(tiny_prior), batch_size=16), ref, dataset=ds, progress=False)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=3), run, dataset=ds, progress=False)
+    (run / "spectrum" / "metadata.csv").unlink()  # as if interrupted before the manifest
+    (run / "spectrum" / "_done.json").unlink()
+    generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=16), run, shard=(1, 2), dataset=ds, progress=False)
+    assert not (run / "spectrum" / "metadata.csv").exists(), "a mix of two batch plans is not a finished spectrum"
+    generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=16), run, shard=(0, 2), dataset=ds, progress=False)
+    assert (run / "spectrum" / "metadata.csv").exists()
+    assert _files(run / "spectrum") == _files(ref / "spectrum")
+
+
 # -- the diffusers adapter on tiny real SD / SDXL-refiner pipelines -------------------------------
 
 

@@ -69,8 +69,8 @@ def test_changed_setting_reruns_what_depends_on_it():
     from discl.digests import filter_digest, generate_digest, mine_digest
 
     def digests(cfg):
-        return {"mine": mine_digest(cfg, {}), "generate": generate_digest(cfg, "h", "", {}),
-                "filter": filter_digest(cfg, "s", "", {})}
+        return {"mine": mine_digest(cfg, {}, content=""), "generate": generate_digest(cfg, "h", "", {}, content=""),
+                "filter": filter_digest(cfg, "s", "", {}, content="")}
 
     a = digests(load_config("configs/fmnist-lt.yaml", TINY))
     b = digests(load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.61"]))
@@ -215,6 +215,11 @@ def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_pa
         write_report(changed, run)
         assert forwards, "a changed filter must recompute the distances"
         assert json.loads(key_path.read_text())["filter_stage"] != key["filter_stage"]
+        write_report(cfg, run)  # back to the run's own config: its key again
+        forwards.clear()  # the reference images: another test subset is another reference (issue 23)
+        write_report(load_config(run / "config.yaml", ["data.test_limit=100"]), run)
+        assert forwards, "another data.test_limit must recompute the distances"
+        assert json.loads(key_path.read_text())["filter_stage"] == key["filter_stage"]  # the filter did not change
     finally:
         hook.remove()
 

@@ -20,14 +20,7 @@ import pytest
 from conftest import ROOT, TINY
 
 from discl.config import load_config
-from discl.digests import (
-    artifact_digests,
-    filter_digest,
-    fold_models_digest,
-    generate_digest,
-    mine_digest,
-    retry_context,
-)
+from discl.digests import current, fold_models_digest, retry_context
 from discl.evaluation.results import run_spec, train_run_digest, training_order
 from discl.fingerprint import model_fingerprints
 
@@ -180,9 +173,7 @@ def tmp(tmp_path_factory) -> Path:
 def digests(cfg, run: Path) -> dict[str, str]:
     """Every stage's digest under ``cfg`` with the artifacts of ``run`` (what ``discl run`` records)."""
     fps = model_fingerprints(cfg)
-    art = artifact_digests(cfg, run)
-    out = {"mine": mine_digest(cfg, fps), "generate": generate_digest(cfg, art["hard"], art["descriptions"], fps),
-           "filter": filter_digest(cfg, art["spectrum"], art["descriptions"], fps)}
+    out = {stage: current(cfg, run, stage, fps) for stage in ("mine", "generate", "filter")}
     for method in training_order(cfg):
         for seed in cfg.seeds:
             out[f"train-{method}-s{seed}"] = train_run_digest(cfg, run, method, seed, fps)
@@ -332,25 +323,25 @@ def test_methods_and_seeds_add_runs_without_touching_the_others(tmp: Path):
 
 def test_fold_models_are_reused_when_only_the_selection_changes(tmp: Path):
     extra = ["mining.criteria=[class_frequency, low_confidence]"]
-    a = fold_models_digest(config(tmp, *extra), {})
+    a = fold_models_digest(config(tmp, *extra), {}, content="")
     for same in ("mining.confidence_below=0.2", "mining.combine=all", "mining.frequency_below=40",
                  "training.epochs=4", "training.num_workers=2", "mining.max_per_class=3"):
-        assert fold_models_digest(config(tmp, *extra, same), {}) == a, same
+        assert fold_models_digest(config(tmp, *extra, same), {}, content="") == a, same
     for other in ("mining.folds=4", "mining.epochs=3", "training.lr=0.01", "seed=2", "data.val_per_class=10"):
-        assert fold_models_digest(config(tmp, *extra, other), {}) != a, other
+        assert fold_models_digest(config(tmp, *extra, other), {}, content="") != a, other
 
 
 def test_retry_candidates_are_keyed_by_what_they_depend_on(tmp: Path):
     base = config(tmp, "filtering.retries=2")
-    a = retry_context(base, "", {})
+    a = retry_context(base, "", {}, content="")
     for same in ("filtering.threshold=0.2", "filtering.batch_size=3", "generation.batch_size=2", "training.lr=0.1"):
-        assert retry_context(config(tmp, "filtering.retries=2", same), "", {}) == a, same
+        assert retry_context(config(tmp, "filtering.retries=2", same), "", {}, content="") == a, same
     for other in ("filtering.model={tmp}/clip.safetensors", "filtering.text_template='a {name}'",
                   "generation.steps=3", "prompts.templates=['a {name}', 'the {name}']"):
-        assert retry_context(config(tmp, "filtering.retries=2", other), "", {}) != a, other
-    assert retry_context(base, "d2", {}) == a  # no descriptions file configured: its digest is not read
+        assert retry_context(config(tmp, "filtering.retries=2", other), "", {}, content="") != a, other
+    assert retry_context(base, "d2", {}, content="") == a  # no descriptions file configured: its digest is not read
     with_desc = config(tmp, "filtering.retries=2", "prompts.descriptions_file={tmp}/descriptions.json")
-    assert retry_context(with_desc, "d1", {}) != retry_context(with_desc, "d2", {})
+    assert retry_context(with_desc, "d1", {}, content="") != retry_context(with_desc, "d2", {}, content="")
 
 
 def test_run_spec_is_what_train_method_trains():
@@ -515,10 +506,10 @@ def test_the_mining_fold_models_do_not_depend_on_init_from(tmp_path: Path):
     out = set()
     for init in ("null", "ce", "baseline", str(ckpt)):
         cfg = load_config(ROOT / "configs" / "fmnist-lq.yaml", [f"training.init_from={init}"])
-        out.add(fold_models_digest(cfg, model_fingerprints(cfg)))
+        out.add(fold_models_digest(cfg, model_fingerprints(cfg), content=""))
     assert len(out) == 1
     other = load_config(ROOT / "configs" / "fmnist-lq.yaml", ["training.lr=0.5"])
-    assert fold_models_digest(other, model_fingerprints(other)) not in out
+    assert fold_models_digest(other, model_fingerprints(other), content="") not in out
 
 
 def test_an_image_key_does_not_depend_on_the_other_levels():
@@ -534,3 +525,113 @@ def test_an_image_key_does_not_depend_on_the_other_levels():
     row = {"sample_id": "a", "lam": 0.0, "k": 0, "seed": 1, "mode": "img2img"}
     assert image_key(row, image_settings_digest(t2i)) == image_key(row, image_settings_digest(full))
     assert image_key({**row, "mode": "text2img"}, image_settings_digest(t2i)) != image_key(row, image_settings_digest(t2i))
+
+
+# -- the data's content (issue 23) ------------------------------------------------------------------
+# The config names the data; what is behind the name counts too. Mining and training read the whole
+# dataset, generation and the filter its hard images: every stage's digest follows the dataset's
+# listing (rows, labels, splits, each image's size and mtime, the list files' bytes), and a spectrum
+# image's key follows the bytes of its own source only.
+
+
+def _png(path: Path, value: int, size: int = 6) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), (value, 255 - value, 40)).save(path)
+
+
+def _user_data(root: Path) -> dict[str, Path]:
+    """One tiny dataset in the three file-backed layouts: a CSV, a folder, split files + class map."""
+    rows = ["path,label,split"]
+    for c, n in (("cat", 3), ("dog", 2)):
+        for split in ("train", "val", "test"):
+            for i in range(n):
+                rel = f"{split}/{c}/{i}.png"
+                _png(root / "img" / rel, 20 * i + (0 if c == "cat" else 100))
+                rows.append(f"{rel},{c},{split}")
+    (root / "img" / "data.csv").write_text("\n".join(rows) + "\n")
+    for split in ("train", "val", "test"):
+        lines = [f"{r.split(',')[0]} {0 if ',cat,' in r else 1}" for r in rows[1:] if r.endswith("," + split)]
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "map.txt").write_text("n001 cat\nn002 dog\n")
+    return {"csv": root / "img" / "data.csv", "folder": root / "img", "split_files": root / "img"}
+
+
+def _user_config(tmp: Path, task: str, root: Path, *extra: str):
+    over = [f"data.task={task}", f"data.root={root}", "data.channels=3", "data.image_size=8"]
+    if task == "split_files":
+        over += [f"data.split_files={{train: '{root.parent}/train.txt', val: '{root.parent}/val.txt', "
+                 f"test: '{root.parent}/test.txt'}}", f"data.class_map={root.parent}/map.txt"]
+    return config(tmp, *over, *extra)
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + line + "\n")
+
+
+# change -> whether every stage's digest must change (True) or none (False)
+DATA_CHANGES = {
+    "csv": [
+        ("append a training image to a class", lambda d: (_png(d / "img/train/dog/9.png", 9),
+                                                           _append(d / "img/data.csv", "train/dog/9.png,dog,train")), True),
+        ("relabel a row", lambda d: (d / "img/data.csv").write_text(
+            (d / "img/data.csv").read_text().replace("train/cat/0.png,cat", "train/cat/0.png,dog")), True),
+        ("move a row to another split", lambda d: (d / "img/data.csv").write_text(
+            (d / "img/data.csv").read_text().replace("test/dog/1.png,dog,test", "test/dog/1.png,dog,train")), True),
+        ("replace an image in place", lambda d: _png(d / "img/test/cat/2.png", 200, size=7), True),
+        ("an image file the CSV does not list", lambda d: _png(d / "img/extra.png", 1), False),
+    ],
+    "folder": [
+        ("add an image to a class folder", lambda d: _png(d / "img/train/dog/9.png", 9), True),
+        ("move an image to another class", lambda d: (d / "img/train/cat/0.png").rename(d / "img/train/dog/7.png"), True),
+        ("replace an image in place", lambda d: _png(d / "img/val/cat/1.png", 201, size=7), True),
+        ("a hidden file and a non-image file", lambda d: ((d / "img/train/cat/.x.png").write_bytes(b"x"),
+                                                          (d / "img/train/cat/notes.txt").write_text("x")), False),
+    ],
+    "split_files": [
+        ("add a line to a split file", lambda d: (_png(d / "img/train/dog/9.png", 9), _append(d / "train.txt", "train/dog/9.png 1")), True),
+        ("rename a class in the class map", lambda d: (d / "map.txt").write_text("n001 cat\nn002 wolf\n"), True),
+        ("replace a listed image in place", lambda d: _png(d / "img/train/dog/1.png", 202, size=7), True),
+        ("an image no split file lists", lambda d: _png(d / "img/train/dog/8.png", 8), False),
+    ],
+}
+
+
+@pytest.mark.parametrize("task,change,everything", [(t, c, e) for t, cs in DATA_CHANGES.items() for c, _, e in cs],
+                         ids=[f"{t}: {c}" for t, cs in DATA_CHANGES.items() for c, _, _ in cs])
+def test_the_data_content_reruns_every_stage_that_reads_it(task: str, change: str, everything: bool,
+                                                            tmp: Path, tmp_path: Path):
+    roots = _user_data(tmp_path)
+    cfg = _user_config(tmp, task, roots[task])
+    before = digests(cfg, tmp / "run")
+    assert digests(cfg, tmp / "run") == before  # listing twice: the same digest
+    dict((c, f) for c, f, _ in DATA_CHANGES[task])[change](tmp_path)
+    assert changed(before, digests(cfg, tmp / "run")) == (set(before) if everything else set())
+
+
+def test_a_spectrum_image_key_follows_the_bytes_of_its_own_source(tmp: Path, tmp_path: Path):
+    """An image replaced in place gets new keys for its variants (so they are made again, and the filter
+    scores the new bytes); the other images keep theirs, and a touched image with the same bytes too."""
+    import os
+
+    from discl.data import build_dataset
+    from discl.generation.runner import plan_spectrum
+
+    roots = _user_data(tmp_path)
+    cfg = _user_config(tmp, "csv", roots["csv"], "generation.levels=[0.5]", "generation.seeds_per_level=1")
+    hard = pd.DataFrame({"sample_id": ["train/cat/0.png", "train/dog/1.png"], "label": [0, 1],
+                         "class_name": ["cat", "dog"]})
+
+    def keys() -> dict[str, str]:
+        plan = plan_spectrum(cfg, hard, build_dataset(cfg.data))
+        return dict(zip(plan["sample_id"], plan["image_key"]))
+
+    a = keys()
+    cat = tmp_path / "img/train/cat/0.png"
+    st = cat.stat()
+    os.utime(cat, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert keys() == a
+    _png(cat, 123)  # replaced in place
+    b = keys()
+    assert b["train/cat/0.png"] != a["train/cat/0.png"] and b["train/dog/1.png"] == a["train/dog/1.png"]

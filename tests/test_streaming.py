@@ -486,3 +486,80 @@ def test_streamed_curriculum_pool_of_real_rows_and_spectrum_files_trains_like_th
         assert m["pool_synthetic"] > 0
         weights.append(_weights(run / "train" / "fixed-ce-s0"))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("augmentation", ["random_resized_crop", "clip"])
+def test_in_memory_and_streamed_runs_of_one_config_give_the_same_test_metrics(tmp_path, augmentation):
+    """Issue 23: an explicit crop augmentation is evaluated (and, unaugmented, trained) on the streamed
+    path's evaluation view, a centre crop, also in memory: ``data.in_memory_limit_mb`` never changes a
+    number. Mixed aspect ratios, so the letterbox and the centre crop differ."""
+    from discl.training.recipe import train_baseline
+
+    root = tmp_path / "images"
+    make_jpeg_folder(root / "train")
+    make_jpeg_folder(root / "test", n_per_class=(4, 4, 4), seed=1)
+    common = [f"training.augmentation={augmentation}", "training.augment=false"]
+    mem = folder_cfg(tmp_path / "a", "data.in_memory=true", *common, root=root)
+    streamed = folder_cfg(tmp_path / "b", "data.in_memory_limit_mb=0", "training.num_workers=2", *common, root=root)
+    m1, m2 = train_baseline(mem, seed=0), train_baseline(streamed, seed=0)
+    w1, w2 = _weights(tmp_path / "a" / "run" / "train" / "ce-s0"), _weights(tmp_path / "b" / "run" / "train" / "ce-s0")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert m1["test"] == m2["test"] and m1["best"] == m2["best"]
+
+
+def test_adaptive_probes_are_the_streamed_evaluation_view_on_both_paths(tmp_path):
+    """Issue 23: the adaptive curriculum measures progress on the images as the model is evaluated on
+    them: the held-out real images (λ = 1) and their variants in the evaluation view of the training
+    view (a centre crop under random_resized_crop, not the letterbox), in memory and streamed alike."""
+    import pandas as pd
+
+    from discl.data import build_dataset
+    from discl.training.recipe import _probes, _stream_items, _streamed
+
+    root = make_jpeg_folder(tmp_path / "images")
+    cfg = folder_cfg(tmp_path, "training.augmentation=random_resized_crop", "curriculum.levels=[0.5, 1.0]", root=root)
+    ds = build_dataset(cfg.data)
+    holdout = ds.split("train")["sample_id"].tolist()[:3]
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    names = [f"images/{i}.png" for i in range(len(holdout))]
+    for name in names:
+        (run / "spectrum" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 36, 3), dtype=np.uint8)).save(run / "spectrum" / name)
+    labels = ds.frame.loc[holdout, "label"].tolist()
+    manifest = pd.DataFrame({"file_name": names, "sample_id": holdout, "label": labels, "lam": 0.5, "k": 0,
+                             "keep": True})
+
+    def streamed_view(items, array=None) -> torch.Tensor:
+        split = _streamed(cfg, items, np.asarray(labels), array)
+        return torch.stack([split.dataset[i][0] for i in range(len(items))])
+
+    real = streamed_view(*_stream_items(ds, holdout))
+    synthetic = streamed_view([str(run / "spectrum" / n) for n in names])
+    assert not torch.equal(real, torch.stack([ds.tensors([s], 32, 3)[0] for s in holdout]))  # not the letterbox
+    for memory in (True, False):
+        probes = _probes(ds, manifest, holdout, cfg, run, memory)
+        assert torch.equal(probes[1.0][0], real) and torch.equal(probes[0.5][0], synthetic), memory
+
+
+@pytest.mark.slow
+def test_adaptive_probes_and_pool_use_one_view_on_both_paths(tmp_path):
+    """Issue 23: the adaptive curriculum's probes (held-out real images and their variants) and its pool
+    are in the evaluation view of the training view on both paths, so the streamed and the in-memory
+    runs of one config choose the same levels and end with the same weights (about 2 min on 2 busy cores)."""
+    from discl.curriculum.testing import write_toy_spectrum
+    from discl.data import build_dataset
+    from discl.training.recipe import train_curriculum
+
+    base = ["data.test_limit=100", "training.epochs=1", "training.batch_size=64", "curriculum.levels=[0.1, 0.5, 1.0]",
+            "training.augmentation=random_resized_crop", "training.augment=false", "training.init_from=null"]
+    out = []
+    for name, extra in (("mem", ["data.in_memory=true"]), ("stream", ["data.in_memory=false", "training.num_workers=2"])):
+        cfg = load_config("configs/fmnist-lt.yaml", [*base, *extra])
+        run = tmp_path / name
+        write_toy_spectrum(run, build_dataset(cfg.data))
+        m = train_curriculum(cfg, run, "adaptive", seed=0)
+        out.append((m, _weights(run / "train" / "adaptive-s0")))
+    (m1, w1), (m2, w2) = out
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert m1["test"] == m2["test"]

@@ -8,15 +8,7 @@ import os
 
 from discl.artifacts import confine
 from discl.generation.planning import parse_shard
-from discl.generation.runner import (
-    SPECTRUM_DIR,
-    dry_run,
-    generate_spectrum,
-    plan_spectrum,
-    read_hard,
-    spectrum_digest,
-    write_manifest_if_complete,
-)
+from discl.generation.runner import SPECTRUM_DIR, dry_run, finish_spectrum, generate_spectrum
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,9 +54,6 @@ def main(args: argparse.Namespace) -> int:
     if state is not None:
         state.wait_for_everyone()
         if state.is_main_process:
-            from discl.data import build_dataset
-
-            plan = plan_spectrum(cfg, read_hard(run_dir), build_dataset(cfg.data))
-            write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir))
+            finish_spectrum(cfg, run_dir)
     print(f"shard {shard[0]}/{shard[1]}: {len(rows)} images in {confine(run_dir, SPECTRUM_DIR)}")
     return 0

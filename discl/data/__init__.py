@@ -11,14 +11,17 @@ __all__ = ["ArrayImageDataset", "ImageDataset", "DataConfig", "build_dataset", "
 def build_dataset(cfg: DataConfig) -> ImageDataset:
     """The task's dataset from its config (embedded tasks are built in memory, deterministically).
 
-    Datasets are read-only; the last few are cached per config so that the stages of one run (and
-    the report) do not rebuild them.
+    Datasets are read-only; the last few are cached per config and data listing
+    (:func:`discl.data.identity.listing_digest`) so that the stages of one run (and the report) do
+    not rebuild them, and a dataset changed on disk in the same process (a sweep, a notebook) is
+    read again, never served from the cache.
     """
     import json
 
     from discl.configtools import to_dict
+    from discl.data.identity import listing_digest
 
-    key = json.dumps(to_dict(cfg), sort_keys=True)
+    key = json.dumps(to_dict(cfg), sort_keys=True) + listing_digest(cfg)
     if key not in _CACHE:
         while len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))

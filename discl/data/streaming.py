@@ -41,7 +41,7 @@ from discl.seeding import derive_seed
 
 __all__ = ["StreamedImages", "StreamedSplit", "PlanBatchSampler", "decode_tensor", "eval_transform",
            "random_resized_crop_params", "train_transform", "augment_samples", "create_loader", "estimate_bytes",
-           "check_files", "decode_letterboxed", "default_workers"]
+           "check_files", "decode_letterboxed", "decode_views", "default_workers"]
 
 Mode = Literal["letterbox", "random_resized_crop", "clip"]
 RRC_SCALE = {"random_resized_crop": (0.08, 1.0), "clip": (0.9, 1.0)}
@@ -220,6 +220,32 @@ def decode_letterboxed(dataset: StreamedImages, indices: Sequence[int], workers:
     loader = DataLoader(_Letterboxed(dataset), batch_size=64, num_workers=int(workers), worker_init_fn=_worker_init,
                         sampler=idx)
     return torch.cat(list(loader))
+
+
+def decode_views(dataset: StreamedImages, indices: Sequence[int], workers: int = 1,
+                 min_parallel: int = 256) -> torch.Tensor:
+    """uint8 [N, C, size, size]: ``dataset``'s evaluation view of the items at ``indices`` (its
+    ``mode``'s evaluation transform: a centre crop for ``random_resized_crop`` and ``clip``, the
+    letterbox otherwise), what the streamed path evaluates, for the in-memory path to hold."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        return torch.zeros((0, dataset.channels, dataset.size, dataset.size), dtype=torch.uint8)
+    if workers <= 1 or len(idx) < min_parallel:
+        return torch.stack([dataset[i][0] for i in idx])
+    loader = DataLoader(_EvalViews(dataset), batch_size=64, num_workers=int(workers), worker_init_fn=_worker_init,
+                        sampler=idx)
+    return torch.cat(list(loader))
+
+
+class _EvalViews(Dataset):
+    def __init__(self, dataset: StreamedImages):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.dataset[int(i)][0]
 
 
 class _Letterboxed(Dataset):

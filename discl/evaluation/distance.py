@@ -129,9 +129,14 @@ def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_finge
     manifest = run_dir / "filter" / "manifest.csv"
     if not manifest.is_file():
         return None
+    from discl.digests import data_content, data_view
+
+    # the reference is the test split's images (data.test_limit, the data's content), which the
+    # filter's digest does not cover: the filter never reads the test split
     key = {"filter_stage": filter_digest, "clip": clip_fingerprint,
            "manifest": hashlib.blake2b(manifest.read_bytes(), digest_size=8).hexdigest(),
-           "settings": distance_settings(cfg, max_reference)}
+           "settings": distance_settings(cfg, max_reference),
+           "reference": {"data": data_view(cfg, evaluation=True), "content": data_content(cfg)}}
     key = json.loads(json.dumps(key, sort_keys=True))  # as it reads back from disk
     csv, key_path = run_dir / "report" / "distances.csv", run_dir / "report" / "distances.key.json"
     if csv.is_file() and key_path.is_file():
@@ -190,8 +195,10 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
         return scorer.encode_images([ds.image(s) for s in sids]).numpy()
 
     reference = encode(list(ids))
+    from discl.data.identity import source_keys
+
     cached = load_real_embeddings(run_dir / "filter" / "real_embeddings.safetensors", scorer_id,
-                                  section_digest(cfg, "data"))
+                                  section_digest(cfg, "data"), source_keys(ds, sources))
     real = (np.stack([cached[s].numpy() for s in sources]) if sources and all(s in cached for s in sources)
             else encode(sources))
     synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in man.groupby("lam")}

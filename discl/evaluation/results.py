@@ -117,6 +117,13 @@ def collect_results(cfg: RunConfig, run_dir: Path, fingerprints: dict[str, Any] 
     (a marker-less run folder with a partial log) or ``unreadable``, the reason in ``reason``, and
     no metrics, so a table never averages silently over fewer seeds.
     """
+    from discl.data.identity import snapshot
+
+    with snapshot():  # one listing of the data for every row
+        return _collect_results(cfg, run_dir, fingerprints)
+
+
+def _collect_results(cfg: RunConfig, run_dir: Path, fingerprints: dict[str, Any] | None) -> pd.DataFrame:
     from discl.artifacts import ArtifactError, read_json
 
     if fingerprints is None:

@@ -85,7 +85,12 @@ def write_score_cache(path: Path, scorer_id: str, rows: pd.DataFrame) -> None:
     write_table(path, rows[list(CACHE_COLUMNS)])
 
 
-def load_real_embeddings(path: Path, scorer_id: str, data_digest: str) -> dict[str, torch.Tensor]:
+def load_real_embeddings(path: Path, scorer_id: str, data_digest: str,
+                         sources: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The cached embeddings of real sources, those whose image bytes are still ``sources[sid]``
+    (:func:`discl.data.identity.source_keys`): an image replaced in place is encoded again."""
+    import json
+
     from safetensors import safe_open
 
     if not path.is_file():
@@ -95,14 +100,23 @@ def load_real_embeddings(path: Path, scorer_id: str, data_digest: str) -> dict[s
         if meta.get("scorer") != scorer_id or meta.get("data") != data_digest:
             log.info("real embeddings in %s are for another scorer or dataset; recomputing", path)
             return {}
-        return {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            stored = json.loads(meta.get("sources", "{}"))
+        except ValueError:
+            stored = {}
+        return {k: f.get_tensor(k) for k in f.keys() if k in sources and stored.get(k, "") == sources[k]}
 
 
-def save_real_embeddings(path: Path, emb: dict[str, torch.Tensor], scorer_id: str, data_digest: str) -> None:
+def save_real_embeddings(path: Path, emb: dict[str, torch.Tensor], scorer_id: str, data_digest: str,
+                         sources: dict[str, str]) -> None:
+    """Save ``emb`` with the content key of each source image it was computed from."""
+    import json
+
     from safetensors.torch import save
 
+    keys = json.dumps({k: sources.get(k, "") for k in emb}, sort_keys=True)
     atomic_write_bytes(path, save({k: v.contiguous() for k, v in emb.items()},
-                                  metadata={"scorer": scorer_id, "data": data_digest}))
+                                  metadata={"scorer": scorer_id, "data": data_digest, "sources": keys}))
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -117,11 +131,16 @@ def score_spectrum(
     text_template: str,
     real_image: Callable[[str], object],
     data_digest: str,
+    sources: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """``frame`` + sim_text, sim_prompt, sim_image, clipscore, reusing every cached score.
 
     ``get_scorer`` is called only when something has to be encoded (a fully cached rerun loads no model).
+    ``sources`` {sample_id: content key of the real image} (:func:`discl.data.identity.source_keys`;
+    "" or absent for an embedded task): a cached ``sim_image`` and real embedding are reused only for
+    the same source bytes.
     """
+    sources = {str(s): (sources or {}).get(str(s), "") for s in frame["sample_id"]}
     spectrum_dir, filter_dir = Path(spectrum_dir), Path(filter_dir)
     cache_path = filter_dir / "scores.parquet"
     real_path = filter_dir / "real_embeddings.safetensors"
@@ -179,23 +198,25 @@ def score_spectrum(
     sim_prompt = text_sims("sim_prompt", prompts, "prompt")
     sim_text = text_sims("sim_text", texts, "text")
 
-    # 3. real sources: embeddings cached per sample_id for this scorer and dataset
-    sim_image = np.array([c["sim_image"] if c["real_digest"] == data_digest and c["sample_id"] == s else np.nan
-                          for c, s in zip(cached, sids)], dtype=float)
+    # 3. real sources: embeddings cached per sample_id for this scorer, dataset and source bytes
+    real_digests = [data_digest + (f":{sources[s]}" if sources[s] else "") for s in sids]
+    sim_image = np.array([c["sim_image"] if c["real_digest"] == rd and c["sample_id"] == s else np.nan
+                          for c, s, rd in zip(cached, sids, real_digests)], dtype=float)
     redo = [i for i in range(len(frame)) if np.isnan(sim_image[i])]
     if redo:
-        real = load_real_embeddings(real_path, scorer_id, data_digest)
+        real = load_real_embeddings(real_path, scorer_id, data_digest, sources)
         new = sorted({sids[i] for i in redo} - set(real))
         if new:
             log.info("encoding %d real source images", len(new))
             for sid, e in zip(new, need_scorer().encode_images([real_image(s) for s in new])):
                 real[sid] = e.clone()
-            save_real_embeddings(real_path, real, scorer_id, data_digest)
+            save_real_embeddings(real_path, real, scorer_id, data_digest, sources)
         sim_image[redo] = rowwise_cosine(emb[redo], np.stack([real[sids[i]].numpy() for i in redo]))
 
     restat = any(c.get("stat") != st for c, st in zip(cached, stats))
-    for c, st, s, p, t, a, b, d in zip(cached, stats, sids, prompts, texts, sim_text, sim_prompt, sim_image):
-        c.update(stat=st, sample_id=s, prompt=p, text=t, real_digest=data_digest, sim_text=a, sim_prompt=b, sim_image=d)
+    for c, st, s, p, t, a, b, d, rd in zip(cached, stats, sids, prompts, texts, sim_text, sim_prompt, sim_image,
+                                           real_digests):
+        c.update(stat=st, sample_id=s, prompt=p, text=t, real_digest=rd, sim_text=a, sim_prompt=b, sim_image=d)
     if todo or restat or scorer is not None:
         write_score_cache(cache_path, scorer_id, pd.DataFrame(list(rows.values())))
     out = frame.copy()
@@ -294,23 +315,26 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
         def get_scorer():
             return scorer
 
-    data_ref = {"ds": dataset}
+    if dataset is None:
+        from discl.data import build_dataset
+
+        dataset = build_dataset(cfg.data)
+    from discl.data.folder import record_skipped
+
+    record_skipped(dataset, run_dir, "filter")
+    unknown_ids = sorted(set(frame["sample_id"].astype(str)) - set(dataset.frame.index.astype(str)))
+    if unknown_ids:
+        raise BadInputError(f"spectrum sample_id {unknown_ids[0]!r} ({len(unknown_ids)} in all) is not in the dataset "
+                            f"{cfg.data.task!r}; was the spectrum generated from another data config?")
+    from discl.data.identity import source_keys
+
+    sources = source_keys(dataset, frame["sample_id"].astype(str).unique())
 
     def real_image(sid: str):
-        if data_ref["ds"] is None:
-            from discl.data import build_dataset
-            from discl.data.folder import record_skipped
-
-            data_ref["ds"] = build_dataset(cfg.data)
-            record_skipped(data_ref["ds"], run_dir, "filter")
-        try:
-            return data_ref["ds"].image(sid)
-        except KeyError:
-            raise BadInputError(f"spectrum sample_id {sid!r} is not in the dataset {cfg.data.task!r}; "
-                                "was the spectrum generated from another data config?") from None
+        return dataset.image(sid)
 
     scored = score_spectrum(frame, spectrum_dir, filter_dir, get_scorer, scorer_id, fc.text_template,
-                            real_image, section_digest(cfg, "data"))
+                            real_image, section_digest(cfg, "data"), sources)
     manifest = apply_rules(scored, rules)
     if fc.retries > 0 and regenerate is None:
         log.warning("filtering.retries=%d is ignored: no regenerate callable was given (the pipeline passes the "
@@ -327,7 +351,7 @@ def filter_spectrum(cfg, run_dir: Path | None = None, scorer=None, dataset=None,
             emb = sc.encode_images([open_spectrum_image(confine(spectrum_dir, r["file_name"])) for r in rows]).numpy()
             texts = sc.encode_texts([str(r["prompt"]) for r in rows] +
                                     [fc.text_template.format(name=r["class_name"]) for r in rows]).numpy()
-            real = load_real_embeddings(real_path, scorer_id, section_digest(cfg, "data"))
+            real = load_real_embeddings(real_path, scorer_id, section_digest(cfg, "data"), sources)
             ref = np.stack([real[str(r["sample_id"])].numpy() for r in rows])
             n = len(rows)
             return [{"sim_prompt": a, "sim_text": b, "sim_image": c} for a, b, c in zip(
@@ -365,7 +389,7 @@ def filter_run(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataF
     generator is wired in to replace low-scoring images (:func:`filter_spectrum` itself stays
     independent of any generator), and retry candidates are keyed by :func:`discl.digests.retry_context`."""
     from discl.artifacts import is_complete, mark_complete
-    from discl.digests import artifact_digests, retry_context, stage_fingerprints
+    from discl.digests import artifact_digests, data_content, retry_context, stage_fingerprints
 
     run_dir = Path(run_dir)
     fps = stage_fingerprints(cfg, "filter") if fingerprints is None else fingerprints
@@ -380,7 +404,7 @@ def filter_run(cfg, run_dir: Path, fingerprints: dict | None = None) -> pd.DataF
         from discl.generation.regenerate import make_regenerator
 
         regenerate = make_regenerator(cfg, run_dir)
-        context = retry_context(cfg, artifact_digests(cfg, run_dir)["descriptions"], fps)
+        context = retry_context(cfg, artifact_digests(cfg, run_dir)["descriptions"], fps, content=data_content(cfg))
     manifest = filter_spectrum(cfg, run_dir, regenerate=regenerate, retry_context=context)
     mark_complete(done, digest, kept=int(manifest["keep"].sum()), images=len(manifest))
     return manifest

@@ -111,9 +111,12 @@ def _drop_unplanned(out: Path, plan: pd.DataFrame) -> int:
 def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | None = None) -> pd.DataFrame:
     """Every image of the spectrum with all its manifest columns (pure given the inputs).
 
-    ``image_key`` (:func:`discl.digests.image_key`) digests the row and ``settings``
-    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None).
+    ``image_key`` (:func:`discl.digests.image_key`) digests the row, ``settings``
+    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None)
+    and the content key of the source image (:func:`discl.data.identity.source_keys`), so the variants
+    of an image replaced in place are made again.
     """
+    from discl.data.identity import source_keys
     from discl.digests import image_key, image_settings_digest, stage_fingerprints
 
     if settings is None:
@@ -131,7 +134,8 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | N
     jobs["mode"] = ["text2img" if (t2i and lam == 0.0) else "img2img" for lam in jobs["lam"]]
     jobs["guidance_scale"] = g.guidance_scale
     jobs["negative_prompt"] = g.negative_prompt or ""
-    jobs["image_key"] = [image_key(r, settings) for r in jobs.to_dict("records")]
+    sources = source_keys(dataset, jobs["sample_id"].astype(str).unique())
+    jobs["image_key"] = [image_key(r, settings, sources[str(r["sample_id"])]) for r in jobs.to_dict("records")]
     return jobs[MANIFEST_COLUMNS]
 
 
@@ -157,6 +161,12 @@ def source_sizes(dataset, sample_ids) -> dict[str, tuple[int, int]]:
             w, h = dataset.image(sid).size
         out[str(sid)] = (int(w), int(h))
     return out
+
+
+def plan_batches(plan: pd.DataFrame, dataset, batch_size: int) -> list[pd.DataFrame]:
+    """The spectrum's global batch plan (:func:`planning.batches`), each batch with its ``batch_key``."""
+    planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
+    return [b.assign(batch_key=batch_key(b)) for b in planned]
 
 
 def plan_shard_batches(plan: pd.DataFrame, dataset, batch_size: int, shard: tuple[int, int]) -> list[pd.DataFrame]:
@@ -217,17 +227,18 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     # by whole batches too (:func:`batch_key`). An image is always computed in the same batch, whatever
     # the number of processes or interruptions, so float rounding that depends on a batch's make-up
     # cannot make a reused or resumed image differ from a fresh run's.
-    chunks = [b.assign(batch_key=batch_key(b))
-              for b in plan_shard_batches(plan, dataset, cfg.generation.batch_size, shard)]
+    planned = plan_batches(plan, dataset, cfg.generation.batch_size)
+    batch_keys = batch_keys_of(planned)
+    chunks = shard_batches(planned, *shard)
     mine = pd.concat(chunks).sort_values("job").drop(columns="batch_key") if chunks else plan.iloc[:0]
-    done = finished_images(mine, out, batch_keys={f: k for b in chunks for f, k in zip(b["file_name"], b["batch_key"])})
+    done = finished_images(mine, out, batch_keys=batch_keys_of(chunks))
     todo = [b for b in chunks if not set(b["file_name"]) <= done]
     logger.info("shard %d/%d: %d images, %d already done, %d batches to generate", shard[0], shard[1],
                 len(mine), len(done), len(todo))
     if todo:
         gen = generator or create_generator(cfg.generation)
         _run_jobs(cfg, gen, dataset, todo, out, shard, progress)
-    write_manifest_if_complete(cfg, plan, out, digest)
+    write_manifest_if_complete(cfg, plan, out, digest, batch_keys)
     return mine.reset_index(drop=True)
 
 
@@ -274,9 +285,29 @@ def _run_jobs(cfg: RunConfig, gen: Generator, dataset, todo: list[pd.DataFrame],
         bar.close()
 
 
-def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str) -> bool:
-    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists with its current key (idempotent)."""
-    finished = finished_images(plan, out, check_decode=False)
+def batch_keys_of(planned: list[pd.DataFrame]) -> dict[str, str]:
+    """file_name -> the key of the batch it is planned in (:func:`plan_batches`)."""
+    return {f: k for b in planned for f, k in zip(b["file_name"], b["batch_key"])}
+
+
+def finish_spectrum(cfg: RunConfig, run_dir: Path) -> bool:
+    """After every shard of a launcher-sharded run: write the manifest if the spectrum is complete
+    (the main process calls this once all shards are done)."""
+    from discl.data import build_dataset
+
+    dataset = build_dataset(cfg.data)
+    plan = plan_spectrum(cfg, read_hard(run_dir), dataset)
+    keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation.batch_size))
+    return write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir), keys)
+
+
+def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str,
+                               batch_keys: dict[str, str]) -> bool:
+    """Write ``metadata.csv`` + ``_done.json`` once every planned image exists with its current key,
+    made in the batch of the current batch plan (``batch_keys``, :func:`plan_batches`): images that
+    shards run under different ``generation.batch_size`` values made are not a finished spectrum
+    (idempotent)."""
+    finished = finished_images(plan, out, check_decode=False, batch_keys=batch_keys)
     missing = [f for f in plan["file_name"] if f not in finished]
     if missing:
         logger.info("spectrum not complete yet: %d of %d images missing (other shards?)", len(missing), len(plan))

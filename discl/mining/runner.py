@@ -32,7 +32,7 @@ from discl.artifacts import (
     write_table,
 )
 from discl.config import RunConfig
-from discl.digests import fold_models_digest, stage_fingerprints
+from discl.digests import data_content, fold_models_digest, stage_fingerprints
 from discl.mining.base import MiningInputs
 from discl.mining.select import needs_predictions, select_hard, stratified_folds, summarize
 
@@ -43,9 +43,10 @@ OUT = "mining"
 
 def mining_digest(cfg: RunConfig, fingerprints: dict | None = None) -> str:
     """What the output depends on (:func:`discl.digests.mine_digest`, the digest ``discl run`` records too)."""
-    from discl.digests import mine_digest
+    from discl.digests import data_content, mine_digest
 
-    return mine_digest(cfg, stage_fingerprints(cfg, "mine") if fingerprints is None else fingerprints)
+    return mine_digest(cfg, stage_fingerprints(cfg, "mine") if fingerprints is None else fingerprints,
+                       content=data_content(cfg))
 
 
 def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
@@ -68,7 +69,7 @@ def mine(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     counts = ds.class_counts("train")
     proba = None
     if needs_predictions(cfg.mining):
-        proba = _oof(cfg, ds, train, labels, out, fold_models_digest(cfg, fingerprints))
+        proba = _oof(cfg, ds, train, labels, out, fold_models_digest(cfg, fingerprints, content=data_content(cfg)))
     inputs = MiningInputs(labels=labels, class_counts=counts, oof_proba=proba)
     hard = select_hard(train, ds.classes, inputs, cfg.mining, seed=cfg.seed)
     write_table(out / "hard.csv", hard)

@@ -78,22 +78,73 @@ def load_classifier(ckpt: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), header
 
 
-def _tensors(ds: ImageDataset, split: str, cfg: RunConfig, run_dir: Path | None = None) -> TensorData:
-    """A split in memory; a user's image files are decoded once per run (:func:`_decoded_once`)."""
+def eval_view(cfg: RunConfig, memory: bool) -> str:
+    """The transform that evaluates an image (a split's metrics, the adaptive probes, training items
+    that are not augmented), the same on both data paths: the streamed path's evaluation transform
+    for the training view (:func:`stream_mode`: a centre crop for ``random_resized_crop`` and
+    ``clip``), the letterbox for ``pad_crop`` and for ``auto`` in memory (whose training view is the
+    letterbox). So a config evaluates the same pixels whether ``data.in_memory_limit_mb`` holds the
+    images in memory or streams them."""
+    aug = cfg.training.augmentation
+    if aug == "pad_crop" or (memory and aug == "auto"):
+        return "letterbox"
+    return stream_mode(cfg.training)
+
+
+def train_view(cfg: RunConfig, memory: bool) -> str:
+    """The view the in-memory training tensors hold: the letterbox (the whole image, padded) when the
+    trainer crops them (``augment`` on), else what the streamed path gives a training item that is not
+    augmented: :func:`eval_view`."""
+    return "letterbox" if cfg.training.augment else eval_view(cfg, memory)
+
+
+def _view_tensors(ds: ImageDataset, sample_ids: list[str], cfg: RunConfig, mode: str) -> torch.Tensor:
+    """uint8 tensors of ``sample_ids`` in view ``mode`` (:func:`eval_view`); the letterbox is ``ds.tensors``."""
+    size, ch = cfg.data.image_size, cfg.data.channels
+    if mode == "letterbox":
+        return ds.tensors(sample_ids, size, ch)
+    items, array = _stream_items(ds, sample_ids)
+    return _decode_view(items, array, cfg, mode)
+
+
+def _decode_view(items: list, array, cfg: RunConfig, mode: str) -> torch.Tensor:
+    from discl.data.streaming import StreamedImages, decode_views, default_workers
+
+    images = StreamedImages(items, np.zeros(len(items), dtype=np.int64), size=cfg.data.image_size,
+                            channels=cfg.data.channels, mode=mode, seed=0, array=array,
+                            max_pixels=cfg.data.max_image_pixels, background=cfg.data.alpha_background, augment=False)
+    return decode_views(images, range(len(items)), default_workers(cfg.data.decode_workers))
+
+
+def _spectrum_tensors(run_dir: Path, names: list[str], cfg: RunConfig, mode: str) -> torch.Tensor:
+    """Spectrum images in view ``mode`` (the letterbox: :func:`load_spectrum_images`)."""
+    from discl.artifacts import confine
+    from discl.curriculum.stage_data import load_spectrum_images
+
+    if mode == "letterbox":
+        return load_spectrum_images(run_dir / "spectrum", names, cfg.data.image_size, cfg.data.channels)
+    return _decode_view([str(confine(run_dir / "spectrum", n)) for n in names], None, cfg, mode)
+
+
+def _tensors(ds: ImageDataset, split: str, cfg: RunConfig, run_dir: Path | None = None,
+             mode: str = "letterbox") -> TensorData:
+    """A split in memory, in view ``mode``; a user's image files are decoded once per run (:func:`_decoded_once`)."""
     frame = ds.split(split)
     ids = frame["sample_id"].tolist()
     size, ch = cfg.data.image_size, cfg.data.channels
-    x = _decoded_once(ds, ids, size, ch, run_dir, split) if run_dir is not None else ds.tensors(ids, size, ch)
+    x = (_decoded_once(ds, ids, size, ch, run_dir, split, cfg, mode) if run_dir is not None
+         else _view_tensors(ds, ids, cfg, mode))
     return TensorData(x, torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy()))
 
 
-def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: int, run_dir: Path, tag: str) -> torch.Tensor:
-    """``ds.tensors`` cached in ``RUN/cache/decoded/``: the runs of a comparison (methods × seeds)
+def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: int, run_dir: Path, tag: str,
+                  cfg: RunConfig, mode: str = "letterbox") -> torch.Tensor:
+    """:func:`_view_tensors` cached in ``RUN/cache/decoded/``: the runs of a comparison (methods × seeds)
     decode a folder of image files once, not once each.
 
-    The cache key covers the samples, their files' sizes and modification times, and the decoding
-    settings, so an edited image or another ``image_size`` is decoded again. Embedded tasks (arrays
-    in memory) are not cached.
+    The cache key covers the samples, their files' sizes and modification times, the view and the
+    decoding settings, so an edited image or another ``image_size`` is decoded again. Embedded tasks
+    (arrays in memory) are not cached.
     """
     import hashlib
     import json
@@ -104,10 +155,11 @@ def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: 
     from discl.data.folder import FileImageDataset
 
     if not isinstance(ds, FileImageDataset) or not sample_ids:
-        return ds.tensors(sample_ids, size, channels)
+        return _view_tensors(ds, sample_ids, cfg, mode)
     paths = [ds.root / p for p in ds.frame.loc[sample_ids, "path"]]
     stats = [(str(s), p.stat().st_size, p.stat().st_mtime_ns) for s, p in zip(sample_ids, paths)]
-    key = hashlib.blake2b(json.dumps([str(ds.root), size, channels, ds.max_pixels, ds.background, stats]).encode(),
+    view = [] if mode == "letterbox" else [mode]  # the letterbox keeps the keys of its existing caches
+    key = hashlib.blake2b(json.dumps([str(ds.root), size, channels, ds.max_pixels, ds.background, stats, *view]).encode(),
                           digest_size=10).hexdigest()
     path = Path(run_dir) / "cache" / "decoded" / f"{tag}-{key}.safetensors"
     if path.is_file():
@@ -115,7 +167,7 @@ def _decoded_once(ds: ImageDataset, sample_ids: list[str], size: int, channels: 
             return load_file(str(path))["images"]
         except Exception as e:  # noqa: BLE001 - a damaged cache file is decoded again, never trusted
             logger.warning("%s: unreadable cache (%s); decoding again", path, e)
-    x = ds.tensors(sample_ids, size, channels)
+    x = _view_tensors(ds, sample_ids, cfg, mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({"images": x.contiguous()}, str(tmp))
@@ -179,18 +231,20 @@ def _real_pool_tensors(ds: ImageDataset, train_frame, ids: list[str], cfg: RunCo
     from discl.data.folder import FileImageDataset
 
     size, ch = cfg.data.image_size, cfg.data.channels
+    mode = train_view(cfg, True)
     train_ids = train_frame["sample_id"].tolist()
     where = pd.Index(train_ids).get_indexer(ids)
     if not isinstance(ds, FileImageDataset) or (where < 0).any():
-        return ds.tensors(ids, size, ch)
-    return _decoded_once(ds, train_ids, size, ch, run_dir, "train")[torch.as_tensor(where)]
+        return _view_tensors(ds, ids, cfg, mode)
+    return _decoded_once(ds, train_ids, size, ch, run_dir, "train", cfg, mode)[torch.as_tensor(where)]
 
 
 def _split_data(ds: ImageDataset, split: str, cfg: RunConfig, memory: bool, train: bool = False,
                 run_dir: Path | None = None):
-    """A split as :class:`TensorData` (in memory) or a streamed split decoded by loader workers."""
+    """A split as :class:`TensorData` (in memory, in :func:`train_view` for training, else
+    :func:`eval_view`) or a streamed split decoded by loader workers."""
     if memory:
-        return _tensors(ds, split, cfg, run_dir)
+        return _tensors(ds, split, cfg, run_dir, train_view(cfg, True) if train else eval_view(cfg, True))
     frame = ds.split(split)
     items, array = _stream_items(ds, frame["sample_id"].tolist())
     return _streamed(cfg, items, frame["label"].to_numpy(dtype=np.int64), array, train)
@@ -269,10 +323,11 @@ def _baseline_config(cfg: RunConfig, variant: str, seed: int) -> RunConfig:
 def baseline_run_digest(cfg: RunConfig, variant: str = "ce", seed: int = 0, fingerprints: dict | None = None) -> str:
     """The digest a baseline run records in its metrics.json (and ``discl run`` in its marker):
     :func:`discl.digests.baseline_digest` of the config as the run uses it."""
-    from discl.digests import baseline_digest, stage_fingerprints
+    from discl.digests import baseline_digest, data_content, stage_fingerprints
 
     cfg = _baseline_config(cfg, variant, seed)
-    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints)
+    return baseline_digest(cfg, variant, seed, stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints,
+                           content=data_content(cfg))
 
 
 def train_baseline(cfg: RunConfig, run_dir: str | Path | None = None, variant: str = "ce", seed: int = 0,
@@ -363,7 +418,14 @@ def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strateg
     """The digest a curriculum run records in its metrics.json (and ``discl run`` in its marker):
     :func:`discl.digests.curriculum_run_digest` of the config as the run uses it, with ``hard.csv``,
     the filter manifest and a baseline checkpoint it starts from taken by content from ``run_dir``."""
-    from discl.digests import FILTER, HARD, curriculum_run_digest, file_digest, stage_fingerprints
+    from discl.digests import (
+        FILTER,
+        HARD,
+        curriculum_run_digest,
+        data_content,
+        file_digest,
+        stage_fingerprints,
+    )
 
     cfg = _curriculum_config(cfg, strategy_name, seed, loss)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
@@ -371,7 +433,8 @@ def curriculum_digest(cfg: RunConfig, run_dir: str | Path | None = None, strateg
     if cfg.training.init_from in BASELINE_VARIANTS:  # "" until the baseline exists (then the run cannot start)
         init = file_digest(run_dir / "train" / f"{cfg.training.init_from}-s{seed}" / "best.safetensors") or "missing"
     fps = stage_fingerprints(cfg, "train") if fingerprints is None else fingerprints
-    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps)
+    return curriculum_run_digest(cfg, seed, file_digest(run_dir / HARD), file_digest(run_dir / FILTER), init, fps,
+                                 content=data_content(cfg))
 
 
 def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy_name: str | None = None,
@@ -387,7 +450,7 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     """
     from discl.curriculum.base import create_strategy
     from discl.curriculum.sampler import Curriculum
-    from discl.curriculum.stage_data import load_spectrum_images, needed_levels
+    from discl.curriculum.stage_data import needed_levels
     from discl.methods import method_for, run_folder
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_path
@@ -422,16 +485,15 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     record_skipped(ds, run_dir, f"train {name}")
     train_frame = ds.split("train")
     # the same object a user's own loop drives (discl.create_curriculum): one implementation of the epochs
+    memory = in_memory(cfg, ds)
     planner = Curriculum.from_frames(strategy, cfg.curriculum, train_frame, hard, manifest, tcfg.epochs, k, seed, cfg.seed,
-                                     probes=lambda held: _probes(ds, manifest, held, cfg, run_dir))
+                                     probes=lambda held: _probes(ds, manifest, held, cfg, run_dir, memory))
     meta, holdout = planner.meta, planner.holdout
     real_meta = meta[meta["kind"] == "real"]
     syn_meta = pd.DataFrame({"file_name": planner.synthetic_files, "lam": meta.loc[meta["kind"] != "real", "lam"].to_numpy()})
-    size, ch = cfg.data.image_size, cfg.data.channels
-    memory = in_memory(cfg, ds)
     if memory:
         x_real = _real_pool_tensors(ds, train_frame, real_meta["sample_id"].tolist(), cfg, run_dir)
-        x_syn = load_spectrum_images(run_dir / "spectrum", syn_meta["file_name"].tolist(), size, ch)
+        x_syn = _spectrum_tensors(run_dir, syn_meta["file_name"].tolist(), cfg, train_view(cfg, True))
         pool = TensorData(torch.cat([x_real, x_syn]), torch.as_tensor(meta["label"].to_numpy(dtype=np.int64).copy()))
     else:
         from discl.artifacts import confine
@@ -458,24 +520,25 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
     }, memory)
 
 
-def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_dir: Path):
-    """Held-out images per candidate level: their kept variants at λ, and the real images for λ=1."""
+def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_dir: Path, memory: bool):
+    """Held-out images per candidate level: their kept variants at λ, and the real images for λ=1,
+    all in the evaluation view of the training view (:func:`eval_view`), on both data paths: the
+    learning progress is measured on what the model is evaluated on, not on another transform."""
     from discl.curriculum.base import is_real
-    from discl.curriculum.stage_data import load_spectrum_images
 
-    size, ch = cfg.data.image_size, cfg.data.channels
+    mode = eval_view(cfg, memory)
     frame = ds.frame.loc[holdout] if holdout else ds.frame.iloc[:0]
     probes = {}
     keep = manifest["keep"].astype(str).str.lower().isin(["true", "1"]).to_numpy() if len(manifest) else []
     for lv in cfg.curriculum.levels:
         if is_real(lv):
-            x = ds.tensors(list(holdout), size, ch)
+            x = _view_tensors(ds, list(holdout), cfg, mode)
             y = torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy())
         else:
             rows = manifest[keep & manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
                             & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
             rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
-            x = load_spectrum_images(run_dir / "spectrum", rows["file_name"].tolist(), size, ch)
+            x = _spectrum_tensors(run_dir, rows["file_name"].tolist(), cfg, mode)
             y = torch.as_tensor(rows["label"].to_numpy(dtype=np.int64).copy())
         probes[round(float(lv), 6)] = (x, y)
     return probes
