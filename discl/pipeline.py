@@ -12,7 +12,7 @@ its upstream stages. A stage is complete when its marker holds the current diges
 artifact (:func:`stage_artifact`) exists: a deleted ``RUN/mining`` is mined again, not reported as
 done. A rerun with the same inputs does no work; an interrupted stage resumes from its own artifacts
 (finished images, training checkpoints). ``force`` deletes each stage's outputs in the run folder
-(its folders, caches and checkpoints: :func:`discl.sweep.stage_paths`) before redoing it, so every
+(its folders, caches and checkpoints: :func:`stage_paths`) before redoing it, so every
 stage really runs again, whatever its own runner would have reused.
 """
 
@@ -103,6 +103,16 @@ def stages(cfg: RunConfig) -> list[Stage]:
 Reuse = Callable[[str, str], bool]
 
 STAGE_ARTIFACTS = {"mine": "mining/hard.csv", "generate": "spectrum/metadata.csv", "filter": "filter/manifest.csv"}
+STAGE_DIRS = {"mine": ("mining",), "generate": ("spectrum",), "filter": ("filter",)}
+
+
+def stage_paths(name: str) -> tuple[str, ...]:
+    """The run-folder paths holding a stage's artifacts (``train-<method>-s<seed>`` -> its train folder)."""
+    if name in STAGE_DIRS:
+        return STAGE_DIRS[name]
+    if name.startswith("train-"):
+        return (f"train/{name.removeprefix('train-')}",)
+    raise ValueError(f"no artifact folders known for stage {name!r}")
 
 
 def stage_artifact(name: str) -> str:
@@ -118,8 +128,6 @@ def stage_artifact(name: str) -> str:
 def clear_stage(run_dir: Path, name: str) -> None:
     """Delete stage ``name``'s outputs in ``run_dir`` (``--force``): a linked folder (``discl sweep``)
     is unlinked, never emptied, so the run it was linked from keeps its artifacts."""
-    from discl.sweep import stage_paths
-
     for rel in stage_paths(name):
         path = run_dir / rel
         if path.is_symlink() or path.is_file():

@@ -50,13 +50,12 @@ from discl.config import RunConfig
 from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
 from discl.evaluation.results import HEADLINE, method_levels
 from discl.methods import parse_method
-from discl.pipeline import Reuse
+from discl.pipeline import Reuse, stage_paths
 
 log = logging.getLogger(__name__)
 
 NOT_SWEEPABLE = {"name", "run_dir", "methods", "seeds"}  # the sweep sets these itself
 # stage marker name -> the run-folder paths its artifacts live in (see the stage runners)
-STAGE_DIRS = {"mine": ("mining",), "generate": ("spectrum",), "filter": ("filter",)}
 FILTER_CACHE = ("filter/scores.parquet", "filter/real_embeddings.safetensors")  # content-checked caches
 COPY_SUFFIXES = (".jsonl",)  # appended in place by their writers: never share the inode
 
@@ -123,15 +122,6 @@ def read_marker_digest(marker: Path) -> str | None:
         return json.loads(Path(marker).read_text(encoding="utf-8")).get("digest")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def stage_paths(name: str) -> tuple[str, ...]:
-    """The run-folder paths holding a stage's artifacts (``train-<method>-s<seed>`` -> its train folder)."""
-    if name in STAGE_DIRS:
-        return STAGE_DIRS[name]
-    if name.startswith("train-"):
-        return (f"train/{name.removeprefix('train-')}",)
-    raise ValueError(f"no artifact folders known for stage {name!r}")
 
 
 def is_numeric(values: list[Any]) -> bool:
