@@ -123,6 +123,11 @@ def test_symlinked_image_folder_is_inside_the_root(tmp_path):
         (root / "bad.csv").write_text(f"path,label\nimages/0.png,a\n{bad},b\n")
         with pytest.raises(BadInputError, match="bad.csv row 3: .*escapes the dataset root"):
             load_csv_dataset(DataConfig(task="csv", root=str(root / "bad.csv")))
+    # a file link and its target listed as two rows are one image (it could land in two splits)
+    (root / "alias.png").symlink_to(elsewhere / "1.png")
+    (root / "dup.csv").write_text("path,label\nimages/0.png,a\nimages/1.png,b\nalias.png,b\n")
+    with pytest.raises(BadInputError, match=r"dup.csv row 4: duplicate row: 'alias.png' is the same file as row 3"):
+        load_csv_dataset(DataConfig(task="csv", root=str(root / "dup.csv")))
 
 
 def test_csv_split_values_any_case_and_every_bad_row_named(tmp_path):

@@ -207,7 +207,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     root = csv.parent.resolve()
     known = list(cfg.class_names)
     problems = _Problems(cfg.on_bad_image)
-    rows, seen = [], {}
+    rows, seen, seen_files = [], {}, {}
     for i, rec in enumerate(table.to_dict("records")):
         line = i + 2  # 1-based, after the header
         where = f"{csv} row {line}"
@@ -237,6 +237,12 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         if not full.is_file():
             problems.report(raw, f"file not found: {full}", where)
             continue
+        target = full.resolve()  # two listed names of one file (a link and its target) are one image
+        if target in seen_files:
+            problems.report(raw, f"duplicate row: {raw!r} is the same file as row {seen_files[target]} "
+                                 f"({target}, reached through a symlink)", where)
+            continue
+        seen_files[target] = line
         rows.append({"sample_id": key, "path": key, "class_name": label, "split": split, "source": where})
     if has_split and rows and "train" not in {r["split"] for r in rows}:
         raise BadInputError(f"{csv}: no row has split 'train'")
