@@ -68,8 +68,6 @@ def tiny_run(tmp_path_factory) -> Path:
     return run
 
 
-
-
 TESTS = Path(__file__).resolve().parent
 
 
@@ -95,8 +93,47 @@ def _shared_fixture_group(item: pytest.Item) -> str | None:
     return group
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
+# pytest-xdist 3.8's `--dist loadgroup` renames a grouped test's node id (`...@group`), which pytest 9.2's
+# structured node ids ignore: its groups then fall apart silently. So the workers write each test's
+# group to a file and the controller's scheduler reads it (pytest_xdist_make_scheduler is xdist's hook).
+GROUPS_FILE = "DISCL_TEST_XDIST_GROUPS"
+if not os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ[GROUPS_FILE] = str(Path(tempfile.mkdtemp(prefix="discl-test-groups-")) / "groups.json")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    groups = {}
     for item in items:
-        if item.get_closest_marker("xdist_group") is None and (group := _shared_fixture_group(item)):
-            item.add_marker(pytest.mark.xdist_group(group))
+        marks = [m.args[0] if m.args else m.kwargs.get("name", "default") for m in item.iter_markers("xdist_group")]
+        group = "_".join(sorted(map(str, marks))) if marks else _shared_fixture_group(item)
+        if group:
+            groups[item.nodeid] = group
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(GROUPS_FILE):
+        import json
+
+        path = Path(os.environ[GROUPS_FILE])
+        tmp = path.with_name(f"{path.name}.{os.environ['PYTEST_XDIST_WORKER']}.tmp")
+        tmp.write_text(json.dumps(groups))
+        os.replace(tmp, path)  # every worker collects the same tests: the same content
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:xdist` runs without it
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    import json
+
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        """`loadgroup` with the groups the workers wrote: one work unit per group, every other test alone."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                self.groups = json.loads(Path(os.environ[GROUPS_FILE]).read_text())
+            return self.groups.get(nodeid) or super()._split_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
