@@ -302,7 +302,7 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):
     cfg, run = _write_cli_config(tmp_path, tiny_prior)
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    res = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "discl", "-q", "generate", "--config",
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "discl", "-q", "generate", "--config",
                           str(cfg), "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "shard 0/2" in res.stdout and "shard 1/2" in res.stdout

@@ -418,7 +418,7 @@ def test_ddp_each_process_decodes_only_its_share_and_evaluation_is_gathered(tmp_
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
-    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29541", str(script), str(root)],
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(root)],
                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     results = sorted((json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")),

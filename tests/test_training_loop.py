@@ -142,7 +142,7 @@ def test_two_process_cpu_run_matches_sample_counts(tmp_path):
     script.write_text(TRAIN_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     torchrun = Path(PY).with_name("torchrun")
-    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", str(script),
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script),
                           str(tmp_path / "ddp"), "2"], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     # 600 items in global batches of 40 (20 per process): 15 steps, every item seen once per epoch
