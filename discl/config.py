@@ -67,6 +67,9 @@ RELATIVE_TO_CONFIG = (("data", "root"), ("data", "class_map"), ("data", "split_f
 # keys that hold a path or a name (an open_clip tag such as "openai", a baseline such as "ce"): resolved
 # like the keys above only when the value looks like a path (:func:`looks_like_path`)
 PATH_OR_NAME = (("training", "clip_pretrained"), ("training", "init_from"))
+# a local model folder or a hub id ("stabilityai/stable-diffusion-xl-refiner-1.0" has a "/" too): resolved
+# only when the path exists there, as diffusers / transformers take a local folder before the hub
+FOLDER_OR_HUB_ID = (("generation", "model"), ("filtering", "model"))
 WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -76,22 +79,25 @@ def looks_like_path(value: str) -> bool:
     return "/" in value or value.startswith(("~", ".")) or value.lower().endswith(WEIGHTS_SUFFIXES)
 
 
-def _absolute(value: Any, base: Path | None, path_only: bool = False) -> Any:
+def _absolute(value: Any, base: Path | None, path_only: bool | str = False) -> Any:
     """A path (or a {name: path} mapping's paths) made absolute against ``base`` (None: the working
     directory), ``~`` expanded; other values as they are. ``path_only``: a string that does not look
-    like a path (:func:`looks_like_path`) is a name and stays as it is."""
+    like a path (:func:`looks_like_path`) is a name and stays as it is; ``"existing"``: only a path
+    that exists there is resolved, anything else (a hub id) stays as it is."""
     if isinstance(value, dict):
         return {k: _absolute(v, base, path_only) for k, v in value.items()}
     if isinstance(value, str) and value and (not path_only or looks_like_path(value)):
         p = Path(value).expanduser()
-        if not p.is_absolute():
-            return str(((base / p) if base is not None else p).resolve())
-        return str(p)
+        full = p if p.is_absolute() else ((base / p) if base is not None else p).resolve()
+        if path_only == "existing" and not full.exists():
+            return value
+        return str(full)
     return value
 
 
 def _path_keys():
-    return [(s, k, False) for s, k in RELATIVE_TO_CONFIG] + [(s, k, True) for s, k in PATH_OR_NAME]
+    return ([(s, k, False) for s, k in RELATIVE_TO_CONFIG] + [(s, k, True) for s, k in PATH_OR_NAME]
+            + [(s, k, "existing") for s, k in FOLDER_OR_HUB_ID])
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -99,8 +105,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     Relative ``data.root``, ``data.class_map``, ``data.split_files``, ``prompts.descriptions_file``,
     ``training.pretrained_path`` and, when they are paths (not a tag or a baseline name),
-    ``training.clip_pretrained`` and ``training.init_from`` in the file resolve against the file's
-    folder, ``~`` expanded (and are stored absolute, so the run folder's copy reads the same data from anywhere);
+    ``training.clip_pretrained`` and ``training.init_from``, and ``generation.model`` /
+    ``filtering.model`` when such a local folder exists (else they are hub ids), in the file resolve
+    against the file's folder, ``~`` expanded (and are stored absolute, so the run folder's copy reads the same data from anywhere);
     in an override they resolve against the working directory. An error names the override it
     comes from, else the file.
     """

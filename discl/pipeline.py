@@ -8,9 +8,10 @@ the same function the stage's own command records in its ``_done.json`` / ``metr
 the fingerprints of the weights it loads; docs/reliability.md has the table). Digests are computed
 just before a stage runs, from the upstream artifacts as they are then, so a stage reruns exactly
 when one of its inputs changed; the marker also records the weights (``models``) of the stage and
-its upstream stages. A stage is complete when its marker holds the current digest *and* its
-artifact (:func:`stage_artifact`) exists: a deleted ``RUN/mining`` is mined again, not reported as
-done. A rerun with the same inputs does no work; an interrupted stage resumes from its own artifacts
+its upstream stages. A stage is complete when its marker *and* the stage's own record
+(:func:`stage_marker`) hold the current digest and its artifact (:func:`stage_artifact`) exists: a
+deleted ``RUN/mining`` is mined again, not reported as done, and a stage that a single-stage command
+(``discl filter CONFIG key=value``) remade for other settings is run again for this config. A rerun with the same inputs does no work; an interrupted stage resumes from its own artifacts
 (finished images, training checkpoints). ``force`` deletes each stage's outputs in the run folder
 (its folders, caches and checkpoints: :func:`stage_paths`) before redoing it, so every
 stage really runs again, whatever its own runner would have reused.
@@ -115,6 +116,20 @@ def stage_paths(name: str) -> tuple[str, ...]:
     raise ValueError(f"no artifact folders known for stage {name!r}")
 
 
+STAGE_MARKERS = {"mine": "mining/_done.json", "generate": "spectrum/_done.json", "filter": "filter/_done.json"}
+
+
+def stage_marker(name: str) -> str:
+    """The stage's own record of the digest its artifacts were made for (``train-<method>-s<seed>``:
+    its ``metrics.json``). A single-stage command (``discl filter ... key=value``) rewrites it, and
+    the run's ``.stages`` marker alone would not see that."""
+    if name in STAGE_MARKERS:
+        return STAGE_MARKERS[name]
+    if name.startswith("train-"):
+        return f"train/{name.removeprefix('train-')}/metrics.json"
+    raise ValueError(f"no marker known for stage {name!r}")
+
+
 def stage_artifact(name: str) -> str:
     """The file (relative to the run folder) whose presence a finished stage guarantees: what the next
     stage reads (``train-<method>-s<seed>``: its ``metrics.json``)."""
@@ -172,7 +187,10 @@ def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None)
         marker = done_dir / f"{name}.json"
 
         def complete() -> bool:
-            return is_complete(marker, digest) and (run_dir / stage_artifact(name)).is_file()
+            # the run's marker, the stage's own (a single-stage command with other settings may have
+            # rewritten the stage since) and the artifact the next stage reads
+            return (is_complete(marker, digest) and is_complete(run_dir / stage_marker(name), digest)
+                    and (run_dir / stage_artifact(name)).is_file())
 
         if not force and not complete() and reuse is not None and reuse(name, digest):
             log.info("stage %s: linked finished artifacts of the same digest", name)
@@ -184,8 +202,11 @@ def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None)
             marker.unlink(missing_ok=True)
             clear_stage(run_dir, name)
             log.info("stage %s: --force, outputs deleted, running", name)
-        elif is_complete(marker, digest):
+        elif is_complete(marker, digest) and not (run_dir / stage_artifact(name)).is_file():
             log.info("stage %s: %s is missing, running", name, stage_artifact(name))
+        elif is_complete(marker, digest):
+            log.info("stage %s: its outputs were remade for other settings since (%s), running", name,
+                     stage_marker(name))
         else:
             log.info("stage %s: running", name)
         t0 = time.perf_counter()

@@ -181,3 +181,22 @@ def test_weights_paths_resolve_against_the_config_file_and_expand_home(tmp_path,
     t = load_config(cfg_file, ["training.clip_model=ViT-B-16", "training.clip_pretrained=openai",
                                "training.init_from=run/best.safetensors"]).training
     assert t.clip_pretrained == "openai" and t.init_from == str(work / "run" / "best.safetensors")  # override: the cwd
+
+
+def test_a_local_model_folder_resolves_against_the_config_file_and_a_hub_id_stays(tmp_path, monkeypatch):
+    """``generation.model: models/sd`` next to the config is that folder from any working directory
+    (as data.root); a hub id (it has a "/" too) or an open_clip name is left for the hub."""
+    folder = tmp_path / "project"
+    (folder / "models" / "sd").mkdir(parents=True)
+    (folder / "models" / "clip").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg_file = folder / "my.yaml"
+    cfg_file.write_text("generation:\n  backend: diffusers\n  model: models/sd\n"
+                        "filtering:\n  backend: transformers\n  model: models/clip\n")
+    cfg = load_config(cfg_file)
+    assert cfg.generation.model == str(folder / "models" / "sd")
+    assert cfg.filtering.model == str(folder / "models" / "clip")
+    cfg = load_config(cfg_file, ["generation.model=stabilityai/stable-diffusion-xl-refiner-1.0",
+                                 "filtering.backend=open_clip", "filtering.model=ViT-B-32/openai"])
+    assert cfg.generation.model == "stabilityai/stable-diffusion-xl-refiner-1.0"
+    assert cfg.filtering.model == "ViT-B-32/openai"

@@ -108,3 +108,25 @@ def test_the_cli_summary_lists_only_the_stages_that_ran(user, capsys):
     assert main(["run", str(cfg_path), "--run-dir", str(out), "--force"]) == 0
     assert "stages run: mine, train-ce-s0, train-real_only-s0" in capsys.readouterr().out
     assert (out / "train" / "ce-s0" / "metrics.json").stat().st_mtime_ns != stamp  # and they did run
+
+
+def test_a_stage_remade_by_its_own_command_with_other_settings_is_run_again(user):
+    """`discl mine CONFIG key=value` (or `discl train ...`) between two `discl run CONFIG`: the run's
+    next pass must not take the remade stage as its own (issue 23's trial: it trained on it, `ok`)."""
+    import dataclasses
+
+    from discl.mining.runner import mine
+    from discl.pipeline import train_method
+
+    cfg, out, _ = user
+    run(cfg, out)
+    hard = (out / "mining" / "hard.csv").read_text()
+    other = dataclasses.replace(cfg, mining=dataclasses.replace(cfg.mining, frequency_below=10))
+    mine(other, out)  # what `discl mine CONFIG mining.frequency_below=10` does
+    assert (out / "mining" / "hard.csv").read_text() != hard
+    assert _ran(run(cfg, out)) == {"mine"}  # mined again for this config: the same hard.csv, training stays valid
+    assert (out / "mining" / "hard.csv").read_text() == hard
+    longer = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, epochs=2))
+    train_method(longer, out, "ce", 0)  # `discl baseline CONFIG training.epochs=2`
+    assert _ran(run(cfg, out)) >= {"train-ce-s0"}  # not "complete, skipped" and then stale forever
+    assert set(collect_results(cfg, out)["status"]) == {"ok"}

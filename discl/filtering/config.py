@@ -11,7 +11,7 @@ class FilterConfig:
     """CLIP filtering of the spectrum (phase 1d)."""
 
     backend: Literal["embedded", "open_clip", "transformers"] = "embedded"
-    model: str = "embedded"  # open_clip: "ViT-B-32/openai"; transformers: "openai/clip-vit-base-patch32"
+    model: str = "embedded"  # open_clip: "ViT-B-32/openai"; transformers: "openai/clip-vit-base-patch32" or a local folder (relative to the config file: against its folder)
     text_template: str = "a photo of a {name}"  # the plain class text
     score: Literal["text", "prompt", "image"] = "text"  # which similarity the threshold applies to
     threshold: float | None = 0.30  # global threshold on the chosen similarity; None = no threshold

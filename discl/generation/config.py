@@ -24,7 +24,7 @@ class GenerationConfig:
     the img2img ``strength`` is ``1 - lambda``; lambda = 1 is the real image itself."""
 
     backend: Literal["embedded", "diffusers"] = "embedded"
-    model: str = "embedded"  # diffusers: hub id or local folder (e.g. stabilityai/stable-diffusion-xl-refiner-1.0)
+    model: str = "embedded"  # diffusers: hub id or local folder (e.g. stabilityai/stable-diffusion-xl-refiner-1.0); a local folder relative to the config file is resolved against its folder
     pipeline_class: str | None = None  # diffusers: e.g. StableDiffusionXLImg2ImgPipeline; None = AutoPipelineForImage2Image
     levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     seeds_per_level: int = 8

@@ -27,9 +27,9 @@ class TrainConfig:
 
     model: str = "resnet8"  # discl small ResNets (resnet8/resnet10/resnet18s), "timm:<name>", "torchvision:<name>", "clip"
     pretrained: bool = False  # timm/torchvision: load the user's cached weights
-    pretrained_path: str | None = None  # timm: a local weights file (implies pretrained)
+    pretrained_path: str | None = None  # timm: a local weights file (implies pretrained); relative in a config file: to its folder, ~ expanded
     clip_model: str = "ViT-B-16"  # model "clip": open_clip architecture name, or "embedded" (the CLIP shipped with discl, for the 28x28 grayscale tasks)
-    clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file; with clip_model embedded: unset or "embedded" (the shipped weights) or a .safetensors file from `discl clip train`
+    clip_pretrained: str | None = None  # model "clip": open_clip pretrained tag or a local checkpoint file; with clip_model embedded: unset or "embedded" (the shipped weights) or a .safetensors file from `discl clip train`; a relative file path in a config file: to its folder (on the command line: the working directory), ~ expanded
     loss: Literal["ce", "balanced_softmax", "bs", "flyp"] = "ce"  # bs = balanced_softmax (as in methods and --loss)
     sampler: Literal["none", "class_balanced"] = "none"  # class_balanced: resample classes uniformly
     epochs: int = 30
