@@ -421,8 +421,8 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                    f"or use a timm:<name> / torchvision:<name> model")
     elif t.pretrained_path and not Path(t.pretrained_path).expanduser().is_file():
         out.append(f"training.pretrained_path: {Path(t.pretrained_path).expanduser().resolve()} does not exist")
-    elif (t.pretrained_path and Path(t.pretrained_path).suffix == ".safetensors" and (p := _safetensors_problem(
-            "training.pretrained_path", Path(t.pretrained_path).expanduser())) is not None):
+    elif t.pretrained_path and (p := _weights_file_problem("training.pretrained_path",
+                                                            Path(t.pretrained_path).expanduser())) is not None:
         out.append(p)
     elif t.pretrained and t.model.startswith("timm:"):
         import timm
@@ -452,6 +452,24 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
           and (p := _safetensors_problem("training.init_from", Path(t.init_from).expanduser())) is not None):
         out.append(p)
     return out
+
+
+def _weights_file_problem(key: str, path: Path) -> str | None:
+    """Why ``path`` is not a weights file timm can load (safetensors, or torch.save's zip or legacy
+    pickle format, told by its first bytes; nothing is unpickled), or None."""
+    if path.suffix == ".safetensors":
+        return _safetensors_problem(key, path)
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except OSError as e:
+        return f"{key}: {path.resolve()} cannot be read ({e})"
+    if head == b"\x80" or zipfile.is_zipfile(path):
+        return None
+    return (f"{key}: {path.resolve()} is neither a safetensors file nor a PyTorch checkpoint (torch.save's "
+            f"zip or pickle format): a truncated download or a file of another format?")
 
 
 def _safetensors_problem(key: str, path: Path) -> str | None:

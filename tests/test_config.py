@@ -200,3 +200,23 @@ def test_a_local_model_folder_resolves_against_the_config_file_and_a_hub_id_stay
                                  "filtering.backend=open_clip", "filtering.model=ViT-B-32/openai"])
     assert cfg.generation.model == "stabilityai/stable-diffusion-xl-refiner-1.0"
     assert cfg.filtering.model == "ViT-B-32/openai"
+
+
+def test_a_junk_pth_for_pretrained_path_is_a_config_error_before_training(tmp_path):
+    """Not only .safetensors: a .pth that is no torch.save file fails up front, naming the key (it used
+    to fail after training started, telling the user to pass the local file they had passed)."""
+    import torch
+
+    from discl.validation import validate_run_config
+
+    junk, good = tmp_path / "junk.pth", tmp_path / "good.pth"
+    junk.write_bytes(b"<html>404</html>")
+    torch.save({"w": torch.zeros(1)}, good)
+    cfg = load_config(Path(ROOT / "configs/fmnist-lt.yaml"),
+                      ["training.model=timm:resnet18", f"training.pretrained_path={junk}", "methods=[ce]"])
+    with pytest.raises(ConfigError, match=r"training.pretrained_path: .*junk.pth is neither a safetensors file nor "
+                                          r"a PyTorch checkpoint"):
+        validate_run_config(cfg)
+    from discl.validation import _weights_file_problem
+
+    assert _weights_file_problem("training.pretrained_path", good) is None
