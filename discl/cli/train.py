@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from discl.cli import add_config_arguments
 
-    p.add_argument("--curriculum", default=None, help="strategy name (default: curriculum.strategy; `discl curricula`)")
+    p.add_argument("--curriculum", default=None, help="strategy name (default, or `discl`: curriculum.strategy; `discl curricula`)")
     p.add_argument("--loss", choices=["ce", "bs", "flyp"], default=None, help="default: training.loss")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seeds)")
     p.add_argument("--name", default=None, help="run name under RUN/train (default: <method>-s<seed>, as discl run names it)")
@@ -34,7 +34,8 @@ def main(args: argparse.Namespace) -> int:
     from discl.training.report import print_summary
 
     cfg = config_from_args(args)
-    strategy = args.curriculum or cfg.curriculum.strategy
+    # "discl" is what `discl run` calls the configured strategy (methods: [discl]): the same here
+    strategy = cfg.curriculum.strategy if args.curriculum in (None, "discl") else args.curriculum
     seeds = args.seeds if args.seeds is not None else cfg.seeds
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
     results = {}

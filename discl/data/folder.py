@@ -202,8 +202,8 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
                             "needs path,label[,split])")
     has_split = "split" in table.columns
     if has_split:
+        _check_split_column(table["split"].str.strip(), csv, cfg.on_bad_image)
         table["split"] = table["split"].str.strip().str.lower()  # "Train" is train
-        _check_split_column(table["split"], csv, cfg.on_bad_image)
     root = csv.parent.resolve()
     known = list(cfg.class_names)
     problems = _Problems(cfg.on_bad_image)
@@ -255,7 +255,7 @@ def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
     count, each bad value and the first rows), not only the first: a CSV written by another tool
     usually has the same mistake on many rows, and fixing them one run at a time wastes the user's
     time. In ``skip`` mode the rows are skipped and listed one by one like any other bad row."""
-    bad = splits[~splits.isin(SPLITS)]
+    bad = splits[~splits.str.lower().isin(SPLITS)]  # named as the CSV spells them
     if mode != "error" or bad.empty:
         return
     rows = [int(i) + 2 for i in bad.index]  # 1-based, after the header

@@ -155,7 +155,7 @@ def _collect_results(cfg: RunConfig, run_dir: Path, fingerprints: dict[str, Any]
                     want = f"unknown ({e})"
                 if metrics.get("digest") != want:
                     row["status"] = "stale"
-                    row["reason"] = "trained for other inputs (config, upstream artifacts or weights); rerun `discl run`"
+                    row["reason"] = "trained for other inputs (config, data, upstream artifacts or weights); rerun `discl run`"
                 else:
                     row.update(_flatten(metrics))
                     row["denoiser_steps"] = steps

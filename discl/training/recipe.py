@@ -305,7 +305,7 @@ def _prepare_out(out_dir: Path, cfg: RunConfig, digest: str) -> None:
             p = out_dir / name
             if p.exists():
                 p.unlink()
-        logger.info("%s: the config changed, starting over", out_dir)
+        logger.info("%s: its inputs changed (config, data, upstream artifacts or weights), starting over", out_dir)
     atomic_write_json(marker, {"digest": digest})
     save_config(cfg, out_dir / "config.yaml")
 
