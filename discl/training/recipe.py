@@ -514,6 +514,10 @@ def train_curriculum(cfg: RunConfig, run_dir: str | Path | None = None, strategy
                  few=cfg.data.few_threshold, class_names=ds.classes, header=header, stop_after_epoch=stop_after_epoch)
     if not result.completed:
         return {"completed": False}
+    if levels and len(syn_meta) and not any(r.get("n_synthetic", 0) for r in result.history):
+        logger.warning("curriculum %s: no synthetic image was drawn in any epoch although %d are in the pool "
+                       "(the tail slots were filled by real images: see n_tail_* in log.csv); this run is "
+                       "real-only in effect", strategy_name, len(syn_meta))
     return _finish(out_dir, cfg, ds, result, digest, {
         "kind": "curriculum", "strategy": strategy_name, "loss": loss_name, "seed": int(seed),
         "holdout": len(holdout), "pool_real": len(real_meta), "pool_synthetic": len(syn_meta),
