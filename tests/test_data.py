@@ -172,3 +172,23 @@ def test_missing_root_and_empty_dataset(tmp_path):
 def test_iwildcam_without_wilds_or_data_says_how_to_get_it(tmp_path):
     with pytest.raises(DisclError, match=r"pip install .*discl\[wilds\]"):
         build_dataset(DataConfig(task="iwildcam", root=str(tmp_path)))
+
+
+def test_a_runs_real_split_comes_in_the_runs_channels_whatever_the_files_mode(tmp_path):
+    """discl.load_real_split on RGB + grayscale files of a 3-channel run: every image RGB, so one
+    transform and default collate work (a new user's own loop crashed on [1, H, W] beside [3, H, W])."""
+    from discl.config import load_config, save_config
+    from discl.data.real import load_real_split
+
+    rows = []
+    for i in range(6):
+        mode = "RGB" if i % 2 else "L"
+        _img(tmp_path / "img" / f"{i}.png", 40 * i, size=(8 + i, 6), mode=mode)
+        rows.append(f"img/{i}.png,{'ab'[i % 2]},train")
+    (tmp_path / "d.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(None, ["data.task=csv", f"data.root={tmp_path / 'd.csv'}", "data.channels=3"]),
+                run / "config.yaml")
+    split = load_real_split(run, "train")
+    assert {split[i][0].mode for i in range(len(split))} == {"RGB"}

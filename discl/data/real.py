@@ -20,9 +20,13 @@ __all__ = ["RealSplit", "load_real_split"]
 
 class RealSplit:
     """One split of a run's dataset: ``split[i]`` is ``(transform(image), label)`` (a PIL image without
-    ``transform``); ``sample_ids`` and ``labels`` list every item in order, without decoding images."""
+    ``transform``); ``sample_ids`` and ``labels`` list every item in order, without decoding images.
 
-    def __init__(self, dataset, split: str, transform: Callable | None = None):
+    Images come in the run's mode (``channels``: 1 → ``L``, 3 → ``RGB``), as ``discl train`` sees
+    them, whatever mode each file has: one transform then fits a folder of mixed RGB and grayscale
+    files (default collate would otherwise fail on a [1, H, W] beside a [3, H, W] tensor)."""
+
+    def __init__(self, dataset, split: str, transform: Callable | None = None, channels: int | None = None):
         if split not in dataset.splits:
             raise ArtifactError(f"the run's dataset {dataset.name!r} has no split {split!r} (splits: {', '.join(dataset.splits)})")
         frame = dataset.split(split)
@@ -30,12 +34,15 @@ class RealSplit:
         self.sample_ids: list[str] = frame["sample_id"].astype(str).tolist()
         self.labels: np.ndarray = frame["label"].to_numpy(dtype=np.int64)
         self.classes: list[str] = list(dataset.classes)
+        self.mode = {1: "L", 3: "RGB"}.get(channels) if channels else None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
 
     def __getitem__(self, i: int):
         image = self.dataset.image(self.sample_ids[int(i)])
+        if self.mode is not None and image.mode != self.mode:
+            image = image.convert(self.mode)
         return (self.transform(image) if self.transform is not None else image), int(self.labels[int(i)])
 
 
@@ -48,4 +55,4 @@ def load_real_split(run_dir: str | Path, split: str = "train", transform: Callab
     if not path.is_file():
         raise ArtifactError(f"missing {path}: not a `discl run` folder (or the run has not started)")
     cfg = load_config(path)
-    return RealSplit(build_dataset(cfg.data), split, transform)
+    return RealSplit(build_dataset(cfg.data), split, transform, channels=cfg.data.channels)
