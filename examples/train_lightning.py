@@ -30,8 +30,9 @@ train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
                                      train_labels=train.labels, epochs=epochs, seed=args.seed, holdout_seed=cfg.seed)
-sampler = curriculum.sampler(cfg.training.batch_size)  # shards by rank itself: no Lightning sampler
-loader = DataLoader(curriculum.dataset(train, spectrum, tf), sampler=sampler, batch_size=sampler.per_replica_batch_size)
+# global batches, shared out by rank when each epoch starts (after Trainer.fit starts DDP): no Lightning sampler
+sampler = curriculum.batch_sampler(cfg.training.batch_size)
+loader = DataLoader(curriculum.dataset(train, spectrum, tf), batch_sampler=sampler)
 
 
 class Classifier(L.LightningModule):
