@@ -2,6 +2,10 @@
 
     pip install discl[hf]
     python examples/train_hf_trainer.py runs/fmnist-lt [--epochs N] [--out DIR]
+
+Trainer fixes the steps per epoch from the first epoch, so it trains only curricula whose epochs have
+the same number of batches: the callback stops with an error naming the first epoch that differs (the
+fmnist-lt fixed schedule changes size between stages: there, use train_plain.py or train_lightning.py).
 """
 import argparse
 import json
