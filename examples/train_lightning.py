@@ -55,7 +55,9 @@ class Classifier(L.LightningModule):
 
 L.seed_everything(args.seed, verbose=False)
 model = Classifier(len(train.classes))
+# reload: Lightning measures the loader once per load, and the curriculum's epochs differ in size
 trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, use_distributed_sampler=False,
+                    reload_dataloaders_every_n_epochs=1,
                     callbacks=[CurriculumCallback(curriculum, sampler)], logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(model, loader)

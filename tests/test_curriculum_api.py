@@ -268,3 +268,70 @@ def test_adaptive_probes_must_not_be_augmented(tmp_path):
     cur = _curriculum("adaptive", spectrum=spectrum, real_dataset=Real(True), probe_dataset=Real(False), transform=tf, **kw)
     x, y = cur.probes[1.0]
     assert len(x) == len(cur.holdout) > 0 and torch.equal(x[0], torch.full((1, 4, 4), float(IDS.index(cur.holdout[0]))))
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Pool index i -> (tensor [i], label): what a process trained on is readable from its batches."""
+
+    def __init__(self, cur):
+        self.cur = cur
+
+    def __len__(self):
+        return len(self.cur)
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), int(self.cur.meta.at[int(i), "label"])
+
+
+try:
+    import lightning as L
+except ImportError:  # the lightning tests skip
+    L = None
+
+if L is not None:
+
+    class _Recorder(L.LightningModule):
+        """Saves the pool indices of every batch it trained on (per epoch) to ``out/rank<r>.pt``."""
+
+        def __init__(self, out):
+            super().__init__()
+            self.lin, self.seen, self.out = torch.nn.Linear(1, 3), {}, out
+
+        def training_step(self, batch, _):
+            self.seen.setdefault(self.current_epoch, []).append([int(v) for v in batch[0].flatten()])
+            return torch.nn.functional.cross_entropy(self.lin(batch[0]), batch[1])
+
+        def on_train_end(self):
+            torch.save(self.seen, f"{self.out}/rank{self.global_rank}.pt")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+
+def _lightning_fit(cur, out, devices=1, epochs=4, **trainer_kw):
+    from discl.integrations.lightning import CurriculumCallback
+
+    batches = cur.batch_sampler(8)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices, use_distributed_sampler=False,
+                        callbacks=[CurriculumCallback(cur, batches)], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
+    trainer.fit(_Recorder(str(out)), torch.utils.data.DataLoader(_Indexed(cur), batch_sampler=batches))
+
+
+def test_lightning_trains_every_batch_of_epochs_of_different_sizes(tmp_path):
+    pytest.importorskip("lightning")
+    cur = _curriculum("reverse")
+    with pytest.raises(BadInputError, match=r"epoch 1 .* has 7 batches on this process, but the Trainer will run 4.*"
+                                            r"reload_dataloaders_every_n_epochs=1"):
+        _lightning_fit(cur, tmp_path)
+    _lightning_fit(cur, tmp_path, reload_dataloaders_every_n_epochs=1)
+    assert torch.load(tmp_path / "rank0.pt") == {e: [b.tolist() for b in cur.batches(e, 8)] for e in range(4)}
+
+
+def test_lightning_ddp_gives_each_process_its_share_of_every_batch(tmp_path):
+    """The audit's case: the batch sampler is made before Trainer.fit starts the process group (~20 s)."""
+    pytest.importorskip("lightning")
+    cur = _curriculum("reverse")
+    _lightning_fit(cur, tmp_path, devices=2, epochs=2, strategy="ddp_spawn", reload_dataloaders_every_n_epochs=1)
+    for r in (0, 1):
+        assert torch.load(tmp_path / f"rank{r}.pt") == {e: [b.tolist() for b in cur.batches(e, 8, 2, r)] for e in range(2)}

@@ -1,6 +1,9 @@
 """A Lightning ``Callback`` that drives a :class:`~discl.curriculum.sampler.Curriculum` (extra: ``lightning``).
 
-Give your ``Trainer`` ``use_distributed_sampler=False`` and a train ``DataLoader`` over
+Give your ``Trainer`` ``use_distributed_sampler=False``, ``reload_dataloaders_every_n_epochs=1``
+(Lightning takes an epoch's number of batches from the loader's length when it loads it, and the
+curriculum's epochs differ in size: the callback sets the next epoch before that and fails at an
+epoch start whose planned batches are not the ``Trainer``'s) and a train ``DataLoader`` over
 ``curriculum.dataset(...)`` with ``batch_sampler=curriculum.batch_sampler(batch_size)`` (the global
 batch; it shards by rank itself, as ``discl train`` does, and reads the world size when an epoch
 starts: ``Trainer.fit`` starts the process group after your ``DataLoader`` is made). The callback sets
@@ -43,6 +46,14 @@ class CurriculumCallback(lightning.Callback):
                 f"{trainer.world_size} as rank {trainer.global_rank}: build it without num_replicas/rank "
                 "(curriculum.batch_sampler(batch_size)) so it follows torch.distributed")
         self.sampler.set_epoch(trainer.current_epoch)
+        planned = len(self.curriculum.batches(trainer.current_epoch, self.sampler.batch_size, *got))
+        if trainer.num_training_batches != planned:
+            raise BadInputError(
+                f"epoch {trainer.current_epoch} of curriculum {self.curriculum.strategy.name!r} (stage "
+                f"{self.curriculum.stage(trainer.current_epoch)}) has {planned} batches on this process, but the Trainer "
+                f"will run {trainer.num_training_batches}: Lightning measures the train loader's length when it loads "
+                "it. Give the Trainer reload_dataloaders_every_n_epochs=1 (the callback then sets each epoch before "
+                "the loader is measured), and no limit_train_batches")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         feedback = self.curriculum.after_epoch(trainer.current_epoch, model_proba(pl_module, self.forward))
@@ -50,6 +61,7 @@ class CurriculumCallback(lightning.Callback):
             state, feedback = trainer.strategy.broadcast((self.curriculum.state_dict(), feedback), src=0)
             self.curriculum.load_state_dict(state)
         self.last_feedback = feedback
+        self.sampler.set_epoch(trainer.current_epoch + 1)  # before Lightning measures the next epoch's loader
         if "chosen_level" in self.last_feedback:
             pl_module.log("discl/chosen_level", float(self.last_feedback["chosen_level"]))
 
