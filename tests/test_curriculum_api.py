@@ -146,6 +146,13 @@ def test_train_labels_that_are_not_the_runs_class_indices_are_an_error():
     assert len(_curriculum()) > len(IDS)
 
 
+def test_spectrum_sources_that_are_not_hard_images_are_left_out_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="discl.curriculum.sampler"):
+        cur = _curriculum(hard_ids=IDS[55:])  # the spectrum also has variants of s030..s033
+    assert "4 source images of the spectrum (e.g. 's030') are not in hard_ids" in caplog.text
+    assert set(cur.meta.loc[cur.meta.kind == "synthetic", "sample_id"]) == set(IDS[55:])
+
+
 def _ranks_worker(rank, world, port, out):
     import torch.distributed as dist
 

@@ -4,7 +4,7 @@ A planner returns, for an epoch, indices into the training pool (repeats allowed
 dict of what to log. :func:`epoch_batches` shuffles an epoch's plan into global batches and
 :func:`rank_share` gives process ``r`` of ``W`` its share of each batch. These live below both
 :mod:`discl.curriculum.stage_data` and :mod:`discl.training`, so that ``discl train``, the public
-:class:`~discl.curriculum.api.CurriculumSampler` and a user's own loop visit exactly the same items
+:class:`~discl.curriculum.sampler.CurriculumSampler` and a user's own loop visit exactly the same items
 in the same order (one implementation, not two).
 
 Feedback (the adaptive strategies) goes through a plain function that maps a batch of probe images
