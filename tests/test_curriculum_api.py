@@ -109,6 +109,7 @@ def test_curriculum_epochs_are_those_of_the_code_before_the_refactor():
 IDS = [f"s{i:03d}" for i in range(60)]
 LABELS = [0] * 30 + [1] * 25 + [2] * 5
 HARD = IDS[55:] + IDS[30:34]
+NAMES = ["shirt", "bag", "boot"]  # the run's classes, in its label order
 
 
 def _spectrum(root=None, extra=()):
@@ -116,7 +117,7 @@ def _spectrum(root=None, extra=()):
     from discl.data.spectrum import Spectrum
 
     rows = [dict(sample_id=s, label=LABELS[IDS.index(s)] if s in IDS else 0, lam=lam, k=k,
-                 file_name=f"images/{s}_l{lam}_k{k}.png") for s in [*HARD, *extra] for lam in (0.1, 0.3, 0.5)
+                 class_name=NAMES[LABELS[IDS.index(s)] if s in IDS else 0], file_name=f"images/{s}_l{lam}_k{k}.png") for s in [*HARD, *extra] for lam in (0.1, 0.3, 0.5)
             for k in range(4)]
     sp = Spectrum(pd.DataFrame(rows), root or "/nonexistent")
     if root is not None:
@@ -144,6 +145,13 @@ def test_train_labels_that_are_not_the_runs_class_indices_are_an_error():
     with pytest.raises(BadInputError, match=r"1 source images of the spectrum are not in train_ids, e.g. 'other-1'"):
         _curriculum(spectrum=_spectrum(extra=["other-1"]))
     assert len(_curriculum()) > len(IDS)
+    # with the user's class names, the spectrum's labels are mapped to the user's
+    mine = [NAMES[i] for i in (2, 0, 1)]  # user label 0 = boot, 1 = shirt, 2 = bag
+    cur = _curriculum(labels=relabelled, class_names=mine)
+    syn = cur.meta[cur.meta.kind == "synthetic"]
+    assert (syn.label.to_numpy() == [relabelled[IDS.index(s)] for s in syn.sample_id]).all()
+    with pytest.raises(BadInputError, match="the spectrum's class 'boot' is not in class_names"):
+        _curriculum(labels=relabelled, class_names=["shirt", "bag"])
 
 
 def test_spectrum_sources_that_are_not_hard_images_are_left_out_with_a_warning(caplog):

@@ -311,6 +311,7 @@ def create_curriculum(
     real_dataset=None,
     transform: Callable | None = None,
     probe_dataset=None,
+    class_names: Sequence[str] | None = None,
     **options: Any,
 ) -> Curriculum:
     """A :class:`Curriculum` over your real training set and a spectrum (:func:`discl.load_spectrum`).
@@ -321,7 +322,9 @@ def create_curriculum(
     training set in its own order; the ids must be the ``sample_id`` values the run mined and generated
     from, and the labels the run's class indices (the spectrum's ``label``: ``load_real_split(RUN,
     "train").labels``, classes in ``.classes`` order): a spectrum row whose source image has another
-    label in ``train_labels`` is an error, as is a spectrum source missing from ``train_ids``.
+    label in ``train_labels`` is an error, as is a spectrum source missing from ``train_ids``. If your
+    labels number the classes another way, pass ``class_names`` (your class names, in your label
+    order): the spectrum's labels are then mapped to yours through its ``class_name`` column.
     ``hard_ids`` defaults to the run's ``mining/hard.csv`` (else every spectrum source). The adaptive
     strategies hold out hard images chosen from ``holdout_seed`` (default ``seed``; ``discl train``
     uses the run's ``seed``) and measure progress on probe batches that :meth:`Curriculum.after_epoch`
@@ -350,15 +353,16 @@ def create_curriculum(
                     else sorted(set(spectrum.frame["sample_id"].astype(str))))
     hard_ids = [str(s) for s in hard_ids]
     label_of = dict(zip(ids, labels.tolist()))
-    _check_spectrum_sources(spectrum.frame, label_of, hard_ids)
+    frame = spectrum.frame if class_names is None else _relabel(spectrum.frame, class_names)
+    _check_spectrum_sources(frame, label_of, hard_ids)
     missing = [s for s in hard_ids if s not in label_of]
     if missing:
         raise BadInputError(f"{len(missing)} hard ids are not in train_ids, e.g. {missing[0]!r}: train_ids must be the "
                             "sample ids the run mined (see RUN/mining/hard.csv)")
     hard = pd.DataFrame({"sample_id": hard_ids, "label": [label_of[s] for s in hard_ids]})
-    k = int(num_classes) if num_classes is not None else int(max(labels.max(initial=-1), spectrum.labels.max(initial=-1)) + 1)
+    k = int(num_classes) if num_classes is not None else int(max(labels.max(initial=-1), frame["label"].max() if len(frame) else -1) + 1)
     strat = create_strategy(cfg.strategy, cfg, epochs, seed)
-    manifest = spectrum.frame.assign(keep=True)  # the spectrum is already the kept variants (or all, if asked)
+    manifest = frame.assign(keep=True)  # the spectrum is already the kept variants (or all, if asked)
     available = {round(float(v), 6) for v in manifest["lam"]}
     missing_levels = [lv for lv in needed_levels(strat, cfg, epochs) if lv not in available]
     if missing_levels:
@@ -400,6 +404,19 @@ def _check_spectrum_sources(frame: pd.DataFrame, label_of: dict[str, int], hard_
     if unused:
         logger.warning("%d source images of the spectrum (e.g. %r) are not in hard_ids (RUN/mining/hard.csv): their "
                        "variants are not used", len(unused), unused[0])
+
+
+def _relabel(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """The spectrum's rows with ``label`` = the index of their ``class_name`` in ``class_names``."""
+    if "class_name" not in frame.columns:
+        raise BadInputError("class_names needs the spectrum's class_name column, which this spectrum lacks: "
+                            "pass train_labels in the run's class order instead")
+    index = {str(n): i for i, n in enumerate(class_names)}
+    names = frame["class_name"].astype(str)
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise BadInputError(f"the spectrum's class {unknown[0]!r} is not in class_names ({len(unknown)} classes are not)")
+    return frame.assign(label=names.map(index).to_numpy(dtype=np.int64))
 
 
 def _deterministic(a, b) -> bool:
