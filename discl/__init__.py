@@ -21,6 +21,7 @@ _PUBLIC = {
     "create_curriculum": "discl.curriculum.sampler",
     "Curriculum": "discl.curriculum.sampler",
     "CurriculumSampler": "discl.curriculum.sampler",
+    "CurriculumBatchSampler": "discl.curriculum.sampler",
     "CurriculumDataset": "discl.curriculum.sampler",
     "CurriculumConfig": "discl.curriculum.config",
     "load_config": "discl.config",

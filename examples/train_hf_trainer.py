@@ -2,6 +2,10 @@
 
     pip install discl[hf]
     python examples/train_hf_trainer.py runs/fmnist-lt [--epochs N] [--out DIR]
+
+Trainer fixes the steps per epoch from the first epoch, so it trains only curricula whose epochs have
+the same number of batches: the callback stops with an error naming the first epoch that differs (the
+fmnist-lt fixed schedule changes size between stages: there, use train_plain.py or train_lightning.py).
 """
 import argparse
 import json
@@ -31,7 +35,8 @@ train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
                                      train_labels=train.labels, epochs=epochs, seed=args.seed, holdout_seed=cfg.seed)
-sampler = curriculum.sampler(cfg.training.batch_size)
+# accelerate shards the loader over processes itself: the sampler must not (see docs/own-training-loop.md)
+sampler = curriculum.sampler(cfg.training.batch_size, num_replicas=1, rank=0)
 
 
 class Net(nn.Module):  # Trainer wants a dict with the loss when labels are given

@@ -30,8 +30,9 @@ train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
                                      train_labels=train.labels, epochs=epochs, seed=args.seed, holdout_seed=cfg.seed)
-sampler = curriculum.sampler(cfg.training.batch_size)  # shards by rank itself: no Lightning sampler
-loader = DataLoader(curriculum.dataset(train, spectrum, tf), sampler=sampler, batch_size=sampler.per_replica_batch_size)
+# global batches, shared out by rank when each epoch starts (after Trainer.fit starts DDP): no Lightning sampler
+sampler = curriculum.batch_sampler(cfg.training.batch_size)
+loader = DataLoader(curriculum.dataset(train, spectrum, tf), batch_sampler=sampler)
 
 
 class Classifier(L.LightningModule):
@@ -54,7 +55,9 @@ class Classifier(L.LightningModule):
 
 L.seed_everything(args.seed, verbose=False)
 model = Classifier(len(train.classes))
+# reload: Lightning measures the loader once per load, and the curriculum's epochs differ in size
 trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, use_distributed_sampler=False,
+                    reload_dataloaders_every_n_epochs=1,
                     callbacks=[CurriculumCallback(curriculum, sampler)], logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(model, loader)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from discl.curriculum.base import Stage
 from discl.curriculum.config import CurriculumConfig
@@ -101,3 +102,251 @@ def test_curriculum_epochs_are_those_of_the_code_before_the_refactor():
         inter = [s[i : i + per] for i in range(0, max(map(len, shards)), per) for s in shards]
         got.append(order_digest(np.concatenate(inter)))
     assert got == BEFORE
+
+
+# -- create_curriculum on a small spectrum made here (no run): labels, ranks, HF Trainer, probes ----------------
+
+IDS = [f"s{i:03d}" for i in range(60)]
+LABELS = [0] * 30 + [1] * 25 + [2] * 5
+HARD = IDS[55:] + IDS[30:34]
+NAMES = ["shirt", "bag", "boot"]  # the run's classes, in its label order
+
+
+def _spectrum(root=None, extra=()):
+    """4 variants per level (0.1, 0.3, 0.5) of each hard image, labelled with the run's classes."""
+    from discl.data.spectrum import Spectrum
+
+    rows = [dict(sample_id=s, label=LABELS[IDS.index(s)] if s in IDS else 0, lam=lam, k=k,
+                 class_name=NAMES[LABELS[IDS.index(s)] if s in IDS else 0], file_name=f"images/{s}_l{lam}_k{k}.png") for s in [*HARD, *extra] for lam in (0.1, 0.3, 0.5)
+            for k in range(4)]
+    sp = Spectrum(pd.DataFrame(rows), root or "/nonexistent")
+    if root is not None:
+        from PIL import Image
+
+        for i, name in enumerate(sp.frame["file_name"]):
+            (sp.root / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((4, 4), i % 256, np.uint8)).save(sp.root / name)
+    return sp
+
+
+def _curriculum(strategy="reverse", labels=LABELS, spectrum=None, **kw):
+    import discl
+
+    return discl.create_curriculum(strategy, spectrum=spectrum or _spectrum(), train_ids=IDS, train_labels=labels,
+                                   epochs=4, seed=0, hard_ids=kw.pop("hard_ids", HARD),
+                                   **({"levels": [0.1, 0.3, 0.5]} | kw))
+
+
+def test_train_labels_that_are_not_the_runs_class_indices_are_an_error():
+    relabelled = [{0: 1, 1: 2, 2: 0}[y] for y in LABELS]  # the same classes numbered another way
+    with pytest.raises(BadInputError, match=r"sample 's055' has label 0 in train_labels but 2 in the spectrum.*class indices"):
+        _curriculum(labels=relabelled)
+    # a spectrum made from images that are not in train_ids (another split, another dataset)
+    with pytest.raises(BadInputError, match=r"1 source images of the spectrum are not in train_ids, e.g. 'other-1'"):
+        _curriculum(spectrum=_spectrum(extra=["other-1"]))
+    assert len(_curriculum()) > len(IDS)
+    # with the user's class names, the spectrum's labels are mapped to the user's
+    mine = [NAMES[i] for i in (2, 0, 1)]  # user label 0 = boot, 1 = shirt, 2 = bag
+    cur = _curriculum(labels=relabelled, class_names=mine)
+    syn = cur.meta[cur.meta.kind == "synthetic"]
+    assert (syn.label.to_numpy() == [relabelled[IDS.index(s)] for s in syn.sample_id]).all()
+    with pytest.raises(BadInputError, match="the spectrum's class 'boot' is not in class_names"):
+        _curriculum(labels=relabelled, class_names=["shirt", "bag"])
+
+
+def test_spectrum_sources_that_are_not_hard_images_are_left_out_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="discl.curriculum.sampler"):
+        cur = _curriculum(hard_ids=IDS[55:])  # the spectrum also has variants of s030..s033
+    assert "4 source images of the spectrum (e.g. 's030') are not in hard_ids" in caplog.text
+    assert set(cur.meta.loc[cur.meta.kind == "synthetic", "sample_id"]) == set(IDS[55:])
+
+
+def _ranks_worker(rank, world, port, out):
+    import torch.distributed as dist
+
+    cur = _curriculum()
+    sampler, batches = cur.sampler(8), cur.batch_sampler(8)  # made before the process group, as under Lightning
+    early = cur.sampler(8)
+    early_batch = early.per_replica_batch_size  # a DataLoader made now would batch by the one-process size
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        got = {}
+        for e in range(4):
+            sampler.set_epoch(e)
+            batches.set_epoch(e)
+            got[e] = {"items": list(sampler), "batches": list(batches), "len": len(batches)}
+        early.set_epoch(0)
+        try:
+            list(early)
+            got["early"] = None
+        except BadInputError as err:
+            got["early"] = (early_batch, str(err))
+        torch.save(got, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_sampler_made_before_the_process_group_starts_shards_by_rank(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ranks_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    cur = _curriculum()
+    for r in (0, 1):
+        got = torch.load(tmp_path / f"rank{r}.pt")
+        for e in range(4):
+            want = cur.batches(e, 8, num_replicas=2, rank=r)
+            assert got[e]["items"] == np.concatenate(want).tolist()
+            assert got[e]["batches"] == [b.tolist() for b in want] and got[e]["len"] == len(want)
+            assert all(len(b) == 4 for b in want[:-1])
+        assert got["early"][0] == 8 and "batch_sampler=curriculum.batch_sampler" in got["early"][1]
+
+
+def _hf_train(cur, sampler, out):
+    from transformers import TrainingArguments
+
+    from discl.integrations.hf import CurriculumCallback, CurriculumTrainer
+
+    seen: dict[int, list[int]] = {}
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(cur)
+
+        def __getitem__(self, i):
+            return torch.tensor([float(i)]), int(cur.meta.at[int(i), "label"])
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(1, 3)
+
+        def forward(self, x, labels=None):
+            seen.setdefault(cb.epoch, []).extend(int(v) for v in x.flatten())
+            logits = self.lin(x)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    def collate(items):
+        return {"x": torch.stack([a for a, _ in items]), "labels": torch.tensor([b for _, b in items])}
+
+    cb = CurriculumCallback(cur, sampler)
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=4, per_device_train_batch_size=sampler.per_replica_batch_size,
+                             save_strategy="no", report_to=[], use_cpu=True, remove_unused_columns=False,
+                             disable_tqdm=True, logging_strategy="no")
+    CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
+                      curriculum_sampler=sampler).train()
+    return seen
+
+
+def test_hf_trainer_refuses_a_curriculum_whose_epochs_differ_in_size_and_trains_every_item_of_one_that_does_not(tmp_path):
+    pytest.importorskip("transformers")
+    cur = _curriculum("reverse")
+    assert len({len(cur.batches(e, 8)) for e in range(4)}) > 1
+    with pytest.raises(BadInputError, match=r"epoch 1 .*batches but epoch 0 has .*Hugging Face Trainer fixes the steps"):
+        _hf_train(cur, cur.sampler(8, num_replicas=1, rank=0), tmp_path)
+    same = _curriculum("real_only")
+    seen = _hf_train(same, same.sampler(8, num_replicas=1, rank=0), tmp_path)
+    assert seen == {e: same.indices(e, 8).tolist() for e in range(4)}
+    with pytest.raises(BadInputError, match="accelerate shards the loader itself"):
+        _hf_train(same, same.sampler(8, num_replicas=2, rank=0), tmp_path)
+
+
+def test_adaptive_probes_must_not_be_augmented(tmp_path):
+    spectrum = _spectrum(tmp_path)
+
+    class Real(torch.utils.data.Dataset):
+        def __init__(self, noise):
+            self.noise = noise
+
+        def __len__(self):
+            return len(IDS)
+
+        def __getitem__(self, i):
+            x = torch.full((1, 4, 4), float(i))
+            return (x + torch.rand(1, 4, 4) if self.noise else x), LABELS[i]
+
+    def tf(im):
+        return torch.as_tensor(np.array(im), dtype=torch.float32)[None]
+
+    def aug(im):
+        return tf(im) + torch.rand(1, 4, 4)
+
+    kw = dict(levels=[0.1, 0.5, 1.0], holdout_per_class=1)
+    with pytest.raises(BadInputError, match=r"probe dataset gives two different images for held-out sample .*probe_dataset="):
+        _curriculum("adaptive", spectrum=spectrum, real_dataset=Real(True), transform=tf, **kw)
+    with pytest.raises(BadInputError, match=r"transform gives two different tensors for spectrum image 'images/"):
+        _curriculum("adaptive", spectrum=spectrum, real_dataset=Real(False), transform=aug, **kw)
+    cur = _curriculum("adaptive", spectrum=spectrum, real_dataset=Real(True), probe_dataset=Real(False), transform=tf, **kw)
+    x, y = cur.probes[1.0]
+    assert len(x) == len(cur.holdout) > 0 and torch.equal(x[0], torch.full((1, 4, 4), float(IDS.index(cur.holdout[0]))))
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Pool index i -> (tensor [i], label): what a process trained on is readable from its batches."""
+
+    def __init__(self, cur):
+        self.cur = cur
+
+    def __len__(self):
+        return len(self.cur)
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), int(self.cur.meta.at[int(i), "label"])
+
+
+try:
+    import lightning as L
+except ImportError:  # the lightning tests skip
+    L = None
+
+if L is not None:
+
+    class _Recorder(L.LightningModule):
+        """Saves the pool indices of every batch it trained on (per epoch) to ``out/rank<r>.pt``."""
+
+        def __init__(self, out):
+            super().__init__()
+            self.lin, self.seen, self.out = torch.nn.Linear(1, 3), {}, out
+
+        def training_step(self, batch, _):
+            self.seen.setdefault(self.current_epoch, []).append([int(v) for v in batch[0].flatten()])
+            return torch.nn.functional.cross_entropy(self.lin(batch[0]), batch[1])
+
+        def on_train_end(self):
+            torch.save(self.seen, f"{self.out}/rank{self.global_rank}.pt")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+
+def _lightning_fit(cur, out, devices=1, epochs=4, **trainer_kw):
+    from discl.integrations.lightning import CurriculumCallback
+
+    batches = cur.batch_sampler(8)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices, use_distributed_sampler=False,
+                        callbacks=[CurriculumCallback(cur, batches)], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
+    trainer.fit(_Recorder(str(out)), torch.utils.data.DataLoader(_Indexed(cur), batch_sampler=batches))
+
+
+def test_lightning_trains_every_batch_of_epochs_of_different_sizes(tmp_path):
+    pytest.importorskip("lightning")
+    cur = _curriculum("reverse")
+    with pytest.raises(BadInputError, match=r"epoch 1 .* has 7 batches on this process, but the Trainer will run 4.*"
+                                            r"reload_dataloaders_every_n_epochs=1"):
+        _lightning_fit(cur, tmp_path)
+    _lightning_fit(cur, tmp_path, reload_dataloaders_every_n_epochs=1)
+    assert torch.load(tmp_path / "rank0.pt") == {e: [b.tolist() for b in cur.batches(e, 8)] for e in range(4)}
+
+
+def test_lightning_ddp_gives_each_process_its_share_of_every_batch(tmp_path):
+    """The audit's case: the batch sampler is made before Trainer.fit starts the process group (~20 s)."""
+    pytest.importorskip("lightning")
+    cur = _curriculum("reverse")
+    _lightning_fit(cur, tmp_path, devices=2, epochs=2, strategy="ddp_spawn", reload_dataloaders_every_n_epochs=1)
+    for r in (0, 1):
+        assert torch.load(tmp_path / f"rank{r}.pt") == {e: [b.tolist() for b in cur.batches(e, 8, 2, r)] for e in range(2)}

@@ -4,11 +4,13 @@ A planner returns, for an epoch, indices into the training pool (repeats allowed
 dict of what to log. :func:`epoch_batches` shuffles an epoch's plan into global batches and
 :func:`rank_share` gives process ``r`` of ``W`` its share of each batch. These live below both
 :mod:`discl.curriculum.stage_data` and :mod:`discl.training`, so that ``discl train``, the public
-:class:`~discl.curriculum.api.CurriculumSampler` and a user's own loop visit exactly the same items
+:class:`~discl.curriculum.sampler.CurriculumSampler` and a user's own loop visit exactly the same items
 in the same order (one implementation, not two).
 
-Feedback (the adaptive strategies) goes through a plain function that maps a batch of uint8 images
+Feedback (the adaptive strategies) goes through a plain function that maps a batch of probe images
 [N, C, H, W] to class probabilities [N, K]: the curriculum never imports a model or a training loop.
+``discl train`` passes uint8 images (its model normalises them); the public API passes the tensors
+your ``probe_dataset``/``transform`` made.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from discl.seeding import torch_generator
 __all__ = ["EpochPlan", "EpochPlanner", "ProbaFn", "epoch_batches", "epoch_order", "rank_share", "order_digest"]
 
 ProbaFn = Callable[[torch.Tensor], torch.Tensor]
-"""Class probabilities [N, K] (softmax, eval mode) of a batch of uint8 images [N, C, H, W]."""
+"""Class probabilities [N, K] (softmax, eval mode) of a batch of probe images [N, C, H, W]: uint8 in
+``discl train``, your transform's tensors through :func:`discl.create_curriculum`."""
 
 
 @dataclass

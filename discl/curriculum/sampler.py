@@ -32,7 +32,7 @@ from discl.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Curriculum", "CurriculumSampler", "CurriculumDataset", "create_curriculum"]
+__all__ = ["Curriculum", "CurriculumSampler", "CurriculumBatchSampler", "CurriculumDataset", "create_curriculum"]
 
 Probes = dict[float, tuple[torch.Tensor, torch.Tensor]]
 
@@ -103,13 +103,17 @@ class Curriculum:
     def indices(self, epoch: int, batch_size: int | None = None, num_replicas: int = 1, rank: int = 0) -> np.ndarray:
         """Pool indices of ``epoch`` in training order; with ``batch_size``, shuffled into global batches
         and cut for process ``rank`` of ``num_replicas`` exactly as ``discl train`` does."""
-        items = np.asarray(self.plan(epoch).indices, dtype=np.int64)
         if batch_size is None:
-            return items
-        per = max(1, math.ceil(batch_size / num_replicas))
-        batches = epoch_order(len(items), per * num_replicas, num_replicas, self.seed, epoch)
-        parts = [rank_share(items[b], rank, num_replicas) for b in batches]
+            return np.asarray(self.plan(epoch).indices, dtype=np.int64)
+        parts = self.batches(epoch, batch_size, num_replicas, rank)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def batches(self, epoch: int, batch_size: int, num_replicas: int = 1, rank: int = 0) -> list[np.ndarray]:
+        """Process ``rank``'s share of each global batch of ``epoch`` (``batch_size`` is the global batch)."""
+        items = np.asarray(self.plan(epoch).indices, dtype=np.int64)
+        per = max(1, math.ceil(batch_size / num_replicas))
+        return [rank_share(items[b], rank, num_replicas)
+                for b in epoch_order(len(items), per * num_replicas, num_replicas, self.seed, epoch)]
 
     def stage(self, epoch: int):
         """The strategy's stage of ``epoch`` (its λ levels; ``()`` = real only)."""
@@ -158,45 +162,88 @@ class Curriculum:
         """A :class:`CurriculumSampler` over this curriculum (``batch_size`` is the global batch)."""
         return CurriculumSampler(self, batch_size, num_replicas, rank)
 
+    def batch_sampler(self, batch_size: int, num_replicas: int | None = None,
+                      rank: int | None = None) -> CurriculumBatchSampler:
+        """A :class:`CurriculumBatchSampler` (``DataLoader(batch_sampler=...)``; ``batch_size`` is global)."""
+        return CurriculumBatchSampler(self, batch_size, num_replicas, rank)
+
     def dataset(self, real_dataset, spectrum, transform: Callable | None = None) -> CurriculumDataset:
         """A :class:`CurriculumDataset`: pool index → your real item, or ``(transform(image), label)``."""
         return CurriculumDataset(self, real_dataset, spectrum, transform)
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """(world size, rank): the explicit values, else ``torch.distributed``'s now (1, 0 without it)."""
+    if num_replicas is None or rank is None:
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        num_replicas = (torch.distributed.get_world_size() if dist else 1) if num_replicas is None else num_replicas
+        rank = (torch.distributed.get_rank() if dist else 0) if rank is None else rank
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+    return int(num_replicas), int(rank)
 
 
 class CurriculumSampler(torch.utils.data.Sampler):
     """Yields this process's pool indices of the current epoch; call ``set_epoch(e)`` before each epoch.
 
     Like ``DistributedSampler``: ``num_replicas``/``rank`` default to ``torch.distributed``'s world size
-    and rank (1/0 without it). Give the ``DataLoader`` ``batch_size=sampler.per_replica_batch_size``, no
-    shuffle and no second distributed sampler: each global batch of ``batch_size`` is shuffled from
-    (seed, epoch) and split every ``num_replicas``-th item, as in ``discl train``. A final global batch
-    too small for 2 items per process is dropped (batch norm), as there too.
+    and rank (1/0 without it), read when they are needed (``set_epoch``, iteration, ``len``), not when
+    the sampler is made: Lightning and ``torchrun`` scripts build it before the process group starts.
+    Give the ``DataLoader`` ``batch_size=sampler.per_replica_batch_size``, no shuffle and no second
+    distributed sampler: each global batch of ``batch_size`` is shuffled from (seed, epoch) and split
+    every ``num_replicas``-th item, as in ``discl train``. A final global batch too small for 2 items per
+    process is dropped (batch norm), as there too. When the process group may start after the
+    ``DataLoader`` is made (Lightning), use :class:`CurriculumBatchSampler` (``batch_sampler=``)
+    instead: a batch size read before would be the one-process size, and iterating then fails.
     """
 
     def __init__(self, curriculum: Curriculum, batch_size: int, num_replicas: int | None = None, rank: int | None = None):
-        if num_replicas is None or rank is None:
-            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-            num_replicas = (torch.distributed.get_world_size() if dist else 1) if num_replicas is None else num_replicas
-            rank = (torch.distributed.get_rank() if dist else 0) if rank is None else rank
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_replicas is not None and rank is not None:
+            _world(num_replicas, rank)  # an explicit bad rank fails here, not at the first epoch
         self.curriculum, self.batch_size = curriculum, int(batch_size)
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
-        self.per_replica_batch_size = max(1, math.ceil(self.batch_size / self.num_replicas))
+        self._num_replicas, self._rank = num_replicas, rank
+        self._batch_world: int | None = None  # world size per_replica_batch_size was last read for
         self.epoch = 0
-        self._cache: tuple[int, np.ndarray] | None = None
+        self._cache: tuple[tuple[int, int, int], list[np.ndarray]] | None = None
+
+    @property
+    def num_replicas(self) -> int:
+        return _world(self._num_replicas, self._rank)[0]
+
+    @property
+    def rank(self) -> int:
+        return _world(self._num_replicas, self._rank)[1]
+
+    @property
+    def per_replica_batch_size(self) -> int:
+        """The ``DataLoader`` batch size: each process's share of a global batch, for the world size now."""
+        self._batch_world = self.num_replicas
+        return max(1, math.ceil(self.batch_size / self._batch_world))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch the next iteration yields (its plan is made when iteration starts)."""
         self.epoch = int(epoch)
         self._cache = None
 
-    def _indices(self) -> np.ndarray:
-        if self._cache is None or self._cache[0] != self.epoch:
-            self._cache = (self.epoch, self.curriculum.indices(self.epoch, self.batch_size, self.num_replicas, self.rank))
+    def _batches(self) -> list[np.ndarray]:
+        world, rank = _world(self._num_replicas, self._rank)
+        if self._batch_world is not None and self._batch_world != world:
+            raise BadInputError(
+                f"this CurriculumSampler's per_replica_batch_size was read for {self._batch_world} process(es), but "
+                f"torch.distributed now has {world}: the DataLoader batches would not be the curriculum's global "
+                "batches of the sampler's batch_size. The process group started after the DataLoader was made "
+                "(Lightning does this): use DataLoader(dataset, batch_sampler=curriculum.batch_sampler(batch_size)), "
+                "or pass num_replicas and rank to the sampler")
+        key = (self.epoch, world, rank)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.curriculum.batches(self.epoch, self.batch_size, world, rank))
         return self._cache[1]
+
+    def _indices(self) -> np.ndarray:
+        parts = self._batches()
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def __iter__(self) -> Iterator[int]:
         self._cache = None  # an adaptive strategy may have changed its next stage since
@@ -204,6 +251,22 @@ class CurriculumSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self._indices())
+
+
+class CurriculumBatchSampler(CurriculumSampler):
+    """:class:`CurriculumSampler` as a batch sampler: yields this process's share of each global batch.
+
+    Pass it as ``DataLoader(dataset, batch_sampler=...)`` (no ``batch_size``): the per-process batch
+    follows the world size when iteration starts, so it is right even when the process group starts
+    after the ``DataLoader`` is made (Lightning's ``Trainer.fit``). Same batches as the sampler.
+    """
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self._cache = None
+        return iter([b.tolist() for b in self._batches()])
+
+    def __len__(self) -> int:
+        return len(self._batches())
 
 
 class CurriculumDataset(torch.utils.data.Dataset):
@@ -247,6 +310,8 @@ def create_curriculum(
     holdout_seed: int | None = None,
     real_dataset=None,
     transform: Callable | None = None,
+    probe_dataset=None,
+    class_names: Sequence[str] | None = None,
     **options: Any,
 ) -> Curriculum:
     """A :class:`Curriculum` over your real training set and a spectrum (:func:`discl.load_spectrum`).
@@ -255,10 +320,17 @@ def create_curriculum(
     ``curriculum.*`` keys (``levels=[0.1, 0.3, 0.5]``, ``stages=[...]``...), or a full
     :class:`~discl.curriculum.config.CurriculumConfig`. ``train_ids``/``train_labels`` describe your
     training set in its own order; the ids must be the ``sample_id`` values the run mined and generated
-    from. ``hard_ids`` defaults to the run's ``mining/hard.csv`` (else every spectrum source). The
-    adaptive strategies hold out hard images chosen from ``holdout_seed`` (default ``seed``; ``discl
-    train`` uses the run's ``seed``) and need ``real_dataset`` and ``transform`` to make the probe
-    batches that :meth:`Curriculum.after_epoch` passes to your probability function.
+    from, and the labels the run's class indices (the spectrum's ``label``: ``load_real_split(RUN,
+    "train").labels``, classes in ``.classes`` order): a spectrum row whose source image has another
+    label in ``train_labels`` is an error, as is a spectrum source missing from ``train_ids``. If your
+    labels number the classes another way, pass ``class_names`` (your class names, in your label
+    order): the spectrum's labels are then mapped to yours through its ``class_name`` column.
+    ``hard_ids`` defaults to the run's ``mining/hard.csv`` (else every spectrum source). The adaptive
+    strategies hold out hard images chosen from ``holdout_seed`` (default ``seed``; ``discl train``
+    uses the run's ``seed``) and measure progress on probe batches that :meth:`Curriculum.after_epoch`
+    passes to your probability function: the held-out real images are read from ``probe_dataset``
+    (default ``real_dataset``), the variants through ``transform``. Both must be deterministic, with
+    no augmentation (``discl train`` probes un-augmented images): the probes are made once and kept.
     """
     if isinstance(strategy, CurriculumConfig):
         if options:
@@ -281,14 +353,16 @@ def create_curriculum(
                     else sorted(set(spectrum.frame["sample_id"].astype(str))))
     hard_ids = [str(s) for s in hard_ids]
     label_of = dict(zip(ids, labels.tolist()))
+    frame = spectrum.frame if class_names is None else _relabel(spectrum.frame, class_names)
+    _check_spectrum_sources(frame, label_of, hard_ids)
     missing = [s for s in hard_ids if s not in label_of]
     if missing:
         raise BadInputError(f"{len(missing)} hard ids are not in train_ids, e.g. {missing[0]!r}: train_ids must be the "
                             "sample ids the run mined (see RUN/mining/hard.csv)")
     hard = pd.DataFrame({"sample_id": hard_ids, "label": [label_of[s] for s in hard_ids]})
-    k = int(num_classes) if num_classes is not None else int(max(labels.max(initial=-1), spectrum.labels.max(initial=-1)) + 1)
+    k = int(num_classes) if num_classes is not None else int(max(labels.max(initial=-1), frame["label"].max() if len(frame) else -1) + 1)
     strat = create_strategy(cfg.strategy, cfg, epochs, seed)
-    manifest = spectrum.frame.assign(keep=True)  # the spectrum is already the kept variants (or all, if asked)
+    manifest = frame.assign(keep=True)  # the spectrum is already the kept variants (or all, if asked)
     available = {round(float(v), 6) for v in manifest["lam"]}
     missing_levels = [lv for lv in needed_levels(strat, cfg, epochs) if lv not in available]
     if missing_levels:
@@ -297,12 +371,59 @@ def create_curriculum(
                             "from the spectrum's levels")
     probes = None
     if strat.needs_feedback:
-        if real_dataset is None or transform is None:
+        probe_dataset = real_dataset if probe_dataset is None else probe_dataset
+        if probe_dataset is None or transform is None:
             raise BadInputError(f"curriculum {cfg.strategy!r} measures progress on held-out images: pass real_dataset "
-                                "and transform to create_curriculum, to build the probe batches")
-        probes = _probe_builder(cfg, train, manifest, spectrum, real_dataset, transform)
+                                "(or probe_dataset) and transform to create_curriculum, to build the probe batches")
+        probes = _probe_builder(cfg, train, manifest, spectrum, probe_dataset, transform)
     hs = seed if holdout_seed is None else int(holdout_seed)
     return Curriculum.from_frames(strat, cfg, train, hard, manifest, epochs, k, seed, hs, probes)
+
+
+def _check_spectrum_sources(frame: pd.DataFrame, label_of: dict[str, int], hard_ids: list[str]) -> None:
+    """Every spectrum row's source image is a training image of the same class.
+
+    Synthetic items take their label from the spectrum, real ones from ``train_labels``: a dataset
+    whose classes are numbered differently would silently train every variant as another class.
+    """
+    sids = frame["sample_id"].astype(str).to_numpy()
+    spec_labels = frame["label"].to_numpy(dtype=np.int64)
+    unknown = sorted({s for s in sids if s not in label_of})
+    if unknown:
+        raise BadInputError(
+            f"{len(unknown)} source images of the spectrum are not in train_ids, e.g. {unknown[0]!r}: train_ids must "
+            "be the sample ids of the run's training split (discl.load_real_split(RUN, 'train').sample_ids)")
+    for sid, lab in zip(sids, spec_labels):
+        if label_of[sid] != lab:
+            raise BadInputError(
+                f"sample {sid!r} has label {label_of[sid]} in train_labels but {int(lab)} in the spectrum: train_labels "
+                "must be the run's class indices (the spectrum's 'label' column; discl.load_real_split(RUN, 'train')"
+                ".labels, classes in its .classes order). Remap your labels to those indices")
+    hard = set(hard_ids)
+    unused = sorted({s for s in sids if s not in hard})
+    if unused:
+        logger.warning("%d source images of the spectrum (e.g. %r) are not in hard_ids (RUN/mining/hard.csv): their "
+                       "variants are not used", len(unused), unused[0])
+
+
+def _relabel(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """The spectrum's rows with ``label`` = the index of their ``class_name`` in ``class_names``."""
+    if "class_name" not in frame.columns:
+        raise BadInputError("class_names needs the spectrum's class_name column, which this spectrum lacks: "
+                            "pass train_labels in the run's class order instead")
+    index = {str(n): i for i, n in enumerate(class_names)}
+    names = frame["class_name"].astype(str)
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise BadInputError(f"the spectrum's class {unknown[0]!r} is not in class_names ({len(unknown)} classes are not)")
+    return frame.assign(label=names.map(index).to_numpy(dtype=np.int64))
+
+
+def _deterministic(a, b) -> bool:
+    """Two reads of one probe image agree (only tensors are compared; anything else fails later in stack)."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return True
+    return a.shape == b.shape and torch.equal(a, b)
 
 
 def _probe_builder(cfg: CurriculumConfig, train: pd.DataFrame, manifest: pd.DataFrame, spectrum, real_dataset,
@@ -316,15 +437,25 @@ def _probe_builder(cfg: CurriculumConfig, train: pd.DataFrame, manifest: pd.Data
         for lv in cfg.levels:
             if is_real(lv):
                 xs = [_first(real_dataset[int(j)]) for j in pos]  # the user's item, already transformed
+                if len(pos) and not _deterministic(xs[0], _first(real_dataset[int(pos[0])])):
+                    raise BadInputError(
+                        f"the probe dataset gives two different images for held-out sample {holdout[0]!r} (a random "
+                        "augmentation?): the adaptive strategies' probes are made once and must not be augmented. "
+                        "Pass probe_dataset= (your training images with the evaluation transform) to create_curriculum")
                 y = train["label"].to_numpy()[pos]
             else:
                 rows = manifest[manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
                                 & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
                 rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
                 xs = [transform(spectrum.image(int(i))) for i in rows.index]
+                if len(xs) and not _deterministic(xs[0], transform(spectrum.image(int(rows.index[0])))):
+                    raise BadInputError(
+                        f"create_curriculum's transform gives two different tensors for spectrum image "
+                        f"{rows['file_name'].iloc[0]!r} (a random augmentation?): it makes the adaptive strategies' "
+                        "probes, once; pass the evaluation transform (CurriculumDataset takes the training one)")
                 y = rows["label"].to_numpy()
             x = torch.stack(xs) if xs else torch.zeros(0)
-            out[round(float(lv), 6)] = (x, torch.as_tensor(np.asarray(y, dtype=np.int64)))
+            out[round(float(lv), 6)] = (x, torch.as_tensor(np.array(y, dtype=np.int64)))
         return out
 
     return build
