@@ -3,9 +3,10 @@
     pip install discl[hf]
     python examples/train_hf_trainer.py runs/fmnist-lt [--epochs N] [--out DIR]
 
-Trainer fixes the steps per epoch from the first epoch, so it trains only curricula whose epochs have
-the same number of batches: the callback stops with an error naming the first epoch that differs (the
-fmnist-lt fixed schedule changes size between stages: there, use train_plain.py or train_lightning.py).
+Trainer fixes its step count and learning-rate schedule from the loader's length, so the loader is the
+whole curriculum (every epoch's batches, one after the other) and Trainer runs it as one epoch; the
+callback logs each curriculum epoch as its last step ends. Adaptive curricula are refused (see
+discl/integrations/hf.py): train those with train_plain.py or train_lightning.py.
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ from torchvision.transforms import v2 as T
 from transformers import TrainingArguments
 
 import discl
-from discl.integrations.hf import CurriculumCallback, CurriculumTrainer
+from discl.integrations.hf import CurriculumCallback, CurriculumRunBatchSampler, CurriculumTrainer
 
 p = argparse.ArgumentParser()
 p.add_argument("run_dir", type=Path)
@@ -35,8 +36,8 @@ train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
                                      train_labels=train.labels, epochs=epochs, seed=args.seed, holdout_seed=cfg.seed)
-# accelerate shards the loader over processes itself: the sampler must not (see docs/own-training-loop.md)
-sampler = curriculum.sampler(cfg.training.batch_size, num_replicas=1, rank=0)
+# every epoch's batches (discl train's), one after the other; under DDP pass batch_size // world_size
+sampler = CurriculumRunBatchSampler(curriculum, cfg.training.batch_size, epochs)
 
 
 class Net(nn.Module):  # Trainer wants a dict with the loss when labels are given
@@ -59,9 +60,9 @@ def collate(items):
 torch.manual_seed(args.seed)
 model = Net(len(train.classes))
 callback = CurriculumCallback(curriculum, sampler, forward=lambda m, x: m(x)["logits"])
-targs = TrainingArguments(output_dir=str(args.out), num_train_epochs=epochs, learning_rate=cfg.training.lr,
-                          per_device_train_batch_size=sampler.per_replica_batch_size, save_strategy="no",
-                          report_to=[], logging_strategy="epoch", use_cpu=not torch.cuda.is_available(),
+targs = TrainingArguments(output_dir=str(args.out), num_train_epochs=1, learning_rate=cfg.training.lr,
+                          per_device_train_batch_size=sampler.batch_size, save_strategy="no",
+                          report_to=[], logging_strategy="no", use_cpu=not torch.cuda.is_available(),
                           remove_unused_columns=False, seed=args.seed, disable_tqdm=True)
 trainer = CurriculumTrainer(model=model, args=targs, train_dataset=curriculum.dataset(train, spectrum, tf),
                             data_collator=collate, callbacks=[callback], curriculum_sampler=sampler)

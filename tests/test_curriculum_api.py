@@ -211,7 +211,7 @@ def _hf_train(cur, sampler, out):
 
     from discl.integrations.hf import CurriculumCallback, CurriculumTrainer
 
-    seen: dict[int, list[int]] = {}
+    seen: dict[int, list[int]] = {}  # curriculum epoch -> pool indices trained on
 
     class Items(torch.utils.data.Dataset):
         def __len__(self):
@@ -234,25 +234,25 @@ def _hf_train(cur, sampler, out):
         return {"x": torch.stack([a for a, _ in items]), "labels": torch.tensor([b for _, b in items])}
 
     cb = CurriculumCallback(cur, sampler)
-    args = TrainingArguments(output_dir=str(out), num_train_epochs=4, per_device_train_batch_size=sampler.per_replica_batch_size,
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=sampler.batch_size,
                              save_strategy="no", report_to=[], use_cpu=True, remove_unused_columns=False,
                              disable_tqdm=True, logging_strategy="no")
-    CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
-                      curriculum_sampler=sampler).train()
-    return seen
+    trainer = CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
+                                curriculum_sampler=sampler)
+    trainer.train()
+    return seen, trainer.state.global_step
 
 
-def test_hf_trainer_refuses_a_curriculum_whose_epochs_differ_in_size_and_trains_every_item_of_one_that_does_not(tmp_path):
+def test_hf_trainer_trains_every_item_of_every_epoch_of_curricula_whose_epochs_differ_in_size(tmp_path):
     pytest.importorskip("transformers")
-    cur = _curriculum("reverse")
-    assert len({len(cur.batches(e, 8)) for e in range(4)}) > 1
-    with pytest.raises(BadInputError, match=r"epoch 1 .*batches but epoch 0 has .*Hugging Face Trainer fixes the steps"):
-        _hf_train(cur, cur.sampler(8, num_replicas=1, rank=0), tmp_path)
-    same = _curriculum("real_only")
-    seen = _hf_train(same, same.sampler(8, num_replicas=1, rank=0), tmp_path)
-    assert seen == {e: same.indices(e, 8).tolist() for e in range(4)}
-    with pytest.raises(BadInputError, match="accelerate shards the loader itself"):
-        _hf_train(same, same.sampler(8, num_replicas=2, rank=0), tmp_path)
+    from discl.integrations.hf import CurriculumRunBatchSampler
+
+    for name in ("reverse", "real_only"):
+        cur = _curriculum(name)
+        counts = [len(cur.batches(e, 8)) for e in range(4)]
+        assert name == "real_only" or len(set(counts)) > 1
+        seen, steps = _hf_train(cur, CurriculumRunBatchSampler(cur, 8, 4), tmp_path)
+        assert seen == {e: cur.indices(e, 8).tolist() for e in range(4)} and steps == sum(counts)
 
 
 def test_adaptive_probes_must_not_be_augmented(tmp_path):

@@ -182,13 +182,85 @@ def test_plain_example_visits_discl_trains_epochs(tiny_run, tmp_path):
     assert 0.0 <= json.loads(out.strip().splitlines()[-1])["test_top1"] <= 1.0
 
 
-def test_hf_trainer_example_trains_on_the_curriculums_batches(tiny_run, tmp_path):
+def test_hf_trainer_example_trains_every_epoch_in_discl_trains_order(tiny_run, tmp_path):
     pytest.importorskip("transformers")
-    out = json.loads(_example("train_hf_trainer.py", str(tiny_run), "--epochs", "1", "--out", str(tmp_path)).strip().splitlines()[-1])
-    _, _, _, cur = _run_curriculum(tiny_run, epochs=1)
-    order = cur.indices(0, 128)
-    assert out["epochs"][0]["order_digest"] == order_digest(order) and out["epochs"][0]["stage"] == str(cur.stage(0))
-    assert out["steps"] == -(-len(order) // 128)  # one optimizer step per batch of the sampler
+    out = json.loads(_example("train_hf_trainer.py", str(tiny_run), "--out", str(tmp_path)).strip().splitlines()[-1])
+    logged = [json.loads(line) for line in (tiny_run / "train" / "discl-s0" / "log.jsonl").read_text().splitlines()]
+    cfg, _, _, cur = _run_curriculum(tiny_run)
+    counts = [len(cur.batches(e, cfg.training.batch_size)) for e in range(cfg.training.epochs)]
+    assert [r["epoch"] for r in out["epochs"]] == list(range(cfg.training.epochs))
+    assert [r["order_digest"] for r in out["epochs"]] == [r["order_digest"] for r in logged]
+    assert [r["stage"] for r in out["epochs"]] == [r["stage"] for r in logged]
+    assert [r["batches"] for r in out["epochs"]] == counts
+    assert [r["end_step"] for r in out["epochs"]] == np.cumsum(counts).tolist()  # each epoch ends at its last batch
+    assert out["steps"] == sum(counts)  # one optimizer step per batch: the LR schedule spans exactly the curriculum
+
+
+def test_hf_trainer_trains_a_curriculum_whose_epochs_differ_in_size_item_by_item(tiny_run, tmp_path):
+    """Each item's pool index is its input: the model records what every optimizer step trained on."""
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from discl.integrations.hf import CurriculumCallback, CurriculumRunBatchSampler, CurriculumTrainer
+
+    _, train, spectrum, cur = _run_curriculum(tiny_run, epochs=3, strategy="fixed", levels=[0.0, 0.5],
+                                              stages=[0.34, 0.33, 0.33], tail_quota=False)
+    counts = [len(cur.batches(e, 16)) for e in range(3)]
+    assert len(set(counts)) > 1  # epochs of different sizes: what Trainer's per-epoch loader could not train
+
+    class Indices(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(cur)
+
+        def __getitem__(self, i):
+            return {"x": torch.tensor([float(i)]), "labels": torch.tensor(0)}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(1)), []
+
+        def forward(self, x, labels=None):
+            self.seen.append(x[:, 0].long().tolist())
+            return {"loss": (self.w * x[:, 0]).mean() * 0 + self.w.sum()}
+
+    sampler = CurriculumRunBatchSampler(cur, 16, 3)
+    callback = CurriculumCallback(cur, sampler)
+    model = Recorder()
+    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=16,
+                             use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no",
+                             disable_tqdm=True, remove_unused_columns=False, lr_scheduler_type="linear")
+    trainer = CurriculumTrainer(model=model, args=args, train_dataset=Indices(), callbacks=[callback],
+                                curriculum_sampler=sampler)
+    trainer.train()
+    assert trainer.state.global_step == trainer.state.max_steps == sum(counts) == len(model.seen)
+    assert model.seen == [b.tolist() for e in range(3) for b in cur.batches(e, 16)]  # every item, in order
+    assert [r["order_digest"] for r in callback.history] == [order_digest(cur.indices(e, 16)) for e in range(3)]
+    assert [r["end_step"] for r in callback.history] == np.cumsum(counts).tolist()
+    assert trainer.lr_scheduler.get_last_lr()[0] == 0.0  # the linear schedule ends with the curriculum's last step
+
+
+def test_hf_trainer_refuses_adaptive_curricula_and_per_epoch_trainer_settings(tiny_run, tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from discl.integrations.hf import CurriculumRunBatchSampler, CurriculumTrainer
+
+    cfg, train, spectrum, cur = _run_curriculum(tiny_run, epochs=2)
+    sampler = CurriculumRunBatchSampler(cur, 64, 2)
+    assert len(sampler) == sum(len(cur.batches(e, 64)) for e in range(2))
+    assert [b for b in sampler] == [b.tolist() for e in range(2) for b in cur.batches(e, 64)]
+    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, use_cpu=True, report_to=[])
+    with pytest.raises(BadInputError, match="num_train_epochs=1"):
+        CurriculumTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=cur.dataset(train, spectrum),
+                          curriculum_sampler=sampler)
+    with pytest.raises(BadInputError, match="CurriculumRunBatchSampler"):
+        CurriculumTrainer(model=torch.nn.Linear(2, 2), args=args, curriculum_sampler=cur.sampler(64))
+    tf = lambda im: torch.zeros(1, 28, 28)  # noqa: E731
+    _, _, _, adaptive = _run_curriculum(tiny_run, epochs=2, strategy="adaptive", levels=[0.0, 0.5, 1.0],
+                                        real_dataset=[(torch.zeros(1, 28, 28), 0)] * len(train), transform=tf)
+    with pytest.raises(BadInputError, match="own loop"):
+        CurriculumRunBatchSampler(adaptive, 64, 2)
 
 
 def test_lightning_example_runs(tiny_run):

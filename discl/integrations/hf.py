@@ -1,96 +1,148 @@
 """Hugging Face ``Trainer`` support for a :class:`~discl.curriculum.sampler.Curriculum` (extra: ``hf``).
 
-``Trainer`` builds its own sampler, so :class:`CurriculumTrainer` hands it the curriculum's, and
-:class:`CurriculumCallback` sets the epoch and gives the adaptive strategies their feedback.
+``Trainer`` (transformers 5.x) takes the steps per epoch, and the length of the learning-rate
+schedule, from the train loader's length when training starts, and never asks again. A curriculum's
+epochs have different sizes (``fixed`` over levels of different counts, ``reverse``...), so a loader
+that is one curriculum epoch long would cut the longer epochs short or overrun the schedule. Here the
+loader is the WHOLE curriculum instead: :class:`CurriculumRunBatchSampler` yields epoch 0's batches,
+then epoch 1's, ... (each epoch's batches exactly ``discl train``'s: ``Curriculum.batches``), and
+:class:`CurriculumTrainer` runs it as one ``Trainer`` epoch (``num_train_epochs=1``, no
+``max_steps``). ``Trainer`` then makes ``ceil(total batches / gradient_accumulation_steps)``
+optimizer steps, and its schedule spans exactly the curriculum. :class:`CurriculumCallback` maps the
+global step back to curriculum epochs: at the step that finishes an epoch it calls
+``curriculum.after_epoch`` and logs the epoch's stage and ``order_digest`` (of the indices the sampler
+yielded for it, comparable with ``discl train``'s ``log.jsonl``).
 
-``Trainer`` (transformers 5.x) fixes the number of steps per epoch, and the learning-rate schedule,
-from the length of the first epoch's loader. A curriculum whose epochs have different sizes (``reverse``,
-most ``fixed`` schedules over levels of different counts, the adaptive ones) would be cut short or run
-past its schedule, so the callback fails at the start of training (or of the first adaptive epoch)
-whose batch count differs from epoch 0's; train those in your own loop or with Lightning. When every
-epoch has the same number of batches, on one process the batches are exactly ``discl train``'s.
+The adaptive strategies are refused: their later epochs' sizes depend on feedback, so the total step
+count (the schedule's length) is unknown when ``Trainer`` fixes it, and ``Trainer`` fetches batches
+ahead (accelerate's loader looks one batch ahead; gradient accumulation collects several), so the
+next epoch's first batch would be planned before the feedback on the last one. Train them in your own
+loop (``examples/train_plain.py``) or with Lightning (:mod:`discl.integrations.lightning`).
 
-Under DDP, ``Trainer`` shards the loader itself (accelerate's ``prepare_data_loader``): it hands each
-process whole batches of the loader in turn, so the sampler must not shard too (build it with
-``num_replicas=1, rank=0``; :class:`CurriculumTrainer` checks) and one optimizer step covers ``W``
-loader batches. Give the sampler ``batch_size = B // W`` for a global batch of ``B``: the epoch's
-permutation does not depend on the batch size, so each step then trains on the ``B`` items of
-``discl train``'s global batch (split over processes differently; not tested here under DDP).
+Under DDP, ``Trainer`` shards the loader itself (accelerate's ``prepare_data_loader`` with a batch
+sampler hands each process whole batches in turn), so the sampler must not shard too (build it with
+``num_replicas=1``; :class:`CurriculumTrainer` checks) and one optimizer step covers ``W`` loader
+batches. Give the sampler ``batch_size = B // W`` for a global batch of ``B``: an epoch's
+permutation does not depend on the batch size, so each step trains on ``B`` items of ``discl
+train``'s epoch in its order (split over processes differently; the callback's epoch boundaries
+assume ``W`` batches per step; not tested here under DDP).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import transformers
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from discl.curriculum.epochs import order_digest
 from discl.errors import BadInputError
 from discl.integrations._feedback import model_proba
 
-__all__ = ["CurriculumCallback", "CurriculumTrainer"]
+__all__ = ["CurriculumCallback", "CurriculumRunBatchSampler", "CurriculumTrainer"]
+
+
+class CurriculumRunBatchSampler(Sampler):
+    """The batches of every curriculum epoch, one epoch after the other: ``Trainer``'s one epoch.
+
+    Epoch ``e``'s batches are ``curriculum.batches(e, batch_size)`` (``discl train``'s, on one
+    process), planned when iteration reaches them. ``digests[e]`` is the ``order_digest`` of what was
+    yielded for epoch ``e`` (once it was yielded whole). ``set_epoch`` is a no-op: ``Trainer`` calls
+    it with its own epoch, always 0 here.
+    """
+
+    def __init__(self, curriculum, batch_size: int, epochs: int):
+        if curriculum.needs_feedback:
+            raise BadInputError(_ADAPTIVE.format(name=curriculum.strategy.name))
+        self.curriculum, self.batch_size, self.epochs = curriculum, int(batch_size), int(epochs)
+        self.counts = [len(curriculum.batches(e, self.batch_size)) for e in range(self.epochs)]
+        self.digests: dict[int, str] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        from discl.curriculum.epochs import order_digest
+
+        self.digests = {}
+        for e in range(self.epochs):
+            batches = self.curriculum.batches(e, self.batch_size)
+            if len(batches) != self.counts[e]:
+                raise BadInputError(f"curriculum epoch {e} has {len(batches)} batches, but {self.counts[e]} when "
+                                    "training started: its plan changed (was the curriculum's state loaded since?)")
+            for b in batches:
+                yield b.tolist()
+            self.digests[e] = order_digest(np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64))
+
+
+_ADAPTIVE = (
+    "curriculum {name!r} chooses its next epochs from feedback, which Hugging Face Trainer cannot train exactly: "
+    "it fixes the step count and learning-rate schedule before training (an adaptive run's later epoch sizes are "
+    "not known then) and fetches batches ahead of the step that ends an epoch (the next epoch would be planned "
+    "before the feedback). Train it in your own loop (examples/train_plain.py) or with Lightning "
+    "(discl.integrations.lightning)")
 
 
 class CurriculumCallback(transformers.TrainerCallback):
-    """Sets ``sampler``'s epoch at each epoch start; calls ``curriculum.after_epoch`` at each end.
+    """At the optimizer step that finishes a curriculum epoch: ``curriculum.after_epoch`` and a log row.
 
-    Fails when an epoch has another number of batches than epoch 0 (see the module docstring).
+    ``history`` gets one row per curriculum epoch: its ``epoch``, ``stage``, ``order_digest`` (what
+    the sampler yielded for it), ``batches``, ``end_step`` (the global step that finished it) and what
+    ``after_epoch`` returned (nothing for the non-adaptive strategies). Epoch ``e`` ends at the step
+    that reaches its last batch: with gradient accumulation ``G`` on ``W`` processes a step covers
+    ``G × W`` loader batches, so an epoch may end mid-step (then the step also trains the next
+    epoch's first batches).
     """
 
-    def __init__(self, curriculum, sampler, forward: Callable | None = None):
+    def __init__(self, curriculum, sampler: CurriculumRunBatchSampler, forward: Callable | None = None):
         self.curriculum, self.sampler, self.forward = curriculum, sampler, forward
         self.history: list[dict[str, Any]] = []
-        self.first_batches: int | None = None
-
-    def _n_batches(self, epoch: int) -> int:
-        return len(self.curriculum.batches(epoch, self.sampler.batch_size, self.sampler.num_replicas, self.sampler.rank))
-
-    def _check(self, epoch: int, n: int) -> None:
-        if n != self.first_batches:
-            raise BadInputError(
-                f"curriculum {self.curriculum.strategy.name!r}: epoch {epoch} (stage {self.curriculum.stage(epoch)}) has {n} "
-                f"batches but epoch 0 has {self.first_batches}; Hugging Face Trainer fixes the steps per epoch and the "
-                "learning-rate schedule from the first epoch's length, so this epoch would be cut short or overrun. "
-                "Train this curriculum with your own loop (examples/train_plain.py) or Lightning, or choose one whose "
-                "epochs are the same size")
+        self.ends = np.cumsum(sampler.counts).tolist()  # loader batches done at the end of each epoch
+        self.epoch = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.first_batches = self._n_batches(0)
-        if not self.curriculum.needs_feedback:  # every epoch's plan is known now: fail before training
-            for e in range(1, math.ceil(args.num_train_epochs)):
-                self._check(e, self._n_batches(e))
+        self.per_step = max(1, args.gradient_accumulation_steps) * max(1, args.world_size)
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.epoch = int(round(state.epoch or 0))
-        self.sampler.set_epoch(self.epoch)
-        if self.first_batches is None:
-            self.first_batches = self._n_batches(0)
-        self._check(self.epoch, self._n_batches(self.epoch))
-        self.order = order_digest(list(self.sampler))  # what this epoch visits, comparable with discl train's log
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        out = self.curriculum.after_epoch(self.epoch, model_proba(model, self.forward))
-        self.history.append({"epoch": self.epoch, "stage": str(self.curriculum.stage(self.epoch)),
-                             "order_digest": self.order, **out})
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        done = state.global_step * self.per_step
+        while self.epoch < len(self.ends) and (done >= self.ends[self.epoch] or state.global_step >= state.max_steps):
+            e = self.epoch
+            out = self.curriculum.after_epoch(e, model_proba(model, self.forward))
+            self.history.append({"epoch": e, "stage": str(self.curriculum.stage(e)),
+                                 "order_digest": self.sampler.digests.get(e), "batches": self.sampler.counts[e],
+                                 "end_step": state.global_step, **out})
+            self.epoch += 1
 
 
 class CurriculumTrainer(transformers.Trainer):
-    """A ``Trainer`` whose train loader is the curriculum's: pass ``curriculum_sampler=...``
-    (built with ``num_replicas=1, rank=0``: accelerate shards the loader across processes)."""
+    """A ``Trainer`` whose train loader is the whole curriculum (see the module docstring).
 
-    def __init__(self, *args, curriculum_sampler, **kwargs):
+    Pass ``curriculum_sampler=CurriculumRunBatchSampler(curriculum, batch_size, epochs)`` and
+    ``TrainingArguments(num_train_epochs=1)`` with no ``max_steps``: the curriculum's epochs are in
+    the sampler, and ``Trainer`` takes the step count from its length.
+    """
+
+    def __init__(self, *args, curriculum_sampler: CurriculumRunBatchSampler, **kwargs):
+        if not isinstance(curriculum_sampler, CurriculumRunBatchSampler):
+            raise BadInputError(
+                "curriculum_sampler must be a CurriculumRunBatchSampler(curriculum, batch_size, epochs): Trainer "
+                "trains the whole curriculum as one of its epochs (a per-epoch sampler would repeat epoch 0)")
         self.curriculum_sampler = curriculum_sampler
         super().__init__(*args, **kwargs)
+        if self.args.max_steps > 0 or self.args.num_train_epochs != 1:
+            raise BadInputError(
+                f"CurriculumTrainer got num_train_epochs={self.args.num_train_epochs:g}, max_steps={self.args.max_steps}: "
+                f"pass num_train_epochs=1 and no max_steps. The curriculum's {curriculum_sampler.epochs} epochs "
+                f"({len(curriculum_sampler)} batches) are one Trainer epoch, so that Trainer's step count and "
+                "learning-rate schedule span exactly the curriculum")
 
     def get_train_dataloader(self) -> DataLoader:
-        s = self.curriculum_sampler
-        if s.num_replicas != 1:
-            raise BadInputError(
-                f"the curriculum sampler shards for {s.num_replicas} processes, but Trainer's accelerate shards the "
-                "loader itself: build it with curriculum.sampler(batch_size // world_size, num_replicas=1, rank=0)")
-        loader = DataLoader(self.train_dataset, sampler=s, collate_fn=self.data_collator,
-                            batch_size=s.per_replica_batch_size, num_workers=self.args.dataloader_num_workers)
+        loader = DataLoader(self.train_dataset, batch_sampler=self.curriculum_sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers,
+                            pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
+
