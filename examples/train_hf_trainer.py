@@ -61,7 +61,7 @@ torch.manual_seed(args.seed)
 model = Net(len(train.classes))
 callback = CurriculumCallback(curriculum, sampler, forward=lambda m, x: m(x)["logits"])
 targs = TrainingArguments(output_dir=str(args.out), num_train_epochs=1, learning_rate=cfg.training.lr,
-                          per_device_train_batch_size=sampler.batch_size, save_strategy="no",
+                          per_device_train_batch_size=sampler.items_per_batch, save_strategy="no",
                           report_to=[], logging_strategy="no", use_cpu=not torch.cuda.is_available(),
                           remove_unused_columns=False, seed=args.seed, disable_tqdm=True)
 trainer = CurriculumTrainer(model=model, args=targs, train_dataset=curriculum.dataset(train, spectrum, tf),

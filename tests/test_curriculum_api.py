@@ -234,7 +234,7 @@ def _hf_train(cur, sampler, out):
         return {"x": torch.stack([a for a, _ in items]), "labels": torch.tensor([b for _, b in items])}
 
     cb = CurriculumCallback(cur, sampler)
-    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=sampler.batch_size,
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=sampler.items_per_batch,
                              save_strategy="no", report_to=[], use_cpu=True, remove_unused_columns=False,
                              disable_tqdm=True, logging_strategy="no")
     trainer = CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
@@ -253,6 +253,26 @@ def test_hf_trainer_trains_every_item_of_every_epoch_of_curricula_whose_epochs_d
         assert name == "real_only" or len(set(counts)) > 1
         seen, steps = _hf_train(cur, CurriculumRunBatchSampler(cur, 8, 4), tmp_path)
         assert seen == {e: cur.indices(e, 8).tolist() for e in range(4)} and steps == sum(counts)
+
+
+def test_accelerates_ddp_sharding_of_the_hf_run_sampler_loses_no_batch():
+    """Under DDP accelerate wraps the sampler in BatchSamplerShard, which drops every group of W
+    batches ending in a short one when the sampler has a ``batch_size``: each epoch's short last batch
+    sits mid-stream here, so whole epochs were silently lost. Every batch must reach some process."""
+    pytest.importorskip("accelerate")
+    from accelerate.data_loader import BatchSamplerShard
+
+    from discl.integrations.hf import CurriculumRunBatchSampler
+
+    cur = _curriculum("reverse")
+    sampler = CurriculumRunBatchSampler(cur, 8, 4)
+    want = [tuple(b) for b in sampler]
+    assert any(len(b) < 8 for b in want[:-1]), "the test needs a short batch before the last one"
+    got = []
+    for rank in (0, 1):
+        got += [tuple(b) for b in BatchSamplerShard(sampler, num_processes=2, process_index=rank,
+                                                      split_batches=False, even_batches=True)]
+    assert set(want) <= set(got)
 
 
 def test_adaptive_probes_must_not_be_augmented(tmp_path):

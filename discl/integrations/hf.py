@@ -50,13 +50,18 @@ class CurriculumRunBatchSampler(Sampler):
     process), planned when iteration reaches them. ``digests[e]`` is the ``order_digest`` of what was
     yielded for epoch ``e`` (once it was yielded whole). ``set_epoch`` is a no-op: ``Trainer`` calls
     it with its own epoch, always 0 here.
+
+    The batch size is ``items_per_batch``, not ``batch_size``: accelerate's DDP sharding
+    (``BatchSamplerShard``) reads a ``batch_size`` attribute and then drops every group of ``W``
+    batches whose last one is short, which an epoch's last batch in the middle of this stream is;
+    without the attribute it hands out batches of any length, and none is lost.
     """
 
     def __init__(self, curriculum, batch_size: int, epochs: int):
         if curriculum.needs_feedback:
             raise BadInputError(_ADAPTIVE.format(name=curriculum.strategy.name))
-        self.curriculum, self.batch_size, self.epochs = curriculum, int(batch_size), int(epochs)
-        self.counts = [len(curriculum.batches(e, self.batch_size)) for e in range(self.epochs)]
+        self.curriculum, self.items_per_batch, self.epochs = curriculum, int(batch_size), int(epochs)
+        self.counts = [len(curriculum.batches(e, self.items_per_batch)) for e in range(self.epochs)]
         self.digests: dict[int, str] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,7 +75,7 @@ class CurriculumRunBatchSampler(Sampler):
 
         self.digests = {}
         for e in range(self.epochs):
-            batches = self.curriculum.batches(e, self.batch_size)
+            batches = self.curriculum.batches(e, self.items_per_batch)
             if len(batches) != self.counts[e]:
                 raise BadInputError(f"curriculum epoch {e} has {len(batches)} batches, but {self.counts[e]} when "
                                     "training started: its plan changed (was the curriculum's state loaded since?)")
