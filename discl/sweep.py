@@ -50,7 +50,7 @@ from discl.config import RunConfig
 from discl.configtools import ConfigError, apply_overrides, from_dict, parse_override
 from discl.evaluation.results import HEADLINE, method_levels
 from discl.methods import parse_method
-from discl.pipeline import Reuse, stage_paths
+from discl.pipeline import Reuse, stage_marker, stage_paths
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,9 @@ def make_reuse(sources: list[Path], point: SweepPoint, reused: dict[str, Path]) 
     """
 
     def reuse(name: str, digest: str) -> bool:
-        src = next((Path(s) for s in sources
-                    if read_marker_digest(Path(s) / ".stages" / f"{name}.json") == digest), None)
+        src = next((Path(s) for s in sources  # both markers: a single-stage command may have remade it since
+                    if read_marker_digest(Path(s) / ".stages" / f"{name}.json") == digest
+                    and read_marker_digest(Path(s) / stage_marker(name)) == digest), None)
         if src is None or src.resolve() == point.run_dir.resolve():
             return False
         marker = point.run_dir / ".stages" / f"{name}.json"
