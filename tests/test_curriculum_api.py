@@ -10,6 +10,7 @@ import torch
 from discl.curriculum.base import Stage
 from discl.curriculum.config import CurriculumConfig
 from discl.curriculum.stage_data import plan_stage_epoch
+from discl.curriculum.testing import head_tail_pool_meta
 from discl.errors import BadInputError
 
 
@@ -47,20 +48,6 @@ def test_an_epoch_of_no_item_is_an_error():
     assert len(plan_stage_epoch(meta, Stage((0.5,)), 1, 0, CurriculumConfig()).indices) == 18
 
 
-def _head_tail_meta():
-    """4 head classes x 100 real (10 hard), 2 tail classes x 5 real (all hard), variants at 0.1 and 0.5."""
-    rows = []
-    for c in range(6):
-        n = 100 if c < 4 else 5
-        for i in range(n):
-            hard = c >= 4 or i < 10
-            rows.append(("real", f"r{c}-{i}", c, 1.0, hard, c >= 4))
-            if hard:
-                for lam in (0.1, 0.5):
-                    rows += [("synthetic", f"r{c}-{i}", c, lam, True, c >= 4)] * (6 if c >= 4 else 1)
-    return pd.DataFrame(rows, columns=["kind", "sample_id", "label", "lam", "hard", "tail"])
-
-
 class _Stages:
     """A strategy that plays a fixed list of stages (what the planner asks a strategy for)."""
 
@@ -90,7 +77,7 @@ def test_curriculum_epochs_are_those_of_the_code_before_the_refactor():
     from discl.curriculum.sampler import Curriculum
 
     stages = [Stage((0.1,)), Stage((0.5,)), Stage((0.1, 0.5), share=0.5), Stage()]
-    cur = Curriculum(_Stages(stages), CurriculumConfig(), _head_tail_meta(), seed=3)
+    cur = Curriculum(_Stages(stages), CurriculumConfig(), head_tail_pool_meta(), seed=3)
     got = []
     for e in range(len(stages)):
         got.append(order_digest(cur.indices(e, batch_size=32)))

@@ -16,6 +16,7 @@ import torch
 from discl.curriculum.base import Stage
 from discl.curriculum.config import CurriculumConfig
 from discl.curriculum.stage_data import plan_stage_epoch, select_holdout, tail_classes
+from discl.curriculum.testing import head_tail_pool_meta
 from discl.training.checkpoint import load_weights
 from discl.training.config import TrainConfig
 from discl.training.loop import TensorData, fit
@@ -25,23 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def _meta():
-    """4 head classes x 100 real (10 hard each), 2 tail classes x 5 real (all hard), 6 variants per hard image per level."""
-    rows = []
-    for c in range(6):
-        n = 100 if c < 4 else 5
-        for i in range(n):
-            hard = c >= 4 or i < 10
-            rows.append(("real", f"r{c}-{i}", c, 1.0, hard, c >= 4))
-            if hard:
-                for lam in (0.1, 0.5):
-                    for _k in range(6 if c >= 4 else 1):
-                        rows.append(("synthetic", f"r{c}-{i}", c, lam, True, c >= 4))
-    return pd.DataFrame(rows, columns=["kind", "sample_id", "label", "lam", "hard", "tail"])
-
-
 def test_stage_epoch_composition_follows_the_tail_quota():
-    meta, cfg = _meta(), CurriculumConfig(real_fraction=0.3)
+    meta, cfg = head_tail_pool_meta(), CurriculumConfig(real_fraction=0.3)
     plan = plan_stage_epoch(meta, Stage((0.1,)), epoch=0, seed=0, cfg=cfg)
     idx, info = plan.indices, plan.info
     sel = meta.iloc[idx]

@@ -53,3 +53,19 @@ def write_toy_spectrum(run_dir: Path, ds: ImageDataset, levels=(0.1, 0.3, 0.5), 
     manifest = pd.DataFrame(rows)
     write_table(run_dir / "filter" / "manifest.csv", manifest)
     return manifest
+
+
+def head_tail_pool_meta() -> pd.DataFrame:
+    """A pool's ``meta`` (as :func:`discl.curriculum.stage_data.build_pool_meta` makes it) for tests of
+    the epoch plans: 4 head classes x 100 real images (10 hard each), 2 tail classes x 5 real (all
+    hard); each hard image has variants at λ 0.1 and 0.5, 6 per level for the tail, 1 for the head."""
+    rows = []
+    for c in range(6):
+        n = 100 if c < 4 else 5
+        for i in range(n):
+            hard = c >= 4 or i < 10
+            rows.append(("real", f"r{c}-{i}", c, 1.0, hard, c >= 4))
+            if hard:
+                for lam in (0.1, 0.5):
+                    rows += [("synthetic", f"r{c}-{i}", c, lam, True, c >= 4)] * (6 if c >= 4 else 1)
+    return pd.DataFrame(rows, columns=["kind", "sample_id", "label", "lam", "hard", "tail"])
