@@ -13,11 +13,13 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="prior_command", metavar="ACTION", required=True)
-    t = sub.add_parser("train", help="train the prior on the clean prior pool (CPU, one thread; see recipe.yaml)")
+    t = sub.add_parser("train", help="train the prior on the prior pool (CPU, one thread; see recipe.yaml)")
     t.add_argument("--recipe", default=None, help="recipe YAML (default: the shipped discl/assets/prior/recipe.yaml)")
     t.add_argument("--out", required=True, help="folder for prior.safetensors + prior_config.json")
     t.add_argument("--steps", type=int, default=None, help="override the recipe's training steps")
     t.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST idx files")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint (written every checkpoint_every steps): a long run in pieces")
     s = sub.add_parser("sample", help="write a sheet of class-conditional samples per guidance scale")
     s.add_argument("--prior", default=None, help="prior folder (default: shipped)")
     s.add_argument("--out", required=True, help="PNG path")
@@ -60,11 +62,12 @@ def _train(args) -> int:
     overrides = {"steps": args.steps} if args.steps else {}
     recipe = load_recipe(args.recipe, overrides)
     torch.set_num_threads(recipe.threads)
-    pool = build_prior_pool(recipe.data_seed, args.data_root)
+    pool = build_prior_pool(recipe.data_seed, args.data_root, styles=tuple(recipe.styles))
     ids = list(pool.frame["sample_id"])
     images = pool.tensors(ids, 28, 1)
     labels = torch.as_tensor(pool.frame["label"].to_numpy())
-    train_prior(recipe, images, labels, out_dir=Path(args.out))
+    style_index = torch.as_tensor(pool.frame["style"].map({s: i for i, s in enumerate(recipe.styles)}).to_numpy())
+    train_prior(recipe, images, labels, out_dir=Path(args.out), style_index=style_index, resume=args.resume)
     print(f"wrote {Path(args.out) / 'prior.safetensors'}")
     return 0
 

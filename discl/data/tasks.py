@@ -1,10 +1,14 @@
 """The embedded Fashion-MNIST tasks.
 
-The 60k official training images are split per class, by a seeded permutation, into
-- the **prior pool** (2,000 clean images per class): stands in for the web-scale data behind Stable
-  Diffusion and CLIP; only the embedded diffusion prior and the embedded CLIP train on it;
+The 60k official training images are split per class into
+- the **prior pool** (2,000 images per class, one fixed draw, ``PRIOR_SEED``, whatever the task's
+  seed): stands in for the web-scale data behind Stable Diffusion and CLIP; only the embedded
+  diffusion prior, the embedded CLIP and the independent judge (:mod:`discl.evaluation.judge`) train
+  on it, shown clean and, like the web's photos of every kind, through the tasks' own acquisition
+  style and corruptions (:func:`build_prior_pool` ``styles``);
 - the **task pool** (the other 4,000 per class): each task draws its train and validation images
-  from it. The official 10k test split is the test set.
+  from it, in an order set by the task's seed, so no task image of any seed is a prior-pool image
+  (``tests/test_tasks.py``). The official 10k test split is the test set.
 
 Task images carry what the prior pool lacks, so that text-only synthetic images are clean
 prototypes that differ from the user's data, as Stable Diffusion's do from real photos:
@@ -34,6 +38,8 @@ from discl.data.base import ArrayImageDataset
 from discl.seeding import derive_seed, numpy_rng
 
 PRIOR_PER_CLASS = 2000
+PRIOR_SEED = 0  # the one prior pool: the prior, CLIP and judge train on it, no task of any seed draws from it
+PRIOR_STYLES = ("clean", "acquisition", "low_quality")
 LQ_ID_FAMILIES = ("gaussian_noise", "blur", "low_contrast", "occlusion")
 LQ_OOD_FAMILIES = ("pixelate", "salt_pepper", "fog")
 
@@ -59,13 +65,20 @@ def class_profile(head: int, tail: int, n_classes: int = 10) -> list[int]:
 
 
 def split_train_pool(labels: np.ndarray, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """(prior-pool indices, {class: task-pool indices in seeded order}) of the official train split."""
+    """(prior-pool indices, {class: task-pool indices in seeded order}) of the official train split.
+
+    The prior pool is the same for every ``seed`` (drawn with ``PRIOR_SEED``); ``seed`` only orders the
+    rest, the task pool. For ``seed == PRIOR_SEED`` the order is the one every earlier release used,
+    so seed-0 tasks are unchanged; before, other seeds re-drew the prior pool too, and a third of their
+    task images were images the shipped prior and CLIP had trained on.
+    """
     prior, pool = [], {}
     for c in range(10):
         idx = np.flatnonzero(labels == c)
-        perm = numpy_rng("fmnist-split", seed, c).permutation(idx)
+        perm = numpy_rng("fmnist-split", PRIOR_SEED, c).permutation(idx)
         prior.append(perm[:PRIOR_PER_CLASS])
-        pool[c] = perm[PRIOR_PER_CLASS:]
+        rest = perm[PRIOR_PER_CLASS:]
+        pool[c] = rest if seed == PRIOR_SEED else numpy_rng("fmnist-task-pool", seed, c).permutation(rest)
     return np.sort(np.concatenate(prior)), pool
 
 
@@ -221,20 +234,50 @@ def _class_order(seed: int) -> np.ndarray:
     return numpy_rng("fmnist-class-order", seed).permutation(10)
 
 
-def build_prior_pool(seed: int = 0, folder: str | None = None) -> ArrayImageDataset:
-    """The clean prior pool (20k images, balanced) for the embedded diffusion prior and CLIP."""
+def build_prior_pool(seed: int = 0, folder: str | None = None, styles: tuple[str, ...] = ("clean",)) -> ArrayImageDataset:
+    """The prior pool (2,000 images per class, the same for every task seed), once per style.
+
+    ``styles`` (``PRIOR_STYLES``): ``clean`` (the Fashion-MNIST images as they are), ``acquisition``
+    (the fmnist-lt acquisition style) and ``low_quality`` (one of fmnist-lq's in-distribution
+    corruptions, never clean). Styled copies use the tasks' own functions with the draws of source
+    ``"prior"``, so no styled copy repeats a task image's draws; a row's ``style`` column says which.
+    ``seed`` is kept for callers; the pool does not depend on it (``PRIOR_SEED``).
+    """
+    del seed
+    unknown = [s for s in styles if s not in PRIOR_STYLES]
+    if unknown or not styles:
+        raise ValueError(f"unknown prior-pool style(s) {unknown or styles!r}: choose from {PRIOR_STYLES}")
     images, labels = fm.load_split("train", folder)
-    prior, _ = split_train_pool(labels, seed)
-    frame = pd.DataFrame(
-        {
-            "sample_id": [_sid("train", i) for i in prior],
-            "label": labels[prior],
-            "class_name": [fm.CLASSES[c] for c in labels[prior]],
-            "split": "prior",
-            "source_index": prior,
-        }
-    )
-    return ArrayImageDataset("fmnist-prior", fm.CLASSES, frame, images[prior])
+    prior, _ = split_train_pool(labels, PRIOR_SEED)
+    frames, arrays = [], []
+    with _one_torch_thread():
+        for style in styles:
+            arrays.append(_prior_style(images[prior], prior, style))
+            frames.append(pd.DataFrame({
+                "sample_id": [_sid("train", i) + ("" if style == "clean" else f"-{style}") for i in prior],
+                "label": labels[prior],
+                "class_name": [fm.CLASSES[c] for c in labels[prior]],
+                "split": "prior",
+                "source_index": prior,
+                "style": style,
+            }))
+    return ArrayImageDataset("fmnist-prior", fm.CLASSES, pd.concat(frames, ignore_index=True), np.concatenate(arrays))
+
+
+def _prior_style(images: np.ndarray, indices: np.ndarray, style: str) -> np.ndarray:
+    if style == "clean":
+        return images.copy()
+    if style == "acquisition":
+        out = images.copy()
+        for start in range(0, len(images), 2048):
+            out[start:start + 2048] = acquisition_style_batch(images[start:start + 2048], PRIOR_SEED, "prior",
+                                                              indices[start:start + 2048])
+        return out
+    out = np.empty_like(images)
+    for j, (img, i) in enumerate(zip(images, indices)):
+        fam, sev = _lq_assignment(PRIOR_SEED, "prior", int(i), LQ_ID_FAMILIES, clean_share=0.0)
+        out[j] = corrupt(img, fam, sev, PRIOR_SEED, "prior", int(i))
+    return out
 
 
 def _lq_assignment(seed: int, split: str, index: int, families: tuple[str, ...], clean_share: float) -> tuple[str, float]:

@@ -76,6 +76,14 @@ class PriorRecipe:
     # whose weights initialise the UNet; the architecture must match (the resolution may differ: the
     # UNet is convolutional). "" = random init.
     init_from: str = ""
+    # what the prior learns from: the prior pool in these styles (discl.data.tasks.PRIOR_STYLES), as
+    # Stable Diffusion's web data holds photos of every kind. With more than one style the class
+    # embedding is per (style, class) plus a style-agnostic "any" slot per class (a label's style is
+    # replaced by "any" with probability ``p_any_style``), so generation can condition on one style:
+    # ``condition_style`` (stored with the weights) is the analog of the prompt "a photo of a <class>".
+    styles: list[str] = field(default_factory=lambda: ["clean"])
+    p_any_style: float = 0.0
+    condition_style: str = "clean"
 
     def __post_init__(self):
         levels = 2 ** (len(self.block_out_channels) - 1)
@@ -89,6 +97,29 @@ class PriorRecipe:
         check(self.lr_schedule in ("cosine", "constant"), "lr_schedule", "must be cosine or constant")
         check(0.0 < self.p_uncond < 1.0, "p_uncond", "must be in (0, 1): CFG needs a trained null class")
         check(self.steps >= 1 and self.batch_size >= 1, "steps", "steps and batch_size must be >= 1")
+        from discl.data.tasks import PRIOR_STYLES
+
+        check(len(self.styles) >= 1 and len(set(self.styles)) == len(self.styles)
+              and all(x in PRIOR_STYLES for x in self.styles), "styles",
+              f"must be distinct names from {list(PRIOR_STYLES)}")
+        check(0.0 <= self.p_any_style < 1.0 and (len(self.styles) > 1 or self.p_any_style == 0.0), "p_any_style",
+              "must be in [0, 1), and 0 with a single style")
+        check(self.condition_style in style_slots(self.styles), "condition_style",
+              f"must be one of {list(style_slots(self.styles))}")
+
+
+def style_slots(styles) -> dict[str, int]:
+    """Embedding slot of each conditioning style: one slot when the prior knows one style (the class
+    embedding is then ``num_classes + 1`` rows, as before styles existed), else one per style + "any"."""
+    styles = list(styles)
+    if len(styles) == 1:
+        return {styles[0]: 0}
+    return {**{x: i for i, x in enumerate(styles)}, "any": len(styles)}
+
+
+def class_embedding_rows(num_classes: int, styles) -> int:
+    """Rows of the class embedding: ``num_classes`` per slot, then the null class (CFG's unconditional)."""
+    return num_classes * len(style_slots(styles)) + 1
 
 
 def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PriorRecipe:
@@ -115,7 +146,7 @@ def unet_config(recipe: PriorRecipe) -> dict[str, Any]:
         "up_block_types": up,
         "norm_num_groups": 8,
         "attention_head_dim": 8,
-        "num_class_embeds": recipe.num_classes + 1,  # + the null class for classifier-free guidance
+        "num_class_embeds": class_embedding_rows(recipe.num_classes, recipe.styles),  # + the null class (CFG)
     }
 
 
@@ -144,10 +175,16 @@ class Prior:
     num_classes: int
     resolution: int
     name: str = "embedded"
+    styles: tuple[str, ...] = ("clean",)
+    condition_style: str = "clean"
 
     @property
     def null_class(self) -> int:
-        return self.num_classes
+        return class_embedding_rows(self.num_classes, self.styles) - 1
+
+    def condition(self, labels: torch.Tensor) -> torch.Tensor:
+        """The class-embedding rows of ``labels`` under ``condition_style`` (the prompt's analog)."""
+        return labels.long() + self.num_classes * style_slots(self.styles)[self.condition_style]
 
     def ddim(self):
         from diffusers import DDIMScheduler
@@ -174,10 +211,15 @@ def from_model_space(x: torch.Tensor, size: tuple[int, int] | None = None) -> to
 
 
 def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor, out_dir: Path | None = None,
-                log_every: int = 200, progress: bool = True) -> Prior:
+                log_every: int = 200, progress: bool = True, style_index: torch.Tensor | None = None,
+                resume: bool = False) -> Prior:
     """DDPM training (epsilon objective, null-class dropout, EMA weights). Deterministic for a recipe.
 
-    ``images``: uint8 [N,1,H,W]; ``labels``: int [N]. Writes the EMA weights + config to ``out_dir``.
+    ``images``: uint8 [N,1,H,W]; ``labels``: int [N]; ``style_index``: int [N], each image's position
+    in ``recipe.styles`` (None: all the first style). Writes the EMA weights + config to ``out_dir``.
+    With ``checkpoint_every``, ``OUT/checkpoint/`` holds the EMA weights and the whole training state
+    (weights, optimiser, EMA, data RNG, step) every N steps; ``resume=True`` continues from it, and the
+    result is the one an uninterrupted run gives (``tests/test_prior.py``).
     """
     from diffusers import DDPMScheduler
 
@@ -188,7 +230,7 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     init_info = {}
     if recipe.init_from:
         init_dir = resolve_prior_folder(recipe.init_from)
-        unet.load_state_dict(load_prior(init_dir).unet.state_dict())
+        unet.load_state_dict(_warm_start_state(load_prior(init_dir), recipe))
         init_info = {"init_from": recipe.init_from,
                      "init_sha256": hashlib.sha256((Path(init_dir) / WEIGHTS_NAME).read_bytes()).hexdigest()}
         logger.info("initialised from %s (sha256 %s)", recipe.init_from, init_info["init_sha256"][:12])
@@ -198,7 +240,13 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     sched = DDPMScheduler(**scheduler_config(recipe))
     data = to_model_space(images, recipe.resolution)
     data_low = to_model_space(images, recipe.low_resolution) if recipe.low_res_steps else data
-    labels = labels.long()
+    slots = style_slots(recipe.styles)
+    style_index = torch.zeros(len(labels), dtype=torch.long) if style_index is None else style_index.long()
+    check(len(style_index) == len(labels) and int(style_index.max()) < len(recipe.styles), "styles",
+          "every image needs a style among the recipe's styles")
+    cond = labels.long() + recipe.num_classes * style_index  # slot i of style i (one style: slot 0)
+    any_offset = recipe.num_classes * slots.get("any", 0)
+    null = class_embedding_rows(recipe.num_classes, recipe.styles) - 1
     opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -209,17 +257,36 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
         p = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
         return recipe.lr * 0.5 * (1 + math.cos(math.pi * p))
 
+    first, seconds_before = 0, 0.0
+    ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
+    if resume and ckpt is not None and (ckpt / TRAIN_STATE_NAME).is_file():
+        state = torch.load(ckpt / TRAIN_STATE_NAME, weights_only=False)
+        if state["recipe"] != _resume_key(recipe):
+            raise ValueError(f"{ckpt / TRAIN_STATE_NAME} was written by another recipe; remove it or train afresh "
+                             "(only steps and checkpoint_every may change between pieces)")
+        unet.load_state_dict(state["unet"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["rng"])
+        first, seconds_before = int(state["step"]), float(state["seconds"])
+        init_info = state["init_info"]
+        logger.info("resumed from %s at step %d", ckpt, first)
+        if progress:
+            print(f"resumed from {ckpt} at step {first}", flush=True)
     n_params = sum(p.numel() for p in unet.parameters())
-    logger.info("training prior: %d params, %d images at %dpx, %d steps (the first %d at %dpx)", n_params, len(data),
-                recipe.resolution, recipe.steps, recipe.low_res_steps, recipe.low_resolution)
+    logger.info("training prior: %d params, %d images at %dpx (styles %s), %d steps (the first %d at %dpx)", n_params,
+                len(data), recipe.resolution, recipe.styles, recipe.steps, recipe.low_res_steps, recipe.low_resolution)
     unet.train()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - seconds_before
     running = 0.0
-    for step in range(recipe.steps):
+    for step in range(first, recipe.steps):
         idx = torch.randint(0, len(data), (recipe.batch_size,), generator=g)
-        x0, y = (data_low if step < recipe.low_res_steps else data)[idx], labels[idx].clone()
+        x0, y = (data_low if step < recipe.low_res_steps else data)[idx], cond[idx].clone()
+        if any_offset:
+            to_any = torch.rand(recipe.batch_size, generator=g) < recipe.p_any_style
+            y[to_any] = labels[idx][to_any].long() + any_offset
         drop = torch.rand(recipe.batch_size, generator=g) < recipe.p_uncond
-        y[drop] = recipe.num_classes
+        y[drop] = null
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, recipe.num_train_timesteps, (recipe.batch_size,), generator=g)
         xt = sched.add_noise(x0, noise, t)
@@ -237,22 +304,71 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
         running += loss.item()
         if (step + 1) % log_every == 0 or step + 1 == recipe.steps:
             el = time.perf_counter() - t0
-            logger.info("step %d/%d loss %.4f  %.1f steps/s  elapsed %.0fs", step + 1, recipe.steps,
-                        running / min(log_every, step + 1), (step + 1) / el, el)
+            n_logged = min(log_every, step + 1 - first)
+            logger.info("step %d/%d loss %.4f  %.2f s/step  elapsed %.0fs", step + 1, recipe.steps,
+                        running / n_logged, el / (step + 1), el)
             if progress:
-                print(f"step {step + 1}/{recipe.steps} loss {running / min(log_every, step + 1):.4f} "
-                      f"{(step + 1) / el:.2f} steps/s elapsed {el:.0f}s", flush=True)
+                print(f"step {step + 1}/{recipe.steps} loss {running / n_logged:.4f} "
+                      f"{el / (step + 1):.2f} s/step elapsed {el:.0f}s", flush=True)
             running = 0.0
-        if out_dir is not None and recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0 \
+        if ckpt is not None and recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0 \
                 and step + 1 < recipe.steps:
-            save_prior(Prior(ema, scheduler_config(recipe), recipe.num_classes, recipe.resolution),
-                       Path(out_dir) / "checkpoint", recipe=recipe, steps_done=step + 1,
-                       train_seconds=time.perf_counter() - t0, **init_info)
+            seconds = time.perf_counter() - t0
+            save_prior(_as_prior(ema, recipe), ckpt, recipe=recipe, steps_done=step + 1, train_seconds=seconds,
+                       **init_info)
+            _atomic_torch_save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                "rng": g.get_state(), "step": step + 1, "seconds": seconds, "init_info": init_info,
+                                "recipe": _resume_key(recipe)}, ckpt / TRAIN_STATE_NAME)
     ema.eval()
-    prior = Prior(ema, scheduler_config(recipe), recipe.num_classes, recipe.resolution)
+    prior = _as_prior(ema, recipe)
     if out_dir is not None:
         save_prior(prior, Path(out_dir), recipe=recipe, train_seconds=time.perf_counter() - t0, **init_info)
     return prior
+
+
+TRAIN_STATE_NAME = "train_state.pt"
+
+
+def _as_prior(unet, recipe: PriorRecipe) -> Prior:
+    return Prior(unet, scheduler_config(recipe), recipe.num_classes, recipe.resolution,
+                 styles=tuple(recipe.styles), condition_style=recipe.condition_style)
+
+
+def _resume_key(recipe: PriorRecipe) -> dict:
+    """What must match for a checkpoint to continue a run: everything but its length and checkpointing.
+
+    ``lr_schedule: constant`` makes the length irrelevant to the steps already done; with ``cosine``
+    the learning rate depends on ``steps``, so it must match too.
+    """
+    key = asdict(recipe)
+    key.pop("checkpoint_every")
+    if recipe.lr_schedule == "constant":
+        key.pop("steps")
+    return key
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _warm_start_state(init: Prior, recipe: PriorRecipe) -> dict:
+    """The init prior's weights for this recipe's UNet. When the recipe adds styles, every new
+    (style, class) row of the class embedding starts from that class's row, and the null row from
+    the init's null row; every other weight must match in shape."""
+    state = dict(init.unet.state_dict())
+    key = "class_embedding.weight"
+    rows = class_embedding_rows(recipe.num_classes, recipe.styles)
+    old = state[key]
+    if old.shape[0] != rows:
+        check(init.num_classes == recipe.num_classes, "init_from", "the init prior must have the recipe's classes")
+        new = torch.empty(rows, old.shape[1], dtype=old.dtype)
+        for slot in range(len(style_slots(recipe.styles))):
+            new[slot * recipe.num_classes:(slot + 1) * recipe.num_classes] = old[:init.num_classes]
+        new[rows - 1] = old[init.null_class]
+        state[key] = new
+    return state
 
 
 def resolve_prior_folder(where: str) -> Path:
@@ -287,12 +403,14 @@ def save_prior(prior: Prior, out_dir: Path, recipe: PriorRecipe | None = None, *
         "scheduler": prior.scheduler_config,
         "num_classes": prior.num_classes,
         "resolution": prior.resolution,
+        "styles": list(prior.styles),
+        "condition_style": prior.condition_style,
         "recipe": asdict(recipe) if recipe else None,
         **info,
     })
 
 
-def load_prior(folder: str | Path | None = None) -> Prior:
+def load_prior(folder: str | Path | None = None, condition_style: str | None = None) -> Prior:
     """The shipped prior (``discl/assets/prior``) or one written by ``discl prior train --out``."""
     from diffusers import UNet2DModel
     from safetensors.torch import load_file
@@ -309,7 +427,12 @@ def load_prior(folder: str | Path | None = None) -> Prior:
     unet = UNet2DModel(**{k: v for k, v in meta["unet"].items() if k in keep})
     unet.load_state_dict(load_file(str(wpath)))
     unet.eval().requires_grad_(False)
-    return Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]))
+    styles = tuple(meta.get("styles") or ("clean",))
+    style = condition_style or meta.get("condition_style") or styles[0]
+    if style not in style_slots(styles):
+        raise ValueError(f"condition_style {style!r}: the prior in {folder} knows {list(style_slots(styles))}")
+    return Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]), styles=styles,
+                 condition_style=style)
 
 
 # -- sampling --------------------------------------------------------------------------------------
@@ -342,7 +465,7 @@ def denoise(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch
         if len(timesteps) == 0:
             return sources.clone()
         x = scheduler.add_noise(sources, noises, timesteps[:1].repeat(len(sources)))
-    labels = labels.long()
+    labels = prior.condition(labels)
     cfg = guidance_scale > 1.0
     y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
     for t in timesteps:
