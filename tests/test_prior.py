@@ -188,3 +188,52 @@ def test_constant_lr_checkpoint_equals_a_shorter_recipe(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(ckpt.unet.state_dict().values(), short.unet.state_dict().values()))
     cosine = train_prior(_tiny_recipe(steps=3, lr_schedule="cosine", warmup_steps=1), x, y, progress=False)
     assert any(not torch.equal(p, q) for p, q in zip(cosine.unet.state_dict().values(), short.unet.state_dict().values()))
+
+
+def test_resumed_training_equals_one_uninterrupted_run(tmp_path):
+    """A long run in pieces: stop after a checkpoint, resume, and get the bytes of one run."""
+    from discl.generation.prior import TRAIN_STATE_NAME, train_prior
+
+    x, y = _tiny_data()
+    whole = train_prior(_tiny_recipe(steps=5, lr_schedule="constant"), x, y, progress=False)
+    train_prior(_tiny_recipe(steps=3, checkpoint_every=2, lr_schedule="constant"), x, y, out_dir=tmp_path / "p",
+                progress=False)
+    assert (tmp_path / "p" / "checkpoint" / TRAIN_STATE_NAME).is_file()
+    resumed = train_prior(_tiny_recipe(steps=5, checkpoint_every=2, lr_schedule="constant"), x, y,
+                          out_dir=tmp_path / "p", progress=False, resume=True)
+    assert all(torch.equal(p, q) for p, q in zip(whole.unet.state_dict().values(), resumed.unet.state_dict().values()))
+    with pytest.raises(ValueError, match="another recipe"):
+        train_prior(_tiny_recipe(steps=5, lr=1e-2, checkpoint_every=2, lr_schedule="constant"), x, y,
+                    out_dir=tmp_path / "p", progress=False, resume=True)
+
+
+def test_style_conditioned_prior_rows_warm_start_and_condition(tmp_path):
+    """Three styles: a class embedding row per (style, class), an "any" row per class, one null row;
+    a warm start from a one-style prior copies each class's row into every slot."""
+    from discl.configtools import ConfigError
+    from discl.generation.prior import class_embedding_rows, style_slots, train_prior
+
+    x, y = _tiny_data()
+    styles = ["clean", "acquisition", "low_quality"]
+    one = train_prior(_tiny_recipe(), x, y, out_dir=tmp_path / "one", progress=False)
+    assert class_embedding_rows(10, ["clean"]) == 11 and one.null_class == 10
+    three = _tiny_recipe(styles=styles, p_any_style=0.3, condition_style="acquisition", lr=0.0,
+                         init_from=str(tmp_path / "one"))
+    assert style_slots(styles) == {"clean": 0, "acquisition": 1, "low_quality": 2, "any": 3}
+    p = train_prior(three, x, y, out_dir=tmp_path / "three", progress=False,
+                    style_index=torch.arange(len(y)) % 3)
+    w_one, w = one.unet.class_embedding.weight, p.unet.class_embedding.weight
+    assert w.shape[0] == 41 and p.null_class == 40
+    for slot in range(4):
+        assert torch.equal(w[slot * 10:(slot + 1) * 10], w_one[:10])
+    assert torch.equal(w[40], w_one[10])
+    loaded = load_prior(tmp_path / "three")
+    assert loaded.styles == tuple(styles) and loaded.condition_style == "acquisition"
+    assert loaded.condition(torch.tensor([0, 9])).tolist() == [10, 19]
+    assert load_prior(tmp_path / "three", condition_style="any").condition(torch.tensor([2])).tolist() == [32]
+    with pytest.raises(ValueError, match="condition_style"):
+        load_prior(tmp_path / "three", condition_style="sepia")
+    with pytest.raises(ConfigError, match="p_any_style"):
+        _tiny_recipe(p_any_style=0.3)  # one style: no "any" slot to train
+    with pytest.raises(ConfigError, match="styles"):
+        _tiny_recipe(styles=["clean", "clean"])

@@ -71,6 +71,58 @@ def test_prior_pool_is_balanced_and_disjoint_from_task_splits(prior, lt, lq):
         assert all(sid.startswith("fmnist-test") for s in ds.splits if s.startswith("test") for sid in ids[s])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 7])
+def test_no_task_image_of_any_seed_is_a_prior_pool_image(prior, seed):
+    """The prior, the embedded CLIP and the judge train on the prior pool; before the pool was fixed,
+    seed 1's tasks took a third of their images from it. Compared by source index: every seed."""
+    import numpy as np
+
+    from discl.data import fashion_mnist as fm
+    from discl.data.tasks import split_train_pool
+
+    pool_idx = set(prior.frame["source_index"].tolist())
+    assert set(build_prior_pool(seed=seed).frame["source_index"]) == pool_idx  # one pool whatever the seed
+    _, labels = fm.load_split("train")
+    prior_idx, task_pool = split_train_pool(labels, seed)
+    assert set(prior_idx.tolist()) == pool_idx
+    assert all(not pool_idx & set(v.tolist()) for v in task_pool.values())
+    for name in ("fmnist-lt", "fmnist-lq"):
+        ds = build_task(name, seed=seed, test_limit=20)
+        used = ds.frame[ds.frame["split"].isin(["train", "val"])]
+        assert not pool_idx & set(used["source_index"].tolist()), (name, seed)
+        assert np.isin(used["source_index"].to_numpy(), np.concatenate(list(task_pool.values()))).all()
+
+
+def test_seed_zero_tasks_are_unchanged_and_other_seeds_reorder_the_task_pool():
+    """Seed 0's train/val images are those every release before the fixed pool drew (digests of
+    the sample-id order computed with the code at e0781b0), so documented seed-0 runs stay valid."""
+    import hashlib
+
+    for name, digest in (("fmnist-lt", "daba72f09a94b5ca"), ("fmnist-lq", "06cb7b055b0fdab7")):
+        ds = build_task(name, seed=0, test_limit=20)
+        ids = ",".join(ds.frame[ds.frame["split"].isin(["train", "val"])]["sample_id"])
+        assert hashlib.sha256(ids.encode()).hexdigest()[:16] == digest, name
+    one = build_task("fmnist-lt", seed=1, test_limit=20)
+    assert set(one.split("train")["sample_id"]) != set(build_task("fmnist-lt", seed=0, test_limit=20).split("train")["sample_id"])
+
+
+def test_styled_prior_pool_shows_every_style_with_its_own_draws(prior):
+    from discl.data.tasks import PRIOR_STYLES
+
+    styled = build_prior_pool(styles=PRIOR_STYLES)
+    assert len(styled.frame) == 3 * len(prior.frame) and styled.frame["sample_id"].is_unique
+    by = {s: styled.frame.index[styled.frame["style"] == s] for s in PRIOR_STYLES}
+    clean = styled.images[np.asarray([styled.frame.index.get_loc(i) for i in by["clean"]])]
+    assert np.array_equal(clean, prior.images)
+    acq = styled.images[np.asarray([styled.frame.index.get_loc(i) for i in by["acquisition"]])]
+    lq = styled.images[np.asarray([styled.frame.index.get_loc(i) for i in by["low_quality"]])]
+    corner = lambda im: float(im[:, :3, :3].mean())
+    assert corner(clean[:500]) < 5 and corner(acq[:500]) > 40  # the acquisition style's textured background
+    assert (np.abs(lq.astype(int) - clean.astype(int)).reshape(len(lq), -1).max(1) > 0).all()  # never clean
+    with pytest.raises(ValueError, match="style"):
+        build_prior_pool(styles=("sepia",))
+
+
 def test_same_seed_same_task_other_seed_other_task(lt):
     again = build_task("fmnist-lt", seed=0, test_limit=LIMIT)
     assert again.frame.equals(lt.frame) and np.array_equal(again.images, lt.images)
