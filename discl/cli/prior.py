@@ -22,11 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from OUT/checkpoint (written every checkpoint_every steps): a long run in pieces")
     s = sub.add_parser("sample", help="write a sheet of class-conditional samples per guidance scale")
     s.add_argument("--prior", default=None, help="prior folder (default: shipped)")
+    s.add_argument("--condition-style", default=None,
+                   help="condition on this style (clean, acquisition, low_quality, any) instead of the prior's own")
     s.add_argument("--out", required=True, help="PNG path")
     s.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     s.add_argument("--steps", type=int, default=50)
     sp = sub.add_parser("spectrum", help="a sheet: one fmnist-lt training image per class across the lambda grid")
     sp.add_argument("--prior", default=None, help="prior folder (default: shipped)")
+    sp.add_argument("--condition-style", default=None,
+                   help="condition on this style (clean, acquisition, low_quality, any) instead of the prior's own")
     sp.add_argument("--out", required=True, help="PNG path")
     sp.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     sp.add_argument("--guidance", type=float, default=2.0)
@@ -76,7 +80,7 @@ def _sample(args) -> int:
     from discl.generation.prior import class_samples, from_model_space, load_prior
     from discl.generation.sheets import save_grid
 
-    prior = load_prior(args.prior)
+    prior = load_prior(args.prior, args.condition_style)
     rows = []
     labels = torch.arange(prior.num_classes).repeat_interleave(8)
     for g in args.guidance:
@@ -97,6 +101,11 @@ def _spectrum(args) -> int:
 
     gen = create_generator(GenerationConfig(backend="embedded", model=args.prior or "embedded", steps=args.steps,
                                             guidance_scale=args.guidance))
+    if args.condition_style:
+        from dataclasses import replace
+
+        gen.prior = replace(gen.prior, condition_style=args.condition_style)
+        gen.prior.condition(torch.zeros(1))  # an unknown style fails here, naming the known ones
     ds = build_task(args.task, seed=0, test_limit=10)
     ids = list(ds.split("train").groupby("label").head(1).sort_values("label")["sample_id"])
     labels = [int(ds.frame.at[s, "label"]) for s in ids]

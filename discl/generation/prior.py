@@ -84,6 +84,10 @@ class PriorRecipe:
     styles: list[str] = field(default_factory=lambda: ["clean"])
     p_any_style: float = 0.0
     condition_style: str = "clean"
+    # the class embedding's learning rate as a multiple of ``lr``: new (style, class) rows start as
+    # copies of their class's row and must move apart within a fine-tune (textual inversion likewise
+    # trains embeddings at a higher rate than the network)
+    class_embedding_lr_scale: float = 1.0
 
     def __post_init__(self):
         levels = 2 ** (len(self.block_out_channels) - 1)
@@ -104,6 +108,7 @@ class PriorRecipe:
               f"must be distinct names from {list(PRIOR_STYLES)}")
         check(0.0 <= self.p_any_style < 1.0 and (len(self.styles) > 1 or self.p_any_style == 0.0), "p_any_style",
               "must be in [0, 1), and 0 with a single style")
+        check(self.class_embedding_lr_scale > 0, "class_embedding_lr_scale", "must be > 0")
         check(self.condition_style in style_slots(self.styles), "condition_style",
               f"must be one of {list(style_slots(self.styles))}")
 
@@ -247,7 +252,11 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     cond = labels.long() + recipe.num_classes * style_index  # slot i of style i (one style: slot 0)
     any_offset = recipe.num_classes * slots.get("any", 0)
     null = class_embedding_rows(recipe.num_classes, recipe.styles) - 1
-    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    emb = list(unet.class_embedding.parameters())
+    rest = [q for q in unet.parameters() if all(q is not e for e in emb)]
+    opt = torch.optim.AdamW([{"params": rest, "scale": 1.0},
+                             {"params": emb, "scale": recipe.class_embedding_lr_scale}],
+                            lr=recipe.lr, weight_decay=recipe.weight_decay)
 
     def lr_at(step: int) -> float:
         if step < recipe.warmup_steps:
@@ -292,7 +301,7 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
         xt = sched.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(xt, t, class_labels=y).sample, noise)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = lr_at(step) * group["scale"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
