@@ -122,18 +122,13 @@ def fidelity_setup(args: argparse.Namespace, test_key: str) -> Fidelity:
     from discl.data.tasks import build_prior_pool, build_task
     from discl.evaluation import fidelity as fd
     from discl.generation.prior_eval import accuracy, train_classifier
-    from discl.seeding import numpy_rng
 
     cfg = load_config(args.config, six_level_overrides())  # the grid the documented figures use, not the demo's
     ds = build_task(cfg.data.task, seed=cfg.data.seed, folder=args.data_root)
     hard = hard_set(cfg, ds)[:args.limit]
     classes = sorted(int(c) for c in hard["label"].unique())
     src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
-    test = ds.split("test")
-    test_ids = np.concatenate([
-        numpy_rng(test_key, cfg.data.seed, c).permutation(test.index[test["label"] == c].to_numpy())
-        [:args.test_per_class] for c in classes])
-    real_test = ds.tensors(list(test_ids), 28, 1)[:, 0].numpy()
+    real_test = real_test_sample(ds, classes, test_key, cfg.data.seed, args.test_per_class)
     real_feat = fd.flatten_pixels(real_test)
     bw = fd.median_bandwidth(real_feat)
 
@@ -147,3 +142,44 @@ def fidelity_setup(args: argparse.Namespace, test_key: str) -> Fidelity:
     real_acc = accuracy(clf, torch.from_numpy(te_x[keep].copy())[:, None], torch.from_numpy(te_y[keep].astype(np.int64)))
     return Fidelity(cfg, ds, hard, classes, src, real_test, real_feat, bw, clf, real_acc,
                     time.perf_counter() - t0)
+
+
+def real_test_sample(ds, classes, test_key: str, seed: int, per_class: int, split: str = "test") -> np.ndarray:
+    """uint8 [n, 28, 28]: up to ``per_class`` real test images of each class, a seeded draw
+    (``test_key``, the task's seed, the class), class-major."""
+    from discl.seeding import numpy_rng
+
+    test = ds.split(split)
+    ids = np.concatenate([numpy_rng(test_key, seed, c).permutation(test.index[test["label"] == c].to_numpy())
+                          [:per_class] for c in classes])
+    return ds.tensors(list(ids), 28, 1)[:, 0].numpy()
+
+
+def spectrum_measures(x: np.ndarray, src_rep: np.ndarray, real_feat: np.ndarray, bandwidth: float,
+                      boot: int) -> dict[str, float]:
+    """One level's model-free measures: SSIM / PSNR to the sources, HF energy, MMD² [95 % interval]
+    to the real test images."""
+    from discl.evaluation import fidelity as fd
+
+    m = fd.mmd2_interval(fd.flatten_pixels(x), real_feat, bandwidth=bandwidth, n_boot=boot, seed=0)
+    return {"ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep), "hf": fd.hf_energy(x), "mmd2": m["mmd2"],
+            "mmd2_lo": m["low"], "mmd2_hi": m["high"]}
+
+
+def resolve_prior(spec: str, tmp: Path) -> tuple[str, str]:
+    """``NAME=WHERE`` -> (name, folder or "embedded"); ``git:REV`` is extracted under ``tmp``."""
+    import subprocess
+
+    name, _, where = spec.partition("=")
+    if not where:
+        name, where = spec, spec
+    if where.startswith("git:"):
+        rev = where[4:]
+        out = tmp / name
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("prior.safetensors", "prior_config.json"):
+            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:discl/assets/prior/{f}"],
+                                  check=True, capture_output=True).stdout
+            (out / f).write_bytes(blob)
+        return name, str(out)
+    return name, where

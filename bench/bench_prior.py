@@ -32,7 +32,6 @@ prior shipped at that git revision, extracted to a temporary folder).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_common import (
-    ROOT,
     add_config_argument,
     add_fidelity_arguments,
     add_out_argument,
@@ -49,29 +47,12 @@ from bench_common import (
     fidelity_setup,
     generate,
     parse,
+    resolve_prior,
+    spectrum_measures,
     write_result,
 )
 
 from discl.evaluation import fidelity as fd
-
-ASSET_FILES = ("prior.safetensors", "prior_config.json")
-
-
-def resolve_prior(spec: str, tmp: Path) -> tuple[str, str]:
-    """``NAME=WHERE`` -> (name, folder or "embedded")."""
-    name, _, where = spec.partition("=")
-    if not where:
-        name, where = spec, spec
-    if where.startswith("git:"):
-        rev = where[4:]
-        out = tmp / name
-        out.mkdir(parents=True, exist_ok=True)
-        for f in ASSET_FILES:
-            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:discl/assets/prior/{f}"],
-                                  check=True, capture_output=True).stdout
-            (out / f).write_bytes(blob)
-        return name, str(out)
-    return name, where
 
 
 def main(argv=None) -> int:
@@ -127,12 +108,10 @@ def main(argv=None) -> int:
                 c2 = time.process_time()
                 x = generate(gen, g, hard, src, lam, g.seeds_per_level, g.steps, g.text_to_image_at_zero)
                 gen_cpu = time.process_time() - c2
-                m = mmd(x)
                 acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
+                row = spectrum_measures(x, src_rep, real_feat, bw, args.boot)
                 rows[f"{lam:.1f}"] = {
-                    "ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep), "hf": fd.hf_energy(x),
-                    "hf_ratio": fd.hf_energy(x) / ref["hf_sources"], "mmd2": m["mmd2"], "mmd2_lo": m["low"],
-                    "mmd2_hi": m["high"], "acc": acc, "acc_ratio": acc / real_acc,
+                    **row, "hf_ratio": row["hf"] / ref["hf_sources"], "acc": acc, "acc_ratio": acc / real_acc,
                     "seconds": round(time.perf_counter() - t2, 1), "generate_cpu_seconds": round(gen_cpu, 1)}
             result["priors"][name] = {"where": spec, "resolution": r, "rows": rows,
                                       "generation_seconds": round(time.perf_counter() - t1, 1),

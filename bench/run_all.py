@@ -5,7 +5,7 @@ checks that each benchmark still runs and prints its table, not the documented f
 from the commands in each benchmark's docstring and in docs/. Each runs in its own process (its
 own thread settings and peak memory) from the repository root, its files under one temporary
 folder; a table of wall times and exit codes comes last, and the exit code is non-zero when one
-failed. All eight took 7 min 20 s on the 2-core build machine (no GPU, load 8-9 from other jobs;
+failed. The first eight took 7 min 20 s on the 2-core build machine (no GPU, load 8-9 from other jobs;
 the slowest: bench_generation 2 min, bench_prior 1.5 min).
 
     .venv/bin/python bench/run_all.py [--only NAME ...] [--list]
@@ -37,6 +37,9 @@ QUICK: dict[str, list[str]] = {
                      "--out", "{tmp}/loader.json"],
     "bench_prior": ["--prior", "shipped=embedded", "--limit", "2", "--seeds", "1", "--test-per-class", "10",
                     "--classifier-epochs", "1", "--boot", "10", "--out", "{tmp}/prior.json"],
+    "bench_analog": ["--prior", "shipped=embedded", "--limit", "2", "--lq-per-class", "1", "--seeds", "1",
+                     "--test-per-class", "10", "--boot", "10", "--judge-per-class", "20", "--judge-epochs", "1",
+                     "--no-judge-cache", "--out", "{tmp}/analog.json"],
     "bench_steps": ["--steps", "4", "--schedulers", "ddim", "--limit", "2", "--seeds", "1", "--test-per-class", "10",
                     "--classifier-epochs", "1", "--out", "{tmp}/steps.json"],
     "batch_makeup": [],

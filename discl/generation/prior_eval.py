@@ -21,7 +21,8 @@ from discl.generation.prior import class_samples, from_model_space, load_prior, 
 logger = logging.getLogger(__name__)
 
 
-def _cnn() -> nn.Module:
+def build_classifier() -> nn.Module:
+    """The small CNN of this evaluation and of the judge (:mod:`discl.evaluation.judge`): 28 px grayscale in, 10 logits out."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -30,9 +31,12 @@ def _cnn() -> nn.Module:
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 3, seed: int = 0) -> nn.Module:
+    """Adam, batch 128, ``epochs`` passes; ``seed`` fixes the initial weights and the batch order (the
+    caller's global torch RNG is left as it was)."""
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = _cnn()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_classifier()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = images.float() / 255.0
     for _ in range(epochs):
