@@ -165,7 +165,8 @@ def train_tiny_prior(folder: Path) -> Path:
 
     recipe = load_recipe(overrides={"resolution": 8, "block_out_channels": [8, 16], "attention_at_lowest": False,
                                     "steps": 2, "batch_size": 8, "warmup_steps": 1, "threads": 1, "low_res_steps": 0,
-                                    "checkpoint_every": 0, "init_from": ""})
+                                    "checkpoint_every": 0, "init_from": "", "styles": ["clean"], "p_any_style": 0.0,
+                                    "condition_style": "clean", "class_embedding_lr_scale": 1.0})
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (32, 1, 28, 28), generator=g, dtype=torch.uint8)
     labels = torch.arange(32) % 10

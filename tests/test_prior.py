@@ -19,8 +19,13 @@ from discl.generation.prior import (
 
 
 def test_shipped_recipe_loads_and_keeps_a_null_class():
+    from discl.generation.prior import class_embedding_rows
+
     recipe = load_recipe()
-    assert unet_config(recipe)["num_class_embeds"] == recipe.num_classes + 1
+    rows = unet_config(recipe)["num_class_embeds"]
+    assert rows == class_embedding_rows(recipe.num_classes, recipe.styles) == recipe.num_classes * 4 + 1
+    shipped = load_prior()
+    assert shipped.null_class == rows - 1 and shipped.condition_style == recipe.condition_style == "clean"
     assert 0 < recipe.p_uncond < 1
 
 
@@ -128,7 +133,8 @@ def test_shipped_prior_quality_bar():
 
 def _tiny_recipe(**kw):
     base = {"resolution": 8, "block_out_channels": [8, 16], "attention_at_lowest": False, "steps": 2, "batch_size": 8,
-            "warmup_steps": 1, "threads": 1, "low_res_steps": 0, "checkpoint_every": 0, "init_from": ""}
+            "warmup_steps": 1, "threads": 1, "low_res_steps": 0, "checkpoint_every": 0, "init_from": "",
+            "styles": ["clean"], "p_any_style": 0.0, "condition_style": "clean", "class_embedding_lr_scale": 1.0}
     return load_recipe(overrides={**base, **kw})
 
 
