@@ -4,6 +4,10 @@ their standard errors (a gap below ~2 means the choice is close to a coin flip).
 
     .venv/bin/python bench/progress_noise.py runs/fmnist-lq-flyp/train/discl-s0/log.jsonl [more logs]
 
+Each log ends with a summary: the checks whose top-2 gap is at least 2 standard errors, out of all
+checks (issue 22's target for an adaptive signal: at least half of them) and out of the checks after
+the first (the first compares against zero and separates the levels whenever every level gains).
+
 Reads the ``progress.<λ>``, ``progress_se.<λ>`` and ``progress_n.<λ>`` columns that ``adaptive`` /
 ``adaptive_class`` write at every check (docs/training.md); older logs without them are reported as such.
 """
@@ -33,6 +37,19 @@ def checks(rows: list[dict]) -> list[dict]:
     return out
 
 
+def separated(found: list[dict], k: float = 2.0) -> dict:
+    """Pure: how many checks (with standard errors) have a top-2 gap of at least ``k`` standard errors,
+    over all checks and over the checks after the first, and the median gap (in SE) of each set."""
+    import statistics
+
+    gaps = [c["gap_in_se"] for c in found if c["se"] and math.isfinite(c["gap_in_se"])]
+    later = gaps[1:]
+    return {"checks": len(gaps), "separated": sum(g >= k for g in gaps),
+            "later_checks": len(later), "later_separated": sum(g >= k for g in later),
+            "median_gap_in_se": statistics.median(gaps) if gaps else float("nan"),
+            "later_median_gap_in_se": statistics.median(later) if later else float("nan")}
+
+
 def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__)
@@ -48,6 +65,12 @@ def main(paths: list[str]) -> int:
             levels = ", ".join(f"λ{lv} {c['progress'][lv]:+.4f} ± {c['se'].get(lv, float('nan')):.4f} (n={c['n'].get(lv, 0)})"
                                for lv in c["progress"])
             print(f"  epoch {c['epoch']}: chose {c['chosen']}; {levels}; top-2 gap {c['gap']:.4f} = {c['gap_in_se']:.2f} SE")
+        sep = separated(found)
+        if sep["checks"]:
+            share = sep["separated"] / sep["checks"]
+            print(f"  gap >= 2 SE at {sep['separated']} of {sep['checks']} checks ({share:.0%}; target >= 50 %: "
+                  f"{'met' if share >= 0.5 else 'missed'}), median {sep['median_gap_in_se']:.2f} SE; after the first check: "
+                  f"{sep['later_separated']} of {sep['later_checks']}, median {sep['later_median_gap_in_se']:.2f} SE")
     return 0
 
 

@@ -7,8 +7,10 @@ The critics' first check on DisCL -- does the CLIP threshold track downstream ac
 - ``RUN/sweep/<key>/<value>/``: a complete run (:func:`discl.pipeline.run`) with ``<key>=<value>``;
 - ``RUN/sweep/<key>/summary.csv``: one row per value x method x seed: the value, the filter's keep
   rate, kept-image count and mean image-text score of the kept images (over all levels and over the
-  levels the method draws from), and the run's headline test metrics;
-- ``summary.md`` (mean +- sample std (ddof = 1) per value, Spearman rank correlation for numeric keys) and
+  levels the method draws from), the run's headline test metrics and the validation score its checkpoint
+  was selected on (``val_score``);
+- ``summary.md`` (mean +- sample std (ddof = 1) per value, the value each method would choose on the
+  validation split (:func:`choose_on_validation`), Spearman rank correlation for numeric keys) and
   ``summary.png`` (headline metric vs value, keep rate on a second axis).
 
 Stages the swept key does not change are not recomputed: before a stage of a value runs, the
@@ -253,8 +255,27 @@ def summarize_sweep(points: list[SweepPoint]) -> pd.DataFrame:
                 row.update({f"filter_{k}": v for k, v in overall.items()})
                 row.update({f"used_{k}": v for k, v in used.items()})
                 row.update({k: float(r[k].iloc[0]) for k, _ in cols})
+                # the validation score the run's checkpoint was selected on: what a value is chosen by
+                # (none with select_on: last, whose "score" is the epoch)
+                on = str(r["best.select_on"].iloc[0]) if "best.select_on" in r else ""
+                row["val_score"] = float(r["best.score"].iloc[0]) if "best.score" in r and on.startswith("val") else math.nan
+                row["val_select_on"] = on
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def choose_on_validation(summary: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """Per method, the value whose runs have the highest mean validation score (``val_score``: the
+    metric each run's checkpoint was selected on, ``training.select_on``) and that mean (pure; ties:
+    the earlier value). The test split plays no part: a value chosen this way can be reported on test."""
+    out: dict[str, tuple[str, float]] = {}
+    if "val_score" not in summary:
+        return out
+    for method, g in summary.groupby("method", sort=False):
+        means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
+        if len(means):
+            out[str(method)] = (str(means.idxmax()), float(means.max()))
+    return out
 
 
 def correlations(summary: pd.DataFrame, metrics: list[str]) -> list[dict[str, Any]]:
@@ -281,8 +302,8 @@ def _pm(v: pd.Series, scale: float = 100.0, fmt: str = ".1f") -> str:
 def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) -> str:
     cols = headline_columns(points[0].cfg.data.task, summary.columns)
     lines = [f"| {key} | method | seeds (mean ± sample std, ddof=1) | keep rate (all λ) | keep rate (method's λ) | kept (method's λ) "
-             "| kept sim_text | " + " | ".join(label for _, label in cols) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+             "| kept sim_text | " + " | ".join(label for _, label in cols) + " | validation (selection metric) |",
+             "|---|---|---|---|---|---|---|" + "---|" * (len(cols) + 1)]
     for p in points:
         for method in p.cfg.methods:
             g = summary[(summary["value_text"] == p.text) & (summary["method"] == method)]
@@ -293,8 +314,15 @@ def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) 
                      f"{int(first['used_kept'])}/{int(first['used_images'])}" if used else "–",
                      f"{first['used_kept_sim_text']:.3f}" if used else "–"]
             cells += [_pm(g[k]) for k, _ in cols]
+            cells.append(_pm(g["val_score"]) if "val_score" in g and g["val_score"].notna().any() else "–")
             lines.append(f"| {p.text} | {method} | {len(g)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
+    chosen = choose_on_validation(summary)
+    if chosen:
+        metric = next((m for m in summary.get("val_select_on", pd.Series(dtype=str)) if m), "the selection metric")
+        text += (f"\nChosen on the validation split (highest mean {metric} of the selected checkpoints over the "
+                 "seeds; the test columns played no part):\n\n")
+        text += "".join(f"- {method}: `{key} = {v}` ({score * 100:.1f})\n" for method, (v, score) in chosen.items())
     if is_numeric([p.value for p in points]):
         text += "\nSpearman rank correlation of the value with each metric, over the per-seed rows:\n\n"
         text += "| method | metric | ρ | p | n |\n|---|---|---|---|---|\n"

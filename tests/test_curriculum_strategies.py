@@ -187,3 +187,17 @@ def test_bench_progress_noise_reads_the_logged_standard_errors(tmp_path):
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert mod.main([str(log)]) == 0
+
+
+def test_bench_progress_noise_counts_the_separated_checks():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("progress_noise", Path(__file__).resolve().parents[1] / "bench" / "progress_noise.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    found = [{"se": {"0.5": 0.1}, "gap_in_se": g} for g in (3.5, 1.0, 2.0, float("nan"), 0.5)]
+    found.append({"se": {}, "gap_in_se": 9.0})  # a check without standard errors is not counted
+    s = mod.separated(found)
+    assert (s["checks"], s["separated"], s["later_checks"], s["later_separated"]) == (4, 2, 3, 1)
+    assert s["median_gap_in_se"] == pytest.approx(1.5) and s["later_median_gap_in_se"] == pytest.approx(1.0)

@@ -45,10 +45,13 @@ def test_sweep_writes_one_row_per_value_method_seed(swept):
         assert (manifest.loc[manifest["keep"], "sim_text"] >= row["value"]).all()
         results = pd.read_csv(run / "results.csv")
         assert row["test.top1"] == pytest.approx(results.loc[results["method"] == "discl", "test.top1"].iloc[0])
+        assert row["val_score"] == pytest.approx(results.loc[results["method"] == "discl", "best.score"].iloc[0])
         assert load_config(run / "config.yaml").filtering.threshold == row["value"]
     assert s["filter_keep_rate"].iloc[0] == 1.0 and s["filter_keep_rate"].iloc[1] < 1.0
     md = (d / "summary.md").read_text()
     assert "| 0.7 | discl | 1 |" in md and "Spearman" in md and "| n |" in md
+    assert s["val_score"].notna().all() and set(s["val_select_on"]) == {"val_accuracy"}
+    assert "Chosen on the validation split" in md and "- discl: `filtering.threshold = " in md
     assert (d / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 0.0 | discl | 1 | 100.0% |" in out  # the table is printed
 
@@ -114,3 +117,13 @@ def test_links_share_the_inode_but_append_logs_are_copied(tmp_path):
     assert os.path.samefile(tmp_path / "a.csv", tmp_path / "out" / "a.csv")
     (tmp_path / "out" / "p.jsonl").write_text("{}\n{}\n")
     assert (tmp_path / "p.jsonl").read_text() == "{}\n"
+
+
+def test_choose_on_validation_takes_the_best_mean_validation_score():
+    from discl.sweep import choose_on_validation
+
+    s = pd.DataFrame({"method": ["discl"] * 4 + ["real_only"] * 2, "value_text": ["0.0", "0.0", "0.5", "0.5", "0.0", "0.5"],
+                      "val_score": [0.70, 0.80, 0.78, 0.74, 0.6, float("nan")],
+                      "test.top1": [0.1, 0.1, 0.9, 0.9, 0.5, 0.5]})  # the test split plays no part
+    assert choose_on_validation(s) == {"discl": ("0.0", pytest.approx(0.75)), "real_only": ("0.0", pytest.approx(0.6))}
+    assert choose_on_validation(s.drop(columns="val_score")) == {}

@@ -48,6 +48,12 @@ def test_baseline_train_evaluate_cli(run, capsys):
     log = pd.read_csv(cur / "log.csv")
     assert log["stage"].tolist() == ["0.3", "real"]  # 2 epochs over stages [1, 1]
     assert log["n_synthetic"].iloc[0] > 0 and log["n_synthetic"].iloc[1] == 0
+    # the synthetic share of the tail slots, per epoch, in both logs (issue 22)
+    slots = log["n_tail_real"] + log["n_tail_synthetic"] + log["n_tail_oversampled"]
+    assert log["tail_synthetic_share"].tolist() == (log["n_tail_synthetic"] / slots).round(4).tolist()
+    assert log["tail_synthetic_share"].iloc[0] > 0 and log["tail_synthetic_share"].iloc[1] == 0
+    rows = [json.loads(line) for line in (cur / "log.jsonl").read_text().splitlines()]
+    assert [r["tail_synthetic_share"] for r in rows] == log["tail_synthetic_share"].tolist()
     cm = json.loads((cur / "metrics.json").read_text())
     assert cm["synthetic_seen"] == log["n_synthetic"].sum() and cm["strategy"] == "fixed"
 

@@ -27,7 +27,13 @@ from discl.artifacts import read_table
 from discl.curriculum.base import CurriculumStrategy, create_strategy, is_real
 from discl.curriculum.config import CurriculumConfig
 from discl.curriculum.epochs import EpochPlan, ProbaFn, epoch_order, rank_share
-from discl.curriculum.stage_data import build_pool_meta, needed_levels, plan_stage_epoch, select_holdout
+from discl.curriculum.stage_data import (
+    build_pool_meta,
+    needed_levels,
+    plan_stage_epoch,
+    select_holdout,
+    tail_share_shortfall,
+)
 from discl.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class Curriculum:
         self.batch_size = batch_size
         self.levels: list[float] = sorted({round(float(v), 6) for v in self.meta["lam"] if not is_real(v)})
         self.synthetic_files: list[str] = []
+        self._warned: set[str] = set()  # shortfall messages already logged (not state: a resumed run warns again)
         if strategy.needs_feedback and not any(len(x) for x, _ in self.probes.values()):
             raise BadInputError(
                 f"curriculum strategy {strategy.name!r} measures progress on held-out hard images, but none are "
@@ -97,8 +104,17 @@ class Curriculum:
         return len(self.meta)
 
     def plan(self, epoch: int) -> EpochPlan:
-        """Pool indices of ``epoch`` (unshuffled) and what to log; pure given the strategy's state."""
-        return plan_stage_epoch(self.meta, self.strategy.stage(epoch), epoch, self.seed, self.cfg)
+        """Pool indices of ``epoch`` (unshuffled) and what to log; pure given the strategy's state.
+
+        With ``curriculum.min_tail_synthetic_share`` set, a synthetic stage whose tail slots hold a
+        smaller synthetic share is logged as a warning, once per stage and share."""
+        stage = self.strategy.stage(epoch)
+        out = plan_stage_epoch(self.meta, stage, epoch, self.seed, self.cfg)
+        why = tail_share_shortfall(out.info, stage, self.cfg.min_tail_synthetic_share)
+        if why is not None and why not in self._warned:
+            self._warned.add(why)
+            logger.warning("curriculum %s, epoch %d: %s", self.strategy.name, epoch, why)
+        return out
 
     def indices(self, epoch: int, batch_size: int | None = None, num_replicas: int = 1, rank: int = 0) -> np.ndarray:
         """Pool indices of ``epoch`` in training order; with ``batch_size``, shuffled into global batches

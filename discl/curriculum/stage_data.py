@@ -41,8 +41,8 @@ from discl.seeding import numpy_rng
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["select_holdout", "tail_classes", "plan_stage_epoch", "build_pool_meta", "load_spectrum_images",
-           "needed_levels"]
+__all__ = ["select_holdout", "tail_classes", "plan_stage_epoch", "tail_synthetic_share", "tail_share_shortfall",
+           "build_pool_meta", "load_spectrum_images", "needed_levels"]
 
 META_COLUMNS = ("kind", "sample_id", "label", "lam", "hard", "tail")
 
@@ -177,10 +177,34 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
         info["class_level"] = {str(c): v for c, v in stage.class_levels}
     info.update({
         "tail_quota": quota, "n_tail_real": n_tail_real, "n_tail_synthetic": n_tail_syn,
-        "n_tail_oversampled": n_tail_over, "n_real": int((~is_syn).sum()), "n_synthetic": int(is_syn.sum()),
+        "n_tail_oversampled": n_tail_over,
+        "tail_synthetic_share": tail_synthetic_share(n_tail_real, n_tail_syn, n_tail_over),
+        "n_real": int((~is_syn).sum()), "n_synthetic": int(is_syn.sum()),
         "synthetic_by_level": by_level, "n_items": int(len(indices)),
     })
     return EpochPlan(indices, info)
+
+
+def tail_synthetic_share(n_real: int, n_synthetic: int, n_oversampled: int) -> float | None:
+    """Synthetic share of an epoch's tail slots (real + synthetic + oversampled real); None without
+    tail slots. The authors' ImageNet-LT epochs fill about 70 % of them with synthetic images."""
+    total = n_real + n_synthetic + n_oversampled
+    return round(n_synthetic / total, 4) if total else None
+
+
+def tail_share_shortfall(info: dict[str, Any], stage: Stage, minimum: float | None) -> str | None:
+    """Why an epoch plan's ``tail_synthetic_share`` is below ``minimum`` (a message), else None.
+
+    Only a stage that trains on synthetic levels is held to it: a real-only stage fills its tail
+    slots with real images by design."""
+    share = info.get("tail_synthetic_share")
+    if minimum is None or share is None or stage.real_only or share >= minimum:
+        return None
+    return (f"stage λ={stage}: synthetic images fill {share:.1%} of the tail slots ({info['n_tail_synthetic']} "
+            f"synthetic, {info['n_tail_real']} real, {info['n_tail_oversampled']} oversampled real of "
+            f"{info['tail_quota']} per tail class), below curriculum.min_tail_synthetic_share = {minimum:g}: "
+            "too few kept variants per tail class for the quota (generate more seeds per level, lower "
+            "filtering.threshold, or lower curriculum.real_fraction, which shrinks the quota)")
 
 
 def needed_levels(strategy: CurriculumStrategy, cfg: CurriculumConfig, epochs: int) -> list[float]:
