@@ -303,7 +303,8 @@ def artifact_digests(cfg, run_dir: str | Path) -> dict[str, str]:
 
 def data_content(cfg) -> str:
     """The ``content`` part of the stage digests: the dataset's listing
-    (:func:`discl.data.identity.listing_digest`; "" for an embedded task)."""
+    (:func:`discl.data.identity.listing_digest`; "" for an embedded task of data.seed 0, the task
+    definition's version for other seeds)."""
     from discl.data.identity import listing_digest
 
     return listing_digest(cfg.data)

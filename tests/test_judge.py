@@ -109,7 +109,9 @@ def test_targets_all_pass_on_a_good_spectrum():
     ({0.9: {"hf": 0.0159}}, {}, "hf_sources"),  # 0.795 x the sources
     ({0.7: {"mmd2": 0.12}}, {}, "mmd2_falls"),  # rises from λ 0.5 (0.11) to 0.7
     ({0.3: {"mmd2": 0.17}}, {}, "mmd2_falls"),  # equal to λ 0.1's: not falling
-    ({}, {"mmd2_sources": 0.07}, "mmd2_zero"),  # λ = 0 only 2.86 x the sources
+    ({lam: {"mmd2": 0.11 - 0.01 * i} for i, lam in enumerate([0.0, 0.1, 0.3, 0.5, 0.7, 0.9])},
+     {"mmd2_sources": 0.05}, "mmd2_zero"),  # falls to the sources, but λ = 0 is only 2.2 x theirs
+    ({}, {"mmd2_sources": 0.06}, "mmd2_falls"),  # λ = 0.9 (0.05) closer to the test images than the real sources
     ({0.9: {"ssim": 0.849}}, {}, "ssim_top"),
 ])
 def test_each_target_can_fail_alone(change, ref, failing):

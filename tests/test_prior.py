@@ -243,3 +243,29 @@ def test_style_conditioned_prior_rows_warm_start_and_condition(tmp_path):
         _tiny_recipe(p_any_style=0.3)  # one style: no "any" slot to train
     with pytest.raises(ConfigError, match="styles"):
         _tiny_recipe(styles=["clean", "clean"])
+
+
+def test_warm_start_maps_style_rows_by_name_and_resume_refuses_a_later_checkpoint(tmp_path):
+    from discl.configtools import ConfigError
+    from discl.generation.prior import train_prior
+
+    x, y = _tiny_data()
+    three = ["clean", "acquisition", "low_quality"]
+    a = train_prior(_tiny_recipe(styles=three, p_any_style=0.3, class_embedding_lr_scale=50.0, lr=1e-2, steps=3), x, y,
+                    out_dir=tmp_path / "a", progress=False, style_index=torch.arange(len(y)) % 3)
+    wa = a.unet.class_embedding.weight
+    # reordered styles: each slot starts from the init's rows of the same name
+    b = train_prior(_tiny_recipe(styles=["low_quality", "clean", "acquisition"], p_any_style=0.3, lr=0.0,
+                                 init_from=str(tmp_path / "a")), x, y, progress=False)
+    wb = b.unet.class_embedding.weight
+    assert torch.equal(wb[0:10], wa[20:30]) and torch.equal(wb[10:20], wa[0:10]) and torch.equal(wb[30:40], wa[30:40])
+    # a style the init does not know starts from its "any" rows; a one-style recipe of a known style from that style
+    c = train_prior(_tiny_recipe(styles=["acquisition"], condition_style="acquisition", lr=0.0, init_from=str(tmp_path / "a")), x, y, progress=False)
+    assert torch.equal(c.unet.class_embedding.weight[:10], wa[10:20]) and torch.equal(c.unet.class_embedding.weight[10], wa[40])
+    with pytest.raises(ConfigError, match="data_seed"):
+        _tiny_recipe(data_seed=1)
+    train_prior(_tiny_recipe(steps=4, checkpoint_every=3, lr_schedule="constant"), x, y, out_dir=tmp_path / "r",
+                progress=False)
+    with pytest.raises(ValueError, match="past this recipe"):
+        train_prior(_tiny_recipe(steps=2, checkpoint_every=3, lr_schedule="constant"), x, y, out_dir=tmp_path / "r",
+                    progress=False, resume=True)

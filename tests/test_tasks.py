@@ -139,3 +139,13 @@ def test_style_batched_equals_per_image_and_opens_a_gap(prior, lt):
     # the prior pool has black backgrounds; task images sit on a textured, brighter background
     corner = lambda a: np.concatenate([a[:, :3, :3].ravel(), a[:, -3:, -3:].ravel()]).mean()  # noqa: E731
     assert corner(prior.images[:500]) < 5 and corner(lt.images[:500]) > 40
+
+
+def test_runs_of_a_task_seed_whose_images_changed_get_new_digests():
+    """Seed >= 1 tasks hold other images since the prior pool was fixed (issue 22): their data
+    content is the task definition's version, so old run folders are redone; seed 0's is ""."""
+    from discl.data.config import DataConfig
+    from discl.data.identity import listing_digest
+
+    assert listing_digest(DataConfig(task="fmnist-lt", seed=0)) == ""
+    assert listing_digest(DataConfig(task="fmnist-lt", seed=1)) == listing_digest(DataConfig(task="fmnist-lq", seed=2)) != ""

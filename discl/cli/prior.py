@@ -104,8 +104,12 @@ def _spectrum(args) -> int:
     if args.condition_style:
         from dataclasses import replace
 
+        from discl.generation.prior import style_slots
+
+        if args.condition_style not in style_slots(gen.prior.styles):
+            raise SystemExit(f"--condition-style {args.condition_style!r}: this prior knows "
+                             f"{list(style_slots(gen.prior.styles))}")
         gen.prior = replace(gen.prior, condition_style=args.condition_style)
-        gen.prior.condition(torch.zeros(1))  # an unknown style fails here, naming the known ones
     ds = build_task(args.task, seed=0, test_limit=10)
     ids = list(ds.split("train").groupby("label").head(1).sort_values("label")["sample_id"])
     labels = [int(ds.frame.at[s, "label"]) for s in ids]

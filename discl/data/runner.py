@@ -54,7 +54,7 @@ def info_text(cfg) -> str:
 
         lines = [f"Fashion-MNIST: {fm.find_dir(cfg.root)}"]
         prior = build_prior_pool(cfg.seed, cfg.root)
-        lines.append(f"prior pool (seed {cfg.seed}): {len(prior.frame)} images, "
+        lines.append(f"prior pool (the same for every data.seed): {len(prior.frame)} images, "
                      f"{int(prior.class_counts('prior').min())} per class")
         for name in ("fmnist-lt", "fmnist-lq"):
             ds = build_task(name, seed=cfg.seed, folder=cfg.root, val_per_class=cfg.val_per_class, test_limit=cfg.test_limit)

@@ -373,6 +373,9 @@ def _build_task(name: str, seed: int, folder: str | None, val_per_class: int | N
     return ArrayImageDataset(name, fm.CLASSES, frame, images)
 
 
-def task_digest(name: str, seed: int) -> int:
-    """A number that changes when the task's definition changes (recorded in run artifacts)."""
-    return derive_seed("fmnist-task-v1", name, seed)
+def task_definition(seed: int) -> str:
+    """What identifies an embedded task's images beyond its config, for the stage digests: "" for
+    seed ``PRIOR_SEED`` (its images never changed, so its run folders stay valid), else the task
+    definition's version. Version 2 (issue 22) fixed the prior pool for every seed, which changed
+    which images a seed >= 1 task holds: runs made before then are redone, not silently reused."""
+    return "" if int(seed) == PRIOR_SEED else "fmnist-task-v2"

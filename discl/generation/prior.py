@@ -1,9 +1,10 @@
 """The embedded diffusion prior: a small class-conditional pixel-space diffusion model.
 
-It stands in for Stable Diffusion in the offline demo: a diffusers ``UNet2DModel`` with one class
-embedding per Fashion-MNIST class plus a *null* class (index ``num_classes``) used for
-classifier-free guidance, trained with the DDPM epsilon objective on the clean prior pool and
-sampled with DDIM. Image-guided generation is SDEdit exactly as diffusers' img2img pipelines do it
+It stands in for Stable Diffusion in the offline demo: a diffusers ``UNet2DModel`` with a class
+embedding row per Fashion-MNIST class (per (style, class) plus a style-agnostic ``any`` row per class
+when the prior learns the pool in several styles: :func:`style_slots`) and a last *null* row
+(:attr:`Prior.null_class`) used for classifier-free guidance, trained with the DDPM epsilon objective
+on the prior pool and sampled with DDIM, conditioned on one style (:meth:`Prior.condition`). Image-guided generation is SDEdit exactly as diffusers' img2img pipelines do it
 (see :func:`img2img_timesteps`).
 
 Why guidance used to hurt (the feasibility prototype saw samples degrade at g = 2-3, and so did this
@@ -64,7 +65,7 @@ class PriorRecipe:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     seed: int = 0
-    data_seed: int = 0  # the prior pool's split seed (discl.data.tasks.build_prior_pool)
+    data_seed: int = 0  # the prior pool's seed: must be discl.data.tasks.PRIOR_SEED (one pool for every task seed)
     threads: int = 1
     # progressive resolution (as SD trains at 256 px before 512): the first ``low_res_steps`` steps
     # see the pool area-downsampled to ``low_resolution``, which costs ~4x less per step at 16 vs 28 px;
@@ -108,6 +109,10 @@ class PriorRecipe:
               f"must be distinct names from {list(PRIOR_STYLES)}")
         check(0.0 <= self.p_any_style < 1.0 and (len(self.styles) > 1 or self.p_any_style == 0.0), "p_any_style",
               "must be in [0, 1), and 0 with a single style")
+        from discl.data.tasks import PRIOR_SEED
+
+        check(self.data_seed == PRIOR_SEED, "data_seed",
+              f"must be {PRIOR_SEED}: there is one prior pool for every task seed (discl.data.tasks.PRIOR_SEED)")
         check(self.class_embedding_lr_scale > 0, "class_embedding_lr_scale", "must be > 0")
         check(self.condition_style in style_slots(self.styles), "condition_style",
               f"must be one of {list(style_slots(self.styles))}")
@@ -278,6 +283,9 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
         opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
         first, seconds_before = int(state["step"]), float(state["seconds"])
+        if first > recipe.steps:
+            raise ValueError(f"{ckpt / TRAIN_STATE_NAME} is at step {first}, past this recipe's {recipe.steps} steps: "
+                             "resume with at least that many steps (its EMA weights are in the checkpoint folder)")
         init_info = state["init_info"]
         logger.info("resumed from %s at step %d", ckpt, first)
         if progress:
@@ -363,20 +371,25 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def _warm_start_state(init: Prior, recipe: PriorRecipe) -> dict:
-    """The init prior's weights for this recipe's UNet. When the recipe adds styles, every new
-    (style, class) row of the class embedding starts from that class's row, and the null row from
-    the init's null row; every other weight must match in shape."""
+    """The init prior's weights for this recipe's UNet. The class embedding is mapped by style name:
+    each (style, class) row starts from the init's row of that style and class, or, for a style the
+    init does not know, from its style-agnostic ``any`` row (a one-style init: its only rows); the
+    null row from the init's null row. Every other weight must match in shape."""
     state = dict(init.unet.state_dict())
     key = "class_embedding.weight"
-    rows = class_embedding_rows(recipe.num_classes, recipe.styles)
-    old = state[key]
-    if old.shape[0] != rows:
-        check(init.num_classes == recipe.num_classes, "init_from", "the init prior must have the recipe's classes")
-        new = torch.empty(rows, old.shape[1], dtype=old.dtype)
-        for slot in range(len(style_slots(recipe.styles))):
-            new[slot * recipe.num_classes:(slot + 1) * recipe.num_classes] = old[:init.num_classes]
-        new[rows - 1] = old[init.null_class]
-        state[key] = new
+    check(init.num_classes == recipe.num_classes, "init_from", "the init prior must have the recipe's classes")
+    old, n = state[key], recipe.num_classes
+    old_slots = style_slots(init.styles)
+    fallback = old_slots.get("any", 0 if len(old_slots) == 1 else None)
+    new_slots = style_slots(recipe.styles)
+    new = torch.empty(class_embedding_rows(n, recipe.styles), old.shape[1], dtype=old.dtype)
+    for name, slot in new_slots.items():
+        src = old_slots.get(name, fallback)
+        check(src is not None, "init_from",
+              f"the init prior knows styles {list(old_slots)} and no 'any' row to start style {name!r} from")
+        new[slot * n:(slot + 1) * n] = old[src * n:(src + 1) * n]
+    new[-1] = old[init.null_class]
+    state[key] = new
     return state
 
 
