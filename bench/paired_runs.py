@@ -1,0 +1,80 @@
+"""Paired 95 % intervals against DisCL over finished run folders, per data split and pooled.
+
+    .venv/bin/python bench/paired_runs.py runs/ev-lt-d0=0 runs/ev-lt-d1=1 runs/ev-lt-d2=2 \
+        [--metrics test.top1 test.few] [--reference discl] [--out table.md]
+
+Each ``FOLDER=DATA_SEED`` is a ``discl run`` folder (its ``results.csv``); a (data seed, training seed)
+pair counts only where both methods finished. Also prints each run's mean ``tail_synthetic_share``
+per curriculum level from its ``log.csv`` (issue 22: the authors' regime fills >= 70 % of the tail
+slots with synthetic images). Uses :mod:`discl.evaluation.stats` (paired t interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from discl.evaluation.stats import paired_table  # noqa: E402
+
+
+def load(specs: list[str]) -> pd.DataFrame:
+    frames = []
+    for spec in specs:
+        folder, _, seed = spec.partition("=")
+        r = pd.read_csv(Path(folder) / "results.csv")
+        r = r[r["status"] == "ok"].copy()
+        r["data_seed"] = int(seed or 0)
+        r["folder"] = folder
+        frames.append(r)
+    return pd.concat(frames, ignore_index=True)
+
+
+def tail_shares(specs: list[str]) -> pd.DataFrame:
+    rows = []
+    for spec in specs:
+        folder = Path(spec.partition("=")[0])
+        for log in sorted(folder.glob("train/*/log.csv")):
+            df = pd.read_csv(log)
+            if "tail_synthetic_share" not in df.columns or "stage" not in df.columns:
+                continue
+            for level, g in df.groupby("stage", sort=False):
+                rows.append({"run": f"{folder.name}/{log.parent.name}", "level": level,
+                             "tail_synthetic_share": g["tail_synthetic_share"].mean(), "epochs": len(g)})
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="FOLDER=DATA_SEED")
+    ap.add_argument("--metrics", nargs="+", default=["test.top1", "test.few"])
+    ap.add_argument("--reference", default="discl")
+    ap.add_argument("--out", help="markdown file for the tables")
+    args = ap.parse_args()
+    res = load(args.runs)
+    lines = []
+    means = res.groupby("method")[args.metrics].agg(["mean", "std", "count"]) * ([100, 100, 1] * len(args.metrics))
+    lines += ["mean ± std over every (data seed, training seed) pair, %:", "", means.round(1).to_string(), ""]
+    for name, part in [(f"data seed {d}", res[res["data_seed"] == d]) for d in sorted(res["data_seed"].unique())] + \
+                      [("pooled", res)]:
+        t = paired_table(part, args.metrics, reference=args.reference)
+        cols = ["method"] + [f"{m}.text" for m in args.metrics if f"{m}.text" in t.columns]
+        lines += [f"paired difference to {args.reference}, {name}:", "", t[cols].to_string(index=False), ""]
+    shares = tail_shares(args.runs)
+    if len(shares):
+        lines += ["mean tail_synthetic_share per level:", "",
+                  shares.pivot_table(index="run", columns="level", values="tail_synthetic_share").round(3).to_string(), ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
