@@ -269,3 +269,19 @@ def test_warm_start_maps_style_rows_by_name_and_resume_refuses_a_later_checkpoin
     with pytest.raises(ValueError, match="past this recipe"):
         train_prior(_tiny_recipe(steps=2, checkpoint_every=3, lr_schedule="constant"), x, y, out_dir=tmp_path / "r",
                     progress=False, resume=True)
+
+
+def test_a_finished_piece_extends_from_its_last_step(tmp_path):
+    from discl.generation.prior import TRAIN_STATE_NAME, train_prior
+
+    x, y = _tiny_data()
+    train_prior(_tiny_recipe(steps=3, checkpoint_every=2, lr_schedule="constant"), x, y, out_dir=tmp_path / "p",
+                progress=False)
+    assert torch.load(tmp_path / "p" / "checkpoint" / TRAIN_STATE_NAME, weights_only=False)["step"] == 3
+    longer = train_prior(_tiny_recipe(steps=5, checkpoint_every=2, lr_schedule="constant"), x, y,
+                         out_dir=tmp_path / "p", progress=False, resume=True)
+    whole = train_prior(_tiny_recipe(steps=5, lr_schedule="constant"), x, y, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(whole.unet.state_dict().values(), longer.unet.state_dict().values()))
+    with pytest.raises(ValueError, match="lr: 0.0003 -> 0.01"):
+        train_prior(_tiny_recipe(steps=6, lr=1e-2, checkpoint_every=2, lr_schedule="constant"), x, y,
+                    out_dir=tmp_path / "p", progress=False, resume=True)

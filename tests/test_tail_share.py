@@ -120,3 +120,20 @@ def test_the_old_demo_rules_give_a_small_share():
     three = meta[(meta["kind"] == "real") | meta.groupby(["sample_id", "lam"]).cumcount().lt(3)]
     info = plan_stage_epoch(three.reset_index(drop=True), Stage((0.1,)), 0, 0, cur).info
     assert info["tail_quota"] == 174 and info["tail_synthetic_share"] < 0.2
+
+
+def test_shortfall_hint_follows_the_counts():
+    """Oversampled slots: the variants ran out (more variants, or a smaller quota). None: the quota
+    is the limit, and a smaller quota would lower the share further (the trial's real_fraction 0.1)."""
+    from discl.curriculum.base import Stage
+    from discl.curriculum.stage_data import tail_share_shortfall
+
+    stage = Stage((0.1,))
+    out_of_variants = {"tail_synthetic_share": 0.2, "n_tail_synthetic": 6, "n_tail_real": 10, "n_tail_oversampled": 14,
+                       "tail_quota": 10}
+    quota_bound = {"tail_synthetic_share": 0.357, "n_tail_synthetic": 10, "n_tail_real": 18, "n_tail_oversampled": 0,
+                   "tail_quota": 9}
+    assert "lower curriculum.real_fraction" in tail_share_shortfall(out_of_variants, stage, 0.7)
+    msg = tail_share_shortfall(quota_bound, stage, 0.7)
+    assert "raise curriculum.real_fraction" in msg and "lower curriculum.real_fraction" not in msg
+    assert tail_share_shortfall(quota_bound, stage, 0.3) is None

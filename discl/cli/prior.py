@@ -69,9 +69,12 @@ def _train(args) -> int:
     pool = build_prior_pool(recipe.data_seed, args.data_root, styles=tuple(recipe.styles))
     ids = list(pool.frame["sample_id"])
     images = pool.tensors(ids, 28, 1)
-    labels = torch.as_tensor(pool.frame["label"].to_numpy())
+    labels = torch.as_tensor(pool.frame["label"].to_numpy().copy())
     style_index = torch.as_tensor(pool.frame["style"].map({s: i for i, s in enumerate(recipe.styles)}).to_numpy())
-    train_prior(recipe, images, labels, out_dir=Path(args.out), style_index=style_index, resume=args.resume)
+    try:
+        train_prior(recipe, images, labels, out_dir=Path(args.out), style_index=style_index, resume=args.resume)
+    except ValueError as e:  # an incompatible checkpoint: one line, not a traceback
+        raise SystemExit(f"discl prior train: {e}") from None
     print(f"wrote {Path(args.out) / 'prior.safetensors'}")
     return 0
 

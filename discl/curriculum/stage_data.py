@@ -203,8 +203,20 @@ def tail_share_shortfall(info: dict[str, Any], stage: Stage, minimum: float | No
     return (f"stage λ={stage}: synthetic images fill {share:.1%} of the tail slots ({info['n_tail_synthetic']} "
             f"synthetic, {info['n_tail_real']} real, {info['n_tail_oversampled']} oversampled real of "
             f"{info['tail_quota']} per tail class), below curriculum.min_tail_synthetic_share = {minimum:g}: "
-            "too few kept variants per tail class for the quota (generate more seeds per level, lower "
-            "filtering.threshold, or lower curriculum.real_fraction, which shrinks the quota)")
+            + _shortfall_hint(info))
+
+
+def _shortfall_hint(info: dict[str, Any]) -> str:
+    """What raises the share, from the counts: oversampled slots mean the variants ran out (more
+    variants, or a smaller quota); none mean the quota itself is the limit (the tail's real images
+    fill most of it, and a class with at least ``tail_quota`` real images gets no synthetic one)."""
+    if info["n_tail_oversampled"] > 0:
+        return ("the tail classes ran out of kept variants and real images were oversampled (generate more "
+                "seeds per level, lower filtering.threshold, or lower curriculum.real_fraction, which shrinks "
+                "the quota and the oversampling)")
+    return ("no slot was oversampled: the quota is the limit, since each tail class's real images come first "
+            "and a class with at least the quota's real images gets no synthetic image (raise "
+            "curriculum.real_fraction, which raises the quota, or mine fewer tail classes)")
 
 
 def needed_levels(strategy: CurriculumStrategy, cfg: CurriculumConfig, epochs: int) -> list[float]:

@@ -276,8 +276,11 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     if resume and ckpt is not None and (ckpt / TRAIN_STATE_NAME).is_file():
         state = torch.load(ckpt / TRAIN_STATE_NAME, weights_only=False)
         if state["recipe"] != _resume_key(recipe):
-            raise ValueError(f"{ckpt / TRAIN_STATE_NAME} was written by another recipe; remove it or train afresh "
-                             "(only steps and checkpoint_every may change between pieces)")
+            now = _resume_key(recipe)
+            diff = ", ".join(f"{k}: {state['recipe'].get(k)!r} -> {now.get(k)!r}"
+                             for k in sorted(set(now) | set(state["recipe"])) if state["recipe"].get(k) != now.get(k))
+            raise ValueError(f"{ckpt / TRAIN_STATE_NAME} was written by another recipe ({diff}); remove it or train "
+                             "afresh (only steps and checkpoint_every may change between pieces)")
         unet.load_state_dict(state["unet"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -328,11 +331,13 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
                 print(f"step {step + 1}/{recipe.steps} loss {running / n_logged:.4f} "
                       f"{el / (step + 1):.2f} s/step elapsed {el:.0f}s", flush=True)
             running = 0.0
-        if ckpt is not None and recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0 \
-                and step + 1 < recipe.steps:
+        last = step + 1 == recipe.steps
+        if ckpt is not None and recipe.checkpoint_every and ((step + 1) % recipe.checkpoint_every == 0 or last):
             seconds = time.perf_counter() - t0
-            save_prior(_as_prior(ema, recipe), ckpt, recipe=recipe, steps_done=step + 1, train_seconds=seconds,
-                       **init_info)
+            if not last:  # the last step's EMA weights are the output itself
+                save_prior(_as_prior(ema, recipe), ckpt, recipe=recipe, steps_done=step + 1, train_seconds=seconds,
+                           **init_info)
+            # the whole state also at the last step, so a finished piece can be extended with --resume
             _atomic_torch_save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                 "rng": g.get_state(), "step": step + 1, "seconds": seconds, "init_info": init_info,
                                 "recipe": _resume_key(recipe)}, ckpt / TRAIN_STATE_NAME)
