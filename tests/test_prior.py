@@ -277,7 +277,7 @@ def test_a_finished_piece_extends_from_its_last_step(tmp_path):
     x, y = _tiny_data()
     train_prior(_tiny_recipe(steps=3, checkpoint_every=2, lr_schedule="constant"), x, y, out_dir=tmp_path / "p",
                 progress=False)
-    assert torch.load(tmp_path / "p" / "checkpoint" / TRAIN_STATE_NAME, weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "p" / "checkpoint" / TRAIN_STATE_NAME, weights_only=True)["step"] == 3
     longer = train_prior(_tiny_recipe(steps=5, checkpoint_every=2, lr_schedule="constant"), x, y,
                          out_dir=tmp_path / "p", progress=False, resume=True)
     whole = train_prior(_tiny_recipe(steps=5, lr_schedule="constant"), x, y, progress=False)

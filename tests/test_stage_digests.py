@@ -133,6 +133,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "curriculum.tail_quota": ("false", CUR),
     "curriculum.synthetic_cap_per_class": ("5", CUR),
     "curriculum.tail_min_hard_share": ("0.4", CUR),
+    "curriculum.min_tail_synthetic_share": ("0.9", set()),  # a check that warns, not a setting: nothing reruns
     "curriculum.holdout_per_class": ("2", CUR),
     "curriculum.min_stage_epochs": ("2", CUR),
     "curriculum.epsilon": ("0.1", CUR),

@@ -274,7 +274,7 @@ def train_prior(recipe: PriorRecipe, images: torch.Tensor, labels: torch.Tensor,
     first, seconds_before = 0, 0.0
     ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
     if resume and ckpt is not None and (ckpt / TRAIN_STATE_NAME).is_file():
-        state = torch.load(ckpt / TRAIN_STATE_NAME, weights_only=False)
+        state = torch.load(ckpt / TRAIN_STATE_NAME, weights_only=True)
         if state["recipe"] != _resume_key(recipe):
             now = _resume_key(recipe)
             diff = ", ".join(f"{k}: {state['recipe'].get(k)!r} -> {now.get(k)!r}"
