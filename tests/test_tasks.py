@@ -116,7 +116,8 @@ def test_styled_prior_pool_shows_every_style_with_its_own_draws(prior):
     assert np.array_equal(clean, prior.images)
     acq = styled.images[np.asarray([styled.frame.index.get_loc(i) for i in by["acquisition"]])]
     lq = styled.images[np.asarray([styled.frame.index.get_loc(i) for i in by["low_quality"]])]
-    corner = lambda im: float(im[:, :3, :3].mean())
+    def corner(im):
+        return float(im[:, :3, :3].mean())
     assert corner(clean[:500]) < 5 and corner(acq[:500]) > 40  # the acquisition style's textured background
     assert (np.abs(lq.astype(int) - clean.astype(int)).reshape(len(lq), -1).max(1) > 0).all()  # never clean
     with pytest.raises(ValueError, match="style"):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from discl.data import fashion_mnist as fm
 from discl.data.base import ArrayImageDataset
-from discl.seeding import derive_seed, numpy_rng
+from discl.seeding import numpy_rng
 
 PRIOR_PER_CLASS = 2000
 PRIOR_SEED = 0  # the one prior pool: the prior, CLIP and judge train on it, no task of any seed draws from it
