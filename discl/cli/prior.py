@@ -22,15 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from OUT/checkpoint (written every checkpoint_every steps): a long run in pieces")
     s = sub.add_parser("sample", help="write a sheet of class-conditional samples per guidance scale")
     s.add_argument("--prior", default=None, help="prior folder (default: shipped)")
-    s.add_argument("--condition-style", default=None,
-                   help="condition on this style (clean, acquisition, low_quality, any) instead of the prior's own")
+    _add_condition_style(s)
     s.add_argument("--out", required=True, help="PNG path")
     s.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     s.add_argument("--steps", type=int, default=50)
     sp = sub.add_parser("spectrum", help="a sheet: one fmnist-lt training image per class across the lambda grid")
     sp.add_argument("--prior", default=None, help="prior folder (default: shipped)")
-    sp.add_argument("--condition-style", default=None,
-                   help="condition on this style (clean, acquisition, low_quality, any) instead of the prior's own")
+    _add_condition_style(sp)
     sp.add_argument("--out", required=True, help="PNG path")
     sp.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     sp.add_argument("--guidance", type=float, default=2.0)
@@ -47,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--data-root", default=None)
     e.add_argument("--stock-ddim-step", action="store_true",
                    help="ablation: diffusers' default DDIM step (epsilon not recomputed from the clipped x0)")
+
+
+def _add_condition_style(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--condition-style", default=None,
+                   help="condition on this style (clean, acquisition, low_quality, any) instead of the prior's own")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -105,14 +108,10 @@ def _spectrum(args) -> int:
     gen = create_generator(GenerationConfig(backend="embedded", model=args.prior or "embedded", steps=args.steps,
                                             guidance_scale=args.guidance))
     if args.condition_style:
-        from dataclasses import replace
-
-        from discl.generation.prior import style_slots
-
-        if args.condition_style not in style_slots(gen.prior.styles):
-            raise SystemExit(f"--condition-style {args.condition_style!r}: this prior knows "
-                             f"{list(style_slots(gen.prior.styles))}")
-        gen.prior = replace(gen.prior, condition_style=args.condition_style)
+        try:
+            gen.prior = gen.prior.with_condition(args.condition_style)
+        except ValueError as e:
+            raise SystemExit(f"--condition-style: {e}") from None
     ds = build_task(args.task, seed=0, test_limit=10)
     ids = list(ds.split("train").groupby("label").head(1).sort_values("label")["sample_id"])
     labels = [int(ds.frame.at[s, "label"]) for s in ids]

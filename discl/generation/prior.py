@@ -192,6 +192,14 @@ class Prior:
     def null_class(self) -> int:
         return class_embedding_rows(self.num_classes, self.styles) - 1
 
+    def with_condition(self, style: str) -> Prior:
+        """The same weights conditioned on ``style`` (one of :func:`style_slots`), checked here once."""
+        from dataclasses import replace
+
+        if style not in style_slots(self.styles):
+            raise ValueError(f"condition_style {style!r}: this prior knows {list(style_slots(self.styles))}")
+        return replace(self, condition_style=style)
+
     def condition(self, labels: torch.Tensor) -> torch.Tensor:
         """The class-embedding rows of ``labels`` under ``condition_style`` (the prompt's analog)."""
         return labels.long() + self.num_classes * style_slots(self.styles)[self.condition_style]
@@ -455,11 +463,9 @@ def load_prior(folder: str | Path | None = None, condition_style: str | None = N
     unet.load_state_dict(load_file(str(wpath)))
     unet.eval().requires_grad_(False)
     styles = tuple(meta.get("styles") or ("clean",))
-    style = condition_style or meta.get("condition_style") or styles[0]
-    if style not in style_slots(styles):
-        raise ValueError(f"condition_style {style!r}: the prior in {folder} knows {list(style_slots(styles))}")
-    return Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]), styles=styles,
-                 condition_style=style)
+    prior = Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]), styles=styles,
+                  condition_style=meta.get("condition_style") or styles[0])
+    return prior.with_condition(condition_style) if condition_style else prior
 
 
 # -- sampling --------------------------------------------------------------------------------------
