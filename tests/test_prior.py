@@ -40,6 +40,8 @@ def test_recipe_errors_name_the_key(tmp_path):
 
 def test_training_steps_save_and_reload_identically(tmp_path):
     folder = train_tiny_prior(tmp_path / "p")
+    weights = next(folder.glob("*.safetensors"))
+    assert weights.stat().st_mode & 0o044, "the weights are readable by others, as any artifact (not mkstemp's 0600)"
     a, b = load_prior(folder), load_prior(folder)
     for (ka, va), (kb, vb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)

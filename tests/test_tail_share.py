@@ -137,3 +137,21 @@ def test_shortfall_hint_follows_the_counts():
     msg = tail_share_shortfall(quota_bound, stage, 0.7)
     assert "raise curriculum.real_fraction" in msg and "lower curriculum.real_fraction" not in msg
     assert tail_share_shortfall(quota_bound, stage, 0.3) is None
+
+
+def test_the_lowest_share_counts_only_synthetic_stages_and_reaches_the_headline():
+    from discl.curriculum.stage_data import lowest_tail_synthetic_share
+    from discl.evaluation.results import headline_table
+
+    log = pd.DataFrame({"stage": ["0.1", "0.1", "0.3", "real"], "n_synthetic": [40, 40, 12, 0],
+                        "tail_synthetic_share": [0.78, 0.75, 0.21, 0.0]})
+    assert lowest_tail_synthetic_share(log) == 0.21  # the weak λ 0.3 epoch, not the real-only stage's 0
+    assert lowest_tail_synthetic_share(log[log["stage"] == "real"]) is None
+    assert lowest_tail_synthetic_share(log.drop(columns="tail_synthetic_share")) is None
+    cfg = load_config(PAPER, ["methods=[ce,discl]", "seeds=[0,1]"])
+    results = pd.DataFrame({"method": ["ce", "ce", "discl", "discl"], "seed": [0, 1, 0, 1], "status": "ok",
+                            "reason": "", "test.top1": [0.5, 0.5, 0.6, 0.6], "tail_synthetic_share": [None, None, 0.78, 0.71]})
+    table = headline_table(cfg, results)
+    assert "tail slots synthetic (lowest epoch)" in table
+    discl_row = next(line for line in table.splitlines() if line.startswith("| discl"))
+    assert "71%" in discl_row  # the lowest over the seeds

@@ -423,16 +423,14 @@ def resolve_prior_folder(where: str) -> Path:
 
 
 def save_prior(prior: Prior, out_dir: Path, recipe: PriorRecipe | None = None, **info: Any) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from discl.artifacts import atomic_write_json
+    from discl.artifacts import atomic_write_bytes, atomic_write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in prior.unet.state_dict().items()}
-    tmp = out_dir / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / WEIGHTS_NAME)
+    atomic_write_bytes(out_dir / WEIGHTS_NAME, save(state))  # the usual file mode, not mkstemp's 0600
     atomic_write_json(out_dir / CONFIG_NAME, {
         "unet": dict(prior.unet.config) if hasattr(prior.unet.config, "items") else unet_config(recipe),
         "scheduler": prior.scheduler_config,
