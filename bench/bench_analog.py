@@ -152,7 +152,8 @@ def task_setup(task: str, args, pool, judge) -> dict:
     from discl.data.tasks import build_task
     from discl.evaluation import fidelity as fd
 
-    cfg = load_config(TASK_CONFIGS[task], six_level_overrides(args.seeds or 4))
+    extra = [f"generation.guidance_scale={args.guidance_scale}"] if args.guidance_scale is not None else []
+    cfg = load_config(TASK_CONFIGS[task], six_level_overrides(args.seeds or 4) + extra)
     ds = build_task(task, seed=cfg.data.seed, folder=args.data_root)
     if task == "fmnist-lt":
         hard, definition = hard_set(cfg, ds), f"class_frequency < {cfg.mining.frequency_below} (the demo's)"
@@ -234,6 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("--condition-style", action="append", default=[],
                    help="NAME=STYLE: sample prior NAME under STYLE (one of its styles, or 'task')")
     p.add_argument("--tasks", nargs="+", choices=list(TASK_CONFIGS), default=list(TASK_CONFIGS))
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance scale (default: the task config's generation.guidance_scale)")
     p.add_argument("--lq-per-class", type=int, default=4, help="fmnist-lq hard images per class")
     p.add_argument("--boot", type=int, default=100, help="bootstrap replicates of the MMD² intervals")
     p.add_argument("--judge-epochs", type=int, default=3)
