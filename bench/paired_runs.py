@@ -3,8 +3,12 @@
     .venv/bin/python bench/paired_runs.py runs/ev-lt-d0=0 runs/ev-lt-d1=1 runs/ev-lt-d2=2 \
         [--metrics test.top1 test.few] [--reference discl] [--out table.md]
 
-Each ``FOLDER=DATA_SEED`` is a ``discl run`` folder (its ``results.csv``); a (data seed, training seed)
-pair counts only where both methods finished. Also prints each run's mean ``tail_synthetic_share``
+Each ``FOLDER=DATA_SEED[:METHOD,...][@SUFFIX]`` is a ``discl run`` folder (its ``results.csv``); a
+(data seed, training seed) pair counts only where both methods finished. ``:METHOD,...`` takes only
+those methods from the folder (e.g. ``text_only`` from a folder whose spectrum adds λ = 0, where the
+``ce`` rows repeat the main folder's); ``@SUFFIX`` renames its methods to ``METHOD@SUFFIX`` (a
+``discl sweep`` value folder: ``.../filtering.threshold/0.5=0:discl@thr0.5``). A method with two runs
+for one pair is refused, never averaged. Also prints each run's mean ``tail_synthetic_share``
 per curriculum level from its ``log.csv`` (issue 22: the authors' regime fills >= 70 % of the tail
 slots with synthetic images). Uses :mod:`discl.evaluation.stats` (paired t interval).
 """
@@ -23,13 +27,30 @@ sys.path.insert(0, str(ROOT))
 from discl.evaluation.stats import paired_table  # noqa: E402
 
 
+def parse_spec(spec: str) -> tuple[str, int, list[str], str]:
+    """``FOLDER=DATA_SEED[:METHOD,...][@SUFFIX]`` -> (folder, data seed, methods or [], suffix or '')."""
+    folder, eq, rest = spec.rpartition("=")
+    if not eq:
+        folder, rest = spec, "0"
+    rest, _, suffix = rest.partition("@")
+    seed, _, methods = rest.partition(":")
+    return folder, int(seed or 0), [m for m in methods.split(",") if m], suffix
+
+
 def load(specs: list[str]) -> pd.DataFrame:
     frames = []
     for spec in specs:
-        folder, _, seed = spec.partition("=")
+        folder, seed, methods, suffix = parse_spec(spec)
         r = pd.read_csv(Path(folder) / "results.csv")
         r = r[r["status"] == "ok"].copy()
-        r["data_seed"] = int(seed or 0)
+        if methods:
+            missing = set(methods) - set(r["method"])
+            if missing:
+                raise SystemExit(f"{spec}: no finished run of {sorted(missing)} in {folder}/results.csv")
+            r = r[r["method"].isin(methods)]
+        if suffix:
+            r["method"] = r["method"] + "@" + suffix
+        r["data_seed"] = seed
         r["folder"] = folder
         frames.append(r)
     return pd.concat(frames, ignore_index=True)
@@ -38,7 +59,7 @@ def load(specs: list[str]) -> pd.DataFrame:
 def tail_shares(specs: list[str]) -> pd.DataFrame:
     rows = []
     for spec in specs:
-        folder = Path(spec.partition("=")[0])
+        folder = Path(parse_spec(spec)[0])
         for log in sorted(folder.glob("train/*/log.csv")):
             df = pd.read_csv(log)
             if "tail_synthetic_share" not in df.columns or "stage" not in df.columns:
