@@ -180,9 +180,11 @@ def test_run_then_evaluate_and_report_agree(project, capsys):
     # the report reads the run's config and shows the same numbers; other finished runs are listed
     assert main(["train", "--run-dir", str(run), "--curriculum", "real_only", "--loss", "bs"]) == 0
     capsys.readouterr()
+    (run / "headline.md").write_text("| ce | 1 of 1 | an older number |\n")
     assert main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
     assert f"| ce | 1 of 1 | {top1:.1f} |" in md
+    assert f"| ce | 1 of 1 | {top1:.1f} |" in (run / "headline.md").read_text()  # the report rewrites it too
     assert "| bs+real_only-s0 |" in md
 
 

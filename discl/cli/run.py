@@ -6,7 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-from discl.artifacts import atomic_write_text
 from discl.evaluation.results import collect_results, headline_table
 from discl.pipeline import run
 
@@ -32,6 +31,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"\nDisCL run '{cfg.name}' finished in {time.perf_counter() - t0:.0f} s "
           f"({'stages run: ' + ', '.join(ran) if ran else 'nothing to redo: every stage was complete'})")
     print(f"Report: {run_dir / 'report.html'}  (summary: {run_dir / 'report.md'})\n")
-    print(table)
-    atomic_write_text(run_dir / "headline.md", table + "\n")
+    print(table)  # the report wrote it to headline.md too
     return 0

@@ -378,6 +378,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
     results = collect_results(cfg, run_dir)
     write_table(run_dir / "results.csv", results)  # `discl report` and `discl run` alike: the current config's runs
     table = headline_table(cfg, results) if len(results) else "(no training run finished yet)"
+    atomic_write_text(run_dir / "headline.md", table + "\n")  # with results.csv: a rerun report never leaves it stale
     others = other_runs(cfg, run_dir)
     from discl.evaluation.leakage import leakage_section
 
