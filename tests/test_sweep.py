@@ -81,7 +81,7 @@ def test_rerun_does_no_work(swept, tiny_run):
     base, _, _ = swept
     d = base / "sweep" / KEY
     keep = lambda files: {k: v for k, v in files.items()  # noqa: E731 - report files are rewritten each run
-                          if "/report" not in k and not k.endswith(("results.csv", "config.yaml"))}
+                          if "/report" not in k and not k.endswith(("results.csv", "headline.md", "config.yaml"))}
     before = keep(_files(d))
     p = discl("sweep", "-c", "configs/fmnist-lt.yaml", "--run-dir", str(base), *TINY, *SWEEP)
     assert keep(_files(d)) == before
