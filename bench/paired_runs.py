@@ -4,13 +4,16 @@
         [--metrics test.top1 test.few] [--reference discl] [--out table.md]
 
 Each ``FOLDER=DATA_SEED[:METHOD,...][@SUFFIX]`` is a ``discl run`` folder (its ``results.csv``); a
-(data seed, training seed) pair counts only where both methods finished. ``:METHOD,...`` takes only
+(data seed, training seed) pair counts only where both methods finished; the data seed must be the folder's (its config.yaml).
+Intervals: per data split (t over its training seeds), and pooled over the splits in two ways
+(:mod:`discl.evaluation.stats`): ``stratified`` (for these splits) and ``between`` (over the split
+means: what generalises to another draw of the data). ``:METHOD,...`` takes only
 those methods from the folder (e.g. ``text_only`` from a folder whose spectrum adds λ = 0, where the
 ``ce`` rows repeat the main folder's); ``@SUFFIX`` renames its methods to ``METHOD@SUFFIX`` (a
 ``discl sweep`` value folder: ``.../filtering.threshold/0.5=0:discl@thr0.5``). A method with two runs
 for one pair is refused, never averaged. Also prints each run's mean ``tail_synthetic_share``
 per curriculum level from its ``log.csv`` (issue 22: the authors' regime fills >= 70 % of the tail
-slots with synthetic images). Uses :mod:`discl.evaluation.stats` (paired t interval).
+slots with synthetic images).
 """
 
 from __future__ import annotations
@@ -37,10 +40,24 @@ def parse_spec(spec: str) -> tuple[str, int, list[str], str]:
     return folder, int(seed or 0), [m for m in methods.split(",") if m], suffix
 
 
+def check_data_seed(spec: str, folder: Path, seed: int) -> None:
+    """The spec's data seed must be the one the folder's runs used (its config.yaml): a typo would
+    pair runs of different splits."""
+    import yaml
+
+    cfg = folder / "config.yaml"
+    if not cfg.is_file():
+        return
+    used = ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("seed", 0)
+    if int(used) != seed:
+        raise SystemExit(f"{spec}: the runs in {folder} used data.seed {used} ({cfg}), not {seed}")
+
+
 def load(specs: list[str]) -> pd.DataFrame:
     frames = []
     for spec in specs:
         folder, seed, methods, suffix = parse_spec(spec)
+        check_data_seed(spec, Path(folder), seed)
         r = pd.read_csv(Path(folder) / "results.csv")
         r = r[r["status"] == "ok"].copy()
         if methods:
@@ -57,15 +74,20 @@ def load(specs: list[str]) -> pd.DataFrame:
 
 
 def tail_shares(specs: list[str]) -> pd.DataFrame:
+    """Mean tail_synthetic_share per curriculum level of each run the specs name (their methods only)."""
     rows = []
     for spec in specs:
-        folder = Path(parse_spec(spec)[0])
-        for log in sorted(folder.glob("train/*/log.csv")):
+        folder, seed, methods, suffix = parse_spec(spec)
+        for log in sorted(Path(folder).glob("train/*/log.csv")):
+            method = log.parent.name.rpartition("-s")[0]
+            if methods and method not in methods:
+                continue
             df = pd.read_csv(log)
             if "tail_synthetic_share" not in df.columns or "stage" not in df.columns:
                 continue
+            name = f"{method}@{suffix}" if suffix else method
             for level, g in df.groupby("stage", sort=False):
-                rows.append({"run": f"{folder.name}/{log.parent.name}", "level": level,
+                rows.append({"run": f"d{seed} {name}-s{log.parent.name.rpartition('-s')[2]}", "level": level,
                              "tail_synthetic_share": g["tail_synthetic_share"].mean(), "epochs": len(g)})
     return pd.DataFrame(rows)
 
@@ -81,9 +103,15 @@ def main() -> int:
     lines = []
     means = res.groupby("method")[args.metrics].agg(["mean", "std", "count"]) * ([100, 100, 1] * len(args.metrics))
     lines += ["mean ± std over every (data seed, training seed) pair, %:", "", means.round(1).to_string(), ""]
-    for name, part in [(f"data seed {d}", res[res["data_seed"] == d]) for d in sorted(res["data_seed"].unique())] + \
-                      [("pooled", res)]:
-        t = paired_table(part, args.metrics, reference=args.reference)
+    splits = [(f"data seed {d} (t over its training seeds)", res[res["data_seed"] == d], "t")
+              for d in sorted(res["data_seed"].unique())]
+    pooled = [] if res["data_seed"].nunique() < 2 else [
+        ("pooled over these splits (stratified: the mean of the split means, error from the within-split "
+         "spread, df = N - k)", res, "stratified"),
+        ("across splits (t over the split means, df = k - 1: what generalises to another draw of the data)",
+         res, "between")]
+    for name, part, kind in splits + pooled:
+        t = paired_table(part, args.metrics, reference=args.reference, kind=kind)
         cols = ["method"] + [f"{m}.text" for m in args.metrics if f"{m}.text" in t.columns]
         lines += [f"paired difference to {args.reference}, {name}:", "", t[cols].to_string(index=False), ""]
     shares = tail_shares(args.runs)

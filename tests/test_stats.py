@@ -117,3 +117,40 @@ def test_report_section_states_paired_differences():
     table = next(x for x in lines if x.startswith("|"))
     assert "| cb | +2.1 [" in table and "no detectable difference at n = 6" in table
     assert paired_section(_results()[lambda r: r["method"] == "cb"]) == []  # no DisCL run: no section
+
+
+def test_intervals_over_data_splits():
+    """Pairs of one data split share its images: pooled, the interval is per split (stratified: the
+    within-split spread, df = N - k) or over the split means (between: df = k - 1)."""
+    from scipy import stats
+
+    from discl.evaluation.stats import between_strata_interval, stratified_interval
+
+    rows = []
+    for d, shift in enumerate([0.00, 0.05, 0.30]):  # split 2 differs a lot: its pairs are not 5 new draws
+        for s, noise in enumerate([-0.01, 0.0, 0.01, 0.02, -0.02]):
+            rows.append({"data_seed": d, "seed": s, "method": "a", "m": shift + noise})
+            rows.append({"data_seed": d, "seed": s, "method": "discl", "m": 0.0})
+    res = pd.DataFrame(rows)
+    diffs = paired_differences(res, "a", "discl", "m")
+    strat, between, naive = stratified_interval(diffs), between_strata_interval(diffs), paired_interval(diffs)
+    means = diffs.groupby(level="data_seed").mean()
+    assert strat.mean == pytest.approx(means.mean()) and strat.n == 15 and strat.kind == "stratified"
+    resid = diffs - diffs.groupby(level="data_seed").transform("mean")
+    half = stats.t.ppf(0.975, 12) * math.sqrt((resid ** 2).sum() / 12 / 15)  # balanced: s²_within / N
+    assert strat.high - strat.mean == pytest.approx(half)
+    assert (between.n, between.kind) == (3, "between")
+    assert between.high - between.mean == pytest.approx(stats.t.ppf(0.975, 2) * means.std(ddof=1) / math.sqrt(3))
+    # conditional on these splits the within-split noise is tiny; across draws of the data it is not
+    assert strat.excludes_zero and not between.excludes_zero and between.high - between.low > naive.high - naive.low
+    # unbalanced: each split weighs the same, its error by its own size
+    un = diffs.drop(index=[(0, 3), (0, 4)])
+    iv = stratified_interval(un)
+    g = un.groupby(level="data_seed")
+    assert iv.mean == pytest.approx(g.mean().mean())
+    s2 = float(((un - g.transform("mean")) ** 2).sum()) / (13 - 3)
+    assert iv.high - iv.mean == pytest.approx(stats.t.ppf(0.975, 10) * math.sqrt(s2 * (1 / 3 + 1 / 5 + 1 / 5)) / 3)
+    # without a data_seed level: the plain t interval; in paired_table by kind
+    assert stratified_interval(pd.Series([0.1, 0.2, 0.3])) == paired_interval([0.1, 0.2, 0.3])
+    t = paired_table(res, ["m"], kind="between")
+    assert t.loc[0, "m.n"] == 3 and t.loc[0, "m.high"] == pytest.approx(between.high)

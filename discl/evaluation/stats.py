@@ -10,6 +10,7 @@ a difference only when the interval excludes 0.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "paired_differences", "paired_interval", "describe", "paired_table", "PAIR_KEYS"]
+__all__ = ["Interval", "paired_differences", "paired_interval", "stratified_interval", "between_strata_interval",
+           "describe", "paired_table", "PAIR_KEYS"]
 
 PAIR_KEYS = ("data_seed", "seed")  # the columns that identify one pair of runs (absent ones are ignored)
 
@@ -95,6 +97,44 @@ def paired_interval(diffs: Sequence[float], level: float = 0.95, kind: str = "t"
     raise ValueError(f"unknown interval kind {kind!r} (t, bootstrap)")
 
 
+def _strata(diffs: pd.Series, stratum: str) -> pd.core.groupby.SeriesGroupBy | None:
+    d = diffs.dropna()
+    if not isinstance(d.index, pd.MultiIndex) or stratum not in d.index.names:
+        return None
+    return d.groupby(level=stratum)
+
+
+def stratified_interval(diffs: pd.Series, level: float = 0.95, stratum: str = "data_seed") -> Interval:
+    """Mean of the per-stratum mean differences (equal weight per split) with a t interval whose error
+    comes from the spread within the strata: var = s²_within · Σ 1/n_i / k², df = N − k. ``diffs``
+    is :func:`paired_differences`' series (indexed by the pair keys); without a ``stratum`` level it
+    is :func:`paired_interval`'s t interval."""
+    from scipy import stats
+
+    groups = _strata(diffs, stratum)
+    if groups is None:
+        return paired_interval(diffs, level)
+    d = diffs.dropna()
+    n, k = len(d), groups.ngroups
+    if k < 2:
+        return dataclasses.replace(paired_interval(d, level), kind="stratified")
+    mean = float(groups.mean().mean())
+    if n - k < 1:
+        return Interval(mean, math.nan, math.nan, n, level, "stratified")
+    within = float(((d - groups.transform("mean")) ** 2).sum()) / (n - k)
+    se = math.sqrt(within * float((1.0 / groups.size()).sum())) / k
+    half = float(stats.t.ppf((1 + level) / 2, n - k)) * se
+    return Interval(mean, mean - half, mean + half, n, level, "stratified")
+
+
+def between_strata_interval(diffs: pd.Series, level: float = 0.95, stratum: str = "data_seed") -> Interval:
+    """t interval over the per-stratum mean differences (n = the number of strata, df = k − 1)."""
+    groups = _strata(diffs, stratum)
+    if groups is None:
+        return paired_interval(diffs, level)
+    return dataclasses.replace(paired_interval(groups.mean(), level), kind="between")
+
+
 def describe(iv: Interval, scale: float = 100.0, digits: int = 1) -> str:
     """One sentence fragment: ``+3.1 [1.2, 5.0], n=5`` when the interval excludes 0, else
     ``no detectable difference at n = 5 (+0.4 [-1.2, 2.0])``; values × ``scale`` (points of %)."""
@@ -114,7 +154,8 @@ def paired_table(results: pd.DataFrame, metrics: Sequence[str], reference: str =
                  methods: Sequence[str] | None = None, level: float = 0.95, kind: str = "t") -> pd.DataFrame:
     """One row per method (the reference left out): for each metric the paired mean difference to
     the reference, its interval and :func:`describe`'s text (columns ``<metric>``, ``<metric>.low``,
-    ``<metric>.high``, ``<metric>.n``, ``<metric>.text``)."""
+    ``<metric>.high``, ``<metric>.n``, ``<metric>.text``). ``kind``: ``t`` or ``bootstrap`` over the
+    pairs, ``stratified`` or ``between`` over data splits (the module doc)."""
     methods = [m for m in (methods or list(dict.fromkeys(results["method"]))) if m != reference]
     rows = []
     for m in methods:
@@ -122,7 +163,9 @@ def paired_table(results: pd.DataFrame, metrics: Sequence[str], reference: str =
         for metric in metrics:
             if metric not in results.columns:
                 continue
-            iv = paired_interval(paired_differences(results, m, reference, metric), level, kind)
+            diffs = paired_differences(results, m, reference, metric)
+            iv = (stratified_interval(diffs, level) if kind == "stratified" else
+                  between_strata_interval(diffs, level) if kind == "between" else paired_interval(diffs, level, kind))
             row.update({metric: iv.mean, f"{metric}.low": iv.low, f"{metric}.high": iv.high, f"{metric}.n": iv.n,
                         f"{metric}.text": describe(iv)})
         rows.append(row)
