@@ -115,6 +115,7 @@ def main() -> int:
         cols = ["method"] + [f"{m}.text" for m in args.metrics if f"{m}.text" in t.columns]
         lines += [f"paired difference to {args.reference}, {name}:", "", t[cols].to_string(index=False), ""]
     shares = tail_shares(args.runs)
+    shares = shares.dropna(subset=["tail_synthetic_share"]) if len(shares) else shares  # no tail quota: None
     if len(shares):
         lines += ["mean tail_synthetic_share per level:", "",
                   shares.pivot_table(index="run", columns="level", values="tail_synthetic_share").round(3).to_string(), ""]
