@@ -261,7 +261,8 @@ def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = 
                           fingerprints: dict[str, Any] | None = None, *, content: str) -> str:
     """A curriculum run (``cfg`` as the run uses it: its strategy, loss and level set): the data
     (config and ``content``), training and curriculum keys it reads (:func:`discl.curriculum.config.digest_view`), ``hard.csv``
-    and the filter manifest by content, the checkpoint it fine-tunes from, the run seed when the
+    and the filter manifest by content (not for a strategy whose every epoch is real only, ``real_only``:
+    its epochs are planned from the real images alone), the checkpoint it fine-tunes from, the run seed when the
     strategy holds images out, the training seed and the pretrained weights."""
     from discl.curriculum.base import create_strategy
     from discl.curriculum.config import digest_view
@@ -269,11 +270,15 @@ def curriculum_run_digest(cfg, seed: int, hard: str, manifest: str, init: str = 
     tcfg = cfg.training
     if init:
         tcfg = dataclasses.replace(tcfg, init_from="<baseline checkpoint>")
+    epochs = max(1, cfg.training.epochs)
+    strategy = create_strategy(cfg.curriculum.strategy, cfg.curriculum, epochs, 0)
+    if not strategy.needs_feedback and all(strategy.stage(e).real_only for e in range(epochs)):
+        manifest = "no synthetic image"  # real_only: a new spectrum or filter leaves its epochs unchanged
     payload: dict[str, Any] = {"data": _data(data_view(cfg, classifier=True, evaluation=True), content),
                                "training": training_view(tcfg), "curriculum": digest_view(cfg.curriculum),
                                "seed": int(seed), "hard": hard, "manifest": manifest, "init": init,
                                "weights": _weights(fingerprints, "training")}
-    if create_strategy(cfg.curriculum.strategy, cfg.curriculum, max(1, cfg.training.epochs), 0).uses_holdout:
+    if strategy.uses_holdout:
         payload["run_seed"] = cfg.seed
     return "curriculum-" + digest_of(payload)
 

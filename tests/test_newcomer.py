@@ -249,6 +249,15 @@ def test_real_only_depends_on_the_curriculum_rules(tmp_path):
     assert train_config_digest(a, "ce", 0) == train_config_digest(b, "ce", 0)
     c = load_config("configs/fmnist-lt.yaml", ["curriculum.real_fraction=0.3", "generation.steps=7"])
     assert train_config_digest(a, "real_only", 0) == train_config_digest(c, "real_only", 0)
+    # another filter manifest (a new threshold, more seeds per level) retrains DisCL, not real_only,
+    # which trains on no synthetic image (found by a new user: a threshold sweep retrained it per value)
+    manifest = tmp_path / "filter" / "manifest.csv"
+    manifest.parent.mkdir()
+    before = {m: train_config_digest(a, m, 0) for m in ("real_only", "discl", "mixed_equal", "text_only")}
+    manifest.write_text("file_name,lam,keep\nx.png,0.5,true\n")
+    after = {m: train_config_digest(a, m, 0) for m in before}
+    assert after["real_only"] == before["real_only"]
+    assert all(after[m] != before[m] for m in ("discl", "mixed_equal", "text_only"))
 
 
 def test_a_dataset_without_test_split_is_an_error_before_any_stage(project, capsys, tmp_path):

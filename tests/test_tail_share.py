@@ -148,6 +148,16 @@ def test_the_lowest_share_counts_only_synthetic_stages_and_reaches_the_headline(
     assert lowest_tail_synthetic_share(log) == 0.21  # the weak λ 0.3 epoch, not the real-only stage's 0
     assert lowest_tail_synthetic_share(log[log["stage"] == "real"]) is None
     assert lowest_tail_synthetic_share(log.drop(columns="tail_synthetic_share")) is None
+    # adaptive_class: a stage with every class at real is labelled with its classes, not "real"
+    cls = pd.DataFrame({"stage": ["0.5 [3:0.5]", "real [3:real]"], "synthetic_stage": [True, False],
+                        "tail_synthetic_share": [0.6, 0.0]})
+    assert lowest_tail_synthetic_share(cls) == 0.6
+    from discl.curriculum.base import Stage
+    from discl.curriculum.testing import head_tail_pool_meta
+
+    for stage in (Stage((0.1,)), Stage()):
+        info = plan_stage_epoch(head_tail_pool_meta(), stage, 0, 0, CurriculumConfig(real_fraction=0.3)).info
+        assert info["synthetic_stage"] is (not stage.real_only)
     cfg = load_config(PAPER, ["methods=[ce,discl]", "seeds=[0,1]"])
     results = pd.DataFrame({"method": ["ce", "ce", "discl", "discl"], "seed": [0, 1, 0, 1], "status": "ok",
                             "reason": "", "test.top1": [0.5, 0.5, 0.6, 0.6], "tail_synthetic_share": [None, None, 0.78, 0.71]})

@@ -133,7 +133,7 @@ def plan_stage_epoch(meta: pd.DataFrame, stage: Stage, epoch: int, seed: int, cf
     synthetic = _cap_per_class(np.flatnonzero(at_level & ~tail), labels, cfg.synthetic_cap_per_class, rng)
     parts = [sampled, real_hard, synthetic]
 
-    info: dict[str, Any] = {"stage": str(stage), "n_real_sampled": int(len(sampled)), "n_real_hard": int(len(real_hard))}
+    info: dict[str, Any] = {"stage": str(stage), "synthetic_stage": not stage.real_only, "n_real_sampled": int(len(sampled)), "n_real_hard": int(len(real_hard))}
     tail_cls = np.unique(labels[tail])
     head_cls = np.unique(labels[real & ~tail])
     n_tail_real = n_tail_syn = n_tail_over = 0
@@ -198,8 +198,11 @@ def lowest_tail_synthetic_share(log: pd.DataFrame) -> float | None:
     regime holds at >= 0.7 in every synthetic stage (issue 22); the real-only stage is not counted."""
     if "tail_synthetic_share" not in log.columns:
         return None
-    synthetic = (log["stage"].astype(str) != "real" if "stage" in log.columns
-                 else pd.to_numeric(log.get("n_synthetic", 0), errors="coerce") > 0)
+    if "synthetic_stage" in log.columns:  # logged per epoch: the stage takes synthetic levels (any class)
+        synthetic = log["synthetic_stage"].astype(str).str.lower() == "true"
+    else:  # logs written before that column: a real-only stage is labelled "real"
+        synthetic = (log["stage"].astype(str) != "real" if "stage" in log.columns
+                     else pd.to_numeric(log.get("n_synthetic", 0), errors="coerce") > 0)
     share = pd.to_numeric(log["tail_synthetic_share"], errors="coerce")[synthetic].dropna()
     return round(float(share.min()), 4) if len(share) else None
 
