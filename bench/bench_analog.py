@@ -43,7 +43,10 @@ machine at one thread (fmnist-lt 3.5 min, fmnist-lq 7; the 100 bootstrap replica
 ``--prior`` takes ``NAME=FOLDER``, ``NAME=embedded`` or ``NAME=git:REV``; ``--condition-style NAME=STYLE``
 samples that prior under another conditioning style (one of the prior's styles, or ``task``:
 ``acquisition`` on fmnist-lt, ``low_quality`` on fmnist-lq), so one folder can be judged twice under two
-names. The trained judge is cached (see :mod:`discl.evaluation.judge`); ``--no-judge-cache`` retrains it.
+names. ``--guidance-scale``, ``--scheduler`` (a diffusers scheduler class) and ``--negative-style`` (guide
+against the class's row in that style instead of the null class, a negative prompt's analog) vary the
+sampling of every prior; each level's row also gives the per-image spread of HF/clean (median, 90th
+percentile, share above 2×), which separates a few collapsed variants from uniform grain. The trained judge is cached (see :mod:`discl.evaluation.judge`); ``--no-judge-cache`` retrains it.
 """
 
 from __future__ import annotations
@@ -185,18 +188,23 @@ def task_setup(task: str, args, pool, judge) -> dict:
 
 def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, args) -> tuple[dict, str]:
     """Rows per λ (keys λ as floats) and the conditioning style used."""
+    from discl.evaluation import fidelity as fd
     from discl.generation.base import create_generator
     from discl.generation.config import GenerationConfig
     from discl.generation.prior import style_slots
 
     g, hard, src, ref = t["cfg"].generation, t["hard"], t["src"], t["ref"]
     gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps,
-                                            guidance_scale=g.guidance_scale))
+                                            guidance_scale=g.guidance_scale, scheduler=args.scheduler))
     if style:
         style = TASK_STYLE[task] if style == "task" else style
         if style not in style_slots(gen.prior.styles):
             raise SystemExit(f"condition style {style!r}: the prior in {folder} knows {list(gen.prior.styles)}")
         gen.prior = dataclasses.replace(gen.prior, condition_style=style)
+    if args.negative_style:
+        if args.negative_style not in style_slots(gen.prior.styles):
+            raise SystemExit(f"negative style {args.negative_style!r}: the prior knows {list(style_slots(gen.prior.styles))}")
+        gen.prior = dataclasses.replace(gen.prior, negative_style=args.negative_style)
     seeds = g.seeds_per_level
     src_rep = np.repeat(src, seeds, axis=0)
     lab_rep = np.repeat(hard["label"].to_numpy(), seeds)
@@ -206,6 +214,10 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
         x = generate(gen, g, hard, src, lam, seeds, g.steps, g.text_to_image_at_zero)
         row = spectrum_measures(x, src_rep, t["real_feat"], t["bandwidth"], args.boot)
         acc = judge.accuracy(x, lab_rep)
+        # the spread behind the mean: a few collapsed variants (speckle) or every variant a little grainy
+        per_img = fd.hf_energy_per_image(x) / ref["hf_clean_pool"]
+        row |= {"hf_clean_median": float(np.median(per_img)), "hf_clean_p90": float(np.percentile(per_img, 90)),
+                "hf_share_over_2x_clean": float((per_img > 2.0).mean())}
         rows[float(lam)] = {**row, "hf_clean": ratio(row["hf"], ref["hf_clean_pool"]),
                             "hf_src": ratio(row["hf"], ref["hf_sources"]), "mmd2_src": ratio(row["mmd2"], ref["mmd2_sources"]),
                             "judge_acc": acc, "judge_ratio": ratio(acc, ref["judge_real_acc"]),
@@ -216,11 +228,12 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
 def print_rows(title: str, rows: dict[float, dict], ref: dict, targets: dict) -> None:
     print(f"\n== {title}")
     print(f"{'lambda':>7} {'SSIM':>6} {'PSNR':>6} {'HF':>7} {'HF/clean':>8} {'HF/src':>6} {'MMD2 [95% CI]':>26} "
-          f"{'MMD2/src':>8} {'judge':>6} {'j/real':>6} {'s':>6}")
+          f"{'MMD2/src':>8} {'judge':>6} {'j/real':>6} {'s':>6}  {'HF/clean per image: median, p90, >2x':>36}")
     for lam, v in sorted(rows.items()):
         print(f"{lam:7.1f} {v['ssim']:6.3f} {v['psnr']:6.2f} {v['hf']:7.4f} {v['hf_clean']:8.2f} {v['hf_src']:6.2f} "
               f"{v['mmd2']:8.4f} [{v['mmd2_lo']:7.4f}, {v['mmd2_hi']:7.4f}] {v['mmd2_src']:8.2f} "
-              f"{v['judge_acc']:6.3f} {v['judge_ratio']:6.2f} {v['seconds']:6.1f}")
+              f"{v['judge_acc']:6.3f} {v['judge_ratio']:6.2f} {v['seconds']:6.1f}  "
+              f"{v['hf_clean_median']:14.2f}, {v['hf_clean_p90']:5.2f}, {v['hf_share_over_2x_clean']:5.0%}")
     print(f"{'sources':>7} {1:6.3f} {'inf':>6} {ref['hf_sources']:7.4f} {ratio(ref['hf_sources'], ref['hf_clean_pool']):8.2f} "
           f"{1:6.2f} {ref['mmd2_sources']:8.4f} [{ref['mmd2_sources_lo']:7.4f}, {ref['mmd2_sources_hi']:7.4f}] "
           f"{1:8.2f} {ref['judge_sources_acc']:6.3f} {ratio(ref['judge_sources_acc'], ref['judge_real_acc']):6.2f}")
@@ -237,6 +250,10 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", choices=list(TASK_CONFIGS), default=list(TASK_CONFIGS))
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the task config's generation.guidance_scale)")
+    p.add_argument("--scheduler", default=None,
+                   help="a diffusers scheduler class for the embedded backend (default: its DDIM, as the configs)")
+    p.add_argument("--negative-style", default=None,
+                   help="guide against this style's row of the same class instead of the null class (a negative prompt's analog)")
     p.add_argument("--lq-per-class", type=int, default=4, help="fmnist-lq hard images per class")
     p.add_argument("--boot", type=int, default=100, help="bootstrap replicates of the MMD² intervals")
     p.add_argument("--judge-epochs", type=int, default=3)
@@ -272,6 +289,7 @@ def main(argv=None) -> int:
                 "config": str(TASK_CONFIGS[task].relative_to(ROOT)), "hard_definition": t["definition"],
                 "n_hard": len(t["hard"]), "hard_classes": t["classes"], "levels": list(g.levels), "steps": g.steps,
                 "guidance_scale": g.guidance_scale, "seeds_per_level": g.seeds_per_level,
+                "scheduler": args.scheduler or "DDIMScheduler", "negative_style": args.negative_style,
                 "n_real_test": t["n_real_test"], "bandwidth": t["bandwidth"], "reference": ref, "priors": {}}
             print(f"\n#### {task}: {len(t['hard'])} hard images ({t['definition']}) of classes {t['classes']}; "
                   f"{g.seeds_per_level} seeds x {len(g.levels)} levels, {g.steps} steps, guidance {g.guidance_scale}")

@@ -1,5 +1,7 @@
 """The embedded diffusion prior: training, save/load, SDEdit timesteps, the shipped weights."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -239,6 +241,12 @@ def test_style_conditioned_prior_rows_warm_start_and_condition(tmp_path):
     assert loaded.styles == tuple(styles) and loaded.condition_style == "acquisition"
     assert loaded.condition(torch.tensor([0, 9])).tolist() == [10, 19]
     assert load_prior(tmp_path / "three", condition_style="any").condition(torch.tensor([2])).tolist() == [32]
+    # guidance's other branch: the null row, or the class in a negative style (bench_analog --negative-style)
+    assert loaded.negative(torch.tensor([0, 9])).tolist() == [40, 40]
+    neg = dataclasses.replace(loaded, negative_style="low_quality")
+    assert neg.negative(torch.tensor([0, 9])).tolist() == [20, 29]
+    with pytest.raises(ValueError, match="negative_style"):
+        dataclasses.replace(loaded, negative_style="sepia").negative(torch.tensor([0]))
     with pytest.raises(ValueError, match="condition_style"):
         load_prior(tmp_path / "three", condition_style="sepia")
     with pytest.raises(ConfigError, match="p_any_style"):

@@ -187,6 +187,9 @@ class Prior:
     name: str = "embedded"
     styles: tuple[str, ...] = ("clean",)
     condition_style: str = "clean"
+    # classifier-free guidance's other branch: None = the null class (CFG as trained); a style = the
+    # same class in that style, the analog of a negative prompt ("a grainy photo of a <class>")
+    negative_style: str | None = None
 
     @property
     def null_class(self) -> int:
@@ -203,6 +206,15 @@ class Prior:
     def condition(self, labels: torch.Tensor) -> torch.Tensor:
         """The class-embedding rows of ``labels`` under ``condition_style`` (the prompt's analog)."""
         return labels.long() + self.num_classes * style_slots(self.styles)[self.condition_style]
+
+    def negative(self, labels: torch.Tensor) -> torch.Tensor:
+        """Guidance's other branch for ``labels``: the null class, or the class in ``negative_style``."""
+        if self.negative_style is None:
+            return torch.full_like(labels.long(), self.null_class)
+        slots = style_slots(self.styles)
+        if self.negative_style not in slots:
+            raise ValueError(f"negative_style {self.negative_style!r}: this prior knows {list(slots)}")
+        return labels.long() + self.num_classes * slots[self.negative_style]
 
     def ddim(self):
         from diffusers import DDIMScheduler
@@ -496,9 +508,8 @@ def denoise(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch
         if len(timesteps) == 0:
             return sources.clone()
         x = scheduler.add_noise(sources, noises, timesteps[:1].repeat(len(sources)))
-    labels = prior.condition(labels)
     cfg = guidance_scale > 1.0
-    y = torch.cat([labels, torch.full_like(labels, prior.null_class)]) if cfg else labels
+    y = torch.cat([prior.condition(labels), prior.negative(labels)]) if cfg else prior.condition(labels)
     for t in timesteps:
         inp = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)  # DDIM: the input unchanged
         eps = prior.unet(inp, t, class_labels=y).sample
