@@ -260,18 +260,38 @@ def summarize_sweep(points: list[SweepPoint]) -> pd.DataFrame:
                 on = str(r["best.select_on"].iloc[0]) if "best.select_on" in r else ""
                 row["val_score"] = float(r["best.score"].iloc[0]) if "best.score" in r and on.startswith("val") else math.nan
                 row["val_select_on"] = on
+                # the run's training digest: equal at every value = the key never reached this method
+                row["train_digest"] = str(r["digest"].iloc[0]) if "digest" in r else ""
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def unaffected_methods(summary: pd.DataFrame) -> list[str]:
+    """The methods whose every seed trained the same run (one ``train_digest``) at every value of the
+    key (pure): the key does not reach them (``ce`` in a threshold sweep), so no value is theirs to
+    choose, and their differences between values are nil by construction."""
+    if "train_digest" not in summary or summary["value_text"].nunique() < 2:
+        return []
+    out = []
+    for method, g in summary.groupby("method", sort=False):
+        digests = g["train_digest"].astype(str)
+        if (digests != "").all() and g.assign(d=digests).groupby("seed")["d"].nunique().max() == 1:
+            out.append(str(method))
+    return out
 
 
 def choose_on_validation(summary: pd.DataFrame) -> dict[str, tuple[str, float]]:
     """Per method, the value whose runs have the highest mean validation score (``val_score``: the
     metric each run's checkpoint was selected on, ``training.select_on``) and that mean (pure; ties:
-    the earlier value). The test split plays no part: a value chosen this way can be reported on test."""
+    the earlier value). The test split plays no part: a value chosen this way can be reported on test.
+    Methods the key does not reach (:func:`unaffected_methods`) get no value."""
     out: dict[str, tuple[str, float]] = {}
     if "val_score" not in summary:
         return out
+    skip = set(unaffected_methods(summary))
     for method, g in summary.groupby("method", sort=False):
+        if method in skip:
+            continue
         means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
         if len(means):
             out[str(method)] = (str(means.idxmax()), float(means.max()))
@@ -323,6 +343,9 @@ def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) 
         text += (f"\nChosen on the validation split (highest mean {metric} of the selected checkpoints over the "
                  "seeds; the test columns played no part):\n\n")
         text += "".join(f"- {method}: `{key} = {v}` ({score * 100:.1f})\n" for method, (v, score) in chosen.items())
+    if unaffected := unaffected_methods(summary):
+        text += (f"\nNot affected by `{key}` (the same training run at every value, so no value is chosen for "
+                 f"them): {', '.join(unaffected)}\n")
     if is_numeric([p.value for p in points]):
         text += "\nSpearman rank correlation of the value with each metric, over the per-seed rows:\n\n"
         text += "| method | metric | ρ | p | n |\n|---|---|---|---|---|\n"

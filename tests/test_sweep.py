@@ -127,3 +127,18 @@ def test_choose_on_validation_takes_the_best_mean_validation_score():
                       "test.top1": [0.1, 0.1, 0.9, 0.9, 0.5, 0.5]})  # the test split plays no part
     assert choose_on_validation(s) == {"discl": ("0.0", pytest.approx(0.76)), "real_only": ("0.0", pytest.approx(0.6))}
     assert choose_on_validation(s.drop(columns="val_score")) == {}
+
+
+def test_a_method_the_key_does_not_reach_gets_no_chosen_value():
+    """``ce`` trains the same run at every threshold (one digest per seed): naming a "chosen"
+    threshold for it would read as a finding; a method whose digest changes still gets one."""
+    from discl.sweep import choose_on_validation, unaffected_methods
+
+    s = pd.DataFrame({"method": ["ce"] * 4 + ["discl"] * 4, "seed": [0, 1, 0, 1] * 2,
+                      "value_text": ["0.0", "0.0", "0.5", "0.5"] * 2,
+                      "val_score": [0.70, 0.72, 0.71, 0.73, 0.60, 0.62, 0.65, 0.66],
+                      "train_digest": ["a", "b", "a", "b", "c", "d", "e", "f"]})
+    assert unaffected_methods(s) == ["ce"]
+    assert choose_on_validation(s) == {"discl": ("0.5", pytest.approx(0.655))}
+    assert unaffected_methods(s.assign(train_digest="")) == []  # older results.csv without digests
+    assert unaffected_methods(s[s["value_text"] == "0.0"]) == []  # one value: nothing to compare
