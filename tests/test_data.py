@@ -76,6 +76,31 @@ def test_split_folder_layout_and_class_names_order(tmp_path):
     assert ds.class_counts("val").tolist() == [2, 2] and ds.class_counts("train").tolist() == [8, 8]
 
 
+def test_split_folders_named_as_other_tools_name_them(tmp_path):
+    """``Train/``, ``Validation/``, ``Test/`` (Hugging Face datasets' split keywords, any case) are the
+    splits, not three classes; a train folder beside a non-split folder, or two folders of one split,
+    is an error naming them rather than a guess."""
+    root = tmp_path / "data"
+    for split, n in (("Train", 6), ("Validation", 2), ("testing", 3)):
+        for c in ("cat", "dog"):
+            for i in range(n):
+                _img(root / split / c / f"{i}.png", 100)
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(root)))
+    assert ds.classes == ["cat", "dog"]
+    assert {s: ds.class_counts(s).tolist() for s in ("train", "val", "test")} == {
+        "train": [6, 6], "val": [2, 2], "test": [3, 3]}
+    assert "Validation/cat/0.png" in ds.frame.index  # sample ids stay the files' own paths
+    _img(root / "extra" / "cat" / "0.png", 100)
+    with pytest.raises(BadInputError, match=r"split folders \(Train, Validation, testing\) beside folders that are not splits \(extra\)"):
+        load_folder_dataset(DataConfig(task="folder", root=str(root)))
+    (root / "extra" / "cat" / "0.png").unlink()
+    (root / "extra" / "cat").rmdir()
+    (root / "extra").rename(root / "dev")
+    _img(root / "dev" / "cat" / "0.png", 100)
+    with pytest.raises(BadInputError, match=r"folders Validation, dev all name the 'val' split"):
+        load_folder_dataset(DataConfig(task="folder", root=str(root)))
+
+
 def test_numeric_class_names_sort_as_numbers(tmp_path):
     for c in ("10", "2", "1"):
         for i in range(2):
@@ -132,7 +157,7 @@ def test_symlinked_image_folder_is_inside_the_root(tmp_path):
 
 def test_csv_split_values_any_case_and_every_bad_row_named(tmp_path):
     rows = []
-    for i, split in enumerate(["Train", "TRAIN", " Val", "train", "Test", "test"]):
+    for i, split in enumerate(["Train", "TRAIN", " Validation", "train", "Test", "eval"]):
         _img(tmp_path / f"{i}.png", i)
         rows.append(f"{i}.png,{'ab'[i % 2]},{split}")
     (tmp_path / "d.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")

@@ -2,7 +2,9 @@
 
 Layouts
 - folder: ``root/<class>/*.{jpg,jpeg,png,webp,bmp}``, or ``root/<split>/<class>/...`` when ``root``
-  holds only split folders (``train``, ``val``, ``test``, ``test_ood``; ``train`` required);
+  holds only split folders (``train``, ``val``, ``test``, ``test_ood``; ``train`` required), named in
+  any case or by the names other tools use (:data:`SPLIT_ALIASES`: ``Training``, ``validation``,
+  ``valid``, ``dev``, ``testing``, ``eval`` ...);
 - CSV: columns ``path,label[,split]``, paths relative to the CSV's folder (the dataset root).
 
 Classes are the sorted class names (numeric names sort as numbers), or ``data.class_names`` in the
@@ -41,6 +43,16 @@ from discl.seeding import numpy_rng
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "test_ood")
+# the names other tools give the splits (Hugging Face datasets' split keywords: train/training,
+# validation/valid/dev/val, test/testing/eval/evaluation), matched in any case
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
+                 "test_ood": "test_ood", "test-ood": "test_ood", "ood": "test_ood"}
+
+
+def canonical_split(name: str) -> str | None:
+    """The split a folder name or CSV value means (``"Validation"`` -> ``val``); None for another name."""
+    return SPLIT_ALIASES.get(str(name).strip().lower())
 SKIP_COLUMNS = ["path", "reason"]
 
 
@@ -156,8 +168,8 @@ def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"data.root {root} is not a folder (task 'folder' needs root/<class>/*.jpg)")
     problems = _Problems(cfg.on_bad_image)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    split_layout = bool(subdirs) and "train" in {p.name for p in subdirs} and all(p.name in SPLITS for p in subdirs)
-    split_dirs = [(p.name, p) for p in subdirs] if split_layout else [("train", root)]
+    split_dirs = _split_folders(root, subdirs)
+    split_layout = split_dirs[0][1] != root
     known = list(cfg.class_names)
     rows, found, ignored = [], set(), 0
     for split, sdir in split_dirs:
@@ -203,7 +215,8 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     has_split = "split" in table.columns
     if has_split:
         _check_split_column(table["split"].str.strip(), csv, cfg.on_bad_image)
-        table["split"] = table["split"].str.strip().str.lower()  # "Train" is train
+        # "Train" is train, "validation" is val (SPLIT_ALIASES); _check_split_column rejected the rest
+        table["split"] = [canonical_split(v) or str(v).strip().lower() for v in table["split"]]
     root = csv.parent.resolve()
     known = list(cfg.class_names)
     problems = _Problems(cfg.on_bad_image)
@@ -250,19 +263,43 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
 
 
+def _split_folders(root: Path, subdirs: list[Path]) -> list[tuple[str, Path]]:
+    """(split, folder) pairs: the split layout when a sub-folder names the train split (in any case or
+    by an alias) and all others name splits too; else the class layout, the root as ``train``. A train
+    folder beside folders that are not splits, or two folders of one split, is an error: either
+    reading would put images in the wrong split or a wrong class."""
+    named = {p: canonical_split(p.name) for p in subdirs}
+    if "train" not in named.values():
+        return [("train", root)]
+    others = [p.name for p, split in named.items() if split is None]
+    if others:
+        splits = [p.name for p, split in named.items() if split is not None]
+        raise BadInputError(f"{root}: split folders ({', '.join(splits)}) beside folders that are not splits "
+                            f"({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}); use root/<split>/<class>/ "
+                            f"with split folders only ({', '.join(SPLITS)}) or root/<class>/ without them")
+    by_split: dict[str, list[str]] = {}
+    for p, split in named.items():
+        by_split.setdefault(split, []).append(p.name)
+    twice = {k: v for k, v in by_split.items() if len(v) > 1}
+    if twice:
+        k, v = next(iter(twice.items()))
+        raise BadInputError(f"{root}: folders {', '.join(v)} all name the {k!r} split; keep one")
+    return [(named[p], p) for p in subdirs]
+
+
 def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
     """With ``on_bad_image: error``, one error naming every row with an unknown split value (the
     count, each bad value and the first rows), not only the first: a CSV written by another tool
     usually has the same mistake on many rows, and fixing them one run at a time wastes the user's
     time. In ``skip`` mode the rows are skipped and listed one by one like any other bad row."""
-    bad = splits[~splits.str.lower().isin(SPLITS)]  # named as the CSV spells them
+    bad = splits[[canonical_split(v) is None for v in splits]]  # named as the CSV spells them
     if mode != "error" or bad.empty:
         return
     rows = [int(i) + 2 for i in bad.index]  # 1-based, after the header
     shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
     values = ", ".join(repr(v) for v in sorted(set(bad)))
     raise BadInputError(f"{csv}: {len(rows)} row(s) have an unknown split ({values}; use {', '.join(SPLITS)}, "
-                        f"any case): rows {shown}")
+                        f"any case, or validation/valid/dev, training, testing/eval): rows {shown}")
 
 
 def read_class_map(path: Path) -> list[tuple[str, str]]:
