@@ -156,24 +156,24 @@ def test_embedded_spectrum_end_to_end(tmp_path, tiny_prior):
 
 
 def test_a_seeds_per_level_change_keeps_the_batches_before_it(tmp_path, tiny_prior):
-    """More or fewer seeds per level add or drop jobs at the end of each level's batches (seed-major
-    order), so the images of the other seeds are reused byte for byte, not regenerated."""
+    """More or fewer seeds per level add or drop whole batches (batches are per seed index), so the
+    images of the other seeds are reused byte for byte, not regenerated, whatever the batch size."""
     ds = tiny_dataset(3)
     run = tmp_path / "run"
     write_hard_csv(run, ds)
-    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=2, batch_size=3), run, dataset=ds, progress=False)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=2, batch_size=16), run, dataset=ds, progress=False)
     out = run / "spectrum"
     before = _files(out)
     mtimes = {n: (out / n).stat().st_mtime_ns for n in before}
-    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=3, batch_size=3), run, dataset=ds, progress=False)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=3, batch_size=16), run, dataset=ds, progress=False)
     after = _files(out)
     assert set(before) < set(after) and all(after[n] == b for n, b in before.items())
     assert all((out / n).stat().st_mtime_ns == t for n, t in mtimes.items()), "the k = 0, 1 images were regenerated"
     ref = tmp_path / "ref"  # and the result is what a fresh run with 3 seeds writes
     write_hard_csv(ref, ds)
-    generate_spectrum(_cfg(ref, model=str(tiny_prior), seeds_per_level=3, batch_size=3), ref, dataset=ds, progress=False)
+    generate_spectrum(_cfg(ref, model=str(tiny_prior), seeds_per_level=3, batch_size=16), ref, dataset=ds, progress=False)
     assert _files(ref / "spectrum") == after
-    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=1, batch_size=3), run, dataset=ds, progress=False)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), seeds_per_level=1, batch_size=16), run, dataset=ds, progress=False)
     assert set(_files(out)) == {n for n in before if "_k0." in n}
     assert all((out / n).stat().st_mtime_ns == mtimes[n] for n in _files(out))
 
@@ -204,7 +204,7 @@ def test_shards_run_under_different_batch_sizes_are_not_a_finished_spectrum(tmp_
     generate_spectrum(_cfg(ref, model=str(tiny_prior), batch_size=16), ref, dataset=ds, progress=False)
     run = tmp_path / "run"
     write_hard_csv(run, ds)
-    generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=3), run, dataset=ds, progress=False)
+    generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=2), run, dataset=ds, progress=False)
     (run / "spectrum" / "metadata.csv").unlink()  # as if interrupted before the manifest
     (run / "spectrum" / "_done.json").unlink()
     generate_spectrum(_cfg(run, model=str(tiny_prior), batch_size=16), run, shard=(1, 2), dataset=ds, progress=False)

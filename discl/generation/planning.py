@@ -112,15 +112,17 @@ def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int
     ``sizes`` maps a sample id to its source's (width, height). Both backends derive the generation
     size from the aspect ratio alone (longest side fixed), so jobs of one ratio form their own
     batches and a batch holds one generation size: a folder of mixed aspect ratios is bucketed the
-    way SDXL training buckets, never refused. Within a group jobs are ordered seed index first
-    (every source's ``k = 0``, then every source's ``k = 1``, ...), then in plan order, so a change of
-    ``generation.seeds_per_level`` only adds or removes jobs at a group's end: every batch before the
-    boundary keeps its make-up and its images are reused (:func:`discl.generation.runner.finished_images`).
-    Plan the whole spectrum's batches once and hand whole batches to shards (:func:`shard_batches`):
-    a batch's make-up then never depends on the number of processes.
+    way SDXL training buckets, never refused. Jobs are also grouped by seed index ``k``, so a batch's
+    make-up never depends on ``generation.seeds_per_level``: a change of it adds or removes whole
+    batches and the other seeds' images are reused (:func:`discl.generation.runner.finished_images`
+    reuses an image only when its batch is the same). The cost: a group smaller than
+    ``batch_size`` gives a smaller batch (a source with an aspect ratio of its own, one image per
+    batch instead of one per seed). Within a group jobs keep their plan order. Plan the whole
+    spectrum's batches once and hand whole batches to shards (:func:`shard_batches`): a batch's
+    make-up then never depends on the number of processes.
     """
     frame = jobs
-    keys = ["denoise_steps", "lam"]
+    keys = ["denoise_steps", "lam", "k"]
     if sizes is not None:
         missing = sorted(set(frame["sample_id"]) - set(sizes))
         if missing:
@@ -130,7 +132,7 @@ def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int
         keys += ["_w", "_h"]
     out = []
     for _, group in frame.groupby(keys, sort=True):
-        group = group[jobs.columns].sort_values(["k", "job"], kind="stable")
+        group = group[jobs.columns]
         for s in range(0, len(group), batch_size):
             out.append(group.iloc[s:s + batch_size])
     return out
