@@ -101,6 +101,26 @@ def test_split_folders_named_as_other_tools_name_them(tmp_path):
         load_folder_dataset(DataConfig(task="folder", root=str(root)))
 
 
+def test_a_class_named_like_a_split_stays_a_class(tmp_path):
+    """CIFAR-100 has a class ``train``: a folder of images (no class folders inside) is a class folder."""
+    root = tmp_path / "data"
+    for c in ("train", "bus", "bicycle"):
+        for i in range(4):
+            _img(root / c / f"{i}.png", 100)
+    ds = load_folder_dataset(DataConfig(task="folder", root=str(root), val_fraction=0.25))
+    assert ds.classes == ["bicycle", "bus", "train"] and ds.class_counts("train").tolist() == [3, 3, 3]
+
+
+def test_csv_with_two_names_for_one_split_is_refused(tmp_path):
+    rows = []
+    for i, split in enumerate(["train", "train", "dev", "val", "test"]):
+        _img(tmp_path / f"{i}.png", i)
+        rows.append(f"{i}.png,{'ab'[i % 2]},{split}")
+    (tmp_path / "d.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadInputError, match=r"d\.csv: the split column names the 'val' split in 2 ways \(dev, val\)"):
+        load_csv_dataset(DataConfig(task="csv", root=str(tmp_path / "d.csv")))
+
+
 def test_numeric_class_names_sort_as_numbers(tmp_path):
     for c in ("10", "2", "1"):
         for i in range(2):
@@ -157,7 +177,7 @@ def test_symlinked_image_folder_is_inside_the_root(tmp_path):
 
 def test_csv_split_values_any_case_and_every_bad_row_named(tmp_path):
     rows = []
-    for i, split in enumerate(["Train", "TRAIN", " Validation", "train", "Test", "eval"]):
+    for i, split in enumerate(["Train", "TRAIN", " Validation", "train", "Testing", "TESTING"]):
         _img(tmp_path / f"{i}.png", i)
         rows.append(f"{i}.png,{'ab'[i % 2]},{split}")
     (tmp_path / "d.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")

@@ -4,7 +4,8 @@ Layouts
 - folder: ``root/<class>/*.{jpg,jpeg,png,webp,bmp}``, or ``root/<split>/<class>/...`` when ``root``
   holds only split folders (``train``, ``val``, ``test``, ``test_ood``; ``train`` required), named in
   any case or by the names other tools use (:data:`SPLIT_ALIASES`: ``Training``, ``validation``,
-  ``valid``, ``dev``, ``testing``, ``eval`` ...);
+  ``valid``, ``dev``, ``testing`` ...); a split folder holds class folders, not images, so a class
+  that happens to be called ``train`` (CIFAR-100) stays a class;
 - CSV: columns ``path,label[,split]``, paths relative to the CSV's folder (the dataset root).
 
 Classes are the sorted class names (numeric names sort as numbers), or ``data.class_names`` in the
@@ -44,9 +45,10 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "test_ood")
 # the names other tools give the splits (Hugging Face datasets' split keywords: train/training,
-# validation/valid/dev/val, test/testing/eval/evaluation), matched in any case
+# validation/valid/dev/val, test/testing), matched in any case. Not "eval": tools use it for the
+# validation split as often as for the test split, so it stays an unknown name the user must map.
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                 "dev": "val", "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
+                 "dev": "val", "test": "test", "testing": "test",
                  "test_ood": "test_ood", "test-ood": "test_ood", "ood": "test_ood"}
 
 
@@ -168,7 +170,7 @@ def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
         raise BadInputError(f"data.root {root} is not a folder (task 'folder' needs root/<class>/*.jpg)")
     problems = _Problems(cfg.on_bad_image)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    split_dirs = _split_folders(root, subdirs)
+    split_dirs = _split_folders(root, subdirs, cfg.class_names)
     split_layout = split_dirs[0][1] != root
     known = list(cfg.class_names)
     rows, found, ignored = [], set(), 0
@@ -216,6 +218,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     if has_split:
         _check_split_column(table["split"].str.strip(), csv, cfg.on_bad_image)
         # "Train" is train, "validation" is val (SPLIT_ALIASES); _check_split_column rejected the rest
+        _check_one_name_per_split(table["split"], csv)
         table["split"] = [canonical_split(v) or str(v).strip().lower() for v in table["split"]]
     root = csv.parent.resolve()
     known = list(cfg.class_names)
@@ -263,12 +266,22 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     return _finish(csv.stem, root, rows, classes, cfg, problems, str(csv), has_split)
 
 
-def _split_folders(root: Path, subdirs: list[Path]) -> list[tuple[str, Path]]:
-    """(split, folder) pairs: the split layout when a sub-folder names the train split (in any case or
-    by an alias) and all others name splits too; else the class layout, the root as ``train``. A train
-    folder beside folders that are not splits, or two folders of one split, is an error: either
-    reading would put images in the wrong split or a wrong class."""
-    named = {p: canonical_split(p.name) for p in subdirs}
+def _split_folders(root: Path, subdirs: list[Path], class_names: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    """(split, folder) pairs: the split layout when a sub-folder is a train split folder (named ``train``
+    in any case or by an alias, holding class folders and no images of its own) and all the others are
+    split folders too; else the class layout, the root as ``train``. Folders named in
+    ``data.class_names`` are classes whatever their name. A train split folder beside folders that
+    are not splits, or two folders of one split, is an error: either reading would put images in the
+    wrong split or a wrong class."""
+    def split_of(p: Path) -> str | None:
+        split = canonical_split(p.name)
+        if split is None or p.name in class_names:
+            return None
+        entries = [q for q in p.iterdir() if not q.name.startswith(".")]
+        holds_classes = any(q.is_dir() for q in entries) and not any(_is_image(q) for q in entries)
+        return split if holds_classes else None
+
+    named = {p: split_of(p) for p in subdirs}
     if "train" not in named.values():
         return [("train", root)]
     others = [p.name for p, split in named.items() if split is None]
@@ -276,7 +289,8 @@ def _split_folders(root: Path, subdirs: list[Path]) -> list[tuple[str, Path]]:
         splits = [p.name for p, split in named.items() if split is not None]
         raise BadInputError(f"{root}: split folders ({', '.join(splits)}) beside folders that are not splits "
                             f"({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}); use root/<split>/<class>/ "
-                            f"with split folders only ({', '.join(SPLITS)}) or root/<class>/ without them")
+                            f"with split folders only ({', '.join(SPLITS)}) or root/<class>/ without them (a class "
+                            "named like a split: list the classes in data.class_names)")
     by_split: dict[str, list[str]] = {}
     for p, split in named.items():
         by_split.setdefault(split, []).append(p.name)
@@ -285,6 +299,21 @@ def _split_folders(root: Path, subdirs: list[Path]) -> list[tuple[str, Path]]:
         k, v = next(iter(twice.items()))
         raise BadInputError(f"{root}: folders {', '.join(v)} all name the {k!r} split; keep one")
     return [(named[p], p) for p in subdirs]
+
+
+def _check_one_name_per_split(splits: pd.Series, csv: Path) -> None:
+    """Two different names of one split in one CSV (``dev`` and ``val``) are an error, not a merge: the
+    file may mean two splits, and merging them would move images between validation and training
+    or test silently. Case alone (``Train``, ``train``) is one name."""
+    names: dict[str, set[str]] = {}
+    for v in splits.dropna().astype(str):
+        split = canonical_split(v)
+        if split is not None:
+            names.setdefault(split, set()).add(v.strip().lower())
+    for split, found in names.items():
+        if len(found) > 1:
+            raise BadInputError(f"{csv}: the split column names the {split!r} split in {len(found)} ways "
+                                f"({', '.join(sorted(found))}); use one name per split")
 
 
 def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
@@ -299,7 +328,7 @@ def _check_split_column(splits: pd.Series, csv: Path, mode: str) -> None:
     shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
     values = ", ".join(repr(v) for v in sorted(set(bad)))
     raise BadInputError(f"{csv}: {len(rows)} row(s) have an unknown split ({values}; use {', '.join(SPLITS)}, "
-                        f"any case, or validation/valid/dev, training, testing/eval): rows {shown}")
+                        f"any case, or validation/valid/dev, training, testing): rows {shown}")
 
 
 def read_class_map(path: Path) -> list[tuple[str, str]]:
