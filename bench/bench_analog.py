@@ -204,6 +204,9 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
     if args.negative_style:
         if args.negative_style not in style_slots(gen.prior.styles):
             raise SystemExit(f"negative style {args.negative_style!r}: the prior knows {list(style_slots(gen.prior.styles))}")
+        if args.negative_style == gen.prior.condition_style or g.guidance_scale <= 1.0:
+            raise SystemExit(f"--negative-style {args.negative_style}: no effect with condition style "
+                             f"{gen.prior.condition_style!r} and guidance {g.guidance_scale} (needs another style and guidance > 1)")
         gen.prior = dataclasses.replace(gen.prior, negative_style=args.negative_style)
     seeds = g.seeds_per_level
     src_rep = np.repeat(src, seeds, axis=0)

@@ -261,7 +261,8 @@ def summarize_sweep(points: list[SweepPoint]) -> pd.DataFrame:
                 row["val_score"] = float(r["best.score"].iloc[0]) if "best.score" in r and on.startswith("val") else math.nan
                 row["val_select_on"] = on
                 # the run's training digest: equal at every value = the key never reached this method
-                row["train_digest"] = str(r["digest"].iloc[0]) if "digest" in r else ""
+                digest = r["digest"].iloc[0] if "digest" in r else None  # NaN for a stale/missing row
+                row["train_digest"] = "" if digest is None or pd.isna(digest) else str(digest)
                 rows.append(row)
     return pd.DataFrame(rows)
 
