@@ -303,6 +303,14 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
         where = "data.class_names" if cfg.data.class_names else "data.root"
         out.append(f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
                    f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images")
+    if "test" in ds.splits:
+        no_test = [c for c, n in zip(ds.classes, ds.class_counts("test")) if n == 0]
+        if no_test:  # legitimate (iWildCam's test lacks classes) but it changes what the headline means
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "data.root: class(es) %s have no test images: their accuracy is undefined, and the many/medium/few "
+                "accuracies and macro-F1 are over the other classes only", ", ".join(map(repr, no_test)))
     if "test" not in ds.splits and "test_split" not in skip:  # every accuracy of the report is measured on it
         layout = ("root/test/<class>/*.jpg next to root/train/<class>/" if cfg.data.task == "folder"
                   else "rows with split 'test' in the CSV's split column")

@@ -201,3 +201,25 @@ def test_bench_progress_noise_counts_the_separated_checks():
     s = mod.separated(found)
     assert (s["checks"], s["separated"], s["later_checks"], s["later_separated"]) == (4, 2, 3, 1)
     assert s["median_gap_in_se"] == pytest.approx(1.5) and s["later_median_gap_in_se"] == pytest.approx(1.0)
+
+
+def test_fewer_epochs_than_stages_is_said_not_silently_dropped(caplog):
+    """Four stages (λ 0.1, 0.3, 0.5, then real) over 2 epochs skip two of them, even the real-only one:
+    a warning names the stages and the fix (once, though validation, digests and training build it)."""
+    import logging
+
+    from discl.curriculum.base import create_strategy
+    from discl.curriculum.config import CurriculumConfig
+
+    cfg = CurriculumConfig(strategy="fixed", levels=[0.1, 0.3, 0.5], stages=[0.25, 0.25, 0.25, 0.25])
+    with caplog.at_level(logging.WARNING, logger="discl.curriculum.base"):
+        s2 = create_strategy("fixed", cfg, 2, 0)
+        create_strategy("fixed", cfg, 2, 1)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and "fixed over training.epochs = 2 gives stage(s) 1, 4 of 4 no epoch" in msgs[0]
+    assert [s2.stage(e).levels for e in range(2)] == [(0.3,), (0.5,)]  # what runs: no real-only stage
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="discl.curriculum.base"):
+        s4 = create_strategy("fixed", cfg, 4, 0)
+    assert not caplog.records
+    assert [s4.stage(e).levels for e in range(4)] == [(0.1,), (0.3,), (0.5,), ()]

@@ -10,6 +10,7 @@ probability of each held-out value per candidate level, and (for per-class choic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -113,6 +114,16 @@ def create_strategy(name: str, cfg: CurriculumConfig, epochs: int, seed: int) ->
     return _REGISTRY[name][0](cfg, int(epochs), int(seed))
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A config warning logged once per process (a strategy is built by validation, digests and training)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger(__name__).warning(message)
+
+
 def stage_boundaries(stages: list[float], epochs: int) -> list[int]:
     """End epoch (exclusive) of each stage. ``stages`` are shares of the epochs when they sum to 1,
     otherwise epoch counts (the authors' ImageNet-LT recipe: 14, 15, 15, 21 of 65).
@@ -175,7 +186,14 @@ class Scheduled(NonAdaptive):
             raise ConfigError(
                 f"curriculum.stages: {self.name} has {n_stages} stages here but stages lists {len(stages)} lengths"
             )
-        return stage_boundaries(stages, self.epochs)
+        ends = stage_boundaries(stages, self.epochs)
+        starts = [0, *ends[:-1]]
+        empty = [i for i, (a, b) in enumerate(zip(starts, ends)) if b <= a]
+        if empty:  # a stage with no epoch vanishes from the schedule (even the real-only one): say so, once
+            _warn_once(f"curriculum.stages: {self.name} over training.epochs = {self.epochs} gives stage(s) "
+                       f"{', '.join(str(i + 1) for i in empty)} of {n_stages} no epoch (stage ends {ends}), so "
+                       f"they are skipped; raise training.epochs to at least {n_stages} or drop levels")
+        return ends
 
     def stage(self, epoch: int) -> Stage:
         e = self._clamp(epoch)
