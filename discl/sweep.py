@@ -299,6 +299,21 @@ def choose_on_validation(summary: pd.DataFrame) -> dict[str, tuple[str, float]]:
     return out
 
 
+def validation_ties(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """Per method, the values whose mean validation score equals the best one, when more than one
+    does (pure): the chosen (earlier) value is then no better than the others."""
+    out: dict[str, list[str]] = {}
+    if "val_score" not in summary:
+        return out
+    skip = set(unaffected_methods(summary))
+    for method, g in summary.groupby("method", sort=False):
+        means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
+        best = [str(v) for v, m in means.items() if len(means) and math.isclose(m, means.max(), abs_tol=1e-12)]
+        if method not in skip and len(best) > 1:
+            out[str(method)] = best
+    return out
+
+
 def correlations(summary: pd.DataFrame, metrics: list[str]) -> list[dict[str, Any]]:
     """Spearman rank correlation of value vs each metric, per method, over the per-seed rows."""
     from scipy.stats import spearmanr
@@ -343,7 +358,11 @@ def summary_markdown(summary: pd.DataFrame, points: list[SweepPoint], key: str) 
         metric = next((m for m in summary.get("val_select_on", pd.Series(dtype=str)) if m), "the selection metric")
         text += (f"\nChosen on the validation split (highest mean {metric} of the selected checkpoints over the "
                  "seeds; the test columns played no part):\n\n")
-        text += "".join(f"- {method}: `{key} = {v}` ({score * 100:.1f})\n" for method, (v, score) in chosen.items())
+        ties = validation_ties(summary)
+        text += "".join(f"- {method}: `{key} = {v}` ({score * 100:.1f})"
+                        + (f"; a tie with {', '.join(t for t in ties[method] if t != v)}: the earlier value is named, "
+                           "no value is better" if method in ties else "") + "\n"
+                        for method, (v, score) in chosen.items())
     if unaffected := unaffected_methods(summary):
         text += (f"\nNot affected by `{key}` (the same training run at every value, so no value is chosen for "
                  f"them): {', '.join(unaffected)}\n")

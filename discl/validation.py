@@ -302,7 +302,9 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
     if empty:
         where = "data.class_names" if cfg.data.class_names else "data.root"
         out.append(f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
-                   f"{Path(cfg.data.root).resolve()}; remove them from data.class_names or add images")
+                   f"{Path(cfg.data.root).resolve()}; "
+                   + ("remove them from data.class_names or add images" if cfg.data.class_names
+                      else "add training images for them, or remove their folders from the other splits"))
     if "test" in ds.splits:
         no_test = [c for c, n in zip(ds.classes, ds.class_counts("test")) if n == 0]
         if no_test:  # legitimate (iWildCam's test lacks classes) but it changes what the headline means

@@ -76,7 +76,7 @@ def test_split_folder_layout_and_class_names_order(tmp_path):
     assert ds.class_counts("val").tolist() == [2, 2] and ds.class_counts("train").tolist() == [8, 8]
 
 
-def test_split_folders_named_as_other_tools_name_them(tmp_path):
+def test_split_folders_named_as_other_tools_name_them(tmp_path, caplog):
     """``Train/``, ``Validation/``, ``Test/`` (Hugging Face datasets' split keywords, any case) are the
     splits, not three classes; a train folder beside a non-split folder, or two folders of one split,
     is an error naming them rather than a guess."""
@@ -85,7 +85,11 @@ def test_split_folders_named_as_other_tools_name_them(tmp_path):
         for c in ("cat", "dog"):
             for i in range(n):
                 _img(root / split / c / f"{i}.png", 100)
-    ds = load_folder_dataset(DataConfig(task="folder", root=str(root)))
+    (root / "README.txt").write_text("about")  # beside the split folders and inside one: not images, counted
+    (root / "Train" / "notes.md").write_text("notes")
+    with caplog.at_level("WARNING", logger="discl.data.folder"):
+        ds = load_folder_dataset(DataConfig(task="folder", root=str(root)))
+    assert any("ignored 2 file(s) without an image extension" in r.getMessage() for r in caplog.records)
     assert ds.classes == ["cat", "dog"]
     assert {s: ds.class_counts(s).tolist() for s in ("train", "val", "test")} == {
         "train": [6, 6], "val": [2, 2], "test": [3, 3]}

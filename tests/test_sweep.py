@@ -142,3 +142,7 @@ def test_a_method_the_key_does_not_reach_gets_no_chosen_value():
     assert choose_on_validation(s) == {"discl": ("0.5", pytest.approx(0.655))}
     assert unaffected_methods(s.assign(train_digest="")) == []  # older results.csv without digests
     assert unaffected_methods(s[s["value_text"] == "0.0"]) == []  # one value: nothing to compare
+    from discl.sweep import validation_ties
+
+    tie = s.assign(val_score=[0.7, 0.7, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6])
+    assert validation_ties(tie) == {"discl": ["0.0", "0.5"]} and validation_ties(s) == {}

@@ -190,8 +190,12 @@ def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
                 rel = f.relative_to(root).as_posix()
                 rows.append({"sample_id": rel, "path": rel, "class_name": cdir.name, "split": split, "source": str(f)})
         loose = [f for f in sdir.iterdir() if _is_image(f)]
+        # other files beside the class folders (a README.txt in root/ or root/train/) are not used either
+        ignored += sum(1 for f in sdir.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
         if loose:
             log.warning("%s: %d image(s) directly in the folder, not in a class folder, are not used", sdir, len(loose))
+    if split_layout:  # the files directly in root, beside the split folders
+        ignored += sum(1 for f in root.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
     if ignored:
         log.warning("%s: ignored %d file(s) without an image extension (%s)", root, ignored, ", ".join(IMAGE_EXTENSIONS))
     if not rows and not problems.rows:
