@@ -44,6 +44,7 @@ from discl.seeding import numpy_rng
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "test_ood")
+
 # the names other tools give the splits (Hugging Face datasets' split keywords: train/training,
 # validation/valid/dev/val, test/testing), matched in any case. Not "eval": tools use it for the
 # validation split as often as for the test split, so it stays an unknown name the user must map.
@@ -55,6 +56,8 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 def canonical_split(name: str) -> str | None:
     """The split a folder name or CSV value means (``"Validation"`` -> ``val``); None for another name."""
     return SPLIT_ALIASES.get(str(name).strip().lower())
+
+
 SKIP_COLUMNS = ["path", "reason"]
 
 
