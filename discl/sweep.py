@@ -281,36 +281,36 @@ def unaffected_methods(summary: pd.DataFrame) -> list[str]:
     return out
 
 
+def _validation_means(summary: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per method the key reaches (:func:`unaffected_methods`), its mean validation score per value
+    (pure; values in sweep order, methods without scores left out)."""
+    if "val_score" not in summary:
+        return {}
+    skip = set(unaffected_methods(summary))
+    out = {}
+    for method, g in summary.groupby("method", sort=False):
+        means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
+        if method not in skip and len(means):
+            out[str(method)] = means
+    return out
+
+
 def choose_on_validation(summary: pd.DataFrame) -> dict[str, tuple[str, float]]:
     """Per method, the value whose runs have the highest mean validation score (``val_score``: the
     metric each run's checkpoint was selected on, ``training.select_on``) and that mean (pure; ties:
     the earlier value). The test split plays no part: a value chosen this way can be reported on test.
     Methods the key does not reach (:func:`unaffected_methods`) get no value."""
-    out: dict[str, tuple[str, float]] = {}
-    if "val_score" not in summary:
-        return out
-    skip = set(unaffected_methods(summary))
-    for method, g in summary.groupby("method", sort=False):
-        if method in skip:
-            continue
-        means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
-        if len(means):
-            out[str(method)] = (str(means.idxmax()), float(means.max()))
-    return out
+    return {m: (str(means.idxmax()), float(means.max())) for m, means in _validation_means(summary).items()}
 
 
 def validation_ties(summary: pd.DataFrame) -> dict[str, list[str]]:
     """Per method, the values whose mean validation score equals the best one, when more than one
     does (pure): the chosen (earlier) value is then no better than the others."""
-    out: dict[str, list[str]] = {}
-    if "val_score" not in summary:
-        return out
-    skip = set(unaffected_methods(summary))
-    for method, g in summary.groupby("method", sort=False):
-        means = g.groupby("value_text", sort=False)["val_score"].mean().dropna()
-        best = [str(v) for v, m in means.items() if len(means) and math.isclose(m, means.max(), abs_tol=1e-12)]
-        if method not in skip and len(best) > 1:
-            out[str(method)] = best
+    out = {}
+    for method, means in _validation_means(summary).items():
+        best = [str(v) for v, m in means.items() if math.isclose(m, means.max(), abs_tol=1e-12)]
+        if len(best) > 1:
+            out[method] = best
     return out
 
 
