@@ -156,6 +156,7 @@ def task_setup(task: str, args, pool, judge) -> dict:
     from discl.evaluation import fidelity as fd
 
     extra = [f"generation.guidance_scale={args.guidance_scale}"] if args.guidance_scale is not None else []
+    extra += [f"generation.steps={args.steps}"] if args.steps is not None else []
     cfg = load_config(TASK_CONFIGS[task], six_level_overrides(args.seeds or 4) + extra)
     ds = build_task(task, seed=cfg.data.seed, folder=args.data_root)
     if task == "fmnist-lt":
@@ -215,7 +216,7 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
     for lam in g.levels:
         t0 = time.perf_counter()
         x = generate(gen, g, hard, src, lam, seeds, g.steps, g.text_to_image_at_zero)
-        row = spectrum_measures(x, src_rep, t["real_feat"], t["bandwidth"], args.boot)
+        row = spectrum_measures(x, src_rep, t["real_feat"], t["bandwidth"], args.boot, seeds)
         acc = judge.accuracy(x, lab_rep)
         # the spread behind the mean: a few collapsed variants (speckle) or every variant a little grainy
         per_img = fd.hf_energy_per_image(x) / ref["hf_clean_pool"]
@@ -253,6 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", choices=list(TASK_CONFIGS), default=list(TASK_CONFIGS))
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the task config's generation.guidance_scale)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps at strength 1 (default: the task config's generation.steps)")
     p.add_argument("--scheduler", default=None,
                    help="a diffusers scheduler class for the embedded backend (default: its DDIM, as the configs)")
     p.add_argument("--negative-style", default=None,

@@ -156,12 +156,15 @@ def real_test_sample(ds, classes, test_key: str, seed: int, per_class: int, spli
 
 
 def spectrum_measures(x: np.ndarray, src_rep: np.ndarray, real_feat: np.ndarray, bandwidth: float,
-                      boot: int) -> dict[str, float]:
+                      boot: int, seeds: int) -> dict[str, float]:
     """One level's model-free measures: SSIM / PSNR to the sources, HF energy, MMD² [95 % interval]
-    to the real test images."""
+    to the real test images. ``x`` is source-major with ``seeds`` variants per source (as
+    :func:`generate` returns it): MMD² pairs variants of two sources only and resamples whole
+    sources (:func:`discl.evaluation.fidelity.mmd2_interval`'s ``groups_x``), as the sources' own row."""
     from discl.evaluation import fidelity as fd
 
-    m = fd.mmd2_interval(fd.flatten_pixels(x), real_feat, bandwidth=bandwidth, n_boot=boot, seed=0)
+    m = fd.mmd2_interval(fd.flatten_pixels(x), real_feat, bandwidth=bandwidth, n_boot=boot, seed=0,
+                         groups_x=np.repeat(np.arange(len(x) // seeds), seeds))
     return {"ssim": fd.ssim(x, src_rep), "psnr": fd.psnr(x, src_rep), "hf": fd.hf_energy(x), "mmd2": m["mmd2"],
             "mmd2_lo": m["low"], "mmd2_hi": m["high"]}
 

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                 x = generate(gen, g, hard, src, lam, g.seeds_per_level, g.steps, g.text_to_image_at_zero)
                 gen_cpu = time.process_time() - c2
                 acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
-                row = spectrum_measures(x, src_rep, real_feat, bw, args.boot)
+                row = spectrum_measures(x, src_rep, real_feat, bw, args.boot, g.seeds_per_level)
                 rows[f"{lam:.1f}"] = {
                     **row, "hf_ratio": row["hf"] / ref["hf_sources"], "acc": acc, "acc_ratio": acc / real_acc,
                     "seconds": round(time.perf_counter() - t2, 1), "generate_cpu_seconds": round(gen_cpu, 1)}

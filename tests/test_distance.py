@@ -78,3 +78,18 @@ def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tin
         if count >= 2:
             assert out.loc[float(lam), "n_total"] == count
     assert out.loc[1.0, "n_total"] == man["sample_id"].nunique()
+
+
+def test_level_distances_pair_variants_across_sources_only():
+    """A level of near-copies of the real sources (two seeds each) sits on the real row once pairs
+    of one source's variants are left out; without source ids it looks further away."""
+    rng = np.random.default_rng(5)
+    ref, real = rng.normal(size=(300, 8)), rng.normal(size=(30, 8))
+    level = np.repeat(real, 2, axis=0) + rng.normal(scale=0.01, size=(60, 8))
+    ids = np.repeat([f"s{i}" for i in range(30)], 2)
+    grouped = level_distances({0.9: level}, real, ref, sources={0.9: ids}).set_index("lam")["mmd2"]
+    pooled = level_distances({0.9: level}, real, ref).set_index("lam")["mmd2"]
+    assert abs(grouped[0.9] - grouped[1.0]) < 0.25 * abs(pooled[0.9] - pooled[1.0])
+    # a level whose images all come from one source has no MMD²
+    one = level_distances({0.5: level[:2]}, real, ref, sources={0.5: ids[:2]}).set_index("lam")
+    assert np.isnan(one.loc[0.5, "mmd2"]) and np.isfinite(one.loc[0.5, "frechet"])

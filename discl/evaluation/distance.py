@@ -12,7 +12,9 @@ Rows are on equal footing: the Fréchet distance is biased by the sample size (t
 subsamples (without replacement) of the same size ``n`` (the smallest row's), with one kernel
 bandwidth for all rows (the median heuristic on the reference set). Each row reports the mean over
 the subsamples and, for MMD², the 5th-95th percentile interval (``mmd2_lo``, ``mmd2_hi``);
-``n_total`` is the row's full count.
+``n_total`` is the row's full count. A level holds several variants of each source (seeds) and the
+real row one image per source, so MMD² leaves out pairs of variants of one source: with them in,
+near-copies at high λ inflate it (four copies of a set have about twice its MMD²).
 
 The report calls :func:`cached_spectrum_distances`: ``RUN/report/distances.csv`` is reused while
 its key (``distances.key.json``: the filter stage's digest, the CLIP fingerprint, a digest of the
@@ -30,27 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from discl.evaluation.fidelity import mmd2_rbf  # noqa: F401  (the one estimator; re-exported)
+
 log = logging.getLogger(__name__)
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
-
-
-def mmd2_rbf(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
-    """Unbiased squared MMD between samples ``x`` [n, d] and ``y`` [m, d] (n, m >= 2)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 2 or len(y) < 2:
-        raise ValueError("MMD needs at least two samples on each side")
-    if bandwidth is None:
-        z = np.concatenate([x, y])
-        d = _sq_dists(z, z)
-        bandwidth = float(np.sqrt(0.5 * np.median(d[np.triu_indices(len(z), 1)]))) or 1.0
-    gamma = 1.0 / (2 * bandwidth**2)
-    kxx, kyy, kxy = (np.exp(-gamma * _sq_dists(a, b)) for a, b in ((x, x), (y, y), (x, y)))
-    n, m = len(x), len(y)
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                 - 2 * kxy.mean())
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -81,11 +69,14 @@ def median_bandwidth(reference: np.ndarray) -> float:
 
 
 def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray, reference: np.ndarray,
-                    subsamples: int = SUBSAMPLES, seed: int = 0) -> pd.DataFrame:
+                    subsamples: int = SUBSAMPLES, seed: int = 0,
+                    sources: dict[float, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per λ (and λ = 1 for the real sources), every row at the same sample size ``n``:
     mean MMD² (with its 5-95 % interval) and Fréchet distance to ``reference`` over ``subsamples``
     seeded subsamples of size ``n`` (the smallest row's count). Rows with fewer than 2 images are
-    left out."""
+    left out. ``sources`` (per λ, each image's source id): MMD² leaves out pairs of variants of one
+    source (:func:`discl.evaluation.fidelity.mmd2_rbf`), as the real sources' row has none; a
+    subsample whose images all come from one source has no MMD² (NaN)."""
     from discl.seeding import numpy_rng
 
     sets = {float(lam): np.asarray(e, dtype=np.float64) for lam, e in sorted(synthetic.items()) if len(e) >= 2}
@@ -100,13 +91,16 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
     for lam, emb in sets.items():
         draws = 1 if len(emb) == n else subsamples
         mmd, fre = [], []
+        group = (sources or {}).get(lam)
         for r in range(draws):
-            x = emb if draws == 1 else emb[np.sort(numpy_rng("distance-subsample", seed, lam, r).choice(
-                len(emb), n, replace=False))]
-            mmd.append(mmd2_rbf(x, reference, bandwidth))
-            fre.append(frechet_distance(x, reference))
-        lo, hi = (np.percentile(mmd, [5, 95]) if draws > 1 else (np.nan, np.nan))
-        rows.append({"lam": lam, "n": n, "n_total": len(emb), "mmd2": float(np.mean(mmd)), "mmd2_lo": float(lo),
+            idx = np.arange(len(emb)) if draws == 1 else np.sort(numpy_rng("distance-subsample", seed, lam, r).choice(
+                len(emb), n, replace=False))
+            g = None if group is None else np.asarray(group)[idx]
+            mmd.append(mmd2_rbf(emb[idx], reference, bandwidth, groups_x=g)
+                       if g is None or len(set(g.tolist())) > 1 else np.nan)
+            fre.append(frechet_distance(emb[idx], reference))
+        lo, hi = (np.nanpercentile(mmd, [5, 95]) if draws > 1 and not np.isnan(mmd).all() else (np.nan, np.nan))
+        rows.append({"lam": lam, "n": n, "n_total": len(emb), "mmd2": float(np.nanmean(mmd)) if not np.isnan(mmd).all() else np.nan, "mmd2_lo": float(lo),
                      "mmd2_hi": float(hi), "frechet": float(np.mean(fre))})
     return pd.DataFrame(rows, columns=cols)
 
@@ -117,7 +111,7 @@ MAX_REFERENCE = 1000
 def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     """What the distances depend on besides the filter's output and the CLIP weights (pure)."""
     return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference",
-            "subsamples": SUBSAMPLES, "kept_only": True, "version": 2}
+            "subsamples": SUBSAMPLES, "kept_only": True, "mmd2_pairs": "across sources", "version": 3}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
@@ -201,8 +195,10 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
                                   section_digest(cfg, "data"), source_keys(ds, sources))
     real = (np.stack([cached[s].numpy() for s in sources]) if sources and all(s in cached for s in sources)
             else encode(sources))
-    synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in man.groupby("lam")}
-    out = level_distances(synthetic, real, reference, seed=cfg.seed)
+    by_level = dict(list(man.groupby("lam")))
+    synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in by_level.items()}
+    of_source = {float(lam): g["sample_id"].astype(str).to_numpy() for lam, g in by_level.items()}
+    out = level_distances(synthetic, real, reference, seed=cfg.seed, sources=of_source)
     log.info("distance to real %s images of the hard classes (%d): %s", test_split, len(ids),
              out[["lam", "mmd2"]].round(4).to_dict("records"))
     return out
