@@ -13,7 +13,9 @@ and base seed) and measures per λ:
   ratio to the clean prior pool's (its images of the same classes) and to the real hard sources';
 - ``MMD2``: unbiased raw-pixel MMD² [95 % bootstrap interval] to real test images of the same classes
   (``--test-per-class`` of each, the draw bench_prior.py makes; one median-heuristic bandwidth per
-  task), and its ratio to the real hard sources' own MMD² to them (the λ = 1 row);
+  task), and its ratio to the real hard sources' own MMD² to them (the λ = 1 row). A level's
+  within-set mean pairs variants of two sources only and the interval resamples whole sources
+  (``groups_x``), so a level compares like for like with the sources' row of one image each;
 - ``SSIM`` / ``PSNR`` of each variant to its source.
 
 The hard images (no trained model, so the bench is cheap and deterministic):
