@@ -217,7 +217,7 @@ def write_tiny_lora(path: Path, pipeline_folder: Path, rank: int = 2, seed: int 
     return path
 
 
-def build_tiny_sd3(folder: Path):
+def build_tiny_sd3(folder: Path, patch_size: int = 1):
     """A tiny ``StableDiffusion3Img2ImgPipeline`` (two CLIP encoders, no T5: the pipeline then uses
     zeros for the T5 embeddings). Returned as a pipeline object: ``from_pretrained`` of a folder
     saved without T5 needs the missing components named, which the backend does not do."""
@@ -230,7 +230,7 @@ def build_tiny_sd3(folder: Path):
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(0)
-    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=patch_size, in_channels=4, num_layers=1, attention_head_dim=8,
                                         num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
                                         pooled_projection_dim=32, out_channels=4)
     torch.manual_seed(0)

@@ -1,5 +1,11 @@
 """Mixed aspect ratios, global batch planning across shards, and step counts that match diffusers'."""
 
+import logging
+import math
+import uuid
+from collections import Counter
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,6 +13,7 @@ from generation_fixtures import (
     ForwardCounter,
     build_tiny_sd,
     build_tiny_sdxl_refiner,
+    tiny_dataset,
     train_tiny_prior,
     write_hard_csv,
     write_mixed_size_folder,
@@ -15,10 +22,26 @@ from PIL import Image
 
 from discl.config import RunConfig
 from discl.data.config import DataConfig
-from discl.generation.base import GenerationBatch, create_generator
+from discl.generation import runner
+from discl.generation.base import GenerationBatch, create_generator, planning_size
 from discl.generation.config import GenerationConfig
-from discl.generation.planning import batches, denoise_steps, plan_jobs, shard_batches, strength_for
-from discl.generation.runner import generate_spectrum, source_sizes
+from discl.generation.planning import (
+    batches,
+    denoise_steps,
+    generation_size,
+    plan_jobs,
+    shard_batches,
+    strength_for,
+)
+from discl.generation.runner import (
+    batch_key,
+    finish_spectrum,
+    generate_spectrum,
+    plan_batches,
+    plan_spectrum,
+    read_hard,
+    source_sizes,
+)
 
 DEFAULT_LEVELS = GenerationConfig().levels
 
@@ -223,3 +246,151 @@ def test_sd3_uses_its_own_prompt_encoding(tmp_path):
     assert type(other.pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
     assert other.pipe.scheduler.config.shift == 3.0
     assert [im.tobytes() for im in other.generate(batch)] != outs[0.5]
+
+
+# -- batches grouped by the generation size the backend uses (photo folders: many sizes, few ratios) --
+
+SIZE_64_8 = partial(generation_size, longest=64, multiple=8)
+PHOTO_SIZES = [(500, 375), (500, 374), (500, 333), (500, 334), (375, 500), (333, 500), (640, 480), (500, 500),
+               (1024, 768), (1920, 1080), (2048, 1536), (1, 1), (1, 999), (999, 1), (7, 3), (3, 7)]
+
+
+def _hard_for(ids):
+    return pd.DataFrame({"sample_id": list(ids), "label": 0, "class_name": "a"})
+
+
+def test_batches_group_by_generation_size_not_exact_ratio():
+    sizes = {"a": (500, 375), "b": (500, 374), "c": (640, 480), "d": (375, 500)}
+    assert {s: SIZE_64_8(*wh) for s, wh in sizes.items()} == {"a": (64, 48), "b": (64, 48), "c": (64, 48),
+                                                              "d": (48, 64)}
+    jobs = plan_jobs(_hard_for(sizes), [0.0, 0.5], 2, base_seed=0, steps=10)
+    by_size = batches(jobs, 8, sizes, SIZE_64_8)
+    assert sorted(pd.concat(by_size)["job"]) == list(jobs["job"])
+    # per (lambda, k): the three 4:3-ish sources in one batch, the portrait one in its own
+    assert sorted(tuple(sorted(b["sample_id"])) for b in by_size) == [("a", "b", "c")] * 4 + [("d",)] * 4
+    # exact ratios kept 500x374 (250:187) apart from 4:3: 3 batches per (lambda, k) instead of 2
+    assert len(by_size) == 8 < len(batches(jobs, 8, sizes)) == 12
+
+
+def test_every_batch_holds_one_generation_size_and_is_as_full_as_its_group_allows():
+    rng = np.random.default_rng(0)
+    ids = [f"s{i:03d}" for i in range(300)]
+    sizes = {s: PHOTO_SIZES[rng.integers(8)] if rng.random() < 0.7 else tuple(int(v) for v in rng.integers(60, 900, 2))
+             for s in ids}
+    jobs = plan_jobs(_hard_for(ids), [0.0, 0.5], 2, base_seed=0, steps=10)
+    planned = batches(jobs, 16, sizes, SIZE_64_8)
+    assert sorted(pd.concat(planned)["job"]) == list(jobs["job"])
+    per_group = Counter()
+    for b in planned:
+        (size,) = {SIZE_64_8(*sizes[s]) for s in b["sample_id"]}  # one generation size per batch
+        assert b["denoise_steps"].nunique() == b["lam"].nunique() == b["k"].nunique() == 1 and 1 <= len(b) <= 16
+        assert list(b["job"]) == sorted(b["job"])  # plan order within a group
+        per_group[(b["lam"].iloc[0], b["k"].iloc[0], size)] += len(b)
+    # at most one partial batch per (lambda, k, generation size): as few batches as the sizes allow
+    assert len(planned) == sum(math.ceil(n / 16) for n in per_group.values())
+    assert len(planned) < len(batches(jobs, 16, sizes))
+
+
+@pytest.mark.parametrize("kind", ["embedded", "shipped-prior", "sd"])
+def test_square_sources_keep_their_batches_and_batch_keys(tmp_path, tiny_pipelines, kind):
+    """The embedded demo (all sources 28x28) plans the batches, and so the batch keys, that exact-ratio
+    grouping planned: a run made before generation-size grouping is reused, not regenerated."""
+    ds = tiny_dataset(10)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    model = {"shipped-prior": "embedded"}.get(kind) or str(tiny_pipelines[kind])
+    g = _gen_cfg("embedded" if kind == "shipped-prior" else kind, model, levels=[0.0, 0.5, 0.9], seeds_per_level=3,
+                 batch_size=4)
+    cfg = RunConfig(name="t", run_dir=str(run), generation=g)
+    assert planning_size(g) is not None  # grouped by generation size
+    plan = plan_spectrum(cfg, read_hard(run), ds)
+    new = plan_batches(plan, ds, g)
+    ratio = batches(plan, g.batch_size, source_sizes(ds, plan["sample_id"].unique()))  # the plan before
+    assert [(list(b["job"]), b["batch_key"].iloc[0]) for b in new] == [(list(b["job"]), batch_key(b)) for b in ratio]
+    assert len(new) == 3 * 3 * 3  # 10 sources per (lambda, k): batches of 4, 4, 2
+
+
+def test_planning_loads_no_model_and_finish_agrees_with_generate(tmp_path, tiny_pipelines, monkeypatch, caplog):
+    from diffusers import DiffusionPipeline, ModelMixin
+
+    from discl.data import build_dataset
+    from discl.generation import diffusers_backend
+
+    root = write_mixed_size_folder(tmp_path / "data", sizes=((40, 30), (40, 29), (30, 40)))
+    data = DataConfig(task="folder", root=str(root), val_fraction=0.25)
+    ds = build_dataset(data)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = RunConfig(name="t", run_dir=str(run), data=data, generation=_gen_cfg("sd", tiny_pipelines["sd"], batch_size=8))
+    gen = create_generator(cfg.generation)
+    sizes = source_sizes(ds, ds.frame["sample_id"])
+    assert {gen.generation_size(*wh) for wh in sizes.values()} == {(32, 24), (24, 32)}  # 40x30 and 40x29 alike
+    plan = plan_spectrum(cfg, read_hard(run), ds)
+    planned = plan_batches(plan, ds, cfg.generation)
+    assert all(len({gen.generation_size(*sizes[s]) for s in b["sample_id"]}) == 1 for b in planned)
+    # per (lambda, k): 8 landscape sources in one batch and 4 portrait ones, not 4 + 4 + 4 by exact ratio
+    assert len(planned) == 2 * 2 * 2 < len(batches(plan, 8, sizes)) == 2 * 2 * 3
+    with caplog.at_level(logging.WARNING):
+        generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    assert "planned generation size" not in caplog.text
+    (run / "spectrum" / "metadata.csv").unlink()
+    (run / "spectrum" / "_done.json").unlink()
+
+    def load(*args, **kwargs):
+        raise AssertionError("planning loaded a model")
+
+    monkeypatch.setattr(runner, "create_generator", load)
+    monkeypatch.setattr(diffusers_backend, "load_pipeline", load)
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", load)
+    monkeypatch.setattr(ModelMixin, "from_pretrained", load)
+    # the plan made without a generator has the batch keys the images were made with: complete
+    assert finish_spectrum(cfg, run)
+    assert len(pd.read_csv(run / "spectrum" / "metadata.csv")) == 12 * 2 * 2
+    generate_spectrum(cfg, run, dataset=ds, progress=False)  # a rerun reuses every image, builds nothing
+
+
+SIZE_PAIRS = sorted(set(PHOTO_SIZES) | {tuple(int(v) for v in p)
+                                        for p in np.random.default_rng(1).integers(1, 3000, (300, 2))})
+
+
+@pytest.mark.parametrize("kind,resolution", [("sd", None), ("sd", 48), ("sdxl-refiner", None), ("sdxl-refiner", 40),
+                                             ("sd3", None), ("sd3", 48), ("embedded", None), ("shipped-prior", None)])
+def test_planning_size_is_the_loaded_generators_size(tmp_path, tiny_pipelines, kind, resolution):
+    """The size function planning reads from config files equals the loaded generator's
+    ``generation_size`` (SD3: a transformer with patch size 2, so the multiple is VAE scale x 2)."""
+    from discl.generation.diffusers_backend import DiffusersGenerator
+
+    if kind == "sd3":
+        from generation_fixtures import build_tiny_sd3
+
+        pipe = build_tiny_sd3(tmp_path / "sd3", patch_size=2)
+        pipe.save_pretrained(tmp_path / "sd3-saved")  # the configs planning reads (loading it needs T5 named)
+        g = GenerationConfig(backend="diffusers", model=str(tmp_path / "sd3-saved"), resolution=resolution)
+        gen = DiffusersGenerator(g, pipe=pipe)
+        assert gen.multiple == 2 * gen.vae_scale
+    elif kind == "shipped-prior":
+        g = GenerationConfig(backend="embedded", model="embedded")
+        gen = create_generator(g)
+    else:
+        g = _gen_cfg(kind, tiny_pipelines[kind], resolution=resolution) if kind != "embedded" else _gen_cfg(
+            kind, tiny_pipelines[kind])
+        gen = create_generator(g)
+    size_of = planning_size(g)
+    assert size_of is not None
+    assert [size_of(w, h) for w, h in SIZE_PAIRS] == [gen.generation_size(w, h) for w, h in SIZE_PAIRS]
+
+
+def test_planning_size_falls_back_to_exact_ratios_with_one_log_line(tiny_pipelines, caplog):
+    """Configs that need a download (offline, uncached id) or a pipeline whose VAE scale is not known
+    from its configs: no size function, batches by exact aspect ratio, one log line, no error."""
+    cases = [GenerationConfig(backend="diffusers", model=f"nobody/uncached-{uuid.uuid4().hex[:8]}"),
+             GenerationConfig(backend="diffusers", model=str(tiny_pipelines["sd"]),
+                              pipeline_class=f"KandinskyImg2ImgPipeline{uuid.uuid4().hex[:4]}")]
+    sizes = {"a": (500, 375), "b": (500, 374)}
+    jobs = plan_jobs(_hard_for(sizes), [0.5], 1, base_seed=0, steps=10)
+    for g in cases:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="discl.generation.base"):
+            assert planning_size(g) is None and planning_size(g) is None
+        assert len([r for r in caplog.records if "exact aspect ratio" in r.getMessage()]) == 1
+        assert len(batches(jobs, 4, sizes, planning_size(g))) == 2  # today's grouping: one batch per ratio

@@ -9,6 +9,7 @@ imported unless it is used.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -16,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image
 
 from discl.generation.config import GenerationConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,7 +88,9 @@ class Generator(Protocol):
     def generate(self, batch: GenerationBatch) -> list[Image.Image]: ...
 
 
-# name -> "module:attribute" of a factory taking a GenerationConfig
+# name -> "module:attribute" of a factory taking a GenerationConfig. A factory may also have
+# ``planning_size(cfg) -> (width, height) -> (w, h)``: its generation size read from the model's
+# config files, no weights (:func:`planning_size`).
 _REGISTRY: dict[str, str | Callable[[GenerationConfig], Generator]] = {
     "embedded": "discl.generation.embedded:EmbeddedGenerator",
     "diffusers": "discl.generation.diffusers_backend:DiffusersGenerator",
@@ -106,12 +111,41 @@ def list_generators() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_generator(cfg: GenerationConfig) -> Generator:
-    """Build (and load the weights of) the configured backend."""
-    entry = _REGISTRY.get(cfg.backend)
+def _factory(name: str) -> Callable[[GenerationConfig], Generator]:
+    entry = _REGISTRY.get(name)
     if entry is None:
-        raise ValueError(f"unknown generation backend {cfg.backend!r} (registered: {', '.join(list_generators())})")
+        raise ValueError(f"unknown generation backend {name!r} (registered: {', '.join(list_generators())})")
     if isinstance(entry, str):
         module, attr = entry.split(":")
         entry = getattr(importlib.import_module(module), attr)
-    return entry(cfg)
+    return entry
+
+
+def create_generator(cfg: GenerationConfig) -> Generator:
+    """Build (and load the weights of) the configured backend."""
+    return _factory(cfg.backend)(cfg)
+
+
+_FALLBACK_LOGGED: set[tuple[str, str, str]] = set()  # logged once per process
+
+
+def planning_size(cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]] | None:
+    """The configured backend's generation size of a (width, height) source, known without loading
+    weights (the factory's ``planning_size``, which reads the model's config files); None when it
+    cannot be known before loading: a backend without ``planning_size``, a pipeline whose size policy
+    is not mirrored, configs that would need a download (offline, uncached hub id). Batches then
+    group by exact aspect ratio (:func:`discl.generation.planning.batches`), which is always correct,
+    only less full; planning never fails here, and never loads a model.
+    """
+    policy = getattr(_factory(cfg.backend), "planning_size", None)
+    why = f"backend {cfg.backend!r} has no planning_size"
+    if policy is not None:
+        try:
+            return policy(cfg)
+        except Exception as e:  # noqa: BLE001 - any reason to fall back is logged; exact ratios stay correct
+            why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+    if (cfg.backend, cfg.model, why) not in _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.add((cfg.backend, cfg.model, why))
+        logger.info("generation: batches grouped by exact aspect ratio, not generation size: the generation "
+                    "size of %s is not known before loading it (%s)", cfg.model, why)
+    return None

@@ -15,6 +15,7 @@ Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub
 - one pipeline call per generation size (a batch of mixed aspect ratios is split, order kept);
 - resolution policy: keep the aspect ratio, longest side = ``generation.resolution`` or the model's
   native size, both sides rounded to a multiple of the VAE scale factor (times a transformer's patch size);
+  batch planning reads the same policy from the model's config files, without loading it (:func:`size_policy`);
 - ``generation.scheduler`` replaces the pipeline's scheduler (``from_config`` of its own config);
   ``generation.lora`` adapters are loaded and fused.
 """
@@ -22,8 +23,12 @@ Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -31,6 +36,7 @@ from PIL import Image
 from discl.errors import DisclError, ModelNotFoundError
 from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
+from discl.generation.planning import generation_size
 from discl.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -48,12 +54,57 @@ def resolve_device_dtype(cfg: GenerationConfig) -> tuple[torch.device, torch.dty
     return device, dtype
 
 
-def target_size(width: int, height: int, longest: int, multiple: int) -> tuple[int, int]:
-    """(w, h) with the aspect ratio kept, longest side ``longest``, each side a multiple of ``multiple``."""
-    scale = longest / max(width, height)
-    w = max(multiple, int(round(width * scale / multiple)) * multiple)
-    h = max(multiple, int(round(height * scale / multiple)) * multiple)
-    return w, h
+# Pipeline classes (the loaded one: ``generation.pipeline_class``, or the family of model_index.json's
+# ``_class_name`` that AutoPipelineForImage2Image loads) whose ``vae_scale_factor`` is
+# ``2 ** (len(vae.config.block_out_channels) - 1)`` (8 without a VAE), so that :func:`size_policy`
+# knows their generation size from config files. Other classes compute it their own way (Qwen-Image,
+# Sana, Bria, ...): their batches group by exact aspect ratio.
+CONFIG_SIZED_PIPELINES = frozenset({
+    "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
+    "FluxPipeline", "FluxImg2ImgPipeline",
+})
+
+
+def load_model_config(model: str, name: str) -> dict:
+    """One config file of a diffusers model (``model_index.json``, ``unet/config.json``): from a local
+    folder, the local hub cache, or a download of that small file alone; never weights."""
+    if os.path.isdir(model):
+        return json.loads((Path(model) / name).read_text())
+    from huggingface_hub import hf_hub_download
+
+    from discl.hub import load_kwargs, unreachable_reason
+
+    if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1:
+        raise ModelNotFoundError(f"local folder {model} does not exist")
+    if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
+        raise ModelNotFoundError(why)
+    return json.loads(Path(hf_hub_download(model, name, **load_kwargs(model))).read_text())
+
+
+def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
+    """(longest side, multiple) that :class:`DiffusersGenerator` will use, from the model's config
+    files alone: mirrors its ``vae_scale``, ``multiple`` and ``longest`` (the agreement is tested on
+    tiny SD, SDXL-refiner and SD3 pipelines). Raises when the pipeline class is not one whose VAE
+    scale is known from its configs (:data:`CONFIG_SIZED_PIPELINES`) or a config cannot be read."""
+    index = load_model_config(cfg.model, "model_index.json")
+    cls = cfg.pipeline_class or index.get("_class_name")
+    if cls not in CONFIG_SIZED_PIPELINES:
+        raise DisclError(f"pipeline class {cls!r}: its VAE scale factor is not known from config files")
+
+    def component(name: str) -> dict | None:
+        entry = index.get(name)
+        present = isinstance(entry, list | tuple) and len(entry) == 2 and entry[1] is not None
+        return load_model_config(cfg.model, f"{name}/config.json") if present else None
+
+    vae = component("vae")
+    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae is not None else 8
+    denoiser = component("unet") or component("transformer") or {}
+    multiple = vae_scale * int(denoiser.get("patch_size") or 1)
+    native = denoiser.get("sample_size")
+    native = native[0] if isinstance(native, list | tuple) else native
+    return int(cfg.resolution or (native * vae_scale if native else 512)), multiple
 
 
 def how_to_provide(model: str) -> str:
@@ -169,6 +220,13 @@ class DiffusersGenerator:
         native = native[0] if isinstance(native, list | tuple) else native
         self.longest = int(cfg.resolution or (native * self.vae_scale if native else 512))
 
+    @classmethod
+    def planning_size(cls, cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]]:
+        """:meth:`generation_size` from the model's config files alone (:func:`size_policy`): for
+        planning, which must not load the pipeline."""
+        longest, multiple = size_policy(cfg)
+        return partial(generation_size, longest=longest, multiple=multiple)
+
     @property
     def denoiser(self):
         return getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
@@ -200,7 +258,7 @@ class DiffusersGenerator:
 
     def _prepare(self, img: Image.Image) -> Image.Image:
         img = img.convert("RGB")
-        size = target_size(img.size[0], img.size[1], self.longest, self.multiple)
+        size = self.generation_size(*img.size)
         return img if img.size == size else img.resize(size, Image.Resampling.BICUBIC)
 
     def _encode_sources(self, keys: list[str], images: list[Image.Image]) -> torch.Tensor:
@@ -233,7 +291,7 @@ class DiffusersGenerator:
     # -- generation -----------------------------------------------------------------------------
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         """The (w, h) a source of this size is generated at: aspect ratio kept, longest side fixed."""
-        return target_size(width, height, self.longest, self.multiple)
+        return generation_size(width, height, self.longest, self.multiple)
 
     def evaluations_per_image(self, steps: int, strength: float) -> int:
         """Denoiser evaluations per image and CFG branch at ``strength``: what the pipeline runs."""

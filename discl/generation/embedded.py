@@ -14,6 +14,8 @@ Sampling is SDEdit exactly as diffusers' img2img pipelines do it, with any diffu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,7 +25,8 @@ from PIL import Image
 from discl.errors import BadInputError
 from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
-from discl.generation.prior import Prior, denoise, from_model_space, load_prior
+from discl.generation.planning import generation_size
+from discl.generation.prior import Prior, denoise, from_model_space, load_prior, load_prior_config
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,11 @@ def sample(prior: Prior, scheduler, sources: torch.Tensor | None, labels: torch.
                    step_kwargs(scheduler, gens, eta=0.0, use_clipped_model_output=clipped_eps), text_to_image)
 
 
+def unet_multiple(unet_config) -> int:
+    """The UNet halves the image once per down block: both sides must divide by this."""
+    return 2 ** (len(unet_config["block_out_channels"]) - 1)
+
+
 class EmbeddedGenerator:
     name = "embedded"
 
@@ -78,8 +86,13 @@ class EmbeddedGenerator:
         self.prior.unet.to(self.device)
         self.scheduler_name, self.scheduler_kwargs = cfg.scheduler, dict(cfg.scheduler_kwargs)
         prior_scheduler(self.prior, cfg.scheduler, cfg.scheduler_kwargs)  # fail now, not mid-run
-        # the UNet halves the image once per down block: both sides must divide by this
-        self.multiple = 2 ** (len(self.prior.unet.config.block_out_channels) - 1)
+        self.multiple = unet_multiple(self.prior.unet.config)
+
+    @classmethod
+    def planning_size(cls, cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]]:
+        """:meth:`generation_size` from the prior's config file alone (no weights): for planning."""
+        meta = load_prior_config(cfg.model)
+        return partial(generation_size, longest=int(meta["resolution"]), multiple=unet_multiple(meta["unet"]))
 
     @property
     def denoiser(self):
@@ -97,9 +110,7 @@ class EmbeddedGenerator:
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) at the prior's scale: longest side = its resolution, aspect ratio kept, both sides
         multiples of the UNet's downsampling factor. A square source gives the prior's square."""
-        r, m = self.prior.resolution, self.multiple
-        scale = r / max(width, height)
-        return (max(m, int(round(width * scale / m)) * m), max(m, int(round(height * scale / m)) * m))
+        return generation_size(width, height, self.prior.resolution, self.multiple)
 
     def _to_model_space(self, img: Image.Image) -> torch.Tensor:
         """Grayscale float [-1, 1] [1, h, w] at the generation size (area downsampling)."""

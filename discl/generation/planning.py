@@ -105,21 +105,27 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int]] | None = None
-            ) -> list[pd.DataFrame]:
-    """Jobs grouped by step count and lambda (they share timesteps) and by aspect ratio, cut into batches.
+def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int]] | None = None,
+            size_of: Callable[[int, int], tuple[int, int]] | None = None) -> list[pd.DataFrame]:
+    """Jobs grouped by step count and lambda (they share timesteps) and by generation size, cut into batches.
 
-    ``sizes`` maps a sample id to its source's (width, height). Both backends derive the generation
-    size from the aspect ratio alone (longest side fixed), so jobs of one ratio form their own
-    batches and a batch holds one generation size: a folder of mixed aspect ratios is bucketed the
-    way SDXL training buckets, never refused. Jobs are also grouped by seed index ``k``, so a batch's
-    make-up never depends on ``generation.seeds_per_level``: a change of it adds or removes whole
-    batches and the other seeds' images are reused (:func:`discl.generation.runner.finished_images`
-    reuses an image only when its batch is the same). The cost: a group smaller than
-    ``batch_size`` gives a smaller batch (a source with an aspect ratio of its own, one image per
-    batch instead of one per seed). Within a group jobs keep their plan order. Plan the whole
-    spectrum's batches once and hand whole batches to shards (:func:`shard_batches`): a batch's
-    make-up then never depends on the number of processes.
+    ``sizes`` maps a sample id to its source's (width, height); ``size_of(width, height)`` is the
+    size the backend generates such a source at (:func:`discl.generation.base.planning_size`), so
+    a batch holds one generation size and is as full as the sources of that size allow: a folder of
+    photos in hundreds of sizes (500x375, 500x333, 500x334, 640x480, ...) falls into the few sizes
+    the backend actually uses, bucketed the way SDXL training buckets, never refused. Without
+    ``size_of`` (a backend whose size policy is unknown before it is loaded) jobs are grouped by
+    exact aspect ratio (:func:`aspect_key`), which also gives one generation size per batch but
+    more, smaller batches. A spectrum of one source shape (the embedded demo's 28x28 images) gets
+    the same batches either way.
+
+    Jobs are also grouped by seed index ``k``, so a batch's make-up never depends on
+    ``generation.seeds_per_level``: a change of it adds or removes whole batches and the other
+    seeds' images are reused (:func:`discl.generation.runner.finished_images` reuses an image only
+    when its batch is the same). The cost: a group smaller than ``batch_size`` gives a smaller batch
+    (one image per batch for a source whose generation size no other source shares). Within a group
+    jobs keep their plan order. Plan the whole spectrum's batches once and hand whole batches to
+    shards (:func:`shard_batches`): a batch's make-up then never depends on the number of processes.
     """
     frame = jobs
     keys = ["denoise_steps", "lam", "k"]
@@ -127,8 +133,9 @@ def batches(jobs: pd.DataFrame, batch_size: int, sizes: dict[str, tuple[int, int
         missing = sorted(set(frame["sample_id"]) - set(sizes))
         if missing:
             raise ValueError(f"batches: no source size for sample {missing[0]!r}")
-        ratio = {s: aspect_key(*sizes[s]) for s in set(frame["sample_id"])}
-        frame = frame.assign(_w=[ratio[s][0] for s in frame["sample_id"]], _h=[ratio[s][1] for s in frame["sample_id"]])
+        bucket = size_of or aspect_key
+        size = {s: bucket(*sizes[s]) for s in set(frame["sample_id"])}
+        frame = frame.assign(_w=[size[s][0] for s in frame["sample_id"]], _h=[size[s][1] for s in frame["sample_id"]])
         keys += ["_w", "_h"]
     out = []
     for _, group in frame.groupby(keys, sort=True):
@@ -142,6 +149,20 @@ def aspect_key(width: int, height: int) -> tuple[int, int]:
     """(width, height) reduced by their gcd: 40x30 and 400x300 share a key (and a generation size)."""
     g = math.gcd(int(width), int(height)) or 1
     return int(width) // g, int(height) // g
+
+
+def generation_size(width: int, height: int, longest: int, multiple: int) -> tuple[int, int]:
+    """(w, h) with the aspect ratio kept, longest side ``longest``, each side a multiple of ``multiple``.
+
+    The size policy of both backends (the diffusers adapter: the model's native size and VAE/patch
+    factor; the embedded prior: its resolution and UNet downsampling), here so that planning knows
+    it without a loaded model. Many ratios share a size: 500x375, 500x374 and 640x480 all give
+    1024x768 at longest side 1024, multiple 8.
+    """
+    scale = longest / max(width, height)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
 
 
 def shard_batches(planned: list[pd.DataFrame], index: int, count: int) -> list[pd.DataFrame]:

@@ -455,19 +455,32 @@ def save_prior(prior: Prior, out_dir: Path, recipe: PriorRecipe | None = None, *
     })
 
 
+def prior_folder(folder: str | Path | None = None) -> Path:
+    """The folder of a prior: ``folder``, or the shipped one for None, "" or "embedded"."""
+    return Path(folder) if folder not in (None, "", "embedded") else ASSET_DIR
+
+
+def load_prior_config(folder: str | Path | None = None) -> dict[str, Any]:
+    """A prior's config (UNet config, scheduler, resolution, ...) without its weights."""
+    cpath = prior_folder(folder) / CONFIG_NAME
+    if not cpath.is_file():
+        raise ModelNotFoundError(f"embedded prior config not found: {cpath}")
+    return json.loads(cpath.read_text())
+
+
 def load_prior(folder: str | Path | None = None, condition_style: str | None = None) -> Prior:
     """The shipped prior (``discl/assets/prior``) or one written by ``discl prior train --out``."""
     from diffusers import UNet2DModel
     from safetensors.torch import load_file
 
-    folder = Path(folder) if folder not in (None, "", "embedded") else ASSET_DIR
-    wpath, cpath = folder / WEIGHTS_NAME, folder / CONFIG_NAME
-    if not wpath.is_file() or not cpath.is_file():
+    folder = prior_folder(folder)
+    wpath = folder / WEIGHTS_NAME
+    if not wpath.is_file() or not (folder / CONFIG_NAME).is_file():
         raise ModelNotFoundError(
             f"embedded prior weights not found in {folder} (need {WEIGHTS_NAME} and {CONFIG_NAME}); "
             "train them with `discl prior train --out FOLDER` or reinstall discl (the package ships them)"
         )
-    meta = json.loads(cpath.read_text())
+    meta = load_prior_config(folder)
     keep = set(UNet2DModel._get_init_keys(UNet2DModel)) - {"self"}
     unet = UNet2DModel(**{k: v for k, v in meta["unet"].items() if k in keep})
     unet.load_state_dict(load_file(str(wpath)))

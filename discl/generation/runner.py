@@ -34,7 +34,8 @@ from discl.artifacts import (
     write_table,
 )
 from discl.config import RunConfig
-from discl.generation.base import GenerationBatch, Generator, create_generator
+from discl.generation.base import GenerationBatch, Generator, create_generator, planning_size
+from discl.generation.config import GenerationConfig
 from discl.generation.planning import (
     batches,
     cost_summary,
@@ -163,16 +164,31 @@ def source_sizes(dataset, sample_ids) -> dict[str, tuple[int, int]]:
     return out
 
 
-def plan_batches(plan: pd.DataFrame, dataset, batch_size: int) -> list[pd.DataFrame]:
-    """The spectrum's global batch plan (:func:`planning.batches`), each batch with its ``batch_key``."""
-    planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
+def plan_batches(plan: pd.DataFrame, dataset, g: GenerationConfig) -> list[pd.DataFrame]:
+    """The spectrum's global batch plan (:func:`planning.batches`), each batch with its ``batch_key``.
+
+    Batches group by the generation size the configured backend will use, known from the model's
+    config files (:func:`discl.generation.base.planning_size`); no generator is built here, so
+    :func:`finish_spectrum` and the reuse check stay cheap.
+    """
+    planned = batches(plan, g.batch_size, source_sizes(dataset, plan["sample_id"].unique()), planning_size(g))
     return [b.assign(batch_key=batch_key(b)) for b in planned]
 
 
-def plan_shard_batches(plan: pd.DataFrame, dataset, batch_size: int, shard: tuple[int, int]) -> list[pd.DataFrame]:
-    """This shard's whole batches of the spectrum's global batch plan (:func:`planning.batches`)."""
-    planned = batches(plan, batch_size, source_sizes(dataset, plan["sample_id"].unique()))
-    return shard_batches(planned, *shard)
+def plan_shard_batches(plan: pd.DataFrame, dataset, g: GenerationConfig, shard: tuple[int, int]) -> list[pd.DataFrame]:
+    """This shard's whole batches of the spectrum's global batch plan (:func:`plan_batches`)."""
+    return shard_batches(plan_batches(plan, dataset, g), *shard)
+
+
+def _warn_if_sizes_differ(gen: Generator, g: GenerationConfig, sizes) -> None:
+    """The planner's generation sizes should be the generator's: a difference costs batch fill (the
+    backend splits a batch by size), never correctness, so it is a warning."""
+    size_of = planning_size(g)
+    differ = [s for s in sizes if size_of is not None and size_of(*s) != gen.generation_size(*s)]
+    if differ:
+        w, h = differ[0]
+        logger.warning("generation: the planned generation size of a %dx%d source is %s, the generator's %s: "
+                       "batches may hold several sizes", w, h, size_of(w, h), gen.generation_size(w, h))
 
 
 def _decodes(path: Path) -> bool:
@@ -227,7 +243,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     # by whole batches too (:func:`batch_key`). An image is always computed in the same batch, whatever
     # the number of processes or interruptions, so float rounding that depends on a batch's make-up
     # cannot make a reused or resumed image differ from a fresh run's.
-    planned = plan_batches(plan, dataset, cfg.generation.batch_size)
+    planned = plan_batches(plan, dataset, cfg.generation)
     batch_keys = batch_keys_of(planned)
     chunks = shard_batches(planned, *shard)
     mine = pd.concat(chunks).sort_values("job").drop(columns="batch_key") if chunks else plan.iloc[:0]
@@ -237,6 +253,8 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
                 len(mine), len(done), len(todo))
     if todo:
         gen = generator or create_generator(cfg.generation)
+        todo_ids = pd.concat(todo)["sample_id"].unique()
+        _warn_if_sizes_differ(gen, cfg.generation, set(source_sizes(dataset, todo_ids).values()))
         _run_jobs(cfg, gen, dataset, todo, out, shard, progress)
     write_manifest_if_complete(cfg, plan, out, digest, batch_keys)
     return mine.reset_index(drop=True)
@@ -297,7 +315,7 @@ def finish_spectrum(cfg: RunConfig, run_dir: Path) -> bool:
 
     dataset = build_dataset(cfg.data)
     plan = plan_spectrum(cfg, read_hard(run_dir), dataset)
-    keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation.batch_size))
+    keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation))
     return write_manifest_if_complete(cfg, plan, confine(run_dir, SPECTRUM_DIR), spectrum_digest(cfg, run_dir), keys)
 
 
@@ -348,7 +366,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
-    mine_batches = plan_shard_batches(plan, dataset, g.batch_size, shard)
+    mine_batches = plan_shard_batches(plan, dataset, g, shard)
     mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
     summary = {"scheduler": g.scheduler or "default", "steps": g.steps,
                "all": cost_summary(plan, g.guidance_scale, evaluations),
