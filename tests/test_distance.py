@@ -58,7 +58,7 @@ def test_rows_are_on_equal_footing_whatever_their_sample_size():
     assert np.isnan(out["mmd2_lo"].iloc[1])  # the smallest row is used whole: no subsample interval
 
 
-def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tiny_run, tmp_path):
+def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tiny_run, tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
@@ -78,6 +78,23 @@ def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tin
         if count >= 2:
             assert out.loc[float(lam), "n_total"] == count
     assert out.loc[1.0, "n_total"] == man["sample_id"].nunique()
+    # a filter that drops a whole class does not change the reference (every hard class's test images)
+    # nor the real row's images: only the subsample size, which every row shares
+    import discl.evaluation.distance as dist
+
+    seen = []
+
+    def spy(synthetic, real_sources, reference, **kw):
+        seen.append((real_sources, reference))
+        return level_distances(synthetic, real_sources, reference, **kw)
+
+    monkeypatch.setattr(dist, "level_distances", spy)
+    spectrum_distances(cfg, run)
+    man.loc[man["label"] == man["label"].iloc[0], "keep"] = False
+    man.to_csv(run / "filter" / "manifest.csv", index=False)
+    spectrum_distances(cfg, run)
+    (real_a, ref_a), (real_b, ref_b) = seen
+    assert np.array_equal(ref_a, ref_b) and np.array_equal(real_a, real_b)
 
 
 def test_level_distances_pair_variants_across_sources_only():
@@ -93,3 +110,7 @@ def test_level_distances_pair_variants_across_sources_only():
     # a level whose images all come from one source has no MMD²
     one = level_distances({0.5: level[:2]}, real, ref, sources={0.5: ids[:2]}).set_index("lam")
     assert np.isnan(one.loc[0.5, "mmd2"]) and np.isfinite(one.loc[0.5, "frechet"])
+    with pytest.raises(ValueError, match="one id per image"):
+        level_distances({0.9: level}, real, ref, sources={0.9: ids[:-1]})
+    with pytest.raises(ValueError, match="one id per image"):
+        level_distances({0.9: level, 0.5: level}, real, ref, sources={0.9: ids})

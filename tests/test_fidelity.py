@@ -161,6 +161,12 @@ def test_mmd2_groups_compare_several_variants_per_source_like_for_like():
     # singleton groups are the ungrouped estimator and bootstrap, draw for draw
     plain, single = (fd.mmd2_interval(src, real, s, n_boot=30, seed=1, groups_x=g) for g in (None, np.arange(27)))
     assert plain == single
+    with pytest.raises(ValueError, match="permutation"):
+        fd.mmd2_interval(copies, real, s, n_boot=0, n_perm=10, groups_x=groups)
+    with pytest.raises(ValueError, match="without a group label"):
+        fd.mmd2_rbf(copies, real, s, groups_x=np.where(groups == 3, np.nan, groups).astype(object))
+    few = fd.mmd2_interval(copies[:8], real, s, n_boot=40, seed=0, groups_x=groups[:8])  # 2 sources
+    assert 0 < few["n_boot_used"] < 40 and few["low"] <= few["high"]
     with pytest.raises(ValueError, match="one group"):
         fd.mmd2_rbf(copies[:4], real, s, groups_x=groups[:4])
     with pytest.raises(ValueError, match="one label per row"):

@@ -14,7 +14,10 @@ bandwidth for all rows (the median heuristic on the reference set). Each row rep
 the subsamples and, for MMD², the 5th-95th percentile interval (``mmd2_lo``, ``mmd2_hi``);
 ``n_total`` is the row's full count. A level holds several variants of each source (seeds) and the
 real row one image per source, so MMD² leaves out pairs of variants of one source: with them in,
-near-copies at high λ inflate it (four copies of a set have about twice its MMD²).
+near-copies at high λ inflate it (four copies of the 27 fmnist-lt sources have about twice their MMD²).
+The reference is the test images of every hard class (the classes of the hard sources), whatever
+the filter kept, so the λ = 1 row does not move with the threshold; a level whose kept images lack
+some classes, or hold them in other proportions, differs from the reference by its class mix too.
 
 The report calls :func:`cached_spectrum_distances`: ``RUN/report/distances.csv`` is reused while
 its key (``distances.key.json``: the filter stage's digest, the CLIP fingerprint, a digest of the
@@ -86,12 +89,23 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
     if not sets:
         return pd.DataFrame(columns=cols)
     n = min(len(e) for e in sets.values())
+    source_ids = {}
+    if sources is not None:
+        given = {float(lam): np.asarray(ids) for lam, ids in sources.items()}
+        for lam, emb in sets.items():
+            if lam == 1.0 and lam not in given:
+                continue  # the real row: one image per source
+            if lam not in given or len(given[lam]) != len(emb):
+                raise ValueError(f"level_distances: sources must give one id per image of every level; "
+                                 f"λ = {lam}: {len(emb)} images, {len(given.get(lam, []))} ids")
+            source_ids[lam] = given[lam]
+        source_ids.setdefault(1.0, None)
     bandwidth = median_bandwidth(reference)
     rows = []
     for lam, emb in sets.items():
         draws = 1 if len(emb) == n else subsamples
         mmd, fre = [], []
-        group = (sources or {}).get(lam)
+        group = None if sources is None else source_ids[lam]
         for r in range(draws):
             idx = np.arange(len(emb)) if draws == 1 else np.sort(numpy_rng("distance-subsample", seed, lam, r).choice(
                 len(emb), n, replace=False))
@@ -111,7 +125,7 @@ MAX_REFERENCE = 1000
 def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     """What the distances depend on besides the filter's output and the CLIP weights (pure)."""
     return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference",
-            "subsamples": SUBSAMPLES, "kept_only": True, "mmd2_pairs": "across sources", "version": 3}
+            "subsamples": SUBSAMPLES, "kept_only": True, "mmd2_pairs": "across sources", "reference_classes": "all hard", "version": 4}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
@@ -166,13 +180,13 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
     cache = cache[cache["scorer"] == scorer_id].drop_duplicates("file_name", keep="last")  # the scorer in use
     man = pd.read_csv(manifest)
     sources = sorted(set(man["sample_id"].astype(str)))  # λ = 1: every real hard source
+    classes = sorted(set(man["label"].astype(int)))  # theirs: the reference does not move with the filter
     if "keep" in man.columns:  # the images the curriculum can draw from
         man = man[man["keep"].astype(str).str.lower().isin(["true", "1"])]
     man = man.merge(cache[["file_name", "embedding"]], on="file_name", how="inner")
     if not len(man):
         return None
     ds = build_dataset(cfg.data)
-    classes = sorted(set(man["label"].astype(int)))
     test_split = "test" if "test" in ds.splits else "val"
     pool = ds.split(test_split)
     pool = pool[pool["label"].isin(classes)]
