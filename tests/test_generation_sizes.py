@@ -1,5 +1,7 @@
 """Mixed aspect ratios, global batch planning across shards, and step counts that match diffusers'."""
 
+import dataclasses
+import json
 import logging
 import math
 import uuid
@@ -394,3 +396,29 @@ def test_planning_size_falls_back_to_exact_ratios_with_one_log_line(tiny_pipelin
             assert planning_size(g) is None and planning_size(g) is None
         assert len([r for r in caplog.records if "exact aspect ratio" in r.getMessage()]) == 1
         assert len(batches(jobs, 4, sizes, planning_size(g))) == 2  # today's grouping: one batch per ratio
+
+
+def test_the_size_decision_is_kept_per_spectrum(tmp_path, tiny_pipelines, monkeypatch):
+    """The first plan records its generation-size rule in spectrum/_size_policy.json; a later plan
+    (another process, after the model reached the cache or left it) cuts the same batches from it,
+    and a change of the settings it depends on decides again."""
+    root = write_mixed_size_folder(tmp_path / "data", sizes=((40, 30), (40, 29), (30, 40)))
+    data = DataConfig(task="folder", root=str(root), val_fraction=0.25)
+    from discl.data import build_dataset
+
+    ds = build_dataset(data)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = RunConfig(name="t", run_dir=str(run), data=data, generation=_gen_cfg("sd", tiny_pipelines["sd"], batch_size=8))
+    plan = plan_spectrum(cfg, read_hard(run), ds)
+    out = run / "spectrum"
+    first = plan_batches(plan, ds, cfg.generation, out)
+    rule = planning_size(cfg.generation).keywords
+    assert json.loads((out / runner.SIZE_POLICY).read_text())["size_policy"] == [rule["longest"], rule["multiple"]]
+    monkeypatch.setattr(runner, "planning_size", lambda g: None)  # as if the configs could not be read now
+    again = plan_batches(plan, ds, cfg.generation, out)
+    assert [list(b["batch_key"]) for b in again] == [list(b["batch_key"]) for b in first]
+    assert len(plan_batches(plan, ds, cfg.generation)) > len(first)  # no folder, no decision: exact ratios
+    changed = dataclasses.replace(cfg.generation, resolution=64)
+    plan_batches(plan, ds, changed, out)  # other settings: decided again (here: exact ratios)
+    assert json.loads((out / runner.SIZE_POLICY).read_text())["size_policy"] is None

@@ -68,19 +68,20 @@ CONFIG_SIZED_PIPELINES = frozenset({
 
 
 def load_model_config(model: str, name: str) -> dict:
-    """One config file of a diffusers model (``model_index.json``, ``unet/config.json``): from a local
-    folder, the local hub cache, or a download of that small file alone; never weights."""
+    """One config file of a diffusers model (``model_index.json``, ``unet/config.json``) from a local
+    folder or the local hub cache; never a download (fetching config files alone would leave a hub
+    snapshot without weights that later loads take for complete) and never weights."""
     if os.path.isdir(model):
         return json.loads((Path(model) / name).read_text())
-    from huggingface_hub import hf_hub_download
-
-    from discl.hub import load_kwargs, unreachable_reason
-
     if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1:
         raise ModelNotFoundError(f"local folder {model} does not exist")
-    if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
-        raise ModelNotFoundError(why)
-    return json.loads(Path(hf_hub_download(model, name, **load_kwargs(model))).read_text())
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(model, name, local_files_only=True)).read_text())
+    except LocalEntryNotFoundError as e:
+        raise ModelNotFoundError(f"{model}/{name} is not in the local hub cache yet") from e
 
 
 def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
