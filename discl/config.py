@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from discl.configtools import ConfigError, apply_overrides, check, from_dict, load_yaml, to_dict
+from discl.configtools import ConfigError, apply_overrides, check, from_dict, load_yaml, to_dict, unknown_keys
 from discl.curriculum.config import CurriculumConfig
 from discl.data.config import DataConfig
 from discl.filtering.config import FilterConfig
@@ -118,6 +118,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for section, key, path_only in _path_keys():  # overrides: relative to the working directory
         if isinstance(data.get(section), dict) and key in data[section]:
             data[section][key] = _absolute(data[section][key], None, path_only)
+    unknown = unknown_keys(RunConfig, data)
+    if len(unknown) > 1:  # one error for every typo, not one run per typo
+        raise ConfigError("unknown config keys: " + "; ".join(
+            f"{blame(key, path, overrides or [])}{key} (known keys{' in ' + key.rsplit('.', 1)[0] if '.' in key else ''}: "
+            f"{', '.join(known)})" for key, known in unknown))
     try:
         return from_dict(RunConfig, data)
     except ConfigError as e:

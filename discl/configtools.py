@@ -117,6 +117,21 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     return obj
 
 
+def unknown_keys(cls: type, data: dict[str, Any] | None, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Every key of ``data`` that ``cls`` (a config dataclass, nested sections included) does not
+    have, with the keys its section does have, in file order (pure): so one run reports every typo."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    out = []
+    for name, value in (data or {}).items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in fields:
+            out.append((key, sorted(fields)))
+        elif dataclasses.is_dataclass(hints.get(name)) and isinstance(value, dict):
+            out += unknown_keys(hints[name], value, key)
+    return out
+
+
 def to_dict(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

@@ -55,6 +55,18 @@ def test_unknown_keys_name_the_key_and_list_the_known_ones():
         load_config(overrides=["trainig.epochs=1"])
 
 
+def test_every_unknown_key_is_named_in_one_error(tmp_path):
+    cfg = tmp_path / "typos.yaml"
+    cfg.write_text("generation:\n  seed_per_level: 2\nfiltering:\n  treshold: 0.3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, overrides=["traning.epochs=3"])
+    msg = str(info.value)
+    for key in ("generation.seed_per_level", "filtering.treshold", "traning"):
+        assert key in msg, msg
+    assert f"{cfg}: generation.seed_per_level (known keys in generation: " in msg
+    assert "override 'traning.epochs=3': traning (known keys: " in msg
+
+
 def test_yaml_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("generation:\n  levels: [0.1, 1.5]\n")

@@ -264,10 +264,11 @@ def test_diffusers_seeds_reproducible_and_distinct(tiny_pipelines):
 
 def test_missing_model_error_says_how_to_provide_it(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for model in ("no-such-org/no-such-model", str(tmp_path / "missing")):
-        with pytest.raises(ModelNotFoundError, match="huggingface-cli download") as e:
+    for model, how in (("no-such-org/no-such-model", "huggingface-cli download"), (str(tmp_path / "missing"), "save_pretrained")):
+        with pytest.raises(ModelNotFoundError, match=how) as e:
             create_generator(GenerationConfig(backend="diffusers", model=model))
         assert model in str(e.value)
+        assert (f"download {model}" in str(e.value)) == (how != "save_pretrained")  # no download hint for a folder
 
 
 # -- the CLI: dry run and two processes under torchrun -------------------------------------------

@@ -109,6 +109,10 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
 
 
 def how_to_provide(model: str) -> str:
+    if model.startswith((".", "/", "~")) or os.path.isabs(model) or model.count("/") > 1:
+        return (f"the diffusion model folder {model!r} is not a saved pipeline. Write one there with "
+                f"`pipeline.save_pretrained({model!r})` (it needs model_index.json), point generation.model at "
+                f"another folder or a hub id, or use generation.backend=embedded for the offline demo")
     return (f"the diffusion model {model!r} is not available offline. Provide it one of these ways: "
             f"(1) set generation.model to a local folder saved with `save_pretrained` (with model_index.json); "
             f"(2) on an online machine run `huggingface-cli download {model}` and point HF_HOME at that cache "

@@ -4,6 +4,7 @@ local folder holding the model, its tokenizer and image-processor files."""
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from PIL import Image
@@ -37,11 +38,13 @@ class TransformersClipScorer(BatchedScorer):
             self.tokenizer = AutoTokenizer.from_pretrained(model, **kw)
             self.processor = CLIPImageProcessor.from_pretrained(model, **kw)
         except Exception as e:  # noqa: BLE001 - OSError, HF hub errors, ValueError alike
-            raise ModelNotFoundError(
-                f"cannot load transformers CLIP {model!r}: {e}. Provide it by downloading once with network "
-                f"(`hf download {model}`) or pass a local folder with config.json, the weights, the tokenizer "
-                "and preprocessor_config.json as filtering.model=PATH"
-            ) from e
+            local = os.path.isdir(model)
+            how = ("it is a folder without a saved CLIPModel: pass a folder with config.json, the weights, the "
+                   "tokenizer and preprocessor_config.json (`CLIPModel.save_pretrained`, the tokenizer's and "
+                   "processor's too)" if local else
+                   f"provide it by downloading once with network (`hf download {model}`) or pass a local folder "
+                   "with config.json, the weights, the tokenizer and preprocessor_config.json as filtering.model=PATH")
+            raise ModelNotFoundError(f"cannot load transformers CLIP {model!r}: {str(e).rstrip('. ')}; {how}") from e
         self.id = f"transformers:{model}"
         self.max_length = int(self.model.config.text_config.max_position_embeddings)
 
