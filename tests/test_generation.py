@@ -320,6 +320,11 @@ def test_dry_run_prints_cost(tmp_path, tiny_prior, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["scheduler"] == "EulerDiscreteScheduler" and "calibration" not in summary
     assert summary["all"]["denoiser_evaluations"] == n * 2 * (6 + 3) * 2
+    assert summary["all"]["batches"] == summary["shard 0/1"]["batches"] >= 2 * 2  # per (λ, k) at least one
+    # λ 0.9 at 6 steps runs no step (int(6 * 0.1) = 0): the calibration times a batch that does work
+    assert runner.main(p.parse_args(["--config", str(cfg), "--dry-run", "generation.levels=[0.9,0.5]"])) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["calibration"]["denoiser_evaluations"] > 0 and summary["all"]["estimated_seconds"] > 0
 
 
 def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):

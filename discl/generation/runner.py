@@ -415,7 +415,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     """The spectrum's cost for the configured scheduler and steps, generating nothing to disk.
 
     Denoiser evaluations come from the scheduler's own img2img timesteps. With ``calibrate``, one
-    batch of the plan (this shard's first, the cheapest level) is generated and timed; the time
+    batch of the plan (this shard's first whose level runs at least one step) is generated and timed; the time
     estimate is the evaluations to run times the measured seconds per evaluation (one image, one
     CFG branch, one step: VAE and prompt encoding are amortised into it).
     """
@@ -426,13 +426,16 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
-    mine_batches = plan_shard_batches(plan, dataset, g, shard, confine(cfg.run_path, SPECTRUM_DIR), record=False)
+    planned = plan_batches(plan, dataset, g, confine(cfg.run_path, SPECTRUM_DIR), record=False)
+    mine_batches = shard_batches(planned, *shard)
     mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
     summary = {"scheduler": g.scheduler or "default", "steps": g.steps,
-               "all": cost_summary(plan, g.guidance_scale, evaluations),
-               f"shard {shard[0]}/{shard[1]}": cost_summary(mine, g.guidance_scale, evaluations)}
-    if calibrate and mine_batches:
-        chunk = mine_batches[0]
+               "all": {**cost_summary(plan, g.guidance_scale, evaluations), "batches": len(planned)},
+               f"shard {shard[0]}/{shard[1]}": {**cost_summary(mine, g.guidance_scale, evaluations),
+                                                 "batches": len(mine_batches)}}
+    working = [b for b in mine_batches if evaluations[float(b["lam"].iloc[0])] > 0]  # λ close to 1 may run no step
+    if calibrate and working:
+        chunk = working[0]
         rows_per_eval = 2 if g.guidance_scale > 1.0 else 1
         evals = int(sum(evaluations[float(lam)] for lam in chunk["lam"])) * rows_per_eval
         t0 = time.perf_counter()
