@@ -131,7 +131,10 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
         cls = diffusers.AutoPipelineForImage2Image
     from discl.hub import load_kwargs, unreachable_reason
 
-    kwargs = {"torch_dtype": dtype}  # the name every diffusers >= 0.30 accepts
+    from diffusers.utils import deprecation_utils
+
+    # `dtype` where this diffusers deprecates `torch_dtype` (it warns on every load), else the old name
+    kwargs = {"dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype": dtype}
     local = os.path.isdir(cfg.model)
     if not local and (cfg.model.startswith((".", "/", "~")) or os.sep in cfg.model and cfg.model.count("/") > 1):
         raise ModelNotFoundError(f"generation.model: local folder {cfg.model} does not exist; " + how_to_provide(cfg.model))
