@@ -312,18 +312,26 @@ def test_square_sources_keep_their_batches_and_batch_keys(tmp_path, tiny_pipelin
     assert len(new) == 3 * 3 * 3  # 10 sources per (lambda, k): batches of 4, 4, 2
 
 
-def test_planning_loads_no_model_and_finish_agrees_with_generate(tmp_path, tiny_pipelines, monkeypatch, caplog):
-    from diffusers import DiffusionPipeline, ModelMixin
-
+def _mixed_size_run(tmp_path, tiny_pipelines):
+    """A folder of 40x30, 40x29 and 30x40 sources (two generation sizes at the tiny SD's scale), its
+    hard set written, and a config on the tiny SD pipeline at batch size 8."""
     from discl.data import build_dataset
-    from discl.generation import diffusers_backend
 
     root = write_mixed_size_folder(tmp_path / "data", sizes=((40, 30), (40, 29), (30, 40)))
     data = DataConfig(task="folder", root=str(root), val_fraction=0.25)
     ds = build_dataset(data)
     run = tmp_path / "run"
     write_hard_csv(run, ds)
-    cfg = RunConfig(name="t", run_dir=str(run), data=data, generation=_gen_cfg("sd", tiny_pipelines["sd"], batch_size=8))
+    return ds, run, RunConfig(name="t", run_dir=str(run), data=data,
+                              generation=_gen_cfg("sd", tiny_pipelines["sd"], batch_size=8))
+
+
+def test_planning_loads_no_model_and_finish_agrees_with_generate(tmp_path, tiny_pipelines, monkeypatch, caplog):
+    from diffusers import DiffusionPipeline, ModelMixin
+
+    from discl.generation import diffusers_backend
+
+    ds, run, cfg = _mixed_size_run(tmp_path, tiny_pipelines)
     gen = create_generator(cfg.generation)
     sizes = source_sizes(ds, ds.frame["sample_id"])
     assert {gen.generation_size(*wh) for wh in sizes.values()} == {(32, 24), (24, 32)}  # 40x30 and 40x29 alike
@@ -402,14 +410,7 @@ def test_the_size_decision_is_kept_per_spectrum(tmp_path, tiny_pipelines, monkey
     """The first plan records its generation-size rule in spectrum/_size_policy.json; a later plan
     (another process, after the model reached the cache or left it) cuts the same batches from it,
     and a change of the settings it depends on decides again."""
-    root = write_mixed_size_folder(tmp_path / "data", sizes=((40, 30), (40, 29), (30, 40)))
-    data = DataConfig(task="folder", root=str(root), val_fraction=0.25)
-    from discl.data import build_dataset
-
-    ds = build_dataset(data)
-    run = tmp_path / "run"
-    write_hard_csv(run, ds)
-    cfg = RunConfig(name="t", run_dir=str(run), data=data, generation=_gen_cfg("sd", tiny_pipelines["sd"], batch_size=8))
+    ds, run, cfg = _mixed_size_run(tmp_path, tiny_pipelines)
     plan = plan_spectrum(cfg, read_hard(run), ds)
     out = run / "spectrum"
     first = plan_batches(plan, ds, cfg.generation, out)
