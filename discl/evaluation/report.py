@@ -432,8 +432,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
         "## Distance of each λ to real data (CLIP embeddings of the kept images; λ = 1: the real hard sources; "
-        "every row at the same n, mean over seeded subsamples, MMD² 5-95 % interval; MMD² pairs variants of "
-        "two sources only, as the real row holds one image per source)",
+        "every row at the same n, mean over seeded subsamples, MMD² 5-95 % interval; within a level, MMD² "
+        "compares only images made from different sources, since the real row has one image per source)",
         "",
         _md_table(distances) if distances is not None else "(no filter embeddings)",
         "",
@@ -472,8 +472,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "<h2>How far is each λ from the real data?</h2>",
         "<p>MMD² (RBF kernel) and Fréchet distance between the CLIP image embeddings of each level's synthetic images "
         "and real test images of the same classes; λ = 1 is the real hard sources. Every row at the same sample "
-        "size; MMD² leaves out pairs of variants of one source, so a level of near-copies of the sources "
-        "reads as the real row does.</p>",
+        "size; within a level, MMD² compares only images made from different sources, so a level of "
+        "near-copies of the sources reads as the real row does.</p>",
         _img_tag(dist_png, "distance per lambda"),
         _md_to_html_table(_md_table(distances)) if distances is not None else "",
         "<h2>Guidance level over training</h2>",
