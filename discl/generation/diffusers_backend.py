@@ -129,9 +129,9 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
             raise DisclError(f"generation.pipeline_class: diffusers has no class {cfg.pipeline_class!r}")
     else:
         cls = diffusers.AutoPipelineForImage2Image
-    from discl.hub import load_kwargs, unreachable_reason
-
     from diffusers.utils import deprecation_utils
+
+    from discl.hub import load_kwargs, unreachable_reason
 
     # `dtype` where this diffusers deprecates `torch_dtype` (it warns on every load), else the old name
     kwargs = {"dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype": dtype}
