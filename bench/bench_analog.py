@@ -29,7 +29,10 @@ Targets (issue 22), PASS or MISS per task and prior:
 - ``judge``: at every generated λ > 0, judge accuracy ≥ 0.8 × its accuracy on the real test images;
 - ``hf_clean`` / ``hf_sources``: at every λ > 0, HF ≤ 1.1 × the clean prior pool's and ≥ 0.8 × the
   real sources';
-- ``mmd2_falls``: MMD² strictly falls from each λ to the next; ``mmd2_zero``: at λ = 0 it is ≥ 3 ×
+- ``mmd2_falls``: MMD² strictly falls from each λ to the next (point estimates); beside it, the check
+  ``mmd2_no_rise``: no step (each level to the next, the last to the sources) raises MMD² detectably,
+  judged by :func:`discl.evaluation.fidelity.mmd2_difference_interval` (paired over the same sources
+  and test images); ``mmd2_zero``: at λ = 0 it is ≥ 3 ×
   the real sources' own;
 - ``ssim_top``: SSIM at λ = 0.9 ≥ 0.85.
 
@@ -120,6 +123,12 @@ def check_targets(rows: dict[float, dict], ref: dict) -> dict[str, dict]:
                        "rule": f"HF/sources >= {HF_SOURCES_MIN} at λ > 0", "values": hf_src},
         "mmd2_falls": {"pass": all(b < a for a, b in zip(mmd, mmd[1:])),
                        "rule": "MMD² falls as λ rises, down to the real sources' (λ = 1)", "values": path},
+        # beside the strict rule (point estimates), the paired test of each step: no step detectably up
+        **({"mmd2_no_rise": {
+            "pass": all(rows[lam]["mmd2_next_step_lo"] <= 0 for lam in levels),
+            "rule": "no step along the path detectably raises MMD² (paired 95 % interval of the change holds 0 or is below)",
+            "values": {f"{lam:.1f}→": rows[lam]["mmd2_next_step"] for lam in levels}}}
+           if all("mmd2_next_step_lo" in rows[lam] for lam in levels) else {}),
         "mmd2_zero": {"pass": zero >= MMD2_ZERO_MIN, "rule": f"MMD²(λ=0)/MMD²(sources) >= {MMD2_ZERO_MIN}",
                       "values": {"0.0": zero}},
         "ssim_top": {"pass": rows[0.9]["ssim"] >= SSIM_TOP_MIN, "rule": f"SSIM(λ=0.9) >= {SSIM_TOP_MIN}",
@@ -214,10 +223,11 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
     seeds = g.seeds_per_level
     src_rep = np.repeat(src, seeds, axis=0)
     lab_rep = np.repeat(hard["label"].to_numpy(), seeds)
-    rows = {}
+    rows, feats = {}, {}
     for lam in g.levels:
         t0 = time.perf_counter()
         x = generate(gen, g, hard, src, lam, seeds, g.steps, g.text_to_image_at_zero)
+        feats[float(lam)] = fd.flatten_pixels(x)
         row = spectrum_measures(x, src_rep, t["real_feat"], t["bandwidth"], args.boot, seeds)
         acc = judge.accuracy(x, lab_rep)
         # the spread behind the mean: a few collapsed variants (speckle) or every variant a little grainy
@@ -228,6 +238,13 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
                             "hf_src": ratio(row["hf"], ref["hf_sources"]), "mmd2_src": ratio(row["mmd2"], ref["mmd2_sources"]),
                             "judge_acc": acc, "judge_ratio": ratio(acc, ref["judge_real_acc"]),
                             "seconds": round(time.perf_counter() - t0, 1)}
+    # each step along the path (to the next level; the last to the sources) as a paired difference over
+    # the same sources and test images: the rise or fall with its cluster-bootstrap interval
+    ids = np.arange(len(src))
+    path = [(lam, feats[lam], np.repeat(ids, seeds)) for lam in sorted(feats)] + [(1.0, fd.flatten_pixels(src), ids)]
+    for (lam, xa, ga), (_, xb, gb) in zip(path, path[1:]):
+        d = fd.mmd2_difference_interval(xb, xa, t["real_feat"], gb, ga, t["bandwidth"], n_boot=args.boot, seed=0)
+        rows[lam] |= {"mmd2_next_step": d["diff"], "mmd2_next_step_lo": d["low"], "mmd2_next_step_hi": d["high"]}
     return rows, gen.prior.condition_style
 
 
@@ -244,7 +261,7 @@ def print_rows(title: str, rows: dict[float, dict], ref: dict, targets: dict) ->
           f"{1:6.2f} {ref['mmd2_sources']:8.4f} [{ref['mmd2_sources_lo']:7.4f}, {ref['mmd2_sources_hi']:7.4f}] "
           f"{1:8.2f} {ref['judge_sources_acc']:6.3f} {ratio(ref['judge_sources_acc'], ref['judge_real_acc']):6.2f}")
     for key, tg in targets.items():
-        vals = ", ".join(f"{k} {v:.2f}" for k, v in tg["values"].items())
+        vals = ", ".join(f"{k} {v:.3g}" for k, v in tg["values"].items())
         print(f"  {'PASS' if tg['pass'] else 'MISS'} {key:<11} {tg['rule']}: {vals}")
 
 
