@@ -122,13 +122,29 @@ def unknown_keys(cls: type, data: dict[str, Any] | None, prefix: str = "") -> li
     have, with the keys its section does have, in file order (pure): so one run reports every typo."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
+
+    def section(tp: Any) -> type | None:  # the dataclass a value of type tp holds (Optional unwrapped)
+        if dataclasses.is_dataclass(tp):
+            return tp
+        if get_origin(tp) in (typing.Union, types.UnionType):
+            found = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+            return found[0] if len(found) == 1 else None
+        return None
+
     out = []
     for name, value in (data or {}).items():
         key = f"{prefix}.{name}" if prefix else name
         if name not in fields:
             out.append((key, sorted(fields)))
-        elif dataclasses.is_dataclass(hints.get(name)) and isinstance(value, dict):
-            out += unknown_keys(hints[name], value, key)
+            continue
+        tp = hints.get(name)
+        if (sub := section(tp)) is not None and isinstance(value, dict):
+            out += unknown_keys(sub, value, key)
+        elif get_origin(tp) in (list, tuple) and isinstance(value, list | tuple):
+            item = section(next(iter(get_args(tp)), None))
+            for i, v in enumerate(value):
+                if item is not None and isinstance(v, dict):
+                    out += unknown_keys(item, v, f"{key}[{i}]")
     return out
 
 

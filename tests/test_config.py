@@ -65,6 +65,11 @@ def test_every_unknown_key_is_named_in_one_error(tmp_path):
         assert key in msg, msg
     assert f"{cfg}: generation.seed_per_level (known keys in generation: " in msg
     assert "override 'traning.epochs=3': traning (known keys: " in msg
+    # inside a list of sections (LoRA adapters) too
+    cfg.write_text("generation:\n  seed_per_level: 2\n  lora:\n    - {pth: a.safetensors}\n")
+    with pytest.raises(ConfigError, match=r"generation\.lora\[0\]\.pth") as info:
+        load_config(cfg)
+    assert "generation.seed_per_level" in str(info.value)
 
 
 def test_yaml_file_errors_name_the_file(tmp_path):

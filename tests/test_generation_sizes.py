@@ -1,6 +1,5 @@
 """Mixed aspect ratios, global batch planning across shards, and step counts that match diffusers'."""
 
-import dataclasses
 import json
 import logging
 import math
@@ -407,19 +406,34 @@ def test_planning_size_falls_back_to_exact_ratios_with_one_log_line(tiny_pipelin
 
 
 def test_the_size_decision_is_kept_per_spectrum(tmp_path, tiny_pipelines, monkeypatch):
-    """The first plan records its generation-size rule in spectrum/_size_policy.json; a later plan
-    (another process, after the model reached the cache or left it) cuts the same batches from it,
-    and a change of the settings it depends on decides again."""
+    """The first plan publishes its generation-size rule in spectrum/_size_policy-<digest>.json; a
+    later plan (another process, after the model reached the cache or left it) cuts the same batches
+    from it; a process that loses the race to publish plans with the winner's rule; other settings
+    or other weights decide again."""
     ds, run, cfg = _mixed_size_run(tmp_path, tiny_pipelines)
     plan = plan_spectrum(cfg, read_hard(run), ds)
     out = run / "spectrum"
-    first = plan_batches(plan, ds, cfg.generation, out)
+    first = plan_batches(plan, ds, cfg.generation, out, fingerprint="w1")
+    (policy,) = out.glob("_size_policy-*.json")
     rule = planning_size(cfg.generation).keywords
-    assert json.loads((out / runner.SIZE_POLICY).read_text())["size_policy"] == [rule["longest"], rule["multiple"]]
+    assert json.loads(policy.read_text())["size_policy"] == [rule["longest"], rule["multiple"]]
     monkeypatch.setattr(runner, "planning_size", lambda g: None)  # as if the configs could not be read now
-    again = plan_batches(plan, ds, cfg.generation, out)
+    again = plan_batches(plan, ds, cfg.generation, out, fingerprint="w1")
     assert [list(b["batch_key"]) for b in again] == [list(b["batch_key"]) for b in first]
     assert len(plan_batches(plan, ds, cfg.generation)) > len(first)  # no folder, no decision: exact ratios
-    changed = dataclasses.replace(cfg.generation, resolution=64)
-    plan_batches(plan, ds, changed, out)  # other settings: decided again (here: exact ratios)
-    assert json.loads((out / runner.SIZE_POLICY).read_text())["size_policy"] is None
+    # other weights (a re-saved folder, a retrained prior): decided again, here exact ratios
+    assert len(plan_batches(plan, ds, cfg.generation, out, fingerprint="w2")) > len(first)
+    assert len(list(out.glob("_size_policy-*.json"))) == 2
+
+    # a race: another process publishes (exact ratios) between this one's check and its publish
+    real_planning_size = planning_size
+
+    def rival_publishes_first(g):
+        with monkeypatch.context() as m:  # the rival could not read the configs: exact ratios
+            m.setattr(runner, "planning_size", lambda g: None)
+            runner.spectrum_size_function(g, out, fingerprint="w3")
+        return real_planning_size(g)
+
+    monkeypatch.setattr(runner, "planning_size", rival_publishes_first)
+    lost = runner.spectrum_size_function(cfg.generation, out, fingerprint="w3")
+    assert lost is None  # the winner's rule, not its own

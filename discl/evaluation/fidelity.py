@@ -240,11 +240,11 @@ def mmd2_interval(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None, 
     boots = []
     for _ in range(n_boot):
         picks = rng.integers(0, len(members), len(members))
-        if len(set(picks.tolist())) < 2:
-            continue  # one group drawn: no within-set pair of two groups (its mean would be NaN)
+        iy = rng.integers(0, m, m) + n
+        if len(set(picks.tolist())) < 2 or len(set(iy.tolist())) < 2:
+            continue  # one group (or one reference row) drawn: no within-set pair left, its mean would be NaN
         ix = np.concatenate([members[c] for c in picks])
         gx = np.concatenate([np.full(len(members[c]), c) for c in picks])  # two copies of a group: one group
-        iy = rng.integers(0, m, m) + n
         boots.append(_mmd2_from_kernel(k[np.ix_(ix, ix)], k[np.ix_(iy, iy)], k[np.ix_(ix, iy)],
                                        gx[:, None] == gx[None, :], iy[:, None] == iy[None, :]))
     out = {"mmd2": est, "bandwidth": s, "n_x": float(n), "n_y": float(m)}

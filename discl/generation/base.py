@@ -133,7 +133,7 @@ def planning_size(cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]
     """The configured backend's generation size of a (width, height) source, known without loading
     weights (the factory's ``planning_size``, which reads the model's config files); None when it
     cannot be known before loading: a backend without ``planning_size``, a pipeline whose size policy
-    is not mirrored, configs that would need a download (a hub id not yet in the local cache). Batches then
+    is not mirrored, configs that cannot be read (offline, a hub id not in the local cache). Batches then
     group by exact aspect ratio (:func:`discl.generation.planning.batches`), which is always correct,
     only less full; planning never fails here, and never loads a model.
     """

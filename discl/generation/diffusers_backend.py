@@ -68,9 +68,10 @@ CONFIG_SIZED_PIPELINES = frozenset({
 
 
 def load_model_config(model: str, name: str) -> dict:
-    """One config file of a diffusers model (``model_index.json``, ``unet/config.json``) from a local
-    folder or the local hub cache; never a download (fetching config files alone would leave a hub
-    snapshot without weights that later loads take for complete) and never weights."""
+    """One config file of a diffusers model (``model_index.json``, ``unet/config.json``): from a local
+    folder, the local hub cache, or (online) a download of that small file alone into discl's cache
+    folder (``$DISCL_CACHE_DIR``...``/hub-configs``), never into the shared hub cache (a snapshot there
+    without weights would pass for complete in a later load); never weights."""
     if os.path.isdir(model):
         return json.loads((Path(model) / name).read_text())
     if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1:
@@ -80,8 +81,18 @@ def load_model_config(model: str, name: str) -> dict:
 
     try:
         return json.loads(Path(hf_hub_download(model, name, local_files_only=True)).read_text())
-    except LocalEntryNotFoundError as e:
-        raise ModelNotFoundError(f"{model}/{name} is not in the local hub cache yet") from e
+    except LocalEntryNotFoundError:
+        pass
+    from discl.fingerprint import cache_path
+    from discl.hub import offline, unreachable_reason
+
+    if offline():
+        raise ModelNotFoundError(f"{model}/{name} is not in the local hub cache and the hub is off (HF_HUB_OFFLINE)")
+    if (why := unreachable_reason(model)) is not None:
+        raise ModelNotFoundError(why)
+    # the small file alone, into discl's own cache folder: the shared hub cache then holds no
+    # snapshot without weights, which a later load would take for complete
+    return json.loads(Path(hf_hub_download(model, name, cache_dir=cache_path().parent / "hub-configs")).read_text())
 
 
 def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
@@ -109,7 +120,8 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
 
 
 def how_to_provide(model: str) -> str:
-    if model.startswith((".", "/", "~")) or os.path.isabs(model) or model.count("/") > 1:
+    if (model.startswith((".", "/", "~")) or os.path.isabs(model) or model.count("/") > 1
+            or os.path.isdir(os.path.expanduser(model))):
         return (f"the diffusion model folder {model!r} is not a saved pipeline. Write one there with "
                 f"`pipeline.save_pretrained({model!r})` (it needs model_index.json), point generation.model at "
                 f"another folder or a hub id, or use generation.backend=embedded for the offline demo")

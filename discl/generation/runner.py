@@ -164,79 +164,95 @@ def source_sizes(dataset, sample_ids) -> dict[str, tuple[int, int]]:
     return out
 
 
-SIZE_POLICY = "_size_policy.json"
+SIZE_POLICY = "_size_policy"  # spectrum/_size_policy-<digest of the settings>.json
 
 
-def spectrum_size_function(g: GenerationConfig, out: Path | None = None, record: bool = True):
+def spectrum_size_function(g: GenerationConfig, out: Path | None = None, record: bool = True,
+                           fingerprint: str | None = None):
     """The generation-size function batches are planned with (:func:`discl.generation.base.planning_size`),
-    decided once per spectrum folder ``out``: the first plan writes its decision, the (longest side,
-    multiple) pair or None for exact aspect ratios, to ``out/_size_policy.json`` with the settings it
-    depends on; every later plan (a resume, another shard, :func:`finish_spectrum`, ``--dry-run``)
-    reuses it while those settings are unchanged. So all processes cut the same batches even when
-    the model reaches the local hub cache in between (planning reads config files from the cache
-    only). A backend whose size function is not a (longest, multiple) rule is asked every time.
-    ``record=False`` reads a decision but writes none (a dry run).
+    decided once per spectrum folder ``out`` and settings: the first plan publishes its decision, the
+    (longest side, multiple) pair or None for exact aspect ratios, as
+    ``out/_size_policy-<digest>.json`` (the digest of backend, model, ``resolution``,
+    ``pipeline_class`` and ``fingerprint``, the generation weights' fingerprint digest, so a re-saved
+    folder or a retrained prior decides again); every later plan (a resume, another shard,
+    :func:`finish_spectrum`, ``--dry-run``) reads it back. The file is published whole (a link of a
+    finished temp file), the first publisher wins and every process, the first included, plans
+    with what the file says: all of them cut the same batches even when the model reaches the
+    local hub cache in between. A backend whose size function is not a (longest, multiple) rule is
+    asked every time. ``record=False`` reads a decision but publishes none (a dry run).
     """
+    import hashlib
     import json
     import os
+    import tempfile
     from functools import partial
 
-    from discl.artifacts import atomic_write_json
     from discl.generation.planning import generation_size
 
-    key = {"backend": g.backend, "model": str(g.model), "resolution": g.resolution, "pipeline_class": g.pipeline_class}
-    path = None if out is None else Path(out) / SIZE_POLICY
-
-    def saved():
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return rec if isinstance(rec, dict) and rec.get("key") == key else None
+    key = {"backend": g.backend, "model": str(g.model), "resolution": g.resolution,
+           "pipeline_class": g.pipeline_class, "weights": fingerprint}
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
+    path = None if out is None else Path(out) / f"{SIZE_POLICY}-{digest}.json"
 
     def as_function(policy):
         return None if policy is None else partial(generation_size, longest=int(policy[0]), multiple=int(policy[1]))
 
-    if path is not None and (rec := saved()) is not None:
-        return as_function(rec.get("size_policy"))
+    def read():
+        try:
+            return as_function(json.loads(path.read_text())["size_policy"]), True
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None, False
+
+    if path is not None and path.is_file():
+        fn, ok = read()
+        if ok:
+            return fn
     fn = planning_size(g)
     kw = getattr(fn, "keywords", None) or {}
     if fn is not None and not {"longest", "multiple"} <= set(kw):
         return fn  # a backend's own rule: not recorded
     if path is None or not record:
         return fn
-    rec = {"key": key, "size_policy": None if fn is None else [int(kw["longest"]), int(kw["multiple"])]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file():  # a decision for other settings: replace it
-        atomic_write_json(path, rec)
-        return fn
-    try:  # first writer wins when shards plan at once
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    except FileExistsError:
-        other = saved()
-        return as_function(other["size_policy"]) if other is not None else fn
-    with os.fdopen(fd, "w") as f:
-        json.dump(rec, f)
-    return fn
+    rec = {"key": key, "size_policy": None if fn is None else [int(kw["longest"]), int(kw["multiple"])]}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f)
+        try:
+            os.link(tmp, path)  # atomic, and refuses when another process published first
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    fn, ok = read()
+    return fn if ok else as_function(rec["size_policy"])
 
 
 def plan_batches(plan: pd.DataFrame, dataset, g: GenerationConfig, out: Path | None = None,
-                 record: bool = True) -> list[pd.DataFrame]:
+                 record: bool = True, fingerprint: str | None = None) -> list[pd.DataFrame]:
     """The spectrum's global batch plan (:func:`planning.batches`), each batch with its ``batch_key``.
 
     Batches group by the generation size the configured backend will use, known from the model's
     config files and decided once per spectrum folder ``out`` (:func:`spectrum_size_function`); no
     generator is built here, so :func:`finish_spectrum` and the reuse check stay cheap.
     """
-    size_of = spectrum_size_function(g, out, record)
+    size_of = spectrum_size_function(g, out, record, fingerprint)
     planned = batches(plan, g.batch_size, source_sizes(dataset, plan["sample_id"].unique()), size_of)
     return [b.assign(batch_key=batch_key(b)) for b in planned]
 
 
 def plan_shard_batches(plan: pd.DataFrame, dataset, g: GenerationConfig, shard: tuple[int, int],
-                       out: Path | None = None, record: bool = True) -> list[pd.DataFrame]:
+                       out: Path | None = None, record: bool = True, fingerprint: str | None = None) -> list[pd.DataFrame]:
     """This shard's whole batches of the spectrum's global batch plan (:func:`plan_batches`)."""
-    return shard_batches(plan_batches(plan, dataset, g, out, record), *shard)
+    return shard_batches(plan_batches(plan, dataset, g, out, record, fingerprint), *shard)
+
+
+def generation_fingerprint(fingerprints: dict) -> str | None:
+    """The digest of the generation weights' fingerprints (:func:`discl.digests.stage_fingerprints`)."""
+    from discl.fingerprint import fingerprints_digest
+
+    return fingerprints_digest(fingerprints.get("generation")) if fingerprints.get("generation") else None
 
 
 def _warn_if_sizes_differ(gen: Generator, size_of, sizes) -> None:
@@ -301,7 +317,8 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     # by whole batches too (:func:`batch_key`). An image is always computed in the same batch, whatever
     # the number of processes or interruptions, so float rounding that depends on a batch's make-up
     # cannot make a reused or resumed image differ from a fresh run's.
-    planned = plan_batches(plan, dataset, cfg.generation, out)
+    gfp = generation_fingerprint(fingerprints)
+    planned = plan_batches(plan, dataset, cfg.generation, out, fingerprint=gfp)
     batch_keys = batch_keys_of(planned)
     chunks = shard_batches(planned, *shard)
     mine = pd.concat(chunks).sort_values("job").drop(columns="batch_key") if chunks else plan.iloc[:0]
@@ -312,7 +329,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     if todo:
         gen = generator or create_generator(cfg.generation)
         todo_ids = pd.concat(todo)["sample_id"].unique()
-        _warn_if_sizes_differ(gen, spectrum_size_function(cfg.generation, out),
+        _warn_if_sizes_differ(gen, spectrum_size_function(cfg.generation, out, fingerprint=gfp),
                               set(source_sizes(dataset, todo_ids).values()))
         _run_jobs(cfg, gen, dataset, todo, out, shard, progress)
     write_manifest_if_complete(cfg, plan, out, digest, batch_keys)
@@ -374,8 +391,11 @@ def finish_spectrum(cfg: RunConfig, run_dir: Path) -> bool:
 
     dataset = build_dataset(cfg.data)
     plan = plan_spectrum(cfg, read_hard(run_dir), dataset)
+    from discl.digests import stage_fingerprints
+
     out = confine(run_dir, SPECTRUM_DIR)
-    keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation, out))
+    gfp = generation_fingerprint(stage_fingerprints(cfg, "generate"))
+    keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation, out, fingerprint=gfp))
     return write_manifest_if_complete(cfg, plan, out, spectrum_digest(cfg, run_dir), keys)
 
 
@@ -426,7 +446,10 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
-    planned = plan_batches(plan, dataset, g, confine(cfg.run_path, SPECTRUM_DIR), record=False)
+    from discl.digests import stage_fingerprints
+
+    planned = plan_batches(plan, dataset, g, confine(cfg.run_path, SPECTRUM_DIR), record=False,
+                           fingerprint=generation_fingerprint(stage_fingerprints(cfg, "generate")))
     mine_batches = shard_batches(planned, *shard)
     mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
     summary = {"scheduler": g.scheduler or "default", "steps": g.steps,

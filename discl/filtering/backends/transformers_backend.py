@@ -28,10 +28,11 @@ class TransformersClipScorer(BatchedScorer):
         from discl.hub import load_kwargs, unreachable_reason
 
         if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
+            how = ("pass an existing folder" if model.startswith((".", "/", "~")) else
+                   f"provide it by downloading once with network (`hf download {model}`) or pass a local folder")
             raise ModelNotFoundError(
-                f"cannot load transformers CLIP {model!r}: {why}. Provide it by downloading once with network "
-                f"(`hf download {model}`) or pass a local folder with config.json, the weights, the tokenizer "
-                "and preprocessor_config.json as filtering.model=PATH")
+                f"cannot load transformers CLIP {model!r}: {why}; {how} with config.json, the weights, the "
+                "tokenizer and preprocessor_config.json as filtering.model=PATH")
         kw = load_kwargs(model)
         try:
             self.model = CLIPModel.from_pretrained(model, dtype=self.dtype, **kw).to(self.device).eval()
