@@ -28,7 +28,7 @@ class TransformersClipScorer(BatchedScorer):
         from discl.hub import load_kwargs, unreachable_reason
 
         if (why := unreachable_reason(model)) is not None:  # at once, not after 30 s of hub retries
-            how = ("pass an existing folder" if model.startswith((".", "/", "~")) else
+            how = ("pass an existing local folder" if model.startswith((".", "/", "~")) else
                    f"provide it by downloading once with network (`hf download {model}`) or pass a local folder")
             raise ModelNotFoundError(
                 f"cannot load transformers CLIP {model!r}: {why}; {how} with config.json, the weights, the "
