@@ -223,6 +223,12 @@ def spectrum_size_function(g: GenerationConfig, out: Path | None = None, record:
             os.link(tmp, path)  # atomic, and refuses when another process published first
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: exclusive create, then write
+            try:
+                with open(path, "x") as f:
+                    json.dump(rec, f)
+            except FileExistsError:
+                pass
     finally:
         os.unlink(tmp)
     fn, ok = read()
