@@ -67,6 +67,11 @@ CONFIG_SIZED_PIPELINES = frozenset({
 })
 
 
+def names_a_path(model: str) -> bool:
+    """True when ``model`` is written as a file-system path (not a hub id ``org/name``), existing or not."""
+    return model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1
+
+
 def load_model_config(model: str, name: str) -> dict:
     """One config file of a diffusers model (``model_index.json``, ``unet/config.json``): from a local
     folder, the local hub cache, or (online) a download of that small file alone into discl's cache
@@ -74,7 +79,7 @@ def load_model_config(model: str, name: str) -> dict:
     without weights would pass for complete in a later load); never weights."""
     if os.path.isdir(model):
         return json.loads((Path(model) / name).read_text())
-    if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1:
+    if names_a_path(model):
         raise ModelNotFoundError(f"local folder {model} does not exist")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -120,8 +125,7 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
 
 
 def how_to_provide(model: str) -> str:
-    if (model.startswith((".", "/", "~")) or os.path.isabs(model) or model.count("/") > 1
-            or os.path.isdir(os.path.expanduser(model))):
+    if names_a_path(model) or os.path.isabs(model) or model.count("/") > 1 or os.path.isdir(os.path.expanduser(model)):
         return (f"the diffusion model folder {model!r} is not a saved pipeline. Write one there with "
                 f"`pipeline.save_pretrained({model!r})` (it needs model_index.json), point generation.model at "
                 f"another folder or a hub id, or use generation.backend=embedded for the offline demo")
@@ -148,7 +152,7 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
     # `dtype` where this diffusers deprecates `torch_dtype` (it warns on every load), else the old name
     kwargs = {"dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype": dtype}
     local = os.path.isdir(cfg.model)
-    if not local and (cfg.model.startswith((".", "/", "~")) or os.sep in cfg.model and cfg.model.count("/") > 1):
+    if not local and names_a_path(cfg.model):
         raise ModelNotFoundError(f"generation.model: local folder {cfg.model} does not exist; " + how_to_provide(cfg.model))
     if (why := unreachable_reason(cfg.model)) is not None:  # at once, not after 30 s of hub retries
         raise ModelNotFoundError(f"generation.model: {how_to_provide(cfg.model)} ({why})")
