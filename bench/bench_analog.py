@@ -168,6 +168,7 @@ def task_setup(task: str, args, pool, judge) -> dict:
 
     extra = [f"generation.guidance_scale={args.guidance_scale}"] if args.guidance_scale is not None else []
     extra += [f"generation.steps={args.steps}"] if args.steps is not None else []
+    extra += [f"generation.steps_per_level={args.steps_per_level}"] if args.steps_per_level is not None else []
     cfg = load_config(TASK_CONFIGS[task], six_level_overrides(args.seeds or 4) + extra)
     ds = build_task(task, seed=cfg.data.seed, folder=args.data_root)
     if task == "fmnist-lt":
@@ -226,7 +227,7 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
     rows, feats = {}, {}
     for lam in g.levels:
         t0 = time.perf_counter()
-        x = generate(gen, g, hard, src, lam, seeds, g.steps, g.text_to_image_at_zero)
+        x = generate(gen, g, hard, src, lam, seeds, g.steps_at(lam), g.text_to_image_at_zero)
         feats[float(lam)] = fd.flatten_pixels(x)
         row = spectrum_measures(x, src_rep, t["real_feat"], t["bandwidth"], args.boot, seeds)
         acc = judge.accuracy(x, lab_rep)
@@ -275,6 +276,8 @@ def main(argv=None) -> int:
                    help="classifier-free guidance scale (default: the task config's generation.guidance_scale)")
     p.add_argument("--steps", type=int, default=None,
                    help="denoising steps at strength 1 (default: the task config's generation.steps)")
+    p.add_argument("--steps-per-level", default=None,
+                   help="generation.steps_per_level as YAML, e.g. '{0.5: 100, 0.7: 100, 0.9: 100}' (default: the config's)")
     p.add_argument("--scheduler", default=None,
                    help="a diffusers scheduler class for the embedded backend (default: its DDIM, as the configs)")
     p.add_argument("--negative-style", default=None,
@@ -313,11 +316,12 @@ def main(argv=None) -> int:
             out = result["tasks"][task] = {
                 "config": str(TASK_CONFIGS[task].relative_to(ROOT)), "hard_definition": t["definition"],
                 "n_hard": len(t["hard"]), "hard_classes": t["classes"], "levels": list(g.levels), "steps": g.steps,
+                "steps_per_level": {str(k): v for k, v in g.steps_per_level.items()},
                 "guidance_scale": g.guidance_scale, "seeds_per_level": g.seeds_per_level,
                 "scheduler": args.scheduler or "DDIMScheduler", "negative_style": args.negative_style,
                 "n_real_test": t["n_real_test"], "bandwidth": t["bandwidth"], "reference": ref, "priors": {}}
             print(f"\n#### {task}: {len(t['hard'])} hard images ({t['definition']}) of classes {t['classes']}; "
-                  f"{g.seeds_per_level} seeds x {len(g.levels)} levels, {g.steps} steps, guidance {g.guidance_scale}")
+                  f"{g.seeds_per_level} seeds x {len(g.levels)} levels, {g.steps_text()}, guidance {g.guidance_scale}")
             print(f"judge on the real {task} test images: {ref['judge_real_acc']:.3f} of these classes "
                   f"({ref['n_real_test_of_classes']} images), {ref['judge_real_acc_all_classes']:.3f} of all; "
                   f"on the hard sources {ref['judge_sources_acc']:.3f}")

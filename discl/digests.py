@@ -169,7 +169,12 @@ def generation_view(cfg) -> dict[str, Any]:
         drop |= DIFFUSERS_ONLY
     if 0.0 not in [float(v) for v in g.levels]:
         drop.add("text_to_image_at_zero")
-    return _section(g, drop)
+    if not g.steps_per_level:
+        drop.add("steps_per_level")  # the spectra made before the key existed keep their digests
+    view = _section(g, drop)
+    if "steps_per_level" in view:  # canonical: λ as the rounded float, in order (0.5 and 0.50 from YAML are one key)
+        view["steps_per_level"] = {f"{round(float(k), 6):g}": int(v) for k, v in sorted(g.steps_per_level.items())}
+    return view
 
 
 def filtering_view(cfg) -> dict[str, Any]:
@@ -195,8 +200,10 @@ def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> st
     weights. Not the dataset's listing: a change to another image must not remake this one."""
     g = generation_view(cfg)
     # levels, seeds and base seed are in the row (lam, k, seed); so is text_to_image_at_zero (mode), which
-    # generation_view drops when no level is 0: an image's key must not change with the rest of the level list
-    settings = {k: v for k, v in g.items() if k not in ("levels", "seeds_per_level", "base_seed", "text_to_image_at_zero")}
+    # generation_view drops when no level is 0: an image's key must not change with the rest of the level list;
+    # the row's steps holds a level's own schedule length, so steps_per_level remakes only the levels it changes
+    settings = {k: v for k, v in g.items()
+                if k not in ("levels", "seeds_per_level", "base_seed", "text_to_image_at_zero", "steps_per_level")}
     return digest_of({"data": data_view(cfg, splits=False), "generation": settings,
                       "weights": _weights(fingerprints, "generation")})
 

@@ -237,3 +237,18 @@ def test_a_junk_pth_for_pretrained_path_is_a_config_error_before_training(tmp_pa
     from discl.validation import _weights_file_problem
 
     assert _weights_file_problem("training.pretrained_path", good) is None
+
+
+def test_steps_per_level_reads_yaml_floats_and_checks_its_levels():
+    from discl.configtools import ConfigError
+
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100}"])
+    g = cfg.generation
+    assert (g.steps_at(0.1), g.steps_at(0.5), g.steps_at(0.50000001)) == (25, 100, 100)
+    assert g.steps_text() == "25 steps (λ 0.5: 100)"
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.7.*not one of generation\.levels"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.7: 100}"])
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.5.*>= 1"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 0}"])
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={high: 100}"])

@@ -77,6 +77,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "generation.levels": ("[0.0, 0.3]", {"generate"}),
     "generation.seeds_per_level": ("3", {"generate"}),
     "generation.steps": ("12", {"generate"}),
+    "generation.steps_per_level": ("{0.5: 12}", {"generate"}),
     "generation.guidance_scale": ("3.0", {"generate"}),
     "generation.negative_prompt": ("blurry", {"generate"}),
     "generation.text_to_image_at_zero": ("true", {"generate"}),
@@ -636,3 +637,32 @@ def test_a_spectrum_image_key_follows_the_bytes_of_its_own_source(tmp: Path, tmp
     _png(cat, 123)  # replaced in place
     b = keys()
     assert b["train/cat/0.png"] != a["train/cat/0.png"] and b["train/dog/1.png"] == a["train/dog/1.png"]
+
+
+def test_steps_per_level_remakes_only_the_levels_it_changes(tmp_path: Path):
+    """``generation.steps_per_level`` sets one level's schedule length: the metadata records it per row,
+    the other level's images are reused byte for byte, and removing it again gives the first spectrum."""
+    from discl.artifacts import read_table
+    from discl.data import build_dataset
+
+    base = [*TINY, "generation.levels=[0.3, 0.5]", "generation.seeds_per_level=1", "generation.steps=4",
+            "generation.batch_size=1"]
+    plain = load_config(ROOT / "configs" / "fmnist-lt.yaml", base)
+    longer = load_config(ROOT / "configs" / "fmnist-lt.yaml", [*base, "generation.steps_per_level={0.5: 8}"])
+    ds = build_dataset(plain.data)
+    run = tmp_path / "run"
+    _mine_and_generate(plain, run, ds)
+    first = _spectrum(run)
+    mtimes = {p: p.stat().st_mtime_ns for p in (run / "spectrum" / "images").rglob("*.png")}
+
+    _mine_and_generate(longer, run, ds)
+    meta = read_table(run / "spectrum" / "metadata.csv")
+    assert dict(zip(meta["lam"], meta["steps"])) == {0.3: 4, 0.5: 8}
+    assert dict(zip(meta["lam"], meta["denoise_steps"])) == {0.3: 2, 0.5: 4}  # int(steps x strength)
+    changed = {p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t}
+    assert changed and all("_l0.50_" in n for n in changed), changed
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p.name not in changed)
+    assert _spectrum(run) != first
+
+    _mine_and_generate(plain, run, ds)
+    assert _spectrum(run) == first

@@ -406,7 +406,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         f"# DisCL run: {cfg.name}",
         "",
         f"Task `{cfg.data.task}`; generator `{cfg.generation.backend}:{cfg.generation.model}` "
-        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {cfg.generation.steps} steps, "
+        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {cfg.generation.steps_text()}, "
         f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}`; "
         f"curriculum `{cfg.curriculum.strategy}`; model `{_model_label(cfg.training)}`, {cfg.training.epochs} epochs; "
         f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",

@@ -29,6 +29,7 @@ class GenerationConfig:
     levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     seeds_per_level: int = 8
     steps: int = 50
+    steps_per_level: dict[float, int] = field(default_factory=dict)  # e.g. {0.7: 100, 0.9: 100}: the schedule length at these levels, `steps` at the others; img2img runs int(steps x strength) of them, 2 at λ 0.9 of 25
     guidance_scale: float = 10.0
     negative_prompt: str | None = None
     text_to_image_at_zero: bool = False  # lambda = 0 as true text-to-image instead of strength-1 img2img
@@ -49,6 +50,11 @@ class GenerationConfig:
         check(len(set(self.levels)) == len(self.levels), "levels", f"has duplicates: {self.levels}")
         check(self.seeds_per_level >= 1, "seeds_per_level", f"must be >= 1, got {self.seeds_per_level}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        levels = {round(float(v), 6) for v in self.levels}
+        for lam, n in self.steps_per_level.items():
+            check(round(float(lam), 6) in levels, f"steps_per_level.{lam}",
+                  f"λ {lam} is not one of generation.levels {self.levels}")
+            check(n >= 1, f"steps_per_level.{lam}", f"must be >= 1, got {n}")
         check(self.guidance_scale >= 0.0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         check(self.base_seed >= 0, "base_seed", f"must be >= 0, got {self.base_seed}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
@@ -59,5 +65,16 @@ class GenerationConfig:
 
             # without a name the kwargs apply to the model's default scheduler, known only once loaded
             if self.scheduler is not None:
-                check_scheduler(self.scheduler, self.scheduler_kwargs, self.steps,
-                                noisers=("add_noise",) if self.backend == "embedded" else ("add_noise", "scale_noise"))
+                for n in sorted({self.steps, *self.steps_per_level.values()}):
+                    check_scheduler(self.scheduler, self.scheduler_kwargs, n,
+                                    noisers=("add_noise",) if self.backend == "embedded" else ("add_noise", "scale_noise"))
+
+    def steps_at(self, lam: float) -> int:
+        """The denoising schedule length at level ``lam`` (``steps_per_level`` or ``steps``; pure)."""
+        key = round(float(lam), 6)
+        return next((int(n) for k, n in self.steps_per_level.items() if round(float(k), 6) == key), self.steps)
+
+    def steps_text(self) -> str:
+        """``25 steps`` or ``25 steps (λ 0.5: 100, λ 0.9: 100)`` for logs and reports."""
+        extra = ", ".join(f"λ {k:g}: {n}" for k, n in sorted(self.steps_per_level.items()))
+        return f"{self.steps} steps" + (f" ({extra})" if extra else "")

@@ -57,8 +57,10 @@ def image_file_name(sample_id: str, label: int, lam: float, k: int, ext: str = "
 
 
 def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, base_seed: int, steps: int,
-              ext: str = "png", prompt_fn: Callable[[str, int, str], str] | None = None) -> pd.DataFrame:
+              ext: str = "png", prompt_fn: Callable[[str, int, str], str] | None = None,
+              steps_per_level: dict[float, int] | None = None) -> pd.DataFrame:
     """One row per (hard sample, lambda, k), in a stable order; ``job`` is the row's stable index.
+    ``steps_per_level`` overrides ``steps`` (the schedule length) at the levels it names.
 
     ``hard`` needs ``sample_id``, ``label``, ``class_name``; ``prompt_fn(sample_id, k, class_name)``
     adds a ``prompt`` column when given.
@@ -68,15 +70,17 @@ def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, bas
         raise ValueError(f"hard samples lack columns {missing}")
     if hard["sample_id"].duplicated().any():
         raise ValueError(f"duplicate sample id in hard samples: {hard['sample_id'][hard['sample_id'].duplicated()].iloc[0]!r}")
+    per_level = {round(float(k), 6): int(v) for k, v in (steps_per_level or {}).items()}
     rows = []
     for rec in hard.reset_index(drop=True).sort_values("sample_id", kind="stable").itertuples(index=False):
         sid, label, name = str(rec.sample_id), int(rec.label), str(rec.class_name)
         for lam in levels:
+            n_steps = per_level.get(round(float(lam), 6), int(steps))
             for k in range(seeds_per_level):
                 row = {
                     "sample_id": sid, "label": label, "class_name": name, "lam": round(float(lam), 6),
                     "strength": strength_for(lam), "k": k, "seed": job_seed(base_seed, sid, lam, k),
-                    "steps": int(steps), "denoise_steps": denoise_steps(steps, lam),
+                    "steps": n_steps, "denoise_steps": denoise_steps(n_steps, lam),
                     "file_name": image_file_name(sid, label, lam, k, ext),
                 }
                 if prompt_fn is not None:

@@ -125,6 +125,7 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | N
     g = cfg.generation
     descriptions = resolve_descriptions(cfg.prompts, dataset.classes)
     jobs = plan_jobs(hard, g.levels, g.seeds_per_level, g.base_seed, g.steps, ext=g.image_format,
+                     steps_per_level=g.steps_per_level,
                      prompt_fn=lambda sid, k, name: build_prompt(cfg.prompts, name, sid, k, descriptions))
     paths = dataset.frame["path"] if "path" in dataset.frame.columns else None
     jobs["source_sample_id"] = jobs["sample_id"]
@@ -350,7 +351,7 @@ def _batch_of(cfg: RunConfig, chunk: pd.DataFrame, sources: dict[str, Image.Imag
     return GenerationBatch(
         sources=[sources[s] for s in sids], source_keys=sids, labels=[int(v) for v in chunk["label"]],
         prompts=list(chunk["prompt"]), seeds=[int(v) for v in chunk["seed"]],
-        strength=float(chunk["strength"].iloc[0]), steps=g.steps, guidance_scale=g.guidance_scale,
+        strength=float(chunk["strength"].iloc[0]), steps=int(chunk["steps"].iloc[0]), guidance_scale=g.guidance_scale,
         negative_prompt=g.negative_prompt, text_to_image=bool(g.text_to_image_at_zero and lam == 0.0))
 
 
@@ -451,7 +452,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     dataset = build_dataset(cfg.data) if dataset is None else dataset
     plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
-    evaluations = {float(lam): gen.evaluations_per_image(g.steps, strength_for(lam)) for lam in g.levels}
+    evaluations = {float(lam): gen.evaluations_per_image(g.steps_at(lam), strength_for(lam)) for lam in g.levels}
     from discl.digests import stage_fingerprints
 
     planned = plan_batches(plan, dataset, g, confine(cfg.run_path, SPECTRUM_DIR), record=False,
@@ -459,6 +460,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     mine_batches = shard_batches(planned, *shard)
     mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
     summary = {"scheduler": g.scheduler or "default", "steps": g.steps,
+               **({"steps_per_level": {float(k): int(v) for k, v in g.steps_per_level.items()}} if g.steps_per_level else {}),
                "all": {**cost_summary(plan, g.guidance_scale, evaluations), "batches": len(planned)},
                f"shard {shard[0]}/{shard[1]}": {**cost_summary(mine, g.guidance_scale, evaluations),
                                                  "batches": len(mine_batches)}}
