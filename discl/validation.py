@@ -253,6 +253,12 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                    f"draw the classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its "
                    f"order: {FM_ORDER_HINT}); set generation.backend: diffusers with generation.model: <hub id or local folder> "
                    f"(e.g. stabilityai/sd-turbo)")
+    if g.backend == "embedded" and "generation" not in skip and fm and cfg.data.channels != 1:
+        # the prior is a Fashion-MNIST model: one channel. Converted to RGB its variants are grey among colour
+        # real images, and a classifier can tell synthetic from real by colour alone
+        out.append(f"data.channels: the embedded prior makes grey images; with data.channels {cfg.data.channels} the "
+                   f"classifier would see grey synthetic images beside colour real ones; set data.channels: 1, or "
+                   f"generation.backend: diffusers for colour variants")
     if f.backend == "embedded" and "filtering" not in skip and not fm:
         # any embedded CLIP (the shipped one or a weights file: `discl clip train` trains on Fashion-MNIST's
         # captions only) knows the ten Fashion-MNIST names and nothing else

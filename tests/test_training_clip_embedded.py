@@ -211,6 +211,13 @@ def test_an_embedded_prior_given_as_a_folder_is_refused_for_other_classes(tmp_pa
 
     ok = load_config(CONFIG, [f"data.root={own}", *common, "generation.backend=diffusers", "generation.model=x/y"])
     assert not [p for p in _backend_problems(ok, synthetic=True) if p.startswith("generation.backend")]
+    # Fashion-MNIST's classes in colour: the prior's variants would be the only grey images
+    rgb = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[T-shirt_top, Trouser, Pullover]",
+                               "data.channels=3"])
+    assert [p for p in _backend_problems(rgb, synthetic=True) if p.startswith("data.channels: the embedded prior makes grey")]
+    rgb_diffusers = load_config(CONFIG, [f"data.root={fm}", *common, "data.class_names=[T-shirt_top, Trouser, Pullover]",
+                                         "data.channels=3", "generation.backend=diffusers", "generation.model=x/y"])
+    assert not [p for p in _backend_problems(rgb_diffusers, synthetic=True) if p.startswith("data.channels")]
 
 
 def test_an_embedded_clip_given_as_a_file_is_refused_for_other_classes(tmp_path):
