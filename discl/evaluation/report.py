@@ -415,7 +415,10 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         table,
         "",
-        f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter.",
+        f"Hard images: {0 if hard is None else len(hard)}; synthetic images: {n_syn} generated, {kept} kept by the filter. "
+        "*Synthetic images seen*: synthetic samples drawn over the training run; *denoiser steps (pool)*: denoiser "
+        "evaluations spent on the synthetic images the method could draw from (its levels, kept or not; ×2 with "
+        "classifier-free guidance).",
         "",
         "## Other finished training runs in this folder (not among the config's methods × seeds; each was "
         "trained under the config.yaml in its own folder, which may differ from this one; not in results.csv)",

@@ -223,7 +223,7 @@ def headline_table(cfg: RunConfig, results: pd.DataFrame) -> str:
         cols = [("test.top1", "overall"), ("test.many", "many"), ("test.medium", "medium"), ("test.few", "few"),
                 ("test.macro_f1", "macro-F1")]
     cols = [(k, label) for k, label in cols if k in results.columns]
-    extra = [(k, label) for k, label in (("synthetic_seen", "synthetic images seen"), ("denoiser_steps", "denoiser steps"),
+    extra = [(k, label) for k, label in (("synthetic_seen", "synthetic images seen"), ("denoiser_steps", "denoiser steps (pool)"),
                                          ("tail_synthetic_share", "tail slots synthetic (lowest epoch)"))
              if k in results.columns and (k != "tail_synthetic_share" or results[k].notna().any())]
     lines = ["| method | seeds (mean ± sample std, ddof=1) | " + " | ".join(label for _, label in cols + extra)
