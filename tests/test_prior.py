@@ -295,3 +295,15 @@ def test_a_finished_piece_extends_from_its_last_step(tmp_path):
     with pytest.raises(ValueError, match="lr: 0.0003 -> 0.01"):
         train_prior(_tiny_recipe(steps=6, lr=1e-2, checkpoint_every=2, lr_schedule="constant"), x, y,
                     out_dir=tmp_path / "p", progress=False, resume=True)
+
+
+def test_prior_spectrum_checks_steps_per_level_as_the_config_does(tmp_path):
+    """``discl prior spectrum --steps-per-level`` is read as ``generation.steps_per_level``: a level the
+    sheet does not draw is refused before any sampling."""
+    from discl.cli import main
+
+    with pytest.raises(SystemExit, match=r"--steps-per-level: steps_per_level\.0\.6: λ 0\.6 is not one of"):
+        main(["prior", "spectrum", "--steps-per-level", "{0.6: 100}", "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit, match=r"--steps-per-level: .*expected an integer"):
+        main(["prior", "spectrum", "--steps-per-level", "{0.5: many}", "--out", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()

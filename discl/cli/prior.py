@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     sp.add_argument("--guidance", type=float, default=2.0)
     sp.add_argument("--steps", type=int, default=50)
+    sp.add_argument("--steps-per-level", default=None,
+                    help="schedule lengths at some levels as YAML, e.g. '{0.5: 100, 0.9: 75}' (generation.steps_per_level)")
     sp.add_argument("--task", default="fmnist-lt")
     e = sub.add_parser("evaluate", help="classifier accuracy on the prior's samples vs on real test images")
     e.add_argument("--prior", default=None, help="prior folder (default: shipped)")
@@ -105,8 +107,16 @@ def _spectrum(args) -> int:
     from discl.generation.planning import job_seed, strength_for
     from discl.generation.sheets import save_grid
 
-    gen = create_generator(GenerationConfig(backend="embedded", model=args.prior or "embedded", steps=args.steps,
-                                            guidance_scale=args.guidance))
+    from discl.configtools import ConfigError, from_dict, parse_override
+
+    try:  # checked as the config key is: λ as numbers, each one of --levels
+        per_level = parse_override(f"steps_per_level={args.steps_per_level}")[1] if args.steps_per_level else {}
+        g = from_dict(GenerationConfig, {"backend": "embedded", "model": args.prior or "embedded", "steps": args.steps,
+                                         "guidance_scale": args.guidance, "levels": sorted({0.0, *args.levels}),
+                                         "steps_per_level": per_level})
+    except ConfigError as e:
+        raise SystemExit(f"--steps-per-level: {e}") from None
+    gen = create_generator(g)
     if args.condition_style:
         try:
             gen.prior = gen.prior.with_condition(args.condition_style)
@@ -121,7 +131,7 @@ def _spectrum(args) -> int:
     def run(lam, t2i=False):
         return gen.generate(GenerationBatch(sources=sources, source_keys=ids, labels=labels, prompts=[""] * len(ids),
                                             seeds=[job_seed(0, s, lam, 0) for s in ids], strength=strength_for(lam),
-                                            steps=args.steps, guidance_scale=args.guidance, text_to_image=t2i))
+                                            steps=g.steps_at(lam), guidance_scale=args.guidance, text_to_image=t2i))
 
     columns.append(run(0.0, t2i=True))
     columns += [run(lam) for lam in args.levels]
