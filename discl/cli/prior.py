@@ -101,13 +101,12 @@ def _sample(args) -> int:
 
 def _spectrum(args) -> int:
     """Columns: text-to-image, then img2img at each lambda, then the real image; one row per class."""
+    from discl.configtools import ConfigError, from_dict, parse_override
     from discl.data.tasks import build_task
     from discl.generation.base import GenerationBatch, create_generator
     from discl.generation.config import GenerationConfig
     from discl.generation.planning import job_seed, strength_for
     from discl.generation.sheets import save_grid
-
-    from discl.configtools import ConfigError, from_dict, parse_override
 
     try:  # checked as the config key is: λ as numbers, each one of --levels
         per_level = parse_override(f"steps_per_level={args.steps_per_level}")[1] if args.steps_per_level else {}
