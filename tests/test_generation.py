@@ -399,3 +399,26 @@ def test_generate_before_mining_says_which_command_makes_hard_csv(tmp_path, caps
     assert main(["generate", "configs/fmnist-lt.yaml", "--run-dir", str(tmp_path / "fresh"), "--dry-run"]) != 0
     err = capsys.readouterr().err
     assert "mining/hard.csv" in err and "discl mine CONFIG" in err, err
+
+
+def test_diffusers_pipeline_has_the_configured_dtype_whichever_keyword_its_loader_honours(tiny_pipelines, monkeypatch):
+    """``generation.dtype`` reaches the denoiser even with a diffusers whose ``from_pretrained`` ignores the
+    keyword the adapter chose (``dtype`` vs ``torch_dtype`` moved between versions): the loaded pipeline is cast."""
+    import diffusers
+
+    import torch
+
+    from discl.generation.diffusers_backend import load_pipeline
+
+    original = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained.__func__
+
+    def deaf(cls, *args, **kwargs):  # a loader that knows neither keyword: loads in the saved fp32
+        kwargs.pop("dtype", None)
+        kwargs.pop("torch_dtype", None)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.StableDiffusionImg2ImgPipeline, "from_pretrained", classmethod(deaf))
+    cfg = GenerationConfig(backend="diffusers", model=str(tiny_pipelines["sd"]),
+                           pipeline_class="StableDiffusionImg2ImgPipeline", dtype="bfloat16")
+    pipe = load_pipeline(cfg, torch.device("cpu"), torch.bfloat16)
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16

@@ -161,6 +161,11 @@ def load_pipeline(cfg: GenerationConfig, device: torch.device, dtype: torch.dtyp
         pipe = cls.from_pretrained(cfg.model, **kwargs)
     except (OSError, ValueError, HfHubHTTPError) as e:
         raise ModelNotFoundError(how_to_provide(cfg.model) + f" (loader said: {str(e).splitlines()[0][:300]})") from None
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if denoiser is not None and getattr(denoiser, "dtype", dtype) != dtype:
+        # a diffusers whose loader ignored the dtype keyword chosen above: cast, so fp16 is fp16 in every version
+        logger.info("generation: the pipeline loaded in %s, cast to %s", denoiser.dtype, dtype)
+        pipe.to(dtype=dtype)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     for comp in pipe.components.values():
