@@ -169,11 +169,15 @@ def generation_view(cfg) -> dict[str, Any]:
         drop |= DIFFUSERS_ONLY
     if 0.0 not in [float(v) for v in g.levels]:
         drop.add("text_to_image_at_zero")
-    if not g.steps_per_level:
-        drop.add("steps_per_level")  # the spectra made before the key existed keep their digests
+    unused = set(g.unused_steps_levels())
+    per_level = {f"{round(float(k), 6):g}": int(v) for k, v in sorted(g.steps_per_level.items()) if float(k) not in unused}
+    if not per_level:  # the spectra made before the key existed keep their digests; so does a key for no generated level
+        drop.add("steps_per_level")
+    if g.condition_style is None or g.backend != "embedded":  # only the embedded prior reads it
+        drop.add("condition_style")
     view = _section(g, drop)
-    if "steps_per_level" in view:  # canonical: λ as the rounded float, in order (0.5 and 0.50 from YAML are one key)
-        view["steps_per_level"] = {f"{round(float(k), 6):g}": int(v) for k, v in sorted(g.steps_per_level.items())}
+    if per_level:  # canonical: λ as the rounded float, in order (0.5 and 0.50 from YAML are one key)
+        view["steps_per_level"] = per_level
     return view
 
 

@@ -236,11 +236,22 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         if g.dtype != "auto":
             out.append(f"generation.dtype: the embedded generator always runs in float32 and ignores it "
                        f"(got {g.dtype!r}); leave it at auto or use generation.backend: diffusers")
+        if g.condition_style is not None:
+            out += _condition_style_problems(g)
         for key, value in (("pipeline_class", g.pipeline_class), ("negative_prompt", g.negative_prompt),
                            ("resolution", g.resolution)):
             if value:  # the class-conditional prior reads labels, not text, at its own resolution
                 out.append(f"generation.{key}: the embedded generator ignores it (got {value!r}); remove it or set "
                            f"generation.backend: diffusers")
+    if g.unused_steps_levels() and "generation" not in skip:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "generation.steps_per_level: λ %s not generated (generation.levels: %s): ignored",
+            ", ".join(f"{v:g}" for v in g.unused_steps_levels()), ", ".join(f"{v:g}" for v in g.levels))
+    if g.backend != "embedded" and g.condition_style is not None and "generation" not in skip:
+        out.append(f"generation.condition_style: only the embedded prior is conditioned on a style (got "
+                   f"{g.condition_style!r}); the {g.backend} backend reads prompts.templates: remove it")
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
     # the user's classes are Fashion-MNIST's (built once, only when an embedded backend asks)
@@ -269,6 +280,21 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                    f"filtering.backend: open_clip with filtering.model: ViT-B-32/openai (or transformers with a "
                    f"model id / folder)")
     return out
+
+
+def _condition_style_problems(g) -> list[str]:
+    """``generation.condition_style`` against the styles the prior's config file lists (no weights loaded)."""
+    from discl.generation.prior import load_prior_config, style_slots
+
+    try:
+        styles = tuple(load_prior_config(None if g.model in ("", "embedded") else g.model).get("styles") or ("clean",))
+    except (OSError, ValueError):  # a missing or unreadable prior folder is the weights check's to report
+        return []
+    known = list(style_slots(styles))
+    if g.condition_style not in known:
+        return [f"generation.condition_style: {g.condition_style!r} is not a style of the embedded prior "
+                f"(it knows: {', '.join(known)})"]
+    return []
 
 
 FM_ORDER_HINT = "list them in that order in data.class_names, e.g. [T-shirt_top, Trouser, Pullover]"

@@ -246,9 +246,29 @@ def test_steps_per_level_reads_yaml_floats_and_checks_its_levels():
     g = cfg.generation
     assert (g.steps_at(0.1), g.steps_at(0.5), g.steps_at(0.50000001)) == (25, 100, 100)
     assert g.steps_text() == "25 steps (λ 0.5: 100)"
-    with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.7.*not one of generation\.levels"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.7: 100}"])
+    # a level that is not generated is ignored, with a warning (the shipped configs keep working when levels change)
+    other = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100, 0.7: 60}"])
+    assert other.generation.unused_steps_levels() == [0.7] and other.generation.steps_text() == "25 steps (λ 0.5: 100)"
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.1\.5.*\[0, 1\)"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={1.5: 100}"])
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.5.*>= 1"):
         load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 0}"])
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level"):
         load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={high: 100}"])
+
+
+def test_condition_style_is_the_embedded_priors_and_checked_against_its_styles(caplog):
+    from discl.configtools import ConfigError
+    from discl.validation import validate_run_config
+
+    diffusers = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.backend=diffusers", "generation.model=x/y",
+                                                                   "generation.condition_style=any"])
+    with pytest.raises(ConfigError, match=r"generation\.condition_style: only the embedded prior .* remove it"):
+        validate_run_config(diffusers, data=False, weights=False)
+    bad = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.condition_style=photo"])
+    with pytest.raises(ConfigError, match=r"generation\.condition_style: 'photo' is not a style .*clean, acquisition, low_quality, any"):
+        validate_run_config(bad, data=False, weights=False)
+    unused = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.7: 60}"])
+    with caplog.at_level("WARNING"):
+        validate_run_config(unused, data=False, weights=False)
+    assert "generation.steps_per_level: λ 0.7 not generated" in caplog.text

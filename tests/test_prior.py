@@ -302,7 +302,7 @@ def test_prior_spectrum_checks_steps_per_level_as_the_config_does(tmp_path):
     sheet does not draw is refused before any sampling."""
     from discl.cli import main
 
-    with pytest.raises(SystemExit, match=r"--steps-per-level: steps_per_level\.0\.6: λ 0\.6 is not one of"):
+    with pytest.raises(SystemExit, match=r"--steps-per-level: λ 0\.6 is not one of --levels"):
         main(["prior", "spectrum", "--steps-per-level", "{0.6: 100}", "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match=r"--steps-per-level: .*expected an integer"):
         main(["prior", "spectrum", "--steps-per-level", "{0.5: many}", "--out", str(tmp_path / "x.png")])

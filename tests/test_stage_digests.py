@@ -78,6 +78,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "generation.seeds_per_level": ("3", {"generate"}),
     "generation.steps": ("12", {"generate"}),
     "generation.steps_per_level": ("{0.5: 12}", {"generate"}),
+    "generation.condition_style": ("clean", {"generate"}),
     "generation.guidance_scale": ("3.0", {"generate"}),
     "generation.negative_prompt": ("blurry", {"generate"}),
     "generation.text_to_image_at_zero": ("true", {"generate"}),
@@ -226,6 +227,7 @@ CONDITIONAL = [
     (["prompts.text_model=some-org/some-text-model"], "prompts.descriptions_per_class=3", {"generate"}),
     # diffusers keys count under the diffusers backend
     (["generation.backend=diffusers"], "generation.resolution=64", {"generate"}),
+    (["generation.backend=diffusers"], "generation.condition_style=clean", set()),  # the embedded prior's only
     (["generation.backend=diffusers"], "generation.pipeline_class=StableDiffusionImg2ImgPipeline", {"generate"}),
     (["generation.backend=diffusers"], "generation.lora=[{path: '{tmp}/weights.safetensors', scale: 0.5}]", {"generate"}),
     (["generation.backend=diffusers", "generation.lora=[{path: '{tmp}/weights.safetensors', scale: 0.5}]"],

@@ -115,6 +115,9 @@ def _spectrum(args) -> int:
                                          "steps_per_level": per_level})
     except ConfigError as e:
         raise SystemExit(f"--steps-per-level: {e}") from None
+    if g.unused_steps_levels():
+        raise SystemExit(f"--steps-per-level: λ {', '.join(f'{v:g}' for v in g.unused_steps_levels())} is not one of "
+                         f"--levels {args.levels}")
     gen = create_generator(g)
     if args.condition_style:
         try:

@@ -29,8 +29,9 @@ class GenerationConfig:
     levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     seeds_per_level: int = 8
     steps: int = 50
-    steps_per_level: dict[float, int] = field(default_factory=dict)  # e.g. {0.7: 100, 0.9: 100}: the schedule length at these levels, `steps` at the others; img2img runs int(steps x strength) of them, 2 at λ 0.9 of 25
+    steps_per_level: dict[float, int] = field(default_factory=dict)  # e.g. {0.7: 100, 0.9: 100}: the schedule length at these levels, `steps` at the others; img2img runs int(steps x strength) of them, 2 at λ 0.9 of 25; a level not generated is ignored (with a warning)
     guidance_scale: float = 10.0
+    condition_style: str | None = None  # embedded: condition the prior on this style (one of its styles, or any: the class alone) instead of the one stored with its weights; the prompt's analog
     negative_prompt: str | None = None
     text_to_image_at_zero: bool = False  # lambda = 0 as true text-to-image instead of strength-1 img2img
     base_seed: int = 0
@@ -50,10 +51,8 @@ class GenerationConfig:
         check(len(set(self.levels)) == len(self.levels), "levels", f"has duplicates: {self.levels}")
         check(self.seeds_per_level >= 1, "seeds_per_level", f"must be >= 1, got {self.seeds_per_level}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
-        levels = {round(float(v), 6) for v in self.levels}
         for lam, n in self.steps_per_level.items():
-            check(round(float(lam), 6) in levels, f"steps_per_level.{lam}",
-                  f"λ {lam} is not one of generation.levels {self.levels}")
+            check(0.0 <= lam < 1.0, f"steps_per_level.{lam}", f"λ must be in [0, 1), got {lam}")
             check(n >= 1, f"steps_per_level.{lam}", f"must be >= 1, got {n}")
         check(self.guidance_scale >= 0.0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         check(self.base_seed >= 0, "base_seed", f"must be >= 0, got {self.base_seed}")
@@ -74,7 +73,13 @@ class GenerationConfig:
         key = round(float(lam), 6)
         return next((int(n) for k, n in self.steps_per_level.items() if round(float(k), 6) == key), self.steps)
 
+    def unused_steps_levels(self) -> list[float]:
+        """The ``steps_per_level`` keys that are not generated levels (pure): ignored, reported as a warning."""
+        levels = {round(float(v), 6) for v in self.levels}
+        return sorted(float(k) for k in self.steps_per_level if round(float(k), 6) not in levels)
+
     def steps_text(self) -> str:
         """``25 steps`` or ``25 steps (λ 0.5: 100, λ 0.9: 100)`` for logs and reports."""
-        extra = ", ".join(f"λ {k:g}: {n}" for k, n in sorted(self.steps_per_level.items()))
+        unused = set(self.unused_steps_levels())
+        extra = ", ".join(f"λ {k:g}: {n}" for k, n in sorted(self.steps_per_level.items()) if float(k) not in unused)
         return f"{self.steps} steps" + (f" ({extra})" if extra else "")

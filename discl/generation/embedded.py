@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from discl.configtools import ConfigError
 from discl.errors import BadInputError
 from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
@@ -80,6 +81,11 @@ class EmbeddedGenerator:
     def __init__(self, cfg: GenerationConfig):
         folder = None if cfg.model in ("", "embedded") else cfg.model
         self.prior = load_prior(folder)
+        if cfg.condition_style is not None:
+            try:
+                self.prior = self.prior.with_condition(cfg.condition_style)
+            except ValueError as e:
+                raise ConfigError(f"generation.condition_style: {e}") from None
         self.model_id = "embedded" if folder is None else str(folder)
         self.device = torch.device("cpu" if cfg.device == "auto" and not torch.cuda.is_available()
                                    else ("cuda" if cfg.device == "auto" else cfg.device))
