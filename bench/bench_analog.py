@@ -207,8 +207,8 @@ def measure_prior(t: dict, task: str, folder: str, style: str | None, judge, arg
     from discl.generation.prior import style_slots
 
     g, hard, src, ref = t["cfg"].generation, t["hard"], t["src"], t["ref"]
-    gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps,
-                                            guidance_scale=g.guidance_scale, scheduler=args.scheduler))
+    gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps, guidance_scale=g.guidance_scale,
+                                            scheduler=args.scheduler, condition_style=g.condition_style))
     if style:
         style = TASK_STYLE[task] if style == "task" else style
         if style not in style_slots(gen.prior.styles):

@@ -101,12 +101,12 @@ def main(argv=None) -> int:
             rt = from_model_space(to_model_space(torch.from_numpy(src)[:, None], r), (28, 28))[:, 0].numpy()
             rows = {"roundtrip": {"ssim": fd.ssim(rt, src), "psnr": fd.psnr(rt, src), "hf": fd.hf_energy(rt)}}
             gen = create_generator(GenerationConfig(backend="embedded", model=folder, steps=g.steps,
-                                                    guidance_scale=g.guidance_scale))
+                                                    guidance_scale=g.guidance_scale, condition_style=g.condition_style))
             t1, c1 = time.perf_counter(), time.process_time()
             for lam in g.levels:
                 t2 = time.perf_counter()
                 c2 = time.process_time()
-                x = generate(gen, g, hard, src, lam, g.seeds_per_level, g.steps, g.text_to_image_at_zero)
+                x = generate(gen, g, hard, src, lam, g.seeds_per_level, g.steps_at(lam), g.text_to_image_at_zero)
                 gen_cpu = time.process_time() - c2
                 acc = accuracy(clf, torch.from_numpy(x)[:, None], lab_rep)
                 row = spectrum_measures(x, src_rep, real_feat, bw, args.boot, g.seeds_per_level)

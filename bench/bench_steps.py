@@ -95,7 +95,8 @@ def main(argv=None) -> int:
         for steps in args.steps:
             gen = create_generator(GenerationConfig(backend="embedded", model=args.prior, steps=steps,
                                                     guidance_scale=g.guidance_scale, batch_size=g.batch_size,
-                                                    scheduler=cls, scheduler_kwargs=kwargs))
+                                                    scheduler=cls, scheduler_kwargs=kwargs,
+                                                    condition_style=g.condition_style))
             counter = RowCounter(gen.denoiser)
             rows, seconds, images = {}, 0.0, 0
             for lam in g.levels:

@@ -63,7 +63,7 @@ def setting_overrides(setting: str, trained_levels: list[float] | None = None) -
         raise SystemExit(f"setting {setting!r} must be <scheduler>-T<steps>[-six|-trained][-k<n>] with a scheduler "
                          f"in {sorted(SCHEDULERS)}")
     name, steps, levels, seeds = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-    out = [f"generation.steps={steps}"]
+    out = [f"generation.steps={steps}", "generation.steps_per_level={}"]  # T steps at every level
     if name != "ddim":
         cls, kwargs = SCHEDULERS[name]
         out += [f"generation.scheduler={cls}", f"generation.scheduler_kwargs={json.dumps(kwargs)}"]

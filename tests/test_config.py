@@ -272,3 +272,12 @@ def test_condition_style_is_the_embedded_priors_and_checked_against_its_styles(c
     with caplog.at_level("WARNING"):
         validate_run_config(unused, data=False, weights=False)
     assert "generation.steps_per_level: λ 0.7 not generated" in caplog.text
+
+
+def test_steps_per_level_keys_that_round_to_one_level_are_refused():
+    from discl.configtools import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.5000001: names λ 0\.5 twice"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100, 0.5000001: 40}"])
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.50000001: 40}"])
+    assert cfg.generation.steps_per_level == {0.5: 40} and cfg.generation.steps_at(0.5) == 40

@@ -25,3 +25,15 @@ def test_regenerate_is_deterministic_and_new_per_attempt(tiny_run: Path, tmp_pat
     assert a1["seed"] != a2["seed"] and a1["seed"] != row["seed"]
     again = make_regenerator(cfg, run)(row, 1)
     assert again == a1 and (run / "spectrum" / a1["file_name"]).read_bytes() == bytes1
+
+
+def test_a_retry_runs_the_schedule_length_its_dropped_image_ran():
+    """A filter retry re-makes an image with the steps in its manifest row, whatever the config says now."""
+    import pandas as pd
+
+    from discl.generation.regenerate import _row_steps
+
+    assert _row_steps(pd.Series({"steps": 100, "lam": 0.5}), 25) == 100
+    assert _row_steps({"steps": 40.0}, 25) == 40
+    assert _row_steps(pd.Series({"steps": float("nan")}), 25) == 25  # a manifest from before the column
+    assert _row_steps({"lam": 0.5}, 25) == 25

@@ -51,9 +51,14 @@ class GenerationConfig:
         check(len(set(self.levels)) == len(self.levels), "levels", f"has duplicates: {self.levels}")
         check(self.seeds_per_level >= 1, "seeds_per_level", f"must be >= 1, got {self.seeds_per_level}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        canonical: dict[float, int] = {}
         for lam, n in self.steps_per_level.items():
             check(0.0 <= lam < 1.0, f"steps_per_level.{lam}", f"λ must be in [0, 1), got {lam}")
             check(n >= 1, f"steps_per_level.{lam}", f"must be >= 1, got {n}")
+            key = round(float(lam), 6)  # the planner's λ: 0.5 and 0.5000001 are one level
+            check(key not in canonical, f"steps_per_level.{lam}", f"names λ {key:g} twice")
+            canonical[key] = int(n)
+        self.steps_per_level = canonical
         check(self.guidance_scale >= 0.0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         check(self.base_seed >= 0, "base_seed", f"must be >= 0, got {self.base_seed}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -47,7 +47,7 @@ def make_regenerator(cfg, run_dir: Path, dataset=None, generator=None):
         seed = retry_seed(g.base_seed, sid, lam, k, attempt)
         (img,) = state["gen"].generate(GenerationBatch(
             sources=[ds.image(sid)], source_keys=[sid], labels=[int(row["label"])], prompts=[prompt], seeds=[seed],
-            strength=strength_for(lam), steps=g.steps_at(lam), guidance_scale=g.guidance_scale,
+            strength=strength_for(lam), steps=_row_steps(row, g.steps_at(lam)), guidance_scale=g.guidance_scale,
             negative_prompt=g.negative_prompt, text_to_image=bool(g.text_to_image_at_zero and lam == 0.0)))
         stem = Path(str(row["file_name"])).stem
         rel = f"{RETRY_DIR}/{stem}_r{int(attempt)}.{g.image_format}"
@@ -57,3 +57,12 @@ def make_regenerator(cfg, run_dir: Path, dataset=None, generator=None):
         return {"file_name": rel, "prompt": prompt, "seed": seed}
 
     return regenerate
+
+
+def _row_steps(row: Any, default: int) -> int:
+    """The schedule length the dropped image was made with (its manifest row's ``steps``), else ``default``."""
+    value = row.get("steps") if hasattr(row, "get") else None
+    try:
+        return int(value) if value is not None and value == value else default  # NaN != NaN
+    except (TypeError, ValueError):
+        return default
