@@ -405,7 +405,6 @@ def test_diffusers_pipeline_has_the_configured_dtype_whichever_keyword_its_loade
     """``generation.dtype`` reaches the denoiser even with a diffusers whose ``from_pretrained`` ignores the
     keyword the adapter chose (``dtype`` vs ``torch_dtype`` moved between versions): the loaded pipeline is cast."""
     import diffusers
-
     import torch
 
     from discl.generation.diffusers_backend import load_pipeline
