@@ -67,7 +67,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         ktp, vtp = get_args(tp) or (Any, Any)
-        return {_coerce(k, ktp, f"{key}") : _coerce(v, vtp, f"{key}.{k}") for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            ck = _coerce(k, ktp, f"{key}")
+            if ck in out:  # 0.3 and "0.3" (or 0.30) are one key once read: the later would silently win
+                raise ConfigError(f"{key}: {k!r} names the key {ck!r} a second time")
+            out[ck] = _coerce(v, vtp, f"{key}.{k}")
+        return out
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -177,6 +183,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = _deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
+        if any(p.isdigit() for p in path[1:-1]) and path[-1].isdigit():  # a.b.0.3=20: a number split at its dot
+            raise ConfigError(f"override {text!r}: a numeric key cannot be written with dots; set the whole mapping, "
+                              f"e.g. {'.'.join(p for p in path if not p.isdigit())}={{{'.'.join(p for p in path if p.isdigit())}: ...}}")
         node = data
         for part in path[:-1]:
             nxt = node.setdefault(part, {})

@@ -249,6 +249,19 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         logging.getLogger(__name__).warning(
             "generation.steps_per_level: λ %s not generated (generation.levels: %s): ignored",
             ", ".join(f"{v:g}" for v in g.unused_steps_levels()), ", ".join(f"{v:g}" for v in g.levels))
+    if "generation" not in skip:
+        from discl.generation.planning import denoise_steps
+
+        for lam in g.levels:
+            if float(lam) > 0.0 and denoise_steps(g.steps_at(lam), lam) < 1:
+                import logging
+                import math
+
+                need = math.ceil(1.0 / (1.0 - float(lam)) - 1e-9)
+                logging.getLogger(__name__).warning(
+                    "generation.levels: λ %g runs no denoising step at %d steps (int(%d × %g) = 0): its images are copies "
+                    "of their sources, counted as synthetic; set generation.steps_per_level={%g: %d} or more",
+                    lam, g.steps_at(lam), g.steps_at(lam), round(1.0 - float(lam), 6), lam, need)
     if g.backend != "embedded" and g.condition_style is not None and "generation" not in skip:
         out.append(f"generation.condition_style: only the embedded prior is conditioned on a style (got "
                    f"{g.condition_style!r}); the {g.backend} backend reads prompts.templates: remove it")

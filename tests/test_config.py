@@ -281,3 +281,23 @@ def test_steps_per_level_keys_that_round_to_one_level_are_refused():
         load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100, 0.5000001: 40}"])
     cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.50000001: 40}"])
     assert cfg.generation.steps_per_level == {0.5: 40} and cfg.generation.steps_at(0.5) == 40
+
+
+def test_a_mapping_key_given_twice_in_two_spellings_is_refused():
+    """0.3 and "0.3" are one λ once read: the later must not silently win (filtering.per_level refuses it too)."""
+    from discl.configtools import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generation\.steps_per_level: '0\.3' names the key 0\.3 a second time"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ['generation.steps_per_level={0.3: 20, "0.3": 30}'])
+    with pytest.raises(ConfigError, match=r"a numeric key cannot be written with dots.*generation\.steps_per_level=\{0\.3: \.\.\.\}"):
+        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level.0.3=20"])
+
+
+def test_a_level_that_runs_no_denoising_step_is_warned_about(caplog):
+    from discl.validation import validate_run_config
+
+    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.levels=[0.1, 0.95]", "generation.steps=10",
+                                                            "curriculum.levels=[0.1, 0.95]", "curriculum.stages=[0.5, 0.5]"])
+    with caplog.at_level("WARNING"):
+        validate_run_config(cfg, data=False, weights=False)
+    assert "λ 0.95 runs no denoising step at 10 steps" in caplog.text and "steps_per_level={0.95: 20}" in caplog.text

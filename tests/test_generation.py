@@ -421,3 +421,20 @@ def test_diffusers_pipeline_has_the_configured_dtype_whichever_keyword_its_loade
                            pipeline_class="StableDiffusionImg2ImgPipeline", dtype="bfloat16")
     pipe = load_pipeline(cfg, torch.device("cpu"), torch.bfloat16)
     assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+
+
+def test_the_report_header_names_the_steps_the_spectrum_was_made_with():
+    """A spectrum made under an override that the run's config.yaml does not hold: the header says what the
+    images were made with, and that the config differs; the embedded conditioning style is named."""
+    import pandas as pd
+
+    from discl.config import load_config
+    from discl.evaluation.report import _steps_text
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "fmnist-lt.yaml", [])
+    same = pd.DataFrame({"lam": [0.1, 0.3, 0.5], "steps": [25, 25, 100]})
+    assert _steps_text(cfg, same) == "25 steps (λ 0.5: 100), conditioned on any"
+    other = pd.DataFrame({"lam": [0.1, 0.3, 0.5], "steps": [25, 25, 16]})
+    assert _steps_text(cfg, other) == ("steps as made λ 0.1: 25, λ 0.3: 25, λ 0.5: 16 (the config says 25 steps "
+                                       "(λ 0.5: 100)), conditioned on any")
+    assert _steps_text(cfg, None) == "25 steps (λ 0.5: 100), conditioned on any"

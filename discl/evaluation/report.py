@@ -29,6 +29,24 @@ VAL_COLUMNS = ("val_top1", "val_macro_f1")
 LOSS_COLUMNS = ("train_loss", "loss")
 
 
+
+def _steps_text(cfg, manifest) -> str:
+    """The schedule lengths the spectrum's images were made with (its rows' ``steps`` per λ), else the
+    config's; with the embedded prior's conditioning style when the config sets one. A spectrum made under
+    overrides the run's config.yaml does not hold says what it holds, and says that it differs."""
+    g = cfg.generation
+    text = g.steps_text()
+    if manifest is not None and {"lam", "steps"} <= set(manifest.columns) and len(manifest):
+        per = manifest.groupby("lam")["steps"].agg(lambda s: sorted({int(v) for v in s.dropna()}))
+        made = {float(lam): v for lam, v in per.items() if v}
+        if made and any(v != [g.steps_at(lam)] for lam, v in made.items()):
+            listed = ", ".join(f"λ {lam:g}: {'/'.join(map(str, v))}" for lam, v in sorted(made.items()))
+            text = f"steps as made {listed} (the config says {text})"
+    if g.backend == "embedded" and g.condition_style is not None:
+        text += f", conditioned on {g.condition_style}"
+    return text
+
+
 def _plt():
     import matplotlib
 
@@ -406,7 +424,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         f"# DisCL run: {cfg.name}",
         "",
         f"Task `{cfg.data.task}`; generator `{cfg.generation.backend}:{cfg.generation.model}` "
-        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {cfg.generation.steps_text()}, "
+        f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {_steps_text(cfg, manifest)}, "
         f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}`; "
         f"curriculum `{cfg.curriculum.strategy}`; model `{_model_label(cfg.training)}`, {cfg.training.epochs} epochs; "
         f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",
