@@ -239,36 +239,40 @@ def test_a_junk_pth_for_pretrained_path_is_a_config_error_before_training(tmp_pa
     assert _weights_file_problem("training.pretrained_path", good) is None
 
 
+def _lt(*overrides: str):
+    """configs/fmnist-lt.yaml with ``overrides``."""
+    return load_config(ROOT / "configs" / "fmnist-lt.yaml", list(overrides))
+
+
 def test_steps_per_level_reads_yaml_floats_and_checks_its_levels():
     from discl.configtools import ConfigError
 
-    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100}"])
+    cfg = _lt("generation.steps_per_level={0.5: 100}")
     g = cfg.generation
     assert (g.steps_at(0.1), g.steps_at(0.5), g.steps_at(0.50000001)) == (25, 100, 100)
     assert g.steps_text() == "25 steps (λ 0.5: 100)"
     # a level that is not generated is ignored, with a warning (the shipped configs keep working when levels change)
-    other = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100, 0.7: 60}"])
+    other = _lt("generation.steps_per_level={0.5: 100, 0.7: 60}")
     assert other.generation.unused_steps_levels() == [0.7] and other.generation.steps_text() == "25 steps (λ 0.5: 100)"
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.1\.5.*\[0, 1\)"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={1.5: 100}"])
+        _lt("generation.steps_per_level={1.5: 100}")
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.5.*>= 1"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 0}"])
+        _lt("generation.steps_per_level={0.5: 0}")
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={high: 100}"])
+        _lt("generation.steps_per_level={high: 100}")
 
 
 def test_condition_style_is_the_embedded_priors_and_checked_against_its_styles(caplog):
     from discl.configtools import ConfigError
     from discl.validation import validate_run_config
 
-    diffusers = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.backend=diffusers", "generation.model=x/y",
-                                                                   "generation.condition_style=any"])
+    diffusers = _lt("generation.backend=diffusers", "generation.model=x/y", "generation.condition_style=any")
     with pytest.raises(ConfigError, match=r"generation\.condition_style: only the embedded prior .* remove it"):
         validate_run_config(diffusers, data=False, weights=False)
-    bad = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.condition_style=photo"])
+    bad = _lt("generation.condition_style=photo")
     with pytest.raises(ConfigError, match=r"generation\.condition_style: 'photo' is not a style .*clean, acquisition, low_quality, any"):
         validate_run_config(bad, data=False, weights=False)
-    unused = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.7: 60}"])
+    unused = _lt("generation.steps_per_level={0.7: 60}")
     with caplog.at_level("WARNING"):
         validate_run_config(unused, data=False, weights=False)
     assert "generation.steps_per_level: λ 0.7 not generated" in caplog.text
@@ -278,8 +282,8 @@ def test_steps_per_level_keys_that_round_to_one_level_are_refused():
     from discl.configtools import ConfigError
 
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level\.0\.5000001: names λ 0\.5 twice"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.5: 100, 0.5000001: 40}"])
-    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level={0.50000001: 40}"])
+        _lt("generation.steps_per_level={0.5: 100, 0.5000001: 40}")
+    cfg = _lt("generation.steps_per_level={0.50000001: 40}")
     assert cfg.generation.steps_per_level == {0.5: 40} and cfg.generation.steps_at(0.5) == 40
 
 
@@ -288,16 +292,16 @@ def test_a_mapping_key_given_twice_in_two_spellings_is_refused():
     from discl.configtools import ConfigError
 
     with pytest.raises(ConfigError, match=r"generation\.steps_per_level: '0\.3' names the key 0\.3 a second time"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ['generation.steps_per_level={0.3: 20, "0.3": 30}'])
+        _lt('generation.steps_per_level={0.3: 20, "0.3": 30}')
     with pytest.raises(ConfigError, match=r"a numeric key cannot be written with dots.*generation\.steps_per_level=\{0\.3: \.\.\.\}"):
-        load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.steps_per_level.0.3=20"])
+        _lt("generation.steps_per_level.0.3=20")
 
 
 def test_a_level_that_runs_no_denoising_step_is_warned_about(caplog):
     from discl.validation import validate_run_config
 
-    cfg = load_config(ROOT / "configs" / "fmnist-lt.yaml", ["generation.levels=[0.1, 0.95]", "generation.steps=10",
-                                                            "curriculum.levels=[0.1, 0.95]", "curriculum.stages=[0.5, 0.5]"])
+    cfg = _lt("generation.levels=[0.1, 0.95]", "generation.steps=10",
+              "curriculum.levels=[0.1, 0.95]", "curriculum.stages=[0.5, 0.5]")
     with caplog.at_level("WARNING"):
         validate_run_config(cfg, data=False, weights=False)
     assert "λ 0.95 runs no denoising step at 10 steps" in caplog.text and "steps_per_level={0.95: 20}" in caplog.text
