@@ -75,8 +75,7 @@ class GenerationConfig:
 
     def steps_at(self, lam: float) -> int:
         """The denoising schedule length at level ``lam`` (``steps_per_level`` or ``steps``; pure)."""
-        key = round(float(lam), 6)
-        return next((int(n) for k, n in self.steps_per_level.items() if round(float(k), 6) == key), self.steps)
+        return self.steps_per_level.get(round(float(lam), 6), self.steps)  # keys canonical since __post_init__
 
     def unused_steps_levels(self) -> list[float]:
         """The ``steps_per_level`` keys that are not generated levels (pure): ignored, reported as a warning."""
