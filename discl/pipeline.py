@@ -151,8 +151,12 @@ def clear_stage(run_dir: Path, name: str) -> None:
             shutil.rmtree(path)
 
 
-def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse: Reuse | None = None) -> dict[str, str]:
+def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse: Reuse | None = None,
+        *, validated: bool = False) -> dict[str, str]:
     """Run (or resume) every stage; returns {stage: 'ran' | 'skipped'}.
+
+    ``validated``: the caller has already run the full :func:`discl.validation.validate_run_config` on
+    ``cfg`` (``discl run``), so it is not run (and its warnings not printed) a second time.
 
     ``reuse(stage, digest)`` (``discl sweep``) is asked before a stage whose marker does not hold
     ``digest``; it may link finished artifacts with that digest from elsewhere into ``run_dir``.
@@ -160,13 +164,14 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse:
     from discl.data.identity import snapshot
 
     with snapshot():  # one listing of the data for every digest of this run
-        return _run(cfg, run_dir, force, reuse)
+        return _run(cfg, run_dir, force, reuse, validated)
 
 
-def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None) -> dict[str, str]:
+def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None, validated: bool = False) -> dict[str, str]:
     from discl.validation import validate_run_config
 
-    validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
+    if not validated:
+        validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
     run_dir = Path(run_dir or cfg.run_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")

@@ -24,7 +24,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # a config (or --run-dir's own) is required, and validated before any work
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_path
     t0 = time.perf_counter()
-    status = run(cfg, run_dir, force=args.force)
+    status = run(cfg, run_dir, force=args.force, validated=True)  # config_from_args ran the full check
     results = collect_results(cfg, run_dir)
     table = headline_table(cfg, results)
     ran = [k for k, v in status.items() if v == "ran" and k != "report"]
