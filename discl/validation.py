@@ -15,12 +15,16 @@ config are reported at once.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import string
 from pathlib import Path
 from typing import Any
 
 from discl.configtools import ConfigError
 from discl.methods import INIT_BASELINES
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_TASKS = ("fmnist-lt", "fmnist-lq")  # the tasks the shipped prior and CLIP were trained on
 
@@ -244,9 +248,7 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
                 out.append(f"generation.{key}: the embedded generator ignores it (got {value!r}); remove it or set "
                            f"generation.backend: diffusers")
     if g.unused_steps_levels() and "generation" not in skip:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "generation.steps_per_level: λ %s not generated (generation.levels: %s): ignored",
             ", ".join(f"{v:g}" for v in g.unused_steps_levels()), ", ".join(f"{v:g}" for v in g.levels))
     if "generation" not in skip:
@@ -254,11 +256,8 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
 
         for lam in g.levels:
             if float(lam) > 0.0 and denoise_steps(g.steps_at(lam), lam) < 1:
-                import logging
-                import math
-
                 need = math.ceil(1.0 / (1.0 - float(lam)) - 1e-9)
-                logging.getLogger(__name__).warning(
+                log.warning(
                     "generation.levels: λ %g runs no denoising step at %d steps (int(%d × %g) = 0): its images are copies "
                     "of their sources, counted as synthetic; set generation.steps_per_level={%g: %d} or more",
                     lam, g.steps_at(lam), g.steps_at(lam), round(1.0 - float(lam), 6), lam, need)
@@ -353,9 +352,7 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
     if "test" in ds.splits:
         no_test = [c for c, n in zip(ds.classes, ds.class_counts("test")) if n == 0]
         if no_test:  # legitimate (iWildCam's test lacks classes) but it changes what the headline means
-            import logging
-
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "data.root: class(es) %s have no test images: their accuracy is undefined, and the many/medium/few "
                 "accuracies and macro-F1 are over the other classes only", ", ".join(map(repr, no_test)))
     if "test" not in ds.splits and "test_split" not in skip:  # every accuracy of the report is measured on it

@@ -368,6 +368,11 @@ def _spectrum(run: Path) -> dict[str, bytes]:
     return {**files, "metadata.csv": (run / "spectrum" / "metadata.csv").read_bytes()}
 
 
+def _image_mtimes(run: Path) -> dict[Path, int]:
+    """Each spectrum image's mtime: which images a rerun wrote again."""
+    return {p: p.stat().st_mtime_ns for p in (run / "spectrum" / "images").rglob("*.png")}
+
+
 def _mine_and_generate(cfg, run: Path, dataset) -> None:
     from discl.generation.runner import generate_spectrum
     from discl.mining.runner import mine
@@ -390,7 +395,7 @@ def test_the_spectrum_follows_hard_csv(tmp_path: Path):
     run = tmp_path / "run"
     _mine_and_generate(low, run, ds)
     first = _spectrum(run)
-    mtimes = {p: p.stat().st_mtime_ns for p in (run / "spectrum" / "images").rglob("*.png")}
+    mtimes = _image_mtimes(run)
 
     _mine_and_generate(high, run, ds)
     hard, meta = read_table(run / "mining" / "hard.csv"), read_table(run / "spectrum" / "metadata.csv")
@@ -415,7 +420,7 @@ def test_editing_the_descriptions_file_regenerates(tmp_path: Path):
     ds = build_dataset(cfg.data)
     run = tmp_path / "run"
     _mine_and_generate(cfg, run, ds)
-    mtimes = {p: p.stat().st_mtime_ns for p in (run / "spectrum" / "images").rglob("*.png")}
+    mtimes = _image_mtimes(run)
     desc.write_text(json.dumps({n: [f"{n} in the snow"] for n in names}))
     _mine_and_generate(cfg, run, ds)
     meta = read_table(run / "spectrum" / "metadata.csv")
@@ -655,7 +660,7 @@ def test_steps_per_level_remakes_only_the_levels_it_changes(tmp_path: Path):
     run = tmp_path / "run"
     _mine_and_generate(plain, run, ds)
     first = _spectrum(run)
-    mtimes = {p: p.stat().st_mtime_ns for p in (run / "spectrum" / "images").rglob("*.png")}
+    mtimes = _image_mtimes(run)
 
     _mine_and_generate(longer, run, ds)
     meta = read_table(run / "spectrum" / "metadata.csv")
