@@ -169,6 +169,7 @@ def task_setup(task: str, args, pool, judge) -> dict:
     extra = [f"generation.guidance_scale={args.guidance_scale}"] if args.guidance_scale is not None else []
     extra += [f"generation.steps={args.steps}"] if args.steps is not None else []
     extra += [f"generation.steps_per_level={args.steps_per_level}"] if args.steps_per_level is not None else []
+    extra += [f"data.seed={args.data_seed}"] if args.data_seed is not None else []
     cfg = load_config(TASK_CONFIGS[task], six_level_overrides(args.seeds or 4) + extra)
     ds = build_task(task, seed=cfg.data.seed, folder=args.data_root)
     if task == "fmnist-lt":
@@ -283,6 +284,9 @@ def main(argv=None) -> int:
     p.add_argument("--negative-style", default=None,
                    help="guide against this style's row of the same class instead of the null class (a negative prompt's analog)")
     p.add_argument("--lq-per-class", type=int, default=4, help="fmnist-lq hard images per class")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="the task's data.seed (default: the config's, 0): another split's hard images, to confirm "
+                        "settings chosen on this bench on images it did not choose them on")
     p.add_argument("--boot", type=int, default=100, help="bootstrap replicates of the MMD² intervals")
     p.add_argument("--judge-epochs", type=int, default=3)
     p.add_argument("--judge-per-class", type=int, default=None,
@@ -314,7 +318,7 @@ def main(argv=None) -> int:
             t = task_setup(task, args, pool, judge)
             g, ref = t["cfg"].generation, t["ref"]
             out = result["tasks"][task] = {
-                "config": str(TASK_CONFIGS[task].relative_to(ROOT)), "hard_definition": t["definition"],
+                "config": str(TASK_CONFIGS[task].relative_to(ROOT)), "data_seed": t["cfg"].data.seed, "hard_definition": t["definition"],
                 "n_hard": len(t["hard"]), "hard_classes": t["classes"], "levels": list(g.levels), "steps": g.steps,
                 "steps_per_level": {str(k): v for k, v in g.steps_per_level.items()},
                 "guidance_scale": g.guidance_scale, "seeds_per_level": g.seeds_per_level,
