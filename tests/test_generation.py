@@ -327,6 +327,40 @@ def test_dry_run_prints_cost(tmp_path, tiny_prior, capsys):
     assert summary["calibration"]["denoiser_evaluations"] > 0 and summary["all"]["estimated_seconds"] > 0
 
 
+def test_dry_run_counts_what_remains(tmp_path, tiny_prior, capsys):
+    """A resumed or reconfigured spectrum costs only what a run would still make: the dry run says so."""
+    import argparse
+    import json
+
+    from discl.cli import generate as runner
+
+    cfg, run = _write_cli_config(tmp_path, tiny_prior)
+    p = argparse.ArgumentParser()
+    runner.add_arguments(p)
+
+    def dry(*extra):
+        assert runner.main(p.parse_args(["--config", str(cfg), "--dry-run", "--no-calibrate", *extra])) == 0
+        return json.loads(capsys.readouterr().out)
+
+    fresh = dry()
+    assert fresh["remaining"] == fresh["all"] and fresh["remaining, shard 0/1"] == fresh["shard 0/1"]
+    assert runner.main(p.parse_args(["--config", str(cfg), "--shard", "0/2", "--no-progress"])) == 0
+    capsys.readouterr()
+    half = dry()
+    made = sum(1 for f in (run / "spectrum/images").rglob("*") if f.is_file())
+    assert half["all"] == fresh["all"] and 0 < made < fresh["all"]["images"]
+    assert half["remaining"]["images"] == fresh["all"]["images"] - made
+    assert half["remaining"]["batches"] == dry("--shard", "1/2")["shard 1/2"]["batches"]
+    assert dry("--shard", "0/2")["remaining, shard 0/2"]["images"] == 0
+    assert runner.main(p.parse_args(["--config", str(cfg), "--shard", "1/2", "--no-progress"])) == 0
+    capsys.readouterr()
+    assert dry()["remaining"]["images"] == 0
+    # one level's schedule changed: only that level's images are to make again
+    changed = dry("generation.steps_per_level={0.5: 8}")
+    assert changed["remaining"]["images"] == changed["all"]["per_level"]["0.5"]["images"] < changed["all"]["images"]
+    assert list(changed["remaining"]["per_level"]) == ["0.5"]
+
+
 def test_torchrun_two_processes_match_one(tmp_path, tiny_prior):
     cfg, run = _write_cli_config(tmp_path, tiny_prior)
     torchrun = Path(sys.executable).with_name("torchrun")

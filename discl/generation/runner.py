@@ -439,7 +439,11 @@ def read_hard(run_dir: Path):
 
 def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = True, dataset=None,
             generator: Generator | None = None) -> dict:
-    """The spectrum's cost for the configured scheduler and steps, generating nothing to disk.
+    """The spectrum's cost for the configured scheduler and steps, generating nothing to disk: the
+    whole spectrum's and this shard's (``all``, ``shard i/n``), and what a run would still make
+    (``remaining``, ``remaining, shard i/n``: the batches with an image missing from the run folder or
+    made under other keys, the ones :func:`generate_spectrum` would make; a resumed or reconfigured
+    spectrum costs only these).
 
     Denoiser evaluations come from the scheduler's own img2img timesteps. With ``calibrate``, one
     batch of the plan (this shard's first whose level runs at least one step) is generated and timed; the time
@@ -458,13 +462,26 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     planned = plan_batches(plan, dataset, g, confine(cfg.run_path, SPECTRUM_DIR), record=False,
                            fingerprint=generation_fingerprint(stage_fingerprints(cfg, "generate")))
     mine_batches = shard_batches(planned, *shard)
-    mine = pd.concat(mine_batches) if mine_batches else plan.iloc[:0]
+    # what a run would still make: the batches with an image missing or made under other keys (the reuse
+    # rule of generate_spectrum; existence and keys only: a dry run decodes no image)
+    out = confine(cfg.run_path, SPECTRUM_DIR)
+    if is_complete(out / "_done.json", spectrum_digest(cfg, cfg.run_path)) and (out / METADATA).is_file():
+        done = set(plan["file_name"])  # generate_spectrum's own shortcut: nothing to make
+    else:
+        done = finished_images(plan, out, check_decode=False, batch_keys=batch_keys_of(planned)) if out.is_dir() else set()
+    todo = [b for b in planned if not set(b["file_name"]) <= done]
+    mine_todo = [b for b in mine_batches if not set(b["file_name"]) <= done]
+
+    def cost(batches: list[pd.DataFrame]) -> dict:
+        return {**cost_summary(pd.concat(batches) if batches else plan.iloc[:0], g.guidance_scale, evaluations),
+                "batches": len(batches)}
+
     summary = {"scheduler": g.scheduler or "default", "steps": g.steps,
                **({"steps_per_level": {float(k): int(v) for k, v in g.steps_per_level.items()}} if g.steps_per_level else {}),
-               "all": {**cost_summary(plan, g.guidance_scale, evaluations), "batches": len(planned)},
-               f"shard {shard[0]}/{shard[1]}": {**cost_summary(mine, g.guidance_scale, evaluations),
-                                                 "batches": len(mine_batches)}}
-    working = [b for b in mine_batches if evaluations[float(b["lam"].iloc[0])] > 0]  # λ close to 1 may run no step
+               "all": cost(planned), f"shard {shard[0]}/{shard[1]}": cost(mine_batches),
+               "remaining": cost(todo), f"remaining, shard {shard[0]}/{shard[1]}": cost(mine_todo)}
+    # λ close to 1 may run no step; time a batch still to make when there is one
+    working = [b for b in (mine_todo or mine_batches) if evaluations[float(b["lam"].iloc[0])] > 0]
     if calibrate and working:
         chunk = working[0]
         rows_per_eval = 2 if g.guidance_scale > 1.0 else 1
@@ -475,6 +492,6 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
         per_eval = seconds / max(evals, 1)
         summary["calibration"] = {"images": len(chunk), "denoiser_evaluations": evals, "seconds": round(seconds, 3),
                                   "seconds_per_evaluation": per_eval}
-        for key in ("all", f"shard {shard[0]}/{shard[1]}"):
+        for key in ("all", f"shard {shard[0]}/{shard[1]}", "remaining", f"remaining, shard {shard[0]}/{shard[1]}"):
             summary[key]["estimated_seconds"] = round(summary[key]["denoiser_evaluations"] * per_eval, 1)
     return summary
