@@ -91,6 +91,9 @@ def test_load_spectrum_of_a_run(tiny_run):
     item = spectrum[0]
     assert {"image", "label", "lam", "seed", "sample_id", "sim_text", "sim_image", "keep"} <= set(item)
     assert item["keep"] is True and isinstance(item["label"], int) and item["image"].size == (28, 28)
+    # an empty text field is "" as written (pandas would read NaN), filtered or not
+    assert manifest["negative_prompt"].isna().all() and item["negative_prompt"] == "" and isinstance(item["prompt"], str)
+    assert discl.load_spectrum(tiny_run, kept_only=False)[0]["negative_prompt"] == ""
     assert len(discl.load_spectrum(tiny_run, kept_only=False)) == len(manifest)
     hf = spectrum.to_hf_dataset()
     assert hf.num_rows == len(spectrum) and hf[0]["sample_id"] == item["sample_id"]

@@ -29,6 +29,10 @@ from discl.errors import BadInputError
 __all__ = ["Spectrum", "load_spectrum", "open_spectrum_image", "write_dataset_card", "write_filtered_metadata"]
 
 GENERATED_METADATA = "metadata.csv"
+# provenance fields that are text: an empty one (no negative prompt, a source without a path) reads as
+# "" (the manifest's own value), never as NaN, so ``item["negative_prompt"]`` is always a string
+TEXT_FIELDS = ("file_name", "sample_id", "source_sample_id", "source_path", "class_name", "prompt", "model",
+               "backend", "mode", "negative_prompt", "image_key", "condition_style")
 FILTERED_METADATA = "metadata.parquet"
 
 
@@ -126,6 +130,7 @@ class Spectrum:
     dataset's integer class), ``lam`` (λ: 0 = prompt-driven, 1 = the real image), ``seed``, ``k``,
     ``sample_id`` (the real source image's id), ``class_name``, ``prompt``, the CLIP scores
     (``sim_text``, ``sim_image``, ...; NaN before ``discl filter``), ``keep`` and ``file_name``.
+    Text fields are strings, ``""`` when empty (no negative prompt), as the manifest wrote them.
     ``frame`` holds every row's fields (no pixels: images are opened in ``__getitem__``), so
     selections are plain pandas. ``to_hf_dataset()`` gives the same rows as a ``datasets.Dataset``.
     """
@@ -206,5 +211,7 @@ def load_spectrum(run_dir: str | Path, kept_only: bool = True, transform: Callab
     if kept_only:
         frame = frame[frame["keep"]]
     frame["label"] = frame["label"].astype(np.int64)
-    frame["sample_id"] = frame["sample_id"].astype(str)
+    for col in TEXT_FIELDS:
+        if col in frame.columns:
+            frame[col] = frame[col].fillna("").astype(str)
     return Spectrum(frame, spectrum_dir, transform, run_dir)
