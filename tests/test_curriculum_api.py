@@ -330,14 +330,15 @@ if L is not None:
             return torch.optim.SGD(self.parameters(), 0.1)
 
 
-def _lightning_fit(cur, out, devices=1, epochs=4, **trainer_kw):
+def _lightning_fit(cur, out, devices=1, epochs=4, callbacks_extra=(), ckpt_path=None, **trainer_kw):
     from discl.integrations.lightning import CurriculumCallback
 
     batches = cur.batch_sampler(8)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices, use_distributed_sampler=False,
-                        callbacks=[CurriculumCallback(cur, batches)], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
-    trainer.fit(_Recorder(str(out)), torch.utils.data.DataLoader(_Indexed(cur), batch_sampler=batches))
+                        callbacks=[CurriculumCallback(cur, batches), *callbacks_extra], logger=False,
+                        **({"enable_checkpointing": False} | trainer_kw),
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(_Recorder(str(out)), torch.utils.data.DataLoader(_Indexed(cur), batch_sampler=batches), ckpt_path=ckpt_path)
 
 
 def test_lightning_trains_every_batch_of_epochs_of_different_sizes(tmp_path):
@@ -348,6 +349,22 @@ def test_lightning_trains_every_batch_of_epochs_of_different_sizes(tmp_path):
         _lightning_fit(cur, tmp_path)
     _lightning_fit(cur, tmp_path, reload_dataloaders_every_n_epochs=1)
     assert torch.load(tmp_path / "rank0.pt") == {e: [b.tolist() for b in cur.batches(e, 8)] for e in range(4)}
+
+
+def test_lightning_resumes_from_an_epoch_end_checkpoint_with_that_epochs_batches(tmp_path):
+    """A resumed fit measures its train loader before any epoch hook: the restored callback sets the epoch."""
+    pytest.importorskip("lightning")
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cur = _curriculum("reverse")
+    assert len({len(cur.batches(e, 8)) for e in range(4)}) > 1  # epochs of different sizes
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_epochs=1, save_top_k=-1, filename="{epoch}")
+    _lightning_fit(cur, tmp_path, epochs=2, reload_dataloaders_every_n_epochs=1, callbacks_extra=[ckpt],
+                   enable_checkpointing=True)
+    resumed = _curriculum("reverse")
+    _lightning_fit(resumed, tmp_path, epochs=4, reload_dataloaders_every_n_epochs=1,
+                   ckpt_path=str(tmp_path / "ckpt" / "epoch=1.ckpt"))
+    assert torch.load(tmp_path / "rank0.pt") == {e: [b.tolist() for b in cur.batches(e, 8)] for e in (2, 3)}
 
 
 def test_lightning_ddp_gives_each_process_its_share_of_every_batch(tmp_path):

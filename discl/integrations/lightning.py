@@ -30,8 +30,10 @@ class CurriculumCallback(lightning.Callback):
 
     ``sampler`` is the loader's :class:`~discl.curriculum.sampler.CurriculumBatchSampler` (or
     ``CurriculumSampler``); its world size and rank must be the ``Trainer``'s, else the epoch start
-    fails. ``forward(module, x)`` returns logits when ``module(x)`` does not. The curriculum's state is
-    saved in Lightning checkpoints (``state_dict``), so a resumed adaptive run makes the same choices.
+    fails. ``forward(module, x)`` returns logits when ``module(x)`` does not. The curriculum's state and
+    the sampler's epoch are saved in Lightning checkpoints (``state_dict``): ``Trainer.fit(...,
+    ckpt_path=...)`` from an epoch-end checkpoint resumes with the same batches and, for the adaptive
+    strategies, the same choices.
     """
 
     def __init__(self, curriculum, sampler, forward: Callable | None = None):
@@ -66,7 +68,14 @@ class CurriculumCallback(lightning.Callback):
             pl_module.log("discl/chosen_level", float(self.last_feedback["chosen_level"]))
 
     def state_dict(self) -> dict[str, Any]:
-        return self.curriculum.state_dict()
+        # the sampler's epoch too: a resumed fit measures the train loader before any epoch hook runs,
+        # so the restore must put the sampler on the epoch the fit resumes at (the next one after an
+        # epoch-end checkpoint) for the loader to have that epoch's length
+        return {"curriculum": self.curriculum.state_dict(), "sampler_epoch": int(self.sampler.epoch)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.curriculum.load_state_dict(state_dict)
+        if "curriculum" not in state_dict:  # saved before the sampler's epoch was: the curriculum's state alone
+            self.curriculum.load_state_dict(state_dict)
+            return
+        self.curriculum.load_state_dict(state_dict["curriculum"])
+        self.sampler.set_epoch(int(state_dict["sampler_epoch"]))
