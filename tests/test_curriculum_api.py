@@ -193,7 +193,7 @@ def test_a_sampler_made_before_the_process_group_starts_shards_by_rank(tmp_path)
         assert got["early"][0] == 8 and "batch_sampler=curriculum.batch_sampler" in got["early"][1]
 
 
-def _hf_train(cur, sampler, out):
+def _hf_train(cur, sampler, out, save_steps=None, resume=None, history=None):
     from transformers import TrainingArguments
 
     from discl.integrations.hf import CurriculumCallback, CurriculumTrainer
@@ -222,11 +222,13 @@ def _hf_train(cur, sampler, out):
 
     cb = CurriculumCallback(cur, sampler)
     args = TrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=sampler.items_per_batch,
-                             save_strategy="no", report_to=[], use_cpu=True, remove_unused_columns=False,
-                             disable_tqdm=True, logging_strategy="no")
+                             save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500, report_to=[],
+                             use_cpu=True, remove_unused_columns=False, disable_tqdm=True, logging_strategy="no")
     trainer = CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
                                 curriculum_sampler=sampler)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
+    if history is not None:
+        history.extend(cb.history)
     return seen, trainer.state.global_step
 
 
@@ -240,6 +242,22 @@ def test_hf_trainer_trains_every_item_of_every_epoch_of_curricula_whose_epochs_d
         assert name == "real_only" or len(set(counts)) > 1
         seen, steps = _hf_train(cur, CurriculumRunBatchSampler(cur, 8, 4), tmp_path)
         assert seen == {e: cur.indices(e, 8).tolist() for e in range(4)} and steps == sum(counts)
+
+
+def test_hf_trainer_resumed_mid_curriculum_logs_the_epochs_after_its_checkpoint(tmp_path):
+    pytest.importorskip("transformers")
+    from discl.integrations.hf import CurriculumRunBatchSampler
+
+    cur = _curriculum("reverse")
+    counts = [len(cur.batches(e, 8)) for e in range(4)]
+    whole: list[dict] = []
+    _hf_train(cur, CurriculumRunBatchSampler(cur, 8, 4), tmp_path / "a", save_steps=counts[0] + 1, history=whole)
+    assert [h["end_step"] for h in whole] == np.cumsum(counts).tolist()
+    resumed: list[dict] = []  # from the checkpoint one step into epoch 1
+    seen, steps = _hf_train(cur, CurriculumRunBatchSampler(cur, 8, 4), tmp_path / "b",
+                            resume=str(tmp_path / "a" / f"checkpoint-{counts[0] + 1}"), history=resumed)
+    assert resumed == whole[1:] and steps == sum(counts)
+    assert seen[1] == cur.indices(1, 8).tolist()[8:] and seen[3] == cur.indices(3, 8).tolist()
 
 
 def test_accelerates_ddp_sharding_of_the_hf_run_sampler_loses_no_batch():

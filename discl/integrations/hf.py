@@ -100,7 +100,8 @@ class CurriculumCallback(transformers.TrainerCallback):
     ``after_epoch`` returned (nothing for the non-adaptive strategies). Epoch ``e`` ends at the step
     that reaches its last batch: with gradient accumulation ``G`` on ``W`` processes a step covers
     ``G × W`` loader batches, so an epoch may end mid-step (then the step also trains the next
-    epoch's first batches).
+    epoch's first batches). A run resumed from a checkpoint logs the epochs that end after it (its
+    ``end_step`` values are those of the run without the interruption).
     """
 
     def __init__(self, curriculum, sampler: CurriculumRunBatchSampler, forward: Callable | None = None):
@@ -111,6 +112,10 @@ class CurriculumCallback(transformers.TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.per_step = max(1, args.gradient_accumulation_steps) * max(1, args.world_size)
+        # resumed (``train(resume_from_checkpoint=...)``: the state is loaded before this hook): the epochs
+        # the checkpoint's steps finished are done; ``history`` starts at the first one still running
+        done = state.global_step * self.per_step
+        self.epoch = sum(1 for end in self.ends if done >= end)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         done = state.global_step * self.per_step
