@@ -22,3 +22,12 @@ CLIP_DIR = Path(str(resources.files("discl") / "assets" / "clip"))
 CLIP_MODEL_NAME = "discl-fmnist-clip"
 CLIP_CONFIG_PATH = CLIP_DIR / f"{CLIP_MODEL_NAME}.json"
 CLIP_WEIGHTS_PATH = CLIP_DIR / f"{CLIP_MODEL_NAME}.safetensors"
+
+
+def stored_condition_style(prior_config: dict) -> str:
+    """The style a prior samples with when ``generation.condition_style`` is unset: the
+    ``condition_style`` its ``prior_config.json`` stores, else its first style (a prior saved before
+    styles existed knows only ``clean``). Pure; here, below the prior and the fingerprint, because
+    both need it (the fingerprint records it without importing the prior's adapter)."""
+    styles = prior_config.get("styles") or ("clean",)
+    return str(prior_config.get("condition_style") or styles[0])

@@ -52,9 +52,11 @@ DATA_SPLIT_FILES_ONLY = frozenset({"split_files", "class_map"})  # read by data.
 DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
 DIFFUSERS_ONLY = frozenset({"pipeline_class", "resolution"})
 MODEL_BASED = frozenset({"misclassified", "low_confidence"})
+# every manifest column but the job index and condition_style (the prior's style is in the settings,
+# :func:`image_settings_digest`, when it changes the images: a column added later must not change a key)
 MANIFEST_KEY_COLUMNS = ("file_name", "sample_id", "source_sample_id", "source_path", "label", "class_name", "lam",
                         "strength", "seed", "k", "prompt", "model", "backend", "mode", "steps", "denoise_steps",
-                        "guidance_scale", "negative_prompt")  # every manifest column but the job index
+                        "guidance_scale", "negative_prompt")
 
 
 def digest_of(payload: Any) -> str:
@@ -162,7 +164,26 @@ def prompts_view(cfg, descriptions: str = "") -> dict[str, Any]:
     return view
 
 
-def generation_view(cfg) -> dict[str, Any]:
+def _stored_condition_style(fingerprints: dict[str, Any] | None) -> str | None:
+    """The style the embedded prior's config file stores, as its fingerprint records it."""
+    fp = (fingerprints or {}).get("generation", {}).get("model")
+    return fp.get("condition_style") if isinstance(fp, dict) else None
+
+
+def effective_condition_style(g, fingerprints: dict[str, Any] | None = None) -> str:
+    """The style the embedded prior is conditioned on: ``generation.condition_style``, else the one
+    its config file stores (recorded in its fingerprint by :func:`discl.fingerprint.model_fingerprints`;
+    "" when not known); "" for other backends, which read prompts."""
+    if g.backend != "embedded":
+        return ""
+    return g.condition_style if g.condition_style is not None else (_stored_condition_style(fingerprints) or "")
+
+
+def generation_view(cfg, fingerprints: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The generation keys the spectrum depends on. ``generation.condition_style`` is in it only when
+    it changes the images: set, for the embedded backend, to another style than the one the prior's
+    config file stores (known from ``fingerprints``; without them a set style always counts), so
+    naming the stored style remakes nothing."""
     g = cfg.generation
     drop = set(NOT_INPUTS["generation"])
     if g.backend == "embedded":
@@ -173,7 +194,8 @@ def generation_view(cfg) -> dict[str, Any]:
     per_level = {f"{round(float(k), 6):g}": int(v) for k, v in sorted(g.steps_per_level.items()) if float(k) not in unused}
     if not per_level:  # the spectra made before the key existed keep their digests; so does a key for no generated level
         drop.add("steps_per_level")
-    if g.condition_style is None or g.backend != "embedded":  # only the embedded prior reads it
+    if (g.condition_style is None or g.backend != "embedded"  # only the embedded prior reads it
+            or g.condition_style == _stored_condition_style(fingerprints)):
         drop.add("condition_style")
     view = _section(g, drop)
     if per_level:  # canonical: λ as the rounded float, in order (0.5 and 0.50 from YAML are one key)
@@ -202,7 +224,7 @@ def image_settings_digest(cfg, fingerprints: dict[str, Any] | None = None) -> st
     """What decides a spectrum image besides its manifest row and its source's bytes: the data keys
     that decide a source's pixels, the generation keys that are not in the row, and the generator's
     weights. Not the dataset's listing: a change to another image must not remake this one."""
-    g = generation_view(cfg)
+    g = generation_view(cfg, fingerprints)
     # levels, seeds and base seed are in the row (lam, k, seed); so is text_to_image_at_zero (mode), which
     # generation_view drops when no level is 0: an image's key must not change with the rest of the level list;
     # the row's steps holds a level's own schedule length, so steps_per_level remakes only the levels it changes
@@ -232,7 +254,7 @@ def generate_digest(cfg, hard: str, descriptions: str = "", fingerprints: dict[s
     model's) weights."""
     return "generate-" + digest_of({"hard": hard, "data": _data(data_view(cfg, splits=False), content),
                                     "prompts": prompts_view(cfg, descriptions),
-                                    "generation": generation_view(cfg),
+                                    "generation": generation_view(cfg, fingerprints),
                                     "weights": _weights(fingerprints, "generation", "prompts")})
 
 
@@ -243,7 +265,7 @@ def retry_context(cfg, descriptions: str = "", fingerprints: dict[str, Any] | No
     f = cfg.filtering
     return digest_of({"scorer": [f.backend, f.model], "text_template": f.text_template,
                       "data": _data(data_view(cfg, splits=False), content),
-                      "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg),
+                      "prompts": prompts_view(cfg, descriptions), "generation": generation_view(cfg, fingerprints),
                       "weights": _weights(fingerprints, "generation", "prompts", "filtering")})
 
 

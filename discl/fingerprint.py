@@ -16,6 +16,10 @@ fingerprint pins the reference to the weights:
   by content;
 - an open_clip pretrained tag (``ViT-B-32/openai``): by name only.
 
+An embedded prior's fingerprint also records the conditioning style its ``prior_config.json``
+stores (``condition_style``, information only like ``commit``: the file's digest covers it), for the
+stage digests to resolve ``generation.condition_style`` against.
+
 Per-file digests are cached in ``~/.cache/discl/file-digests.json`` (``$DISCL_CACHE_DIR`` or
 ``$XDG_CACHE_HOME/discl`` when set), keyed by (absolute path, size, mtime_ns): a multi-GB SDXL
 folder is read once per change, not once per run. The cache lives in the user's cache folder, not
@@ -50,7 +54,9 @@ log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
 CHUNK = 1 << 20
 RACY_SECONDS = 2.0
-INFO_ONLY_KEYS = frozenset({"commit"})  # recorded, not part of any digest (see the module doc)
+# recorded, not part of any digest (see the module doc): a hub snapshot's commit; the style an embedded
+# prior's config file stores (:func:`prior_condition_style`), already in the digest of that file
+INFO_ONLY_KEYS = frozenset({"commit", "condition_style"})
 
 
 def cache_path() -> Path:
@@ -223,6 +229,20 @@ def _open_clip_reference(pretrained: str, spec: str) -> str:
     return f"file:{pretrained}" if is_file else f"name:open_clip:{spec}"
 
 
+def prior_condition_style(model: str) -> str | None:
+    """The style the embedded prior ``model`` (``generation.model``) samples with when
+    ``generation.condition_style`` is unset, from its ``prior_config.json`` (no weights loaded); None
+    when the file cannot be read (loading the prior reports that). Recorded in the prior's
+    fingerprint so that the pure stage digests can tell an explicit style equal to it, which
+    changes no image, from another (:func:`discl.digests.effective_condition_style`)."""
+    folder = assets.PRIOR_DIR if model in ("", EMBEDDED) else Path(model).expanduser()
+    try:
+        meta = json.loads((folder / assets.PRIOR_CONFIG_NAME).read_text(encoding="utf-8"))
+        return assets.stored_condition_style(meta) if isinstance(meta, dict) else None
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+
+
 def fingerprint(ref: str) -> dict[str, str]:
     """The fingerprint of one reference from :func:`model_references` (reads files or the hub cache)."""
     kind, _, value = ref.partition(":")
@@ -253,6 +273,11 @@ def model_fingerprints(cfg, sections: Collection[str] | None = None) -> dict[str
                 out[sec][name] = fingerprint(ref)
             except ModelNotFoundError as e:
                 raise ModelNotFoundError(f"{sec}.{name}: {e}") from None
+    g = cfg.generation
+    if g.backend == EMBEDDED and "model" in out.get("generation", {}):
+        style = prior_condition_style(g.model)
+        if style is not None:
+            out["generation"]["model"] = {**out["generation"]["model"], "condition_style": style}
     return out
 
 

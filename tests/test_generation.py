@@ -123,6 +123,7 @@ def test_embedded_spectrum_end_to_end(tmp_path, tiny_prior):
     out = run / "spectrum"
     meta = pd.read_csv(out / "metadata.csv")
     assert list(meta.columns) == MANIFEST_COLUMNS and len(meta) == 18
+    assert (meta["condition_style"] == "clean").all()  # unset: the style the prior's prior_config.json stores
     assert meta["seed"].is_unique and set(meta["lam"]) == {0.0, 0.5, 0.9}
     assert (meta["strength"] == (1 - meta["lam"]).round(6)).all()
     assert all((out / f).is_file() for f in meta["file_name"])
@@ -242,6 +243,7 @@ def test_diffusers_spectrum_counts_and_is_batch_invariant(tmp_path, tiny_pipelin
         runs[bs] = _files(run / "spectrum")
         meta = pd.read_csv(run / "spectrum/metadata.csv")
         assert len(meta) == 12 and (meta["model"] == str(tiny_pipelines[kind])).all()
+        assert meta["condition_style"].isna().all()  # empty: a diffusers pipeline reads the prompt
     assert runs[12] == runs[5] and len(runs[5]) == 12
 
 

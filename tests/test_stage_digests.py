@@ -673,3 +673,33 @@ def test_steps_per_level_remakes_only_the_levels_it_changes(tmp_path: Path):
 
     _mine_and_generate(plain, run, ds)
     assert _spectrum(run) == first
+
+
+def test_naming_the_style_the_prior_stores_remakes_nothing(tmp: Path, tmp_path: Path):
+    """``generation.condition_style`` set to the style the prior's ``prior_config.json`` stores is the
+    spectrum of the key left unset: the same stage digests and image keys, so no image is remade and
+    nothing downstream reruns; another style is another spectrum. The stored style is read from the
+    config file of the prior the config names (a copy of the shipped prior storing ``acquisition``
+    here), and ``metadata.csv`` records the style the rows were made with."""
+    from discl.data import build_dataset
+    from discl.generation.runner import plan_spectrum
+
+    stored_acquisition = tmp_path / "prior"
+    shutil.copytree(tmp / "prior", stored_acquisition)
+    meta = json.loads((stored_acquisition / "prior_config.json").read_text())
+    (stored_acquisition / "prior_config.json").write_text(json.dumps({**meta, "condition_style": "acquisition"}))
+    run = tmp / "run"
+    ds = build_dataset(config(tmp).data)
+    hard = ds.frame.groupby("label").head(1).iloc[:2][["sample_id", "label"]]
+    hard["class_name"] = [ds.classes[i] for i in hard["label"]]
+    for model, stored, other in (("embedded", "clean", "any"), (str(stored_acquisition), "acquisition", "clean")):
+        unset, same, different = (config(tmp, f"generation.model={model}", f"generation.condition_style={style}")
+                                  for style in ("null", stored, other))
+        assert unset.generation.condition_style is None
+        assert digests(same, run) == digests(unset, run)
+        assert changed(digests(unset, run), digests(different, run)) == {"generate"}
+
+        plans = {style: plan_spectrum(c, hard, ds) for style, c in (("unset", unset), (stored, same), (other, different))}
+        assert list(plans["unset"]["image_key"]) == list(plans[stored]["image_key"])
+        assert set(plans["unset"]["image_key"]).isdisjoint(plans[other]["image_key"])
+        assert {s: set(p["condition_style"]) for s, p in plans.items()} == {"unset": {stored}, stored: {stored}, other: {other}}

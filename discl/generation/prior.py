@@ -33,7 +33,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from discl.assets import PRIOR_CONFIG_NAME, PRIOR_DIR, PRIOR_RECIPE_NAME, PRIOR_WEIGHTS_NAME
+from discl.assets import (
+    PRIOR_CONFIG_NAME,
+    PRIOR_DIR,
+    PRIOR_RECIPE_NAME,
+    PRIOR_WEIGHTS_NAME,
+    stored_condition_style,
+)
 from discl.configtools import check, from_dict, load_yaml
 from discl.errors import ModelNotFoundError
 
@@ -487,7 +493,7 @@ def load_prior(folder: str | Path | None = None, condition_style: str | None = N
     unet.eval().requires_grad_(False)
     styles = tuple(meta.get("styles") or ("clean",))
     prior = Prior(unet, meta["scheduler"], int(meta["num_classes"]), int(meta["resolution"]), styles=styles,
-                  condition_style=meta.get("condition_style") or styles[0])
+                  condition_style=stored_condition_style(meta))
     return prior.with_condition(condition_style) if condition_style else prior
 
 

@@ -53,7 +53,7 @@ SPECTRUM_DIR = "spectrum"
 METADATA = "metadata.csv"
 MANIFEST_COLUMNS = ["file_name", "sample_id", "source_sample_id", "source_path", "label", "class_name", "lam",
                     "strength", "seed", "k", "prompt", "model", "backend", "mode", "steps", "denoise_steps",
-                    "guidance_scale", "negative_prompt", "job", "image_key"]
+                    "guidance_scale", "negative_prompt", "condition_style", "job", "image_key"]
 
 
 def spectrum_digest(cfg: RunConfig, run_dir: Path | None = None, fingerprints: dict | None = None) -> str:
@@ -109,19 +109,22 @@ def _drop_unplanned(out: Path, plan: pd.DataFrame) -> int:
     return len(dropped)
 
 
-def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | None = None) -> pd.DataFrame:
+def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, fingerprints: dict | None = None) -> pd.DataFrame:
     """Every image of the spectrum with all its manifest columns (pure given the inputs).
 
-    ``image_key`` (:func:`discl.digests.image_key`) digests the row, ``settings``
-    (:func:`discl.digests.image_settings_digest`; computed, with the generator's fingerprint, when None)
-    and the content key of the source image (:func:`discl.data.identity.source_keys`), so the variants
-    of an image replaced in place are made again.
+    ``fingerprints``: the generator's (:func:`discl.digests.stage_fingerprints`, computed when None).
+    ``image_key`` (:func:`discl.digests.image_key`) digests the row, the settings
+    (:func:`discl.digests.image_settings_digest`) and the content key of the source image
+    (:func:`discl.data.identity.source_keys`), so the variants of an image replaced in place are made
+    again. ``condition_style`` records the style the embedded prior is conditioned on (the config's, else
+    the one its config file stores; "" for diffusers, which reads the prompt); it is not in the key.
     """
     from discl.data.identity import source_keys
-    from discl.digests import image_key, image_settings_digest, stage_fingerprints
+    from discl.digests import effective_condition_style, image_key, image_settings_digest, stage_fingerprints
 
-    if settings is None:
-        settings = image_settings_digest(cfg, stage_fingerprints(cfg, "generate"))
+    if fingerprints is None:
+        fingerprints = stage_fingerprints(cfg, "generate")
+    settings = image_settings_digest(cfg, fingerprints)
     g = cfg.generation
     descriptions = resolve_descriptions(cfg.prompts, dataset.classes)
     jobs = plan_jobs(hard, g.levels, g.seeds_per_level, g.base_seed, g.steps, ext=g.image_format,
@@ -136,6 +139,7 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, settings: str | N
     jobs["mode"] = ["text2img" if (t2i and lam == 0.0) else "img2img" for lam in jobs["lam"]]
     jobs["guidance_scale"] = g.guidance_scale
     jobs["negative_prompt"] = g.negative_prompt or ""
+    jobs["condition_style"] = effective_condition_style(g, fingerprints)
     sources = source_keys(dataset, jobs["sample_id"].astype(str).unique())
     jobs["image_key"] = [image_key(r, settings, sources[str(r["sample_id"])]) for r in jobs.to_dict("records")]
     return jobs[MANIFEST_COLUMNS]
@@ -297,7 +301,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     ``metadata.csv`` (the whole spectrum) is written when every image of every shard exists.
     ``dataset`` and ``generator`` may be passed to reuse loaded ones (tests, the pipeline).
     """
-    from discl.digests import image_settings_digest, stage_fingerprints
+    from discl.digests import stage_fingerprints
 
     run_dir = Path(run_dir)
     out = confine(run_dir, SPECTRUM_DIR)
@@ -316,7 +320,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
     from discl.data.folder import record_skipped
 
     record_skipped(dataset, run_dir, "generate")
-    plan = plan_spectrum(cfg, hard, dataset, image_settings_digest(cfg, fingerprints))
+    plan = plan_spectrum(cfg, hard, dataset, fingerprints)
     if shard[1] == 1:
         _drop_unplanned(out, plan)
     (out / "_done.json").unlink(missing_ok=True)  # the manifest on disk no longer describes the plan
@@ -395,15 +399,15 @@ def finish_spectrum(cfg: RunConfig, run_dir: Path) -> bool:
     """After every shard of a launcher-sharded run: write the manifest if the spectrum is complete
     (the main process calls this once all shards are done)."""
     from discl.data import build_dataset
-
-    dataset = build_dataset(cfg.data)
-    plan = plan_spectrum(cfg, read_hard(run_dir), dataset)
     from discl.digests import stage_fingerprints
 
+    dataset = build_dataset(cfg.data)
+    fingerprints = stage_fingerprints(cfg, "generate")
+    plan = plan_spectrum(cfg, read_hard(run_dir), dataset, fingerprints)
     out = confine(run_dir, SPECTRUM_DIR)
-    gfp = generation_fingerprint(stage_fingerprints(cfg, "generate"))
+    gfp = generation_fingerprint(fingerprints)
     keys = batch_keys_of(plan_batches(plan, dataset, cfg.generation, out, fingerprint=gfp))
-    return write_manifest_if_complete(cfg, plan, out, spectrum_digest(cfg, run_dir), keys)
+    return write_manifest_if_complete(cfg, plan, out, spectrum_digest(cfg, run_dir, fingerprints), keys)
 
 
 def write_manifest_if_complete(cfg: RunConfig, plan: pd.DataFrame, out: Path, digest: str,
