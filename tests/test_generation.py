@@ -474,3 +474,8 @@ def test_the_report_header_names_the_steps_the_spectrum_was_made_with():
     assert _steps_text(cfg, other) == ("steps as made λ 0.1: 25, λ 0.3: 25, λ 0.5: 16 (the config says 25 steps "
                                        "(λ 0.5: 100)), conditioned on any")
     assert _steps_text(cfg, None) == "25 steps (λ 0.5: 100), conditioned on any"
+    # the style the images were made with (the manifest's column), else the one the shipped prior stores
+    made = same.assign(condition_style="clean")
+    assert _steps_text(cfg, made) == "25 steps (λ 0.5: 100), conditioned on clean"
+    unset = load_config(Path(__file__).resolve().parents[1] / "configs" / "fmnist-lq.yaml", [])
+    assert unset.generation.condition_style is None and _steps_text(unset, None).endswith("conditioned on clean")

@@ -32,7 +32,8 @@ LOSS_COLUMNS = ("train_loss", "loss")
 
 def _steps_text(cfg, manifest) -> str:
     """The schedule lengths the spectrum's images were made with (its rows' ``steps`` per λ), else the
-    config's; with the embedded prior's conditioning style when the config sets one. A spectrum made under
+    config's; with the embedded prior's conditioning style (the manifest's, else the config's or the
+    one the prior stores). A spectrum made under
     overrides the run's config.yaml does not hold says what it holds, and says that it differs."""
     g = cfg.generation
     text = g.steps_text()
@@ -42,8 +43,17 @@ def _steps_text(cfg, manifest) -> str:
         if made and any(v != [g.steps_at(lam)] for lam, v in made.items()):
             listed = ", ".join(f"λ {lam:g}: {'/'.join(map(str, v))}" for lam, v in sorted(made.items()))
             text = f"steps as made {listed} (the config says {text})"
-    if g.backend == "embedded" and g.condition_style is not None:
-        text += f", conditioned on {g.condition_style}"
+    if g.backend == "embedded":  # the style the images were made with (the manifest's column), else the config's
+        made = sorted({str(v) for v in manifest["condition_style"].dropna() if str(v)}) \
+            if manifest is not None and "condition_style" in manifest.columns else []
+        if made:
+            style = "/".join(made)
+        else:
+            from discl.fingerprint import prior_condition_style
+
+            style = g.condition_style or prior_condition_style(g.model)
+        if style:
+            text += f", conditioned on {style}"
     return text
 
 
