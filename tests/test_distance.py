@@ -32,6 +32,20 @@ def test_frechet_of_gaussians_matches_the_closed_form():
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_frechet_cross_term_is_the_trace_of_the_covariance_products_square_root():
+    """The nuclear-norm form equals Tr (S_x S_y)^(1/2) from the eigenvalues of S_x S_y, with more
+    samples than dimensions and with fewer (the rank-deficient case of a few CLIP embeddings)."""
+    rng = np.random.default_rng(4)
+    for n, m, d in [(60, 80, 5), (7, 12, 20), (30, 9, 16)]:
+        x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d)) * 1.5 + 0.3
+        sx, sy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+        root = np.sqrt(np.clip(np.linalg.eigvals(sx @ sy).real, 0, None)).sum()
+        direct = ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(sx) + np.trace(sy) - 2 * root
+        assert frechet_distance(x, y) == pytest.approx(direct, rel=1e-8)
+    with pytest.raises(ValueError, match="two samples"):
+        frechet_distance(x[:1], y)
+
+
 def test_level_distances_orders_levels_and_adds_the_real_row():
     rng = np.random.default_rng(2)
     ref = rng.normal(size=(100, 3))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,20 +44,23 @@ def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2)) of Gaussians fitted to the samples."""
-    from scipy import linalg
+    """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2)) of Gaussians fitted to the samples.
 
+    The cross term without a d×d matrix square root: with ``Xc``, ``Yc`` the centred samples, the
+    nonzero eigenvalues of ``S_x S_y`` are the squared singular values of ``Xc Yc^T / sqrt((n-1)(m-1))``,
+    so ``Tr (S_x S_y)^(1/2)`` is that matrix's nuclear norm, taken on the samples' thin-QR factors
+    (``Xc = Q_x R_x``: ``Xc Yc^T`` has the singular values of ``R_x R_y^T``, at most min(n, d) square).
+    Exact for the rank-deficient covariances of few samples in CLIP's 512 dimensions, where
+    ``scipy.linalg.sqrtm`` is inexact and took ~3 s a call (27 vs 300 samples; this: ~0.05 s)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        raise ValueError("the Fréchet distance needs at least two samples on each side")
     mx, my = x.mean(0), y.mean(0)
-    sx, sy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    with warnings.catch_warnings():  # a singular product (few samples, flat pixels) is expected: handled below
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean, _ = linalg.sqrtm(sx @ sy, disp=False)
-    if not np.isfinite(covmean).all():
-        eps = np.eye(len(sx)) * 1e-6
-        covmean = linalg.sqrtm((sx + eps) @ (sy + eps))
-    covmean = np.real(covmean)
-    return float(((mx - my) ** 2).sum() + np.trace(sx) + np.trace(sy) - 2 * np.trace(covmean))
+    xc, yc = x - mx, y - my
+    rx, ry = np.linalg.qr(xc, mode="r"), np.linalg.qr(yc, mode="r")
+    cross = float(np.linalg.svd(rx @ ry.T, compute_uv=False).sum()) / np.sqrt((n - 1) * (m - 1))
+    return float(((mx - my) ** 2).sum() + (xc * xc).sum() / (n - 1) + (yc * yc).sum() / (m - 1) - 2 * cross)
 
 
 SUBSAMPLES = 50
