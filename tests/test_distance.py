@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pandas import testing as pd_testing
 
 from discl.evaluation.distance import frechet_distance, level_distances, mmd2_rbf
 
@@ -104,11 +105,17 @@ def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tin
 
     monkeypatch.setattr(dist, "level_distances", spy)
     spectrum_distances(cfg, run)
-    man.loc[man["label"] == man["label"].iloc[0], "keep"] = False
+    dropped = int(man["label"].iloc[0])
+    man.loc[man["label"] == dropped, "keep"] = False
     man.to_csv(run / "filter" / "manifest.csv", index=False)
-    spectrum_distances(cfg, run)
+    out = spectrum_distances(cfg, run).set_index("lam")
     (real_a, ref_a), (real_b, ref_b) = seen
     assert np.array_equal(ref_a, ref_b) and np.array_equal(real_a, real_b)
+    # ... and the levels that lost the class say so, the real row has every class
+    n_classes = man["label"].nunique()
+    for lam in sorted(set(man["lam"].astype(float))):
+        assert out.loc[lam, "missing"] == str(dropped) and out.loc[lam, "classes"] == n_classes - 1
+    assert out.loc[1.0, "classes"] == n_classes and out.loc[1.0, "classes_missing"] == 0
 
 
 def test_level_distances_pair_variants_across_sources_only():
@@ -121,10 +128,90 @@ def test_level_distances_pair_variants_across_sources_only():
     grouped = level_distances({0.9: level}, real, ref, sources={0.9: ids}).set_index("lam")["mmd2"]
     pooled = level_distances({0.9: level}, real, ref).set_index("lam")["mmd2"]
     assert abs(grouped[0.9] - grouped[1.0]) < 0.25 * abs(pooled[0.9] - pooled[1.0])
-    # a level whose images all come from one source has no MMD²
+    # a level whose images all come from one source lacks its class: flagged, no distance
     one = level_distances({0.5: level[:2]}, real, ref, sources={0.5: ids[:2]}).set_index("lam")
-    assert np.isnan(one.loc[0.5, "mmd2"]) and np.isfinite(one.loc[0.5, "frechet"])
+    assert np.isnan(one.loc[0.5, "mmd2"]) and np.isnan(one.loc[0.5, "frechet"])
+    assert (one.loc[0.5, "classes"], one.loc[0.5, "classes_missing"], one.loc[0.5, "missing"]) == (0, 1, "0")
+    assert one.loc[1.0, "classes"] == 1 and np.isfinite(one.loc[1.0, "mmd2"])
     with pytest.raises(ValueError, match="one id per image"):
         level_distances({0.9: level}, real, ref, sources={0.9: ids[:-1]})
     with pytest.raises(ValueError, match="one id per image"):
         level_distances({0.9: level, 0.5: level}, real, ref, sources={0.9: ids})
+
+
+def _classes(rng, counts, dim=4, spread=3.0):
+    """Images of classes 0..k-1, class c drawn from N(spread * e_c, I): the same per-class
+    distributions whatever the counts."""
+    x = np.concatenate([rng.normal(size=(n, dim)) + spread * np.eye(dim)[c] for c, n in enumerate(counts)])
+    return x, np.repeat(np.arange(len(counts)), counts)
+
+
+def test_class_mix_alone_gives_no_distance_under_the_class_conditional_estimator():
+    """A level with the real classes' own distributions but another class mix (80/10/10 against a
+    balanced reference and real row): the pooled MMD² calls it far from real, the class-conditional
+    one puts it where the real row is, at about 0."""
+    rng = np.random.default_rng(6)
+    ref, ref_labels = _classes(rng, [60, 60, 60])
+    real, real_labels = _classes(rng, [12, 12, 12])
+    level, level_labels = _classes(rng, [96, 12, 12])
+    pooled = level_distances({0.5: level}, real, ref, subsamples=20).set_index("lam")
+    cond = level_distances({0.5: level}, real, ref, subsamples=20, labels={0.5: level_labels, 1.0: real_labels},
+                           reference_labels=ref_labels).set_index("lam")
+    assert pooled.loc[0.5, "mmd2"] > 0.1 and pooled.loc[0.5, "mmd2_lo"] > 0.05  # the mix, measured as distance
+    assert abs(pooled.loc[1.0, "mmd2"]) < 0.03
+    assert abs(cond["mmd2"]).max() < 0.03 and cond.loc[0.5, "mmd2_lo"] < 0 < cond.loc[0.5, "mmd2_hi"]
+    assert cond["classes"].tolist() == [3, 3] and cond["classes_missing"].tolist() == [0, 0]
+    assert abs(cond.loc[0.5, "mmd2"]) < 0.2 * pooled.loc[0.5, "mmd2"]
+    # equal footing per class: every row at the smallest count of each class (12 + 12 + 12)
+    assert cond["n"].tolist() == [36, 36] and cond["n_total"].tolist() == [120, 36]
+    # deterministic from the seed
+    again = level_distances({0.5: level}, real, ref, subsamples=20, labels={0.5: level_labels, 1.0: real_labels},
+                            reference_labels=ref_labels).set_index("lam")
+    pd_testing.assert_frame_equal(cond, again)
+
+
+def test_each_class_term_is_the_unbiased_mmd2_and_the_frechet_distance_of_that_class():
+    """Rows used whole (no subsampling): the row's numbers are the plain means over classes of
+    mmd2_rbf (the unbiased estimator, one bandwidth) and frechet_distance on each class."""
+    from discl.evaluation.distance import median_bandwidth
+
+    rng = np.random.default_rng(7)
+    ref, ref_labels = _classes(rng, [30, 20])
+    real, real_labels = _classes(rng, [6, 5])
+    level, level_labels = _classes(rng, [6, 5])
+    level = level + 0.4
+    out = level_distances({0.0: level}, real, ref, labels={0.0: level_labels, 1.0: real_labels},
+                          reference_labels=ref_labels).set_index("lam")
+    s = median_bandwidth(ref)
+    for lam, x, lab in [(0.0, level, level_labels), (1.0, real, real_labels)]:
+        mmd = np.mean([mmd2_rbf(x[lab == c], ref[ref_labels == c], s) for c in (0, 1)])
+        fre = np.mean([frechet_distance(x[lab == c], ref[ref_labels == c]) for c in (0, 1)])
+        assert out.loc[lam, "mmd2"] == pytest.approx(mmd, rel=1e-10)
+        assert out.loc[lam, "frechet"] == pytest.approx(fre, rel=1e-10)
+        assert np.isnan(out.loc[lam, "mmd2_lo"])
+
+
+def test_a_level_lacking_a_class_is_counted_and_named_not_dropped():
+    rng = np.random.default_rng(8)
+    ref, ref_labels = _classes(rng, [20, 20, 20])
+    real, real_labels = _classes(rng, [5, 5, 5])
+    no_two, no_two_labels = _classes(rng, [10, 10, 0])  # class 2 filtered out entirely
+    one_two, one_two_labels = _classes(rng, [10, 10, 1])  # a single image of class 2: no within-set pair
+    out = level_distances({0.0: no_two, 0.3: one_two, 0.5: np.zeros((0, 4)), 0.9: real[:0]}, real, ref,
+                          labels={0.0: no_two_labels, 0.3: one_two_labels, 0.5: [], 0.9: [], 1.0: real_labels},
+                          reference_labels=ref_labels).set_index("lam")
+    assert out.loc[0.0, ["classes", "classes_missing", "missing"]].tolist() == [2, 1, "2"]
+    assert out.loc[0.3, ["classes", "classes_missing", "missing"]].tolist() == [2, 1, "2"]
+    assert out.loc[0.3, "n_total"] == 21 and out.loc[0.3, "n"] == 10  # its classes 0 and 1, at 5 each
+    assert out.loc[0.5, ["n_total", "classes", "missing"]].tolist() == [0, 0, "0 1 2"]
+    assert np.isnan(out.loc[0.5, "mmd2"]) and np.isnan(out.loc[0.5, "frechet"])
+    assert out.loc[1.0, ["classes", "classes_missing", "missing"]].tolist() == [3, 0, ""]
+    assert np.isfinite(out.loc[[0.0, 0.3, 1.0], ["mmd2", "frechet"]].to_numpy()).all()
+    # a class with too few reference images is lacking in every row, the real one too
+    few = level_distances({0.0: no_two}, real, ref[:41], labels={0.0: no_two_labels, 1.0: real_labels},
+                          reference_labels=ref_labels[:41]).set_index("lam")
+    assert few.loc[1.0, "missing"] == "2" and few.loc[0.0, "missing"] == "2"
+    with pytest.raises(ValueError, match="come together"):
+        level_distances({0.0: no_two}, real, ref, labels={0.0: no_two_labels, 1.0: real_labels})
+    with pytest.raises(ValueError, match="one class per image"):
+        level_distances({0.0: no_two}, real, ref, labels={0.0: no_two_labels}, reference_labels=ref_labels)

@@ -1,23 +1,30 @@
 """How far is each guidance level from the real data? (a check the method's critics ask for)
 
 Distances between sets of CLIP image embeddings: the squared MMD with an RBF kernel (unbiased
-estimate) and the Fréchet distance (the FID formula on CLIP features). Each λ's synthetic images
-*that the filter kept* are compared with real *test* images of the same classes (held out: neither
-the sources nor anything the classifier trained on); the real hard sources themselves give the
-λ = 1 reference row. The embeddings are the filter's cached ones of the scorer in use
-(``filter/scores.parquet``, ``filter/real_embeddings.safetensors``).
+estimate) and the Fréchet distance (the FID formula on CLIP features), both *class-conditional*:
+each λ's synthetic images *that the filter kept* of class c are compared with real *test* images of
+class c (held out: neither the sources nor anything the classifier trained on), and the row reports
+the unweighted mean over classes (as intra-FID does); the real hard sources themselves give the
+λ = 1 reference row. A pooled distance would measure the class mix as much as realism: the filter
+leaves each level its own mix (a level may keep few images of one class), and two mixtures of the
+very same class distributions in other proportions are far apart (80/10/10 against a balanced
+reference: pooled MMD² ~0.13, class-conditional ~0, ``tests/test_distance.py``). The embeddings
+are the filter's cached ones of the scorer in use (``filter/scores.parquet``,
+``filter/real_embeddings.safetensors``).
 
 Rows are on equal footing: the Fréchet distance is biased by the sample size (two samples of one
-64-d Gaussian: ~53 at n = 27, ~12 at n = 108), so every row is computed on ``SUBSAMPLES`` seeded
-subsamples (without replacement) of the same size ``n`` (the smallest row's), with one kernel
-bandwidth for all rows (the median heuristic on the reference set). Each row reports the mean over
-the subsamples and, for MMD², the 5th-95th percentile interval (``mmd2_lo``, ``mmd2_hi``);
-``n_total`` is the row's full count. A level holds several variants of each source (seeds) and the
-real row one image per source, so MMD² leaves out pairs of variants of one source: with them in,
-near-copies at high λ inflate it (four copies of the 27 fmnist-lt sources have about twice their MMD²).
-The reference is the test images of every hard class (the classes of the hard sources), whatever
-the filter kept, so the λ = 1 row does not move with the threshold; a level whose kept images lack
-some classes, or hold them in other proportions, differs from the reference by its class mix too.
+64-d Gaussian: ~53 at n = 27, ~12 at n = 108), so every row measures each class at one size (the
+smallest count of that class among the rows that have it), on ``SUBSAMPLES`` seeded subsamples
+(without replacement), with one kernel bandwidth for all rows (the median heuristic on the
+reference set). Each row reports the mean over the subsamples and, for MMD², the 5th-95th
+percentile interval (``mmd2_lo``, ``mmd2_hi``); ``n_total`` is the row's full count. A level holds
+several variants of each source (seeds) and the real row one image per source, so MMD² leaves out
+pairs of variants of one source: with them in, near-copies at high λ inflate it (four copies of the
+27 fmnist-lt sources have about twice their MMD²). A class a row cannot be measured on (under two
+images, or images of one source only) is not dropped silently: ``classes_missing`` counts it and
+``missing`` names it, and the row's mean is over its other classes. The reference is up to
+``MAX_REFERENCE / classes`` (at least ``MIN_REFERENCE_PER_CLASS``) test images of each hard class
+(the classes of the hard sources), whatever the filter kept, so it does not move with the threshold.
 
 The report calls :func:`cached_spectrum_distances`: ``RUN/report/distances.csv`` is reused while
 its key (``distances.key.json``: the filter stage's digest, the CLIP fingerprint, a digest of the
@@ -34,13 +41,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from discl.evaluation.fidelity import mmd2_rbf  # noqa: F401  (the one estimator; re-exported)
+from discl.evaluation.fidelity import mmd2_rbf  # noqa: F401  (the pooled estimator; each within-class term of level_distances equals it, tested)
 
 log = logging.getLogger(__name__)
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+
+
+def _gaussian_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """What the Fréchet distance needs of one sample: its mean, the R of its centred thin QR, the
+    trace of its covariance and its size (a reference set is fitted once for every row)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError("the Fréchet distance needs at least two samples on each side")
+    mu = x.mean(0)
+    xc = x - mu
+    return mu, np.linalg.qr(xc, mode="r"), float((xc * xc).sum()) / (len(x) - 1), len(x)
+
+
+def _frechet(fx: tuple, fy: tuple) -> float:
+    (mx, rx, tx, n), (my, ry, ty, m) = fx, fy
+    cross = float(np.linalg.svd(rx @ ry.T, compute_uv=False).sum()) / np.sqrt((n - 1) * (m - 1))
+    return float(((mx - my) ** 2).sum() + tx + ty - 2 * cross)
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -52,15 +76,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     (``Xc = Q_x R_x``: ``Xc Yc^T`` has the singular values of ``R_x R_y^T``, at most min(n, d) square).
     Exact for the rank-deficient covariances of few samples in CLIP's 512 dimensions, where
     ``scipy.linalg.sqrtm`` is inexact and took ~3 s a call (27 vs 300 samples; this: ~0.05 s)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    n, m = len(x), len(y)
-    if n < 2 or m < 2:
-        raise ValueError("the Fréchet distance needs at least two samples on each side")
-    mx, my = x.mean(0), y.mean(0)
-    xc, yc = x - mx, y - my
-    rx, ry = np.linalg.qr(xc, mode="r"), np.linalg.qr(yc, mode="r")
-    cross = float(np.linalg.svd(rx @ ry.T, compute_uv=False).sum()) / np.sqrt((n - 1) * (m - 1))
-    return float(((mx - my) ** 2).sum() + (xc * xc).sum() / (n - 1) + (yc * yc).sum() / (m - 1) - 2 * cross)
+    return _frechet(_gaussian_fit(x), _gaussian_fit(y))
 
 
 SUBSAMPLES = 50
@@ -73,25 +89,83 @@ def median_bandwidth(reference: np.ndarray) -> float:
     return float(np.sqrt(0.5 * np.median(d[np.triu_indices(len(ref), 1)]))) or 1.0
 
 
+def _kernel_row_means(x: np.ndarray, y: np.ndarray, gamma: float, chunk: int = 1024) -> np.ndarray:
+    """Mean RBF kernel of each row of ``x`` to all of ``y``, ``chunk`` rows at a time (memory flat in len(x))."""
+    return np.concatenate([np.exp(-gamma * _sq_dists(x[i:i + chunk], y)).mean(1) for i in range(0, len(x), chunk)])
+
+
+DISTANCE_COLUMNS = ["lam", "n", "n_total", "classes", "classes_missing", "missing", "mmd2", "mmd2_lo", "mmd2_hi",
+                    "frechet"]
+
+
 def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray, reference: np.ndarray,
                     subsamples: int = SUBSAMPLES, seed: int = 0,
-                    sources: dict[float, np.ndarray] | None = None) -> pd.DataFrame:
-    """One row per λ (and λ = 1 for the real sources), every row at the same sample size ``n``:
-    mean MMD² (with its 5-95 % interval) and Fréchet distance to ``reference`` over ``subsamples``
-    seeded subsamples of size ``n`` (the smallest row's count). Rows with fewer than 2 images are
-    left out. ``sources`` (per λ, each image's source id): MMD² leaves out pairs of variants of one
-    source (:func:`discl.evaluation.fidelity.mmd2_rbf`), as the real sources' row has none; a
-    subsample whose images all come from one source has no MMD² (NaN)."""
+                    sources: dict[float, np.ndarray] | None = None,
+                    labels: dict[float, np.ndarray] | None = None,
+                    reference_labels: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per λ (and λ = 1 for the real sources): the class-conditional MMD² (with its 5-95 %
+    interval over subsamples) and Fréchet distance to ``reference``, each the unweighted mean over
+    classes of the distance between the row's images of a class and the reference's images of that
+    class.
+
+    ``labels`` (per λ, and 1.0 for the real sources: each image's class) and ``reference_labels``
+    come together; without them every image is of one class and this is the pooled estimator.
+
+    Why the mean of within-class distances (intra-FID, Miyato & Koyama 2018, for MMD² as well): a
+    pooled distance between two class mixtures grows with the difference of the mixing proportions
+    even when each class's images are exactly real, and the filter leaves each level its own mix.
+    A reference reweighted to a level's proportions would remove the mismatch but still score a
+    level mainly on the classes it kept most of; the unweighted mean over classes scores every
+    level on the same classes with equal weight, and it stays unbiased (each within-class MMD² is
+    the unbiased estimate, and so is their mean) with no per-level weights to estimate.
+
+    A row *lacks* a class it cannot be measured on: fewer than 2 images of it, images of it from
+    fewer than 2 sources (``sources`` given: MMD² pairs only variants of different sources), or a
+    class with fewer than 2 reference images. Its mean is then over fewer classes: ``classes`` and
+    ``classes_missing`` count them, ``missing`` lists the lacking ones (space-separated), and a row
+    that lacks every class has no distance (NaN). Every level of ``synthetic`` gets a row, even
+    an empty one.
+
+    Equal footing: the Fréchet distance is biased by the sample size, so each class is measured at
+    one size in every row, ``n_c`` = the smallest count of that class among the rows that have it;
+    a row larger than that is measured on ``subsamples`` seeded subsamples (without replacement,
+    seeded by (seed, λ, class, draw)) and reports their mean. ``n`` is the sum of the row's ``n_c``,
+    ``n_total`` its full count; one kernel bandwidth for all rows (the median heuristic on the
+    whole reference). A draw whose images of a class all come from one source has no MMD² for that
+    class; its interval uses that class's mean over the other draws (NaN if none had two sources).
+    Memory: the kernel blocks are per class and per draw (``n_c`` square, and the row's images to
+    the class's reference in chunks), so they do not grow with the level's size."""
     from discl.seeding import numpy_rng
 
-    sets = {float(lam): np.asarray(e, dtype=np.float64) for lam, e in sorted(synthetic.items()) if len(e) >= 2}
-    if len(real_sources) >= 2:
-        sets[1.0] = np.asarray(real_sources, dtype=np.float64)
-    cols = ["lam", "n", "n_total", "mmd2", "mmd2_lo", "mmd2_hi", "frechet"]
+    if (labels is None) != (reference_labels is None):
+        raise ValueError("level_distances: labels and reference_labels come together (one class per image "
+                         "of every row and of the reference)")
+    reference = np.asarray(reference, dtype=np.float64)
+    dim = reference.shape[1]
+
+    def as_set(e) -> np.ndarray:
+        e = np.asarray(e, dtype=np.float64)
+        return e.reshape(0, dim) if e.size == 0 else e
+
+    sets = {float(lam): as_set(e) for lam, e in sorted(synthetic.items())}
+    if len(real_sources):
+        sets[1.0] = as_set(real_sources)
     if not sets:
-        return pd.DataFrame(columns=cols)
-    n = min(len(e) for e in sets.values())
-    source_ids = {}
+        return pd.DataFrame(columns=DISTANCE_COLUMNS)
+    if labels is None:
+        row_labels = {lam: np.zeros(len(e), dtype=int) for lam, e in sets.items()}
+        ref_labels = np.zeros(len(reference), dtype=int)
+    else:
+        given = {float(lam): np.asarray(v) for lam, v in labels.items()}
+        for lam, emb in sets.items():
+            if lam not in given or len(given[lam]) != len(emb):
+                raise ValueError(f"level_distances: labels must give one class per image of every row (λ = 1: the "
+                                 f"real sources); λ = {lam}: {len(emb)} images, {len(given.get(lam, []))} labels")
+        row_labels = {lam: given[lam] for lam in sets}
+        ref_labels = np.asarray(reference_labels)
+        if len(ref_labels) != len(reference):
+            raise ValueError(f"level_distances: reference_labels: {len(ref_labels)} labels for {len(reference)} images")
+    source_ids: dict[float, np.ndarray | None] = dict.fromkeys(sets)
     if sources is not None:
         given = {float(lam): np.asarray(ids) for lam, ids in sources.items()}
         for lam, emb in sets.items():
@@ -101,33 +175,70 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
                 raise ValueError(f"level_distances: sources must give one id per image of every level; "
                                  f"λ = {lam}: {len(emb)} images, {len(given.get(lam, []))} ids")
             source_ids[lam] = given[lam]
-        source_ids.setdefault(1.0, None)
+    classes = sorted(set(ref_labels.tolist()).union(*(v.tolist() for v in row_labels.values())))
+    ref_of = {c: reference[ref_labels == c] for c in classes}
+
+    def members(lam: float, c) -> np.ndarray | None:
+        idx = np.flatnonzero(row_labels[lam] == c)
+        group = source_ids[lam]
+        if len(idx) < 2 or len(ref_of[c]) < 2 or (group is not None and len(set(group[idx].tolist())) < 2):
+            return None
+        return idx
+
+    index = {lam: {c: members(lam, c) for c in classes} for lam in sets}
+    size = {c: min((len(ix[c]) for ix in index.values() if ix[c] is not None), default=0) for c in classes}
     bandwidth = median_bandwidth(reference)
+    gamma = 1.0 / (2 * bandwidth * bandwidth)
+    ref_stats = {}
+    for c in classes:
+        if size[c]:  # measured in some row: the reference's within-class kernel mean and Gaussian fit, once
+            kyy = np.exp(-gamma * _sq_dists(ref_of[c], ref_of[c]))
+            ref_stats[c] = (float(kyy[~np.eye(len(kyy), dtype=bool)].mean()), _gaussian_fit(ref_of[c]))
     rows = []
     for lam, emb in sets.items():
-        draws = 1 if len(emb) == n else subsamples
-        mmd, fre = [], []
-        group = None if sources is None else source_ids[lam]
-        for r in range(draws):
-            idx = np.arange(len(emb)) if draws == 1 else np.sort(numpy_rng("distance-subsample", seed, lam, r).choice(
-                len(emb), n, replace=False))
-            g = None if group is None else np.asarray(group)[idx]
-            mmd.append(mmd2_rbf(emb[idx], reference, bandwidth, groups_x=g)
-                       if g is None or len(set(g.tolist())) > 1 else np.nan)
-            fre.append(frechet_distance(emb[idx], reference))
-        lo, hi = (np.nanpercentile(mmd, [5, 95]) if draws > 1 and not np.isnan(mmd).all() else (np.nan, np.nan))
-        rows.append({"lam": lam, "n": n, "n_total": len(emb), "mmd2": float(np.nanmean(mmd)) if not np.isnan(mmd).all() else np.nan, "mmd2_lo": float(lo),
-                     "mmd2_hi": float(hi), "frechet": float(np.mean(fre))})
-    return pd.DataFrame(rows, columns=cols)
+        measured = [c for c in classes if index[lam][c] is not None]
+        missing = [c for c in classes if index[lam][c] is None]
+        draws = 1 if all(len(index[lam][c]) == size[c] for c in measured) else subsamples
+        mmd, fre = np.full((draws, len(measured)), np.nan), np.full((draws, len(measured)), np.nan)
+        for j, c in enumerate(measured):
+            idx, group = index[lam][c], source_ids[lam]
+            x, g = emb[idx], None if group is None else group[idx]
+            kxy = _kernel_row_means(x, ref_of[c], gamma)
+            kyy, fit_y = ref_stats[c]
+            whole = len(idx) == size[c]
+            for r in range(1 if whole else draws):
+                pick = np.arange(len(idx)) if whole else np.sort(numpy_rng(
+                    "distance-subsample", seed, lam, str(c), r).choice(len(idx), size[c], replace=False))
+                xs = x[pick]
+                fre[r, j] = _frechet(_gaussian_fit(xs), fit_y)
+                pair = ~np.eye(len(pick), dtype=bool) if g is None else g[pick][:, None] != g[pick][None, :]
+                if pair.any():  # unbiased: within-set pairs of distinct images (of distinct sources)
+                    mmd[r, j] = np.exp(-gamma * _sq_dists(xs, xs))[pair].mean() + kyy - 2 * kxy[pick].mean()
+            if whole:
+                mmd[:, j], fre[:, j] = mmd[0, j], fre[0, j]
+        counts = (~np.isnan(mmd)).sum(0)
+        per_class = np.where(counts > 0, np.nansum(mmd, 0) / np.maximum(counts, 1), np.nan)
+        per_draw = np.where(np.isnan(mmd), per_class, mmd).mean(1) if measured else np.full(draws, np.nan)
+        ok = draws > 1 and np.isfinite(per_draw).all()
+        lo, hi = np.percentile(per_draw, [5, 95]) if ok else (np.nan, np.nan)
+        rows.append({"lam": lam, "n": sum(size[c] for c in measured), "n_total": len(emb),
+                     "classes": len(measured), "classes_missing": len(missing),
+                     "missing": " ".join(str(c) for c in missing),
+                     "mmd2": float(per_draw.mean()) if measured else np.nan, "mmd2_lo": float(lo),
+                     "mmd2_hi": float(hi), "frechet": float(fre.mean()) if measured else np.nan})
+    return pd.DataFrame(rows, columns=DISTANCE_COLUMNS)
 
 
 MAX_REFERENCE = 1000
+MIN_REFERENCE_PER_CLASS = 20
 
 
 def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     """What the distances depend on besides the filter's output and the CLIP weights (pure)."""
-    return {"max_reference": max_reference, "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference",
-            "subsamples": SUBSAMPLES, "kept_only": True, "mmd2_pairs": "across sources", "reference_classes": "all hard", "version": 4}
+    return {"max_reference": max_reference, "min_reference_per_class": MIN_REFERENCE_PER_CLASS,
+            "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference", "subsamples": SUBSAMPLES,
+            "kept_only": True, "mmd2_pairs": "across sources", "reference_classes": "all hard, sampled per class",
+            "estimator": "mean over classes of within-class distances", "version": 5}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
@@ -182,19 +293,26 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
     cache = cache[cache["scorer"] == scorer_id].drop_duplicates("file_name", keep="last")  # the scorer in use
     man = pd.read_csv(manifest)
     sources = sorted(set(man["sample_id"].astype(str)))  # λ = 1: every real hard source
+    label_of = dict(zip(man["sample_id"].astype(str), man["label"].astype(int), strict=True))
     classes = sorted(set(man["label"].astype(int)))  # theirs: the reference does not move with the filter
-    if "keep" in man.columns:  # the images the curriculum can draw from
-        man = man[man["keep"].astype(str).str.lower().isin(["true", "1"])]
     man = man.merge(cache[["file_name", "embedding"]], on="file_name", how="inner")
     if not len(man):
         return None
+    levels = sorted(set(man["lam"].astype(float)))  # every level gets a row, even one the filter emptied
+    if "keep" in man.columns:  # the images the curriculum can draw from
+        man = man[man["keep"].astype(str).str.lower().isin(["true", "1"])]
     ds = build_dataset(cfg.data)
     test_split = "test" if "test" in ds.splits else "val"
     pool = ds.split(test_split)
-    pool = pool[pool["label"].isin(classes)]
-    ids = pool["sample_id"].to_numpy()
-    if len(ids) > max_reference:
-        ids = np.sort(numpy_rng("distance-reference", cfg.seed).choice(ids, max_reference, replace=False))
+    per_class = max(max_reference // max(len(classes), 1), MIN_REFERENCE_PER_CLASS)
+    picked = []
+    for c in classes:  # each class's own sample: the distance is within classes
+        ids_c = pool.loc[pool["label"] == c, "sample_id"].to_numpy()
+        if len(ids_c) > per_class:
+            ids_c = np.sort(numpy_rng("distance-reference", cfg.seed, int(c)).choice(ids_c, per_class, replace=False))
+        picked += [(sid, c) for sid in ids_c]
+    ids = np.array([sid for sid, _ in picked], dtype=object)
+    reference_labels = np.array([c for _, c in picked], dtype=int)
     scorer = None
 
     def encode(sids: list[str]) -> np.ndarray:
@@ -211,10 +329,20 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
                                   section_digest(cfg, "data"), source_keys(ds, sources))
     real = (np.stack([cached[s].numpy() for s in sources]) if sources and all(s in cached for s in sources)
             else encode(sources))
-    by_level = dict(list(man.groupby("lam")))
-    synthetic = {float(lam): np.stack(g["embedding"].to_numpy()) for lam, g in by_level.items()}
-    of_source = {float(lam): g["sample_id"].astype(str).to_numpy() for lam, g in by_level.items()}
-    out = level_distances(synthetic, real, reference, seed=cfg.seed, sources=of_source)
-    log.info("distance to real %s images of the hard classes (%d): %s", test_split, len(ids),
-             out[["lam", "mmd2"]].round(4).to_dict("records"))
+    by_level = {float(lam): g for lam, g in man.groupby("lam")}
+    dim = reference.shape[1]
+    empty = man.iloc[:0]
+    synthetic = {lam: (np.stack(by_level[lam]["embedding"].to_numpy()) if lam in by_level else np.zeros((0, dim)))
+                 for lam in levels}
+    of_source = {lam: by_level.get(lam, empty)["sample_id"].astype(str).to_numpy() for lam in levels}
+    of_class = {lam: by_level.get(lam, empty)["label"].astype(int).to_numpy() for lam in levels}
+    of_class[1.0] = np.array([label_of[s] for s in sources], dtype=int)
+    out = level_distances(synthetic, real, reference, seed=cfg.seed, sources=of_source, labels=of_class,
+                          reference_labels=reference_labels)
+    log.info("class-conditional distance to real %s images of the hard classes (%d, up to %d per class): %s",
+             test_split, len(ids), per_class, out[["lam", "mmd2"]].round(4).to_dict("records"))
+    lacking = out[out["classes_missing"] > 0]
+    if len(lacking):
+        log.warning("distances: rows lacking classes (left out of their mean over classes): %s",
+                    "; ".join(f"λ {r.lam:g}: {r.missing}" for r in lacking.itertuples()))
     return out
