@@ -116,6 +116,17 @@ def test_the_report_distances_use_only_kept_images_and_the_cached_embeddings(tin
     for lam in sorted(set(man["lam"].astype(float))):
         assert out.loc[lam, "missing"] == str(dropped) and out.loc[lam, "classes"] == n_classes - 1
     assert out.loc[1.0, "classes"] == n_classes and out.loc[1.0, "classes_missing"] == 0
+    # the report names the lacking class beside the table, also from the cached table on a rewrite
+    from discl.evaluation.report import DISTANCE_NOTE, _classes, write_report
+
+    monkeypatch.undo()
+    name = _classes(cfg)[dropped]
+    for _ in range(2):
+        write_report(cfg, run)
+        table = (run / "report.md").read_text().split(DISTANCE_NOTE + "\n\n")[1].split("\n\n")[0].splitlines()
+        assert table[0].startswith("| lam |") and "| classes | classes_missing | missing |" in table[0]
+        rows = {line.split(" | ")[0]: line for line in table[2:]}
+        assert f"| 1 | {name} |" in rows["| 0.5"] and "| 0 |  |" in rows["| 1"]
 
 
 def test_level_distances_pair_variants_across_sources_only():

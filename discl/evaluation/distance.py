@@ -264,7 +264,8 @@ def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_finge
         try:
             if read_json(key_path) == key:
                 log.info("distances: reused %s (filter output, CLIP weights and settings unchanged)", csv)
-                return pd.read_csv(csv)
+                out = pd.read_csv(csv, dtype={"missing": str})  # "3 7", and "5" not as the number 5
+                return out.assign(missing=out["missing"].fillna(""))
         except (OSError, ValueError, pd.errors.ParserError) as e:
             log.warning("distances: cached %s unreadable (%s); recomputing", csv, e)
     out = spectrum_distances(cfg, run_dir, max_reference)

@@ -463,10 +463,12 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
         "## Distance of each λ to real data (CLIP embeddings of the kept images; λ = 1: the real hard sources; "
-        "every row at the same n, mean over seeded subsamples, MMD² 5-95 % interval; within a level, MMD² "
+        "every row at the same n per class, mean over seeded subsamples, MMD² 5-95 % interval; within a level, MMD² "
         "compares only images made from different sources, since the real row has one image per source)",
         "",
-        _md_table(distances) if distances is not None else "(no filter embeddings)",
+        DISTANCE_NOTE,
+        "",
+        _md_table(_named_missing(distances, classes)) if distances is not None else "(no filter embeddings)",
         "",
         "## Classes (training images per class, hard images per class)",
         "",
@@ -503,10 +505,11 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "<h2>How far is each λ from the real data?</h2>",
         "<p>MMD² (RBF kernel) and Fréchet distance between the CLIP image embeddings of each level's synthetic images "
         "and real test images of the same classes; λ = 1 is the real hard sources. Every row at the same sample "
-        "size; within a level, MMD² compares only images made from different sources, so a level of "
+        "size per class; within a level, MMD² compares only images made from different sources, so a level of "
         "near-copies of the sources reads as the real row does.</p>",
+        f"<p>{html.escape(DISTANCE_NOTE)}</p>",
         _img_tag(dist_png, "distance per lambda"),
-        _md_to_html_table(_md_table(distances)) if distances is not None else "",
+        _md_to_html_table(_md_table(_named_missing(distances, classes))) if distances is not None else "",
         "<h2>Guidance level over training</h2>",
         _img_tag(chosen, "level chosen per epoch"),
         f"<h2>Learning curves (seed {seed0})</h2>",
@@ -620,6 +623,25 @@ def _weights_lines(run_dir: Path) -> list[str]:
     return [f"- {k}: {v}" for k, v in sorted(seen.items())] or ["- (no stage recorded its models)"]
 
 
+DISTANCE_NOTE = ("Class-conditional: each level's images of a class are compared with real test images of that "
+                 "class, and a row is the mean over classes with equal weight, so the class mix the filter left "
+                 "does not count as distance. classes: how many classes a row averages over; missing: the classes "
+                 "it lacks (under two kept images, or images of one source only), left out of its mean, so compare "
+                 "such a row with the others with care.")
+
+
+def _named_missing(distances: pd.DataFrame | None, classes: list[str]) -> pd.DataFrame | None:
+    """The ``missing`` column's class labels as class names (``"3 7"`` -> ``"dress, sneaker"``)."""
+    if distances is None or "missing" not in distances.columns:
+        return distances
+
+    def names(v: Any) -> str:
+        labels = [] if not isinstance(v, str) and pd.isna(v) else str(v).split()
+        return ", ".join(classes[int(t)] if t.isdigit() and int(t) < len(classes) else t for t in labels)
+
+    return distances.assign(missing=distances["missing"].map(names))
+
+
 def distance_figure(distances: pd.DataFrame | None) -> bytes | None:
     if distances is None or not len(distances):
         return None
@@ -628,10 +650,14 @@ def distance_figure(distances: pd.DataFrame | None) -> bytes | None:
     ax.plot(distances["lam"], distances["mmd2"], "o-", label="MMD²")
     ax2 = ax.twinx()
     ax2.plot(distances["lam"], distances["frechet"], "s--", color="#c52", label="Fréchet")
+    if "classes_missing" in distances.columns:  # a mean over fewer classes: say so at the point
+        for r in distances[(distances["classes_missing"] > 0) & distances["mmd2"].notna()].itertuples():
+            ax.annotate(f"−{r.classes_missing} class{'es' * (r.classes_missing != 1)}", (r.lam, r.mmd2),
+                        textcoords="offset points", xytext=(3, 5), fontsize=7, color="#a00")
     ax.set_xlabel("λ (1 = real sources)")
     ax.set_ylabel("MMD²")
     ax2.set_ylabel("Fréchet")
-    ax.set_title("distance to real test images of the same classes")
+    ax.set_title("class-conditional distance to real test images", loc="left", fontsize=9)
     fig.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return _png(fig)
