@@ -10,6 +10,7 @@ discl/integrations/hf.py): train those with train_plain.py or train_lightning.py
 """
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -36,8 +37,10 @@ train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
                                      train_labels=train.labels, epochs=epochs, seed=args.seed, holdout_seed=cfg.seed)
-# every epoch's batches (discl train's), one after the other; under DDP pass batch_size // world_size
-sampler = CurriculumRunBatchSampler(curriculum, cfg.training.batch_size, epochs)
+# every epoch's batches (discl train's), one after the other; under DDP (torchrun / accelerate launch) each
+# global batch as one share per process, the items discl train gives each rank
+world = int(os.environ.get("WORLD_SIZE", 1))
+sampler = CurriculumRunBatchSampler(curriculum, cfg.training.batch_size, epochs, num_processes=world)
 
 
 class Net(nn.Module):  # Trainer wants a dict with the loss when labels are given

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -258,6 +263,38 @@ def test_hf_trainer_resumed_mid_curriculum_logs_the_epochs_after_its_checkpoint(
                             resume=str(tmp_path / "a" / f"checkpoint-{counts[0] + 1}"), history=resumed)
     assert resumed == whole[1:] and steps == sum(counts)
     assert seen[1] == cur.indices(1, 8).tolist()[8:] and seen[3] == cur.indices(3, 8).tolist()
+
+
+def test_hf_trainer_under_ddp_gives_each_process_discl_trains_share_of_every_batch(tmp_path):
+    """torchrun, two CPU processes (~15 s): with num_processes=2 and the global batch, process r trains on
+    rank r's share of every global batch of discl train on two processes; one step is one global batch."""
+    pytest.importorskip("transformers")
+    import json
+
+    from discl.curriculum.epochs import order_digest
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(Path(__file__).with_name("_hf_ddp_worker.py")),
+                          str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    cur = _curriculum("reverse")
+    glob = [cur.global_batches(e, 8, 2) for e in range(4)]
+    for r in (0, 1):
+        got = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert got["seen"] == {str(e): [b.tolist() for b in cur.batches(e, 8, 2, r)] for e in range(4)}
+        assert got["steps"] == sum(len(g) for g in glob)
+        assert [h["end_step"] for h in got["history"]] == np.cumsum([len(g) for g in glob]).tolist()
+        assert [h["order_digest"] for h in got["history"]] == [order_digest(np.concatenate(g)) for g in glob]
+    # built for another process count than the Trainer's: refused
+    from transformers import TrainingArguments
+
+    from discl.integrations.hf import CurriculumRunBatchSampler, CurriculumTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path / "one"), num_train_epochs=1, report_to=[], use_cpu=True)
+    with pytest.raises(BadInputError, match=r"built for 2 process\(es\) but this Trainer runs 1"):
+        CurriculumTrainer(model=torch.nn.Linear(1, 3), args=args, train_dataset=_Indexed(cur),
+                          curriculum_sampler=CurriculumRunBatchSampler(cur, 8, 4, num_processes=2))
 
 
 def test_accelerates_ddp_sharding_of_the_hf_run_sampler_loses_no_batch():

@@ -124,12 +124,17 @@ class Curriculum:
         parts = self.batches(epoch, batch_size, num_replicas, rank)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def batches(self, epoch: int, batch_size: int, num_replicas: int = 1, rank: int = 0) -> list[np.ndarray]:
-        """Process ``rank``'s share of each global batch of ``epoch`` (``batch_size`` is the global batch)."""
+    def global_batches(self, epoch: int, batch_size: int, num_replicas: int = 1) -> list[np.ndarray]:
+        """The global batches of ``epoch`` (pool indices) as ``discl train`` on ``num_replicas`` processes
+        forms them: ``batch_size`` rounded up to a multiple of the processes, a last batch too small to
+        give every process 2 items dropped; ``discl train``'s ``order_digest`` is of their concatenation."""
         items = np.asarray(self.plan(epoch).indices, dtype=np.int64)
         per = max(1, math.ceil(batch_size / num_replicas))
-        return [rank_share(items[b], rank, num_replicas)
-                for b in epoch_order(len(items), per * num_replicas, num_replicas, self.seed, epoch)]
+        return [items[b] for b in epoch_order(len(items), per * num_replicas, num_replicas, self.seed, epoch)]
+
+    def batches(self, epoch: int, batch_size: int, num_replicas: int = 1, rank: int = 0) -> list[np.ndarray]:
+        """Process ``rank``'s share of each global batch of ``epoch`` (``batch_size`` is the global batch)."""
+        return [rank_share(b, rank, num_replicas) for b in self.global_batches(epoch, batch_size, num_replicas)]
 
     def stage(self, epoch: int):
         """The strategy's stage of ``epoch`` (its λ levels; ``()`` = real only)."""

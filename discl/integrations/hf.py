@@ -19,13 +19,14 @@ ahead (accelerate's loader looks one batch ahead; gradient accumulation collects
 next epoch's first batch would be planned before the feedback on the last one. Train them in your own
 loop (``examples/train_plain.py``) or with Lightning (:mod:`discl.integrations.lightning`).
 
-Under DDP, ``Trainer`` shards the loader itself (accelerate's ``prepare_data_loader`` with a batch
-sampler hands each process whole batches in turn), so the sampler must not shard too (build it with
-``num_replicas=1``; :class:`CurriculumTrainer` checks) and one optimizer step covers ``W`` loader
-batches. Give the sampler ``batch_size = B // W`` for a global batch of ``B``: an epoch's
-permutation does not depend on the batch size, so each step trains on ``B`` items of ``discl
-train``'s epoch in its order (split over processes differently; the callback's epoch boundaries
-assume ``W`` batches per step; not tested here under DDP).
+Under DDP on ``W`` processes, ``Trainer`` shards the loader itself: accelerate's ``prepare_data_loader``
+with a batch sampler hands each process whole loader batches in turn (batch ``i`` to process
+``i mod W``). Build the sampler with the global batch and ``num_processes=W``
+(:class:`CurriculumTrainer` checks it against ``TrainingArguments.world_size``): it yields each
+global batch of ``discl train`` on ``W`` processes as its ``W`` process shares in rank order, so
+process ``r`` trains on exactly the items ``discl train``'s rank ``r`` does, batch by batch, and one
+optimizer step (without gradient accumulation) is one global batch (tested under ``torchrun`` with
+two CPU processes).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 import transformers
 from torch.utils.data import DataLoader, Sampler
 
+from discl.curriculum.epochs import order_digest, rank_share
 from discl.errors import BadInputError
 from discl.integrations._feedback import model_proba
 
@@ -46,22 +48,31 @@ __all__ = ["CurriculumCallback", "CurriculumRunBatchSampler", "CurriculumTrainer
 class CurriculumRunBatchSampler(Sampler):
     """The batches of every curriculum epoch, one epoch after the other: ``Trainer``'s one epoch.
 
-    Epoch ``e``'s batches are ``curriculum.batches(e, batch_size)`` (``discl train``'s, on one
-    process), planned when iteration reaches them. ``digests[e]`` is the ``order_digest`` of what was
-    yielded for epoch ``e`` (once it was yielded whole). ``set_epoch`` is a no-op: ``Trainer`` calls
-    it with its own epoch, always 0 here.
+    ``batch_size`` is the global batch. On one process epoch ``e``'s batches are
+    ``curriculum.batches(e, batch_size)`` (``discl train``'s); with ``num_processes=W`` (DDP) each of
+    ``curriculum.global_batches(e, batch_size, W)`` is yielded as its ``W`` process shares in rank
+    order, which accelerate's sharding hands to processes ``0 .. W-1``: every process trains on
+    ``discl train``'s share of every global batch. Batches are planned when iteration reaches their
+    epoch. ``digests[e]`` is the ``order_digest`` of epoch ``e``'s global order (``discl train``'s
+    ``log.jsonl`` column), set once the epoch was yielded whole. ``set_epoch`` is a no-op: ``Trainer``
+    calls it with its own epoch, always 0 here.
 
-    The batch size is ``items_per_batch``, not ``batch_size``: accelerate's DDP sharding
-    (``BatchSamplerShard``) reads a ``batch_size`` attribute and then drops every group of ``W``
-    batches whose last one is short, which an epoch's last batch in the middle of this stream is;
-    without the attribute it hands out batches of any length, and none is lost.
+    The per-process batch size is ``items_per_batch`` (``ceil(batch_size / W)``), not a
+    ``batch_size`` attribute: accelerate's DDP sharding (``BatchSamplerShard``) reads ``batch_size``
+    and then drops every group of ``W`` batches whose last one is short; without it it hands out
+    batches of any length, and none is lost.
     """
 
-    def __init__(self, curriculum, batch_size: int, epochs: int):
+    def __init__(self, curriculum, batch_size: int, epochs: int, num_processes: int = 1):
         if curriculum.needs_feedback:
             raise BadInputError(_ADAPTIVE.format(name=curriculum.strategy.name))
-        self.curriculum, self.items_per_batch, self.epochs = curriculum, int(batch_size), int(epochs)
-        self.counts = [len(curriculum.batches(e, self.items_per_batch)) for e in range(self.epochs)]
+        if int(num_processes) < 1:
+            raise BadInputError(f"num_processes must be at least 1, got {num_processes}")
+        self.curriculum, self.global_batch, self.epochs = curriculum, int(batch_size), int(epochs)
+        self.num_processes = int(num_processes)
+        self.items_per_batch = -(-self.global_batch // self.num_processes)
+        self.counts = [len(curriculum.global_batches(e, self.global_batch, self.num_processes)) * self.num_processes
+                       for e in range(self.epochs)]  # loader batches (process shares) per epoch
         self.digests: dict[int, str] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,16 +82,16 @@ class CurriculumRunBatchSampler(Sampler):
         return sum(self.counts)
 
     def __iter__(self) -> Iterator[list[int]]:
-        from discl.curriculum.epochs import order_digest
-
         self.digests = {}
+        world = self.num_processes
         for e in range(self.epochs):
-            batches = self.curriculum.batches(e, self.items_per_batch)
-            if len(batches) != self.counts[e]:
-                raise BadInputError(f"curriculum epoch {e} has {len(batches)} batches, but {self.counts[e]} when "
-                                    "training started: its plan changed (was the curriculum's state loaded since?)")
+            batches = self.curriculum.global_batches(e, self.global_batch, world)
+            if len(batches) * world != self.counts[e]:
+                raise BadInputError(f"curriculum epoch {e} has {len(batches)} batches, but {self.counts[e] // world} "
+                                    "when training started: its plan changed (was the curriculum's state loaded since?)")
             for b in batches:
-                yield b.tolist()
+                for rank in range(world):
+                    yield rank_share(b, rank, world).tolist()
             self.digests[e] = order_digest(np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64))
 
 
@@ -143,6 +154,12 @@ class CurriculumTrainer(transformers.Trainer):
                 "trains the whole curriculum as one of its epochs (a per-epoch sampler would repeat epoch 0)")
         self.curriculum_sampler = curriculum_sampler
         super().__init__(*args, **kwargs)
+        if curriculum_sampler.num_processes != self.args.world_size:
+            raise BadInputError(
+                f"the CurriculumRunBatchSampler was built for {curriculum_sampler.num_processes} process(es) but this "
+                f"Trainer runs {self.args.world_size}: build it with the global batch and num_processes="
+                f"{self.args.world_size} (it yields each global batch as one share per process, the items discl "
+                "train gives each rank)")
         if self.args.max_steps > 0 or self.args.num_train_epochs != 1:
             raise BadInputError(
                 f"CurriculumTrainer got num_train_epochs={self.args.num_train_epochs:g}, max_steps={self.args.max_steps}: "
