@@ -136,9 +136,14 @@ def test_level_distances_pair_variants_across_sources_only():
     ref, real = rng.normal(size=(300, 8)), rng.normal(size=(30, 8))
     level = np.repeat(real, 2, axis=0) + rng.normal(scale=0.01, size=(60, 8))
     ids = np.repeat([f"s{i}" for i in range(30)], 2)
-    grouped = level_distances({0.9: level}, real, ref, sources={0.9: ids}).set_index("lam")["mmd2"]
+    by_source = level_distances({0.9: level}, real, ref, sources={0.9: ids}).set_index("lam")
+    grouped = by_source["mmd2"]
     pooled = level_distances({0.9: level}, real, ref).set_index("lam")["mmd2"]
     assert abs(grouped[0.9] - grouped[1.0]) < 0.25 * abs(pooled[0.9] - pooled[1.0])
+    # each draw takes distinct sources, one variant each, as the real row has: a level's spread (Fréchet)
+    # is not shrunk by repeated near-copies of one source
+    fre = by_source["frechet"]
+    assert abs(fre[0.9] - fre[1.0]) < 0.01 * fre[1.0] and by_source.loc[0.9, "n"] == by_source.loc[1.0, "n"] == 30
     # a level whose images all come from one source lacks its class: flagged, no distance
     one = level_distances({0.5: level[:2]}, real, ref, sources={0.5: ids[:2]}).set_index("lam")
     assert np.isnan(one.loc[0.5, "mmd2"]) and np.isnan(one.loc[0.5, "frechet"])

@@ -186,7 +186,16 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
         return idx
 
     index = {lam: {c: members(lam, c) for c in classes} for lam in sets}
-    size = {c: min((len(ix[c]) for ix in index.values() if ix[c] is not None), default=0) for c in classes}
+
+    def units(lam: float, c) -> int:
+        """What a row can draw of class ``c`` without repeating a source: its distinct sources (one
+        variant each), or its images when it has no source ids (the real row: one image per source)."""
+        idx, group = index[lam][c], source_ids[lam]
+        return len(idx) if group is None else len(set(group[idx].tolist()))
+
+    # every row measured at the same per-class size, drawn from distinct sources: a level's seed variants
+    # of one source are near-copies, which would shrink its spread (Fréchet) against the real row's
+    size = {c: min((units(lam, c) for lam in sets if index[lam][c] is not None), default=0) for c in classes}
     bandwidth = median_bandwidth(reference)
     gamma = 1.0 / (2 * bandwidth * bandwidth)
     ref_stats = {}
@@ -205,10 +214,10 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
             x, g = emb[idx], None if group is None else group[idx]
             kxy = _kernel_row_means(x, ref_of[c], gamma)
             kyy, fit_y = ref_stats[c]
-            whole = len(idx) == size[c]
+            whole = len(idx) == size[c]  # every image, of distinct sources (size <= distinct sources <= images)
             for r in range(1 if whole else draws):
-                pick = np.arange(len(idx)) if whole else np.sort(numpy_rng(
-                    "distance-subsample", seed, lam, str(c), r).choice(len(idx), size[c], replace=False))
+                rng = None if whole else numpy_rng("distance-subsample", seed, lam, str(c), r)
+                pick = np.arange(len(idx)) if whole else _pick_distinct_sources(len(idx), g, size[c], rng)
                 xs = x[pick]
                 fre[r, j] = _frechet(_gaussian_fit(xs), fit_y)
                 pair = ~np.eye(len(pick), dtype=bool) if g is None else g[pick][:, None] != g[pick][None, :]
@@ -229,6 +238,16 @@ def level_distances(synthetic: dict[float, np.ndarray], real_sources: np.ndarray
     return pd.DataFrame(rows, columns=DISTANCE_COLUMNS)
 
 
+def _pick_distinct_sources(n: int, groups: np.ndarray | None, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` sorted positions among ``n`` images: of distinct sources, one variant each (source and
+    variant both chosen by ``rng``), or, without source ids (``groups`` None), any ``size`` images."""
+    if groups is None:
+        return np.sort(rng.choice(n, size, replace=False))
+    order = rng.permutation(n)  # a random variant of each source: its first in a random order
+    _, first = np.unique(groups[order], return_index=True)
+    return np.sort(rng.choice(order[first], size, replace=False))
+
+
 MAX_REFERENCE = 1000
 MIN_REFERENCE_PER_CLASS = 20
 
@@ -238,7 +257,7 @@ def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     return {"max_reference": max_reference, "min_reference_per_class": MIN_REFERENCE_PER_CLASS,
             "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference", "subsamples": SUBSAMPLES,
             "kept_only": True, "mmd2_pairs": "across sources", "reference_classes": "all hard, sampled per class",
-            "estimator": "mean over classes of within-class distances", "version": 5}
+            "estimator": "mean over classes of within-class distances", "draws": "distinct sources", "version": 6}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
