@@ -87,10 +87,11 @@ def main() -> int:
                     help="data.seed values (task splits); rows pool every (data seed, training seed) pair")
     ap.add_argument("--interval", choices=["t", "bootstrap"], default="t", help="paired 95%% interval vs DisCL")
     ap.add_argument("--methods", nargs="+", help="subset of the method list")
-    ap.add_argument("--config", help="the run config (default: configs/<task>.yaml), e.g. configs/fmnist-lt-paper.yaml "
-                                     "for the authors' long-tail regime; its data.task must be --task")
-    ap.add_argument("--run-dir", help="default: runs/bench-<task>")
-    ap.add_argument("--doc", help="where to write the table (default: docs/results-<task>.md)")
+    ap.add_argument("--config", help="another run config of --task, e.g. configs/fmnist-lt-paper.yaml for the authors' "
+                                     "long-tail regime: run as it is (its levels and seeds per level, not the six-level "
+                                     "spectrum of the default config's ablations); its data.task must be --task")
+    ap.add_argument("--run-dir", help="default: runs/bench-<config name>")
+    ap.add_argument("--doc", help="where to write the table (default: docs/results-<config name>.md)")
     ap.add_argument("overrides", nargs="*", help="config overrides")
     args, extra = ap.parse_known_args()
     args.overrides = [*args.overrides, *extra]
@@ -102,26 +103,31 @@ def main() -> int:
     from discl.evaluation.results import collect_results
     from discl.pipeline import run
 
-    config = Path(args.config) if args.config else ROOT / "configs" / f"{args.task}.yaml"
-    task_of_config = load_config(config).data.task
-    if task_of_config != args.task:
-        raise SystemExit(f"--config {config}: its data.task is {task_of_config!r}, not --task {args.task!r}")
+    default = ROOT / "configs" / f"{args.task}.yaml"
+    config = Path(args.config) if args.config else default
+    given = load_config(config)
+    if args.config and given.data.task != (task := load_config(default).data.task):  # --task names the method list
+        raise SystemExit(f"--config {config}: its data.task is {given.data.task!r}, not --task {args.task}'s {task!r}")
+    # the default config gets the six-level spectrum of the ablations; another config runs as it is
+    spectrum = [] if args.config else SPECTRUM.get(args.task, [])
+    name = given.name if args.config else args.task
+    args.config_name = name
     methods = args.methods or METHODS[args.task]
     seeds = "[" + ", ".join(map(str, args.seeds)) + "]"
-    base_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"bench-{args.task}"
+    base_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"bench-{name}"
     t0 = time.perf_counter()
     frames = []
     for data_seed in args.data_seeds:
         cfg = load_config(config,
-                          [f"name=bench-{args.task}", f"methods=[{', '.join(repr(m) for m in methods)}]", f"seeds={seeds}",
-                           *SPECTRUM.get(args.task, []), *args.overrides, f"data.seed={data_seed}"])
+                          [f"name=bench-{name}", f"methods=[{', '.join(repr(m) for m in methods)}]", f"seeds={seeds}",
+                           *spectrum, *args.overrides, f"data.seed={data_seed}"])
         run_dir = base_dir if data_seed == 0 else base_dir.with_name(f"{base_dir.name}-d{data_seed}")
         run(cfg, run_dir)
         frames.append(collect_results(cfg, run_dir).assign(data_seed=data_seed))
     wall = time.perf_counter() - t0
     results = pd.concat(frames, ignore_index=True)
     text = render(cfg, results, args, wall)
-    out = Path(args.doc) if args.doc else ROOT / "docs" / f"results-{args.task}.md"
+    out = Path(args.doc) if args.doc else ROOT / "docs" / f"results-{name}.md"
     out.write_text(text)
     print(text)
     return 0
@@ -156,8 +162,11 @@ def render(cfg, results, args, wall: float) -> str:
         lines.append(f"| {label(method, cfg.curriculum.strategy, cfg.training.loss)} | " + " | ".join(cells) + f" | {seen:,} | {steps:,} |"
                      + "".join(f" {paired[k].get(method, 'reference' if method == 'discl' else '—')} |" for k, _ in cols if k in paired))
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}"
-    name = getattr(args, "task", None) or task  # the config's name (fmnist-lq-flyp trains on task fmnist-lq)
-    cmd = f".venv/bin/python bench/results.py --task {name} --seeds {' '.join(map(str, args.seeds))}"
+    name = getattr(args, "config_name", None) or getattr(args, "task", None) or task  # fmnist-lt-paper trains on fmnist-lt
+    cmd = f".venv/bin/python bench/results.py --task {getattr(args, 'task', None) or task}"
+    if getattr(args, "config", None):
+        cmd += f" --config {args.config}"
+    cmd += f" --seeds {' '.join(map(str, args.seeds))}"
     if args.data_seeds != [0]:
         cmd += f" --data-seeds {' '.join(map(str, args.data_seeds))}"
     if args.methods:
