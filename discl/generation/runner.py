@@ -446,8 +446,9 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     """The spectrum's cost for the configured scheduler and steps, generating nothing to disk: the
     whole spectrum's and this shard's (``all``, ``shard i/n``), and what a run would still make
     (``remaining``, ``remaining, shard i/n``: the batches with an image missing from the run folder or
-    made under other keys, the ones :func:`generate_spectrum` would make; a resumed or reconfigured
-    spectrum costs only these).
+    made under other keys: what :func:`generate_spectrum` would make, except images that exist under
+    their key but no longer decode, which it remakes and the dry run, decoding nothing, counts as
+    done; a resumed or reconfigured spectrum costs only these).
 
     Denoiser evaluations come from the scheduler's own img2img timesteps. With ``calibrate``, one
     batch of the plan (this shard's first whose level runs at least one step) is generated and timed; the time

@@ -50,6 +50,12 @@ class CurriculumCallback(lightning.Callback):
         self.sampler.set_epoch(trainer.current_epoch)
         planned = len(self.curriculum.batches(trainer.current_epoch, self.sampler.batch_size, *got))
         if trainer.num_training_batches != planned:
+            if getattr(self, "_old_checkpoint", False):
+                raise BadInputError(
+                    f"epoch {trainer.current_epoch}: this fit resumed from a checkpoint saved before discl stored the "
+                    "curriculum sampler's epoch in it, so the train loader was measured at epoch 0's length "
+                    f"({trainer.num_training_batches} batches, {planned} planned): resume from a checkpoint saved "
+                    "by this version, or restart the fit")
             raise BadInputError(
                 f"epoch {trainer.current_epoch} of curriculum {self.curriculum.strategy.name!r} (stage "
                 f"{self.curriculum.stage(trainer.current_epoch)}) has {planned} batches on this process, but the Trainer "
@@ -76,6 +82,7 @@ class CurriculumCallback(lightning.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "curriculum" not in state_dict:  # saved before the sampler's epoch was: the curriculum's state alone
             self.curriculum.load_state_dict(state_dict)
+            self._old_checkpoint = True
             return
         self.curriculum.load_state_dict(state_dict["curriculum"])
         self.sampler.set_epoch(int(state_dict["sampler_epoch"]))
