@@ -247,3 +247,40 @@ def build_tiny_sd3(folder: Path, patch_size: int = 1):
                                            text_encoder=text1, tokenizer=tok, text_encoder_2=text2, tokenizer_2=tok,
                                            text_encoder_3=None, tokenizer_3=None, image_encoder=None,
                                            feature_extractor=None)
+
+
+def build_tiny_flux(folder: Path) -> Path:
+    """Save a tiny ``FluxImg2ImgPipeline`` to ``folder``: a one-block-each Flux transformer on a
+    4-channel latent packed 2x2 (``in_channels`` 16), CLIP for the pooled prompt and a tiny T5 for the
+    sequence. The tiny CLIP tokenizer serves as ``tokenizer_2`` too (it pads to ``max_sequence_length``
+    like T5's; no sentencepiece file needed). The VAE has two blocks: VAE scale 2, multiple 4."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxImg2ImgPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=16, axes_dims_rope=[4, 4, 8])
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=8, sample_size=32, shift_factor=0.0609, scaling_factor=1.5035,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    tok = write_tiny_clip_tokenizer(folder / "_tok")
+    torch.manual_seed(0)
+    text = CLIPTextModel(_text_config())
+    torch.manual_seed(0)
+    t5 = T5EncoderModel(T5Config(vocab_size=514, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=2,
+                                 pad_token_id=513, eos_token_id=513))
+    # Flux's own schedule: the shift grows with the image's token count
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = FluxImg2ImgPipeline(scheduler=scheduler, vae=vae, text_encoder=text, tokenizer=tok, text_encoder_2=t5,
+                               tokenizer_2=tok, transformer=transformer)
+    pipe.save_pretrained(folder)
+    return folder

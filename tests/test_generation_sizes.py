@@ -362,14 +362,37 @@ SIZE_PAIRS = sorted(set(PHOTO_SIZES) | {tuple(int(v) for v in p)
                                         for p in np.random.default_rng(1).integers(1, 3000, (300, 2))})
 
 
-@pytest.mark.parametrize("kind,resolution", [("sd", None), ("sd", 48), ("sdxl-refiner", None), ("sdxl-refiner", 40),
-                                             ("sd3", None), ("sd3", 48), ("embedded", None), ("shipped-prior", None)])
-def test_planning_size_is_the_loaded_generators_size(tmp_path, tiny_pipelines, kind, resolution):
-    """The size function planning reads from config files equals the loaded generator's
-    ``generation_size`` (SD3: a transformer with patch size 2, so the multiple is VAE scale x 2)."""
-    from discl.generation.diffusers_backend import DiffusersGenerator
+@pytest.fixture(scope="module")
+def tiny_flux(tmp_path_factory):
+    from generation_fixtures import build_tiny_flux
 
-    if kind == "sd3":
+    return build_tiny_flux(tmp_path_factory.mktemp("flux") / "flux")
+
+
+@pytest.mark.parametrize("kind,resolution", [("sd", None), ("sd", 48), ("sdxl-refiner", None), ("sdxl-refiner", 40),
+                                             ("sd3", None), ("sd3", 48), ("flux", None), ("flux", 32),
+                                             ("embedded", None), ("shipped-prior", None)])
+def test_planning_size_is_the_loaded_generators_size(tmp_path, tiny_pipelines, request, kind, resolution):
+    """The size function planning reads from config files equals the loaded generator's
+    ``generation_size`` (SD3: a transformer with patch size 2, so the multiple is VAE scale x 2;
+    Flux: a transformer with patch size 1 on a latent the pipeline packs 2x2, so VAE scale x 2 too,
+    and a native size from the pipeline's ``default_sample_size``, not the transformer's config)."""
+    from discl.generation.diffusers_backend import DiffusersGenerator, size_policy
+
+    if kind == "flux":
+        g = GenerationConfig(backend="diffusers", model=str(request.getfixturevalue("tiny_flux")),
+                             resolution=resolution, steps=3, guidance_scale=1.0)
+        gen = create_generator(g)
+        assert type(gen.pipe).__name__ == "FluxImg2ImgPipeline" and gen.denoiser.config.patch_size == 1
+        assert gen.multiple == 2 * gen.vae_scale == 4
+        assert size_policy(g) == (gen.longest, gen.multiple)
+        if resolution is None:  # 128 latent px x VAE scale 2 (1024 px at Flux's VAE scale 8), not 512
+            assert gen.longest == gen.pipe.default_sample_size * gen.vae_scale == 256
+        # a source that rounds to a multiple of the VAE scale alone is planned at a multiple of twice it
+        w, h = gen.longest, gen.longest - gen.vae_scale
+        assert generation_size(w, h, gen.longest, gen.vae_scale)[1] % gen.multiple != 0
+        assert all(side % gen.multiple == 0 for side in planning_size(g)(w, h))
+    elif kind == "sd3":
         from generation_fixtures import build_tiny_sd3
 
         pipe = build_tiny_sd3(tmp_path / "sd3", patch_size=2)
@@ -387,6 +410,30 @@ def test_planning_size_is_the_loaded_generators_size(tmp_path, tiny_pipelines, k
     size_of = planning_size(g)
     assert size_of is not None
     assert [size_of(w, h) for w, h in SIZE_PAIRS] == [gen.generation_size(w, h) for w, h in SIZE_PAIRS]
+    if kind == "flux" and resolution is not None:
+        _flux_generates_at_the_planned_sizes(gen, size_of)
+
+
+def _flux_generates_at_the_planned_sizes(gen, size_of):
+    """One real call through the tiny Flux img2img pipeline: each image comes back at its planned
+    size (the pipeline is told it; its default is a native square) without diffusers' resize warning."""
+    sources = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8))
+               for i, (w, h) in enumerate([(40, 30), (30, 40), (32, 30)])]
+    planned = [size_of(*im.size) for im in sources]
+    assert planned == [(32, 24), (24, 32), (32, 32)]
+    batch = GenerationBatch(sources=sources, source_keys=["a", "b", "c"], labels=[0] * 3, prompts=["a coat"] * 3,
+                            seeds=[1, 2, 3], strength=strength_for(0.3), steps=3, guidance_scale=1.0)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    diffusers_logger = logging.getLogger("diffusers")  # it does not propagate to the root logger (caplog)
+    diffusers_logger.addHandler(handler)
+    try:
+        out = gen.generate(batch)
+    finally:
+        diffusers_logger.removeHandler(handler)
+    assert [im.size for im in out] == planned
+    assert not [r for r in records if "divisible by" in r.getMessage()]
 
 
 def test_planning_size_falls_back_to_exact_ratios_with_one_log_line(tiny_pipelines, caplog):

@@ -11,11 +11,13 @@ Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub
   passed to the pipeline as a 4-channel latent image, which these pipelines use as is (the stock
   path would re-encode the source per seed);
 - other pipeline classes (SD3, Flux, ...): prompts and images are passed as they are and the
-  pipeline encodes them itself (tested with a tiny SD3 img2img pipeline; Flux is untested here);
+  pipeline encodes them itself (tested with tiny SD3 and Flux img2img pipelines);
 - one pipeline call per generation size (a batch of mixed aspect ratios is split, order kept);
 - resolution policy: keep the aspect ratio, longest side = ``generation.resolution`` or the model's
-  native size, both sides rounded to a multiple of the VAE scale factor (times a transformer's patch size);
-  batch planning reads the same policy from the model's config files, without loading it (:func:`size_policy`);
+  native size, both sides rounded to a multiple of the VAE scale factor times a transformer's patch size
+  times the pipeline's latent packing (Flux packs 2x2: 16 at VAE scale 8; its native size is the
+  pipeline's ``default_sample_size``, 1024 px) (:class:`SizeRule`); batch planning reads the same
+  policy from the model's config files, without loading it (:func:`size_policy`);
 - ``generation.scheduler`` replaces the pipeline's scheduler (``from_config`` of its own config);
   ``generation.lora`` adapters are loaded and fused.
 """
@@ -26,7 +28,8 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -54,17 +57,55 @@ def resolve_device_dtype(cfg: GenerationConfig) -> tuple[torch.device, torch.dty
     return device, dtype
 
 
+@dataclass(frozen=True)
+class SizeRule:
+    """How a pipeline class family turns VAE scale and denoiser config into a generation size.
+
+    ``packing``: the latent is packed ``packing x packing`` into one token by the pipeline itself
+    (Flux: 2x2; its transformer's ``patch_size`` is 1), on top of the denoiser's own ``patch_size``
+    (SD3: 2), so both sides must be multiples of VAE scale x patch size x packing. ``default_sample_size``:
+    the pipeline's native latent size when it is fixed by the pipeline class (Flux: 128, i.e. 1024 px at
+    VAE scale 8) rather than read from the denoiser's ``sample_size`` (None: UNet/SD3 transformer).
+    ``sized_by_call``: the pipeline resizes the image to its ``height`` x ``width`` arguments, which
+    default to a square of the native size, so the adapter passes the generation size.
+    """
+
+    packing: int = 1
+    default_sample_size: int | None = None
+    sized_by_call: bool = False
+
+
+FLUX_SIZE_RULE = SizeRule(packing=2, default_sample_size=128, sized_by_call=True)
+
 # Pipeline classes (the loaded one: ``generation.pipeline_class``, or the family of model_index.json's
 # ``_class_name`` that AutoPipelineForImage2Image loads) whose ``vae_scale_factor`` is
 # ``2 ** (len(vae.config.block_out_channels) - 1)`` (8 without a VAE), so that :func:`size_policy`
-# knows their generation size from config files. Other classes compute it their own way (Qwen-Image,
-# Sana, Bria, ...): their batches group by exact aspect ratio.
-CONFIG_SIZED_PIPELINES = frozenset({
-    "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
-    "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
-    "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
-    "FluxPipeline", "FluxImg2ImgPipeline",
-})
+# knows their generation size from config files, with their :class:`SizeRule`. Other classes compute
+# it their own way (Qwen-Image, Sana, Bria, ...): their batches group by exact aspect ratio.
+SIZE_RULES: dict[str, SizeRule] = {
+    "StableDiffusionPipeline": SizeRule(), "StableDiffusionImg2ImgPipeline": SizeRule(),
+    "StableDiffusionXLPipeline": SizeRule(), "StableDiffusionXLImg2ImgPipeline": SizeRule(),
+    "StableDiffusion3Pipeline": SizeRule(), "StableDiffusion3Img2ImgPipeline": SizeRule(),
+    "FluxPipeline": FLUX_SIZE_RULE, "FluxImg2ImgPipeline": FLUX_SIZE_RULE,
+}
+CONFIG_SIZED_PIPELINES = frozenset(SIZE_RULES)
+
+
+def size_rule(pipeline_class: str | type) -> SizeRule:
+    """The :class:`SizeRule` of a pipeline class (by name, or a class: its own or its nearest listed
+    base's); the plain rule (no packing, native size from the denoiser) for an unlisted class."""
+    names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
+    return next((SIZE_RULES[n] for n in names if n in SIZE_RULES), SizeRule())
+
+
+def longest_and_multiple(rule: SizeRule, vae_scale: int, denoiser: Mapping, resolution: int | None) -> tuple[int, int]:
+    """(longest side, multiple) of the generation size: the one rule :func:`size_policy` (config files)
+    and :class:`DiffusersGenerator` (a loaded pipeline) share. Longest side: ``resolution``, else the
+    native latent size x VAE scale, else 512; multiple: VAE scale x denoiser patch size x packing."""
+    multiple = vae_scale * int(denoiser.get("patch_size") or 1) * rule.packing
+    native = rule.default_sample_size or denoiser.get("sample_size")
+    native = native[0] if isinstance(native, list | tuple) else native
+    return int(resolution or (native * vae_scale if native else 512)), multiple
 
 
 def names_a_path(model: str) -> bool:
@@ -102,9 +143,10 @@ def load_model_config(model: str, name: str) -> dict:
 
 def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
     """(longest side, multiple) that :class:`DiffusersGenerator` will use, from the model's config
-    files alone: mirrors its ``vae_scale``, ``multiple`` and ``longest`` (the agreement is tested on
-    tiny SD, SDXL-refiner and SD3 pipelines). Raises when the pipeline class is not one whose VAE
-    scale is known from its configs (:data:`CONFIG_SIZED_PIPELINES`) or a config cannot be read."""
+    files alone: the same :func:`longest_and_multiple` as its ``multiple`` and ``longest`` (the
+    agreement is tested on tiny SD, SDXL-refiner, SD3 and Flux pipelines). Raises when the pipeline
+    class is not one whose VAE scale is known from its configs (:data:`CONFIG_SIZED_PIPELINES`) or a
+    config cannot be read."""
     index = load_model_config(cfg.model, "model_index.json")
     cls = cfg.pipeline_class or index.get("_class_name")
     if cls not in CONFIG_SIZED_PIPELINES:
@@ -118,10 +160,7 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
     vae = component("vae")
     vae_scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae is not None else 8
     denoiser = component("unet") or component("transformer") or {}
-    multiple = vae_scale * int(denoiser.get("patch_size") or 1)
-    native = denoiser.get("sample_size")
-    native = native[0] if isinstance(native, list | tuple) else native
-    return int(cfg.resolution or (native * vae_scale if native else 512)), multiple
+    return longest_and_multiple(size_rule(cls), vae_scale, denoiser, cfg.resolution)
 
 
 def how_to_provide(model: str) -> str:
@@ -242,12 +281,11 @@ class DiffusersGenerator:
         # the SD/SDXL img2img pipelines take a 4-channel latent as the image and use it as is
         self._latent_path = (self.family in ("sd", "sdxl") and vae is not None
                              and getattr(vae.config, "latent_channels", None) == 4)
-        patch = getattr(getattr(self.denoiser, "config", None), "patch_size", None) or 1
-        self.multiple = self.vae_scale * int(patch)  # transformers (SD3) patchify the latent
-        unet = self.denoiser
-        native = getattr(unet.config, "sample_size", None) if unet is not None else None
-        native = native[0] if isinstance(native, list | tuple) else native
-        self.longest = int(cfg.resolution or (native * self.vae_scale if native else 512))
+        self.size_rule = size_rule(type(self.pipe))
+        denoiser = getattr(self.denoiser, "config", None) or {}
+        self.longest, self.multiple = longest_and_multiple(self.size_rule, self.vae_scale, denoiser, cfg.resolution)
+        # a pipeline that sizes its output by height/width (default: a native square) is told the size
+        self._size_kwargs = self.size_rule.sized_by_call and {"height", "width"} <= self._params
 
     @classmethod
     def planning_size(cls, cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]]:
@@ -351,6 +389,8 @@ class DiffusersGenerator:
             if int(batch.steps * batch.strength) < 1:  # no denoising step: the image is its source
                 return [im.copy() for im in prepared]
             image = self._encode_sources(batch.source_keys, prepared) if self._latent_path else prepared
+            if self._size_kwargs:
+                common |= {"height": h, "width": w}
             return self.pipe(image=image, strength=batch.strength, **common).images
 
     def _text_to_image(self, kwargs: dict, w: int, h: int) -> list[Image.Image]:
