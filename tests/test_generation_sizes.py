@@ -238,7 +238,10 @@ def test_sd3_uses_its_own_prompt_encoding(tmp_path):
         batch = GenerationBatch(sources=[src, src], source_keys=["a", "a"], labels=[0, 0], prompts=["a coat", "a shirt"],
                                 seeds=[1, 2], strength=strength_for(lam), steps=6, guidance_scale=3.0,
                                 negative_prompt="blurry")
-        outs[lam] = [im.tobytes() for im in gen.generate(batch)]
+        images = gen.generate(batch)
+        # at the planned size, not the pipeline's default square (sample_size x VAE scale: 16 x 16 here)
+        assert [im.size for im in images] == [gen.generation_size(40, 30)] * 2 == [(32, 24)] * 2
+        outs[lam] = [im.tobytes() for im in images]
         assert counter.calls == denoise_steps(6, lam) == gen.evaluations_per_image(6, strength_for(lam))
         assert outs[lam][0] != outs[lam][1]
     assert [im.tobytes() for im in make().generate(batch)] == outs[0.5]  # deterministic

@@ -67,7 +67,7 @@ class SizeRule:
     the pipeline's native latent size when it is fixed by the pipeline class (Flux: 128, i.e. 1024 px at
     VAE scale 8) rather than read from the denoiser's ``sample_size`` (None: UNet/SD3 transformer).
     ``sized_by_call``: the pipeline resizes the image to its ``height`` x ``width`` arguments, which
-    default to a square of the native size, so the adapter passes the generation size.
+    default to a square of the native size (SD3, Flux), so the adapter passes the generation size.
     """
 
     packing: int = 1
@@ -76,6 +76,7 @@ class SizeRule:
 
 
 FLUX_SIZE_RULE = SizeRule(packing=2, default_sample_size=128, sized_by_call=True)
+SD3_SIZE_RULE = SizeRule(sized_by_call=True)  # its img2img, too, resizes the image to height x width
 
 # Pipeline classes (the loaded one: ``generation.pipeline_class``, or the family of model_index.json's
 # ``_class_name`` that AutoPipelineForImage2Image loads) whose ``vae_scale_factor`` is
@@ -85,7 +86,7 @@ FLUX_SIZE_RULE = SizeRule(packing=2, default_sample_size=128, sized_by_call=True
 SIZE_RULES: dict[str, SizeRule] = {
     "StableDiffusionPipeline": SizeRule(), "StableDiffusionImg2ImgPipeline": SizeRule(),
     "StableDiffusionXLPipeline": SizeRule(), "StableDiffusionXLImg2ImgPipeline": SizeRule(),
-    "StableDiffusion3Pipeline": SizeRule(), "StableDiffusion3Img2ImgPipeline": SizeRule(),
+    "StableDiffusion3Pipeline": SD3_SIZE_RULE, "StableDiffusion3Img2ImgPipeline": SD3_SIZE_RULE,
     "FluxPipeline": FLUX_SIZE_RULE, "FluxImg2ImgPipeline": FLUX_SIZE_RULE,
 }
 CONFIG_SIZED_PIPELINES = frozenset(SIZE_RULES)
