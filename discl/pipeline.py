@@ -203,6 +203,14 @@ def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None,
             log.info("stage %s: complete for this config, skipped", name)
             status[name] = "skipped"
             return None
+        if (not force and is_complete(run_dir / stage_marker(name), digest)
+                and (run_dir / stage_artifact(name)).is_file()):
+            # made for this digest by the stage's own command (``discl mine``, ``discl generate``...): the
+            # stage would only find it done, so it is recorded as this run's and counted as skipped, not run
+            mark_complete(marker, digest, seconds=0.0, models=models)
+            log.info("stage %s: complete for this config (made by its own command), skipped", name)
+            status[name] = "skipped"
+            return None
         if force:
             marker.unlink(missing_ok=True)
             clear_stage(run_dir, name)

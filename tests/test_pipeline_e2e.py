@@ -64,6 +64,19 @@ def test_second_run_does_no_work(tiny_run: Path):
     assert images == {p: p.stat().st_mtime_ns for p in (tiny_run / "spectrum").rglob("*.png")}
 
 
+def test_a_stage_its_own_command_finished_is_not_counted_as_run(tiny_run: Path, tmp_path: Path):
+    """`discl mine` then `discl run`: mining is complete for the run's digest but the run has no marker of
+    it; the run records it and says it redid nothing (it used to list mine under "stages run")."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    (copy / ".stages" / "mine.json").unlink()  # what `discl mine` leaves: mining/_done.json only
+    p = discl("run", "configs/fmnist-lt.yaml", "--run-dir", str(copy), *TINY)
+    assert "nothing to redo" in p.stdout and "made by its own command" in p.stderr
+    assert (copy / ".stages" / "mine.json").is_file()
+
+
 def test_changed_setting_reruns_what_depends_on_it():
     from discl.config import load_config
     from discl.digests import filter_digest, generate_digest, mine_digest
@@ -173,7 +186,7 @@ def test_new_weights_behind_the_same_config_rerun_generate_filter_and_train(tmp_
     os.utime(prior / "prior.safetensors")  # new mtime, same bytes
     status = run(cfg, out)
     assert {k: v for k, v in status.items() if k != "report"} == dict.fromkeys(
-        ["mine", "generate", "filter", "train-discl-s0"], "skipped")
+        ["mine", "generate", "filter", "train-ce-s0", "train-discl-s0"], "skipped")  # ce: discl's init_from baseline
     assert outputs() == before
 
     _flip_first_weight_byte(prior / "prior.safetensors")
@@ -188,6 +201,12 @@ def test_new_weights_behind_the_same_config_rerun_generate_filter_and_train(tmp_
 
     status = run(cfg, out)  # and the new weights are now the finished state
     assert {k for k, v in status.items() if v == "ran"} == {"report"}
+    # a stage its own command finished (`discl mine` writes mining/_done.json, not the run's marker) is
+    # recorded as this run's and counted as skipped: "stages run" lists only work done
+    (out / ".stages" / "mine.json").unlink()
+    status = run(cfg, out)
+    assert {k for k, v in status.items() if v == "ran"} == {"report"} and status["mine"] == "skipped"
+    assert (out / ".stages" / "mine.json").is_file()
 
 
 def test_report_reuses_distances_until_the_filter_changes(tiny_run: Path, tmp_path: Path):
