@@ -93,6 +93,7 @@ def test_load_spectrum_of_a_run(tiny_run):
     assert item["keep"] is True and isinstance(item["label"], int) and item["image"].size == (28, 28)
     # an empty text field is "" as written (pandas would read NaN), filtered or not
     assert manifest["negative_prompt"].isna().all() and item["negative_prompt"] == "" and isinstance(item["prompt"], str)
+    assert item["drop_reason"] == "" and spectrum.to_hf_dataset()[0]["drop_reason"] == ""  # kept: no reason
     assert discl.load_spectrum(tiny_run, kept_only=False)[0]["negative_prompt"] == ""
     assert len(discl.load_spectrum(tiny_run, kept_only=False)) == len(manifest)
     hf = spectrum.to_hf_dataset()

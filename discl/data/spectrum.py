@@ -32,7 +32,7 @@ GENERATED_METADATA = "metadata.csv"
 # provenance fields that are text: an empty one (no negative prompt, a source without a path) reads as
 # "" (the manifest's own value), never as NaN, so ``item["negative_prompt"]`` is always a string
 TEXT_FIELDS = ("file_name", "sample_id", "source_sample_id", "source_path", "class_name", "prompt", "model",
-               "backend", "mode", "negative_prompt", "image_key", "condition_style")
+               "backend", "mode", "negative_prompt", "image_key", "condition_style", "drop_reason")
 FILTERED_METADATA = "metadata.parquet"
 
 
