@@ -69,6 +69,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         ktp, vtp = get_args(tp) or (Any, Any)
         out: dict[Any, Any] = {}
         for k, v in value.items():
+            if v is None and isinstance(k, str) and ":" in k and ktp is not str:
+                a, _, b = k.partition(":")  # YAML reads {0.5:50} (no space after the colon) as the one key "0.5:50"
+                raise ConfigError(f"{key}: YAML reads {{{k}}} as the single key {k!r} with no value: put a space "
+                                  f"after the colon, {{{a.strip()}: {b.strip()}}}")
             ck = _coerce(k, ktp, f"{key}")
             if ck in out:  # 0.3 and "0.3" (or 0.30) are one key once read: the later would silently win
                 raise ConfigError(f"{key}: {k!r} names the key {ck!r} a second time")

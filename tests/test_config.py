@@ -295,6 +295,9 @@ def test_a_mapping_key_given_twice_in_two_spellings_is_refused():
         _lt('generation.steps_per_level={0.3: 20, "0.3": 30}')
     with pytest.raises(ConfigError, match=r"a numeric key cannot be written with dots.*generation\.steps_per_level=\{0\.3: \.\.\.\}"):
         _lt("generation.steps_per_level.0.3=20")
+    # YAML reads {0.5:50} (no space after the colon) as the one key "0.5:50": the error shows the fix
+    with pytest.raises(ConfigError, match=r"put a space after the colon, \{0\.5: 50\}"):
+        _lt("generation.steps_per_level={0.5:50}")
 
 
 def test_a_level_that_runs_no_denoising_step_is_warned_about(caplog):
