@@ -479,3 +479,13 @@ def test_the_report_header_names_the_steps_the_spectrum_was_made_with():
     assert _steps_text(cfg, made) == "25 steps (λ 0.5: 100), conditioned on clean"
     unset = load_config(Path(__file__).resolve().parents[1] / "configs" / "fmnist-lq.yaml", [])
     assert unset.generation.condition_style is None and _steps_text(unset, None).endswith("conditioned on clean")
+
+
+def test_the_report_header_states_the_filter_rule():
+    from discl.config import load_config
+    from discl.evaluation.report import _filter_text
+
+    lt = Path(__file__).resolve().parents[1] / "configs" / "fmnist-lt.yaml"
+    assert _filter_text(load_config(lt, []).filtering) == "keeps sim_text ≥ 0.5"
+    cfg = load_config(lt, ["filtering.threshold=null", "filtering.per_level={0.5: 0.6, 0.1: 0.4}", "filtering.top_q=0.5"])
+    assert _filter_text(cfg.filtering) == "no global threshold on sim_text; per λ 0.1: 0.4, 0.5: 0.6; best 0.5 of each source and λ"

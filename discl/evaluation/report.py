@@ -30,6 +30,21 @@ LOSS_COLUMNS = ("train_loss", "loss")
 
 
 
+def _filter_text(f) -> str:
+    """The CLIP filter's rule in words: what a kept image must score (the run's thresholds)."""
+    score = {"text": "sim_text", "prompt": "sim_prompt", "image": "sim_image"}[f.score]
+    parts = [f"keeps {score} ≥ {f.threshold:g}" if f.threshold is not None else f"no global threshold on {score}"]
+    if f.per_level:
+        parts.append("per λ " + ", ".join(f"{k}: {v:g}" for k, v in sorted(f.per_level.items(), key=lambda kv: float(kv[0]))))
+    if f.per_class:
+        parts.append("per class " + ", ".join(f"{k}: {v:g}" for k, v in sorted(f.per_class.items())))
+    if f.top_q is not None:
+        parts.append(f"best {f.top_q:g} of each source and λ")
+    if f.retries:
+        parts.append(f"{f.retries} retr{'y' if f.retries == 1 else 'ies'} of dropped cells")
+    return "; ".join(parts)
+
+
 def _steps_text(cfg, manifest) -> str:
     """The schedule lengths the spectrum's images were made with (its rows' ``steps`` per λ), else the
     config's; with the embedded prior's conditioning style (the manifest's, else the config's or the
@@ -435,7 +450,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         "",
         f"Task `{cfg.data.task}`; generator `{cfg.generation.backend}:{cfg.generation.model}` "
         f"(λ {cfg.generation.levels}, {cfg.generation.seeds_per_level} seed{'s' * (cfg.generation.seeds_per_level != 1)} per level, {_steps_text(cfg, manifest)}, "
-        f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}`; "
+        f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}` "
+        f"({_filter_text(cfg.filtering)}); "
         f"curriculum `{cfg.curriculum.strategy}`; model `{_model_label(cfg.training)}`, {cfg.training.epochs} epochs; "
         f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",
         "",
@@ -463,7 +479,8 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         _md_table(fsum) if fsum is not None else "(no filter summary)",
         "",
         "## Distance of each λ to real data (CLIP embeddings of the kept images; λ = 1: the real hard sources; "
-        "every row at the same n per class, mean over seeded subsamples, MMD² 5-95 % interval; within a level, MMD² "
+        "every row at the same n per class, mean over seeded subsamples, MMD² 5-95 % interval over them, none for a "
+        "row measured whole, as λ = 1 always is; within a level, MMD² "
         "compares only images made from different sources, since the real row has one image per source)",
         "",
         DISTANCE_NOTE,
