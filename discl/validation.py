@@ -233,6 +233,18 @@ def _prompt_problems(cfg) -> list[str]:
     return out
 
 
+def _step_rule_or_default(g) -> str:
+    """The configured generator's img2img step rule from its config files; the default (SD's
+    ``int(T x strength)``, the one that runs fewer steps) when they cannot be read here."""
+    from discl.generation.base import planning_step_rule
+    from discl.generation.planning import DEFAULT_STEP_RULE
+
+    try:
+        return planning_step_rule(g)
+    except Exception:  # noqa: BLE001 - a warning's input; loading the model reports what is wrong with it
+        return DEFAULT_STEP_RULE
+
+
 def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) -> list[str]:
     g, f = cfg.generation, cfg.filtering
     out = []
@@ -252,10 +264,14 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
             "generation.steps_per_level: λ %s not generated (generation.levels: %s): ignored",
             ", ".join(f"{v:g}" for v in g.unused_steps_levels()), ", ".join(f"{v:g}" for v in g.levels))
     if "generation" not in skip:
-        from discl.generation.planning import denoise_steps
+        from discl.generation.planning import DEFAULT_STEP_RULE, denoise_steps
 
-        for lam in g.levels:
-            if float(lam) > 0.0 and denoise_steps(g.steps_at(lam), lam) < 1:
+        # int(T x strength) (SD, SDXL, embedded) runs no fewer steps than any rule; only where it runs none is
+        # the pipeline's own rule read (SD3/Flux run one step there: no warning), and unknown counts as it
+        zero = [lam for lam in g.levels if float(lam) > 0.0 and denoise_steps(g.steps_at(lam), lam) < 1]
+        rule = _step_rule_or_default(g) if zero else DEFAULT_STEP_RULE
+        for lam in zero:
+            if denoise_steps(g.steps_at(lam), lam, rule) < 1:
                 need = math.ceil(1.0 / (1.0 - float(lam)) - 1e-9)
                 log.warning(
                     "generation.levels: λ %g runs no denoising step at %d steps (int(%d × %g) = 0): its images are copies "

@@ -487,3 +487,115 @@ def test_the_size_decision_is_kept_per_spectrum(tmp_path, tiny_pipelines, monkey
     monkeypatch.setattr(runner, "planning_size", rival_publishes_first)
     lost = runner.spectrum_size_function(cfg.generation, out, fingerprint="w3")
     assert lost is None  # the winner's rule, not its own
+
+
+# -- SD3 / Flux img2img: their own step rule, a cost estimate for Flux, new image keys once ---------
+
+
+@pytest.fixture(scope="module")
+def tiny_sd3(tmp_path_factory):
+    """The tiny SD3 img2img pipeline (built in code: loading it needs T5 named) and a folder with its
+    saved configs, which planning reads."""
+    from generation_fixtures import build_tiny_sd3
+
+    root = tmp_path_factory.mktemp("sd3")
+    pipe = build_tiny_sd3(root / "build")
+    pipe.save_pretrained(root / "sd3")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, root / "sd3"
+
+
+def _flow_generator(kind, tiny_sd3, tiny_flux, **kw):
+    from discl.generation.diffusers_backend import DiffusersGenerator
+
+    g = dict(backend="diffusers", resolution=16, steps=3, guidance_scale=1.0, levels=[0.3, 0.7], seeds_per_level=1,
+             batch_size=4) | kw
+    if kind == "flux":
+        cfg = GenerationConfig(model=str(tiny_flux), **g)
+        return cfg, create_generator(cfg)
+    pipe, folder = tiny_sd3
+    cfg = GenerationConfig(model=str(folder), **g)
+    return cfg, DiffusersGenerator(cfg, pipe=pipe)
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_flow_step_rule_is_the_pipelines_own_get_timesteps(tiny_sd3, tiny_flux, kind):
+    """SD3 and Flux img2img truncate the start index, not the step count: T - int(T - T x strength)
+    steps, one more than SD's int(T x strength) at a fractional product; planning and the cost
+    estimate read the rule from config files, and Flux's count needs the mu of its dynamic shift."""
+    from discl.generation.base import planning_step_rule
+    from discl.generation.schedulers import set_timesteps
+
+    g, gen = _flow_generator(kind, tiny_sd3, tiny_flux)
+    assert gen.step_rule == planning_step_rule(g) == "truncate_start"
+    pipe, differ = gen.pipe, 0
+    for steps in range(1, 61):
+        for lam in [*DEFAULT_LEVELS, 0.25, 0.45, 0.65, 0.85]:
+            set_timesteps(pipe.scheduler, steps)
+            timesteps, n = pipe.get_timesteps(steps, strength_for(lam), "cpu")
+            assert denoise_steps(steps, lam, "truncate_start") == len(timesteps) == n, (steps, lam)
+            differ += denoise_steps(steps, lam) != n
+    assert differ > 100
+    for steps, lam in ((3, 0.3), (3, 0.7), (10, 0.7), (50, 0.9)):
+        assert gen.evaluations_per_image(steps, strength_for(lam)) == denoise_steps(steps, lam, "truncate_start")
+    assert [denoise_steps(3, lam, rule) for rule in ("truncate_steps", "truncate_start") for lam in (0.3, 0.7)] == [
+        2, 0, 3, 1]
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_flow_pipelines_record_the_steps_their_transformer_runs(tmp_path, tiny_sd3, tiny_flux, kind):
+    """3 steps: at λ 0.3 (strength 0.7) SD3/Flux run 3 steps (SD's rule said 2), at λ 0.7 one (SD's
+    rule said 0, and the backend returned the source instead of calling the pipeline). The manifest,
+    the dry run's estimate (Flux: it crashed asking for mu) and the transformer's calls agree."""
+    g, gen = _flow_generator(kind, tiny_sd3, tiny_flux)
+    ds = tiny_dataset(2)
+    run = tmp_path / "run"
+    write_hard_csv(run, ds)
+    cfg = RunConfig(name="t", run_dir=str(run), generation=g)
+    cost = runner.dry_run(cfg, calibrate=False, dataset=ds, generator=gen)
+    counter = ForwardCounter(gen.denoiser)
+    generate_spectrum(cfg, run, dataset=ds, generator=gen, progress=False)
+    counter.close()
+    meta = pd.read_csv(run / "spectrum" / "metadata.csv")
+    assert meta.groupby("lam")["denoise_steps"].agg(set).to_dict() == {0.3: {3}, 0.7: {1}}
+    assert counter.calls == 3 + 1  # one batch per level: both sources, k = 0
+    assert counter.rows == int(meta["denoise_steps"].sum()) == cost["all"]["denoiser_evaluations"] == 2 * (3 + 1)
+
+
+def test_flow_levels_that_run_a_step_are_not_warned_about(tiny_sd3, tiny_flux, tiny_pipelines, caplog):
+    """λ 0.7 at 3 steps runs no step on SD (warned) but one on SD3 and Flux (no warning)."""
+    from discl.validation import _backend_problems
+
+    for model, warned in ((tiny_pipelines["sd"], True), (tiny_sd3[1], False), (tiny_flux, False)):
+        caplog.clear()
+        cfg = RunConfig(name="t", generation=GenerationConfig(backend="diffusers", model=str(model), levels=[0.7],
+                                                              steps=3))
+        with caplog.at_level(logging.WARNING):
+            _backend_problems(cfg, synthetic=False)
+        assert ("λ 0.7 runs no denoising step at 3 steps" in caplog.text) == warned, model
+
+
+def test_size_passing_pipelines_get_new_image_keys_once(tmp_path, tiny_sd3, tiny_flux, tiny_pipelines):
+    """SD3/Flux images made before they were passed height/width were distorted: their image keys and
+    spectrum digest change (a mark in the generator's fingerprint), SD's and SDXL's do not."""
+    import copy
+
+    from discl.digests import generate_digest, image_settings_digest, stage_fingerprints
+
+    ds = tiny_dataset(2)
+    run = tmp_path / "run"
+    hard = write_hard_csv(run, ds)
+    for kind, model in (("sd3", tiny_sd3[1]), ("flux", tiny_flux), ("sd", tiny_pipelines["sd"]),
+                        ("sdxl", tiny_pipelines["sdxl-refiner"])):
+        cfg = RunConfig(name="t", run_dir=str(run), generation=GenerationConfig(
+            backend="diffusers", model=str(model), levels=[0.0, 0.5], seeds_per_level=1, steps=4))
+        fps = stage_fingerprints(cfg, "generate")
+        unmarked = copy.deepcopy(fps)
+        marked = unmarked["generation"]["model"].pop("size_passing", False)
+        assert marked is (kind in ("sd3", "flux")), kind
+        changed = image_settings_digest(cfg, fps) != image_settings_digest(cfg, unmarked)
+        assert changed is marked
+        assert (generate_digest(cfg, "h", fingerprints=fps, content="") !=
+                generate_digest(cfg, "h", fingerprints=unmarked, content="")) is marked
+        keys, before = (list(plan_spectrum(cfg, hard, ds, f)["image_key"]) for f in (fps, unmarked))
+        assert (not set(keys) & set(before)) is marked and (keys == before) is not marked

@@ -88,9 +88,11 @@ class Generator(Protocol):
     def generate(self, batch: GenerationBatch) -> list[Image.Image]: ...
 
 
-# name -> "module:attribute" of a factory taking a GenerationConfig. A factory may also have
-# ``planning_size(cfg) -> (width, height) -> (w, h)``: its generation size read from the model's
-# config files, no weights (:func:`planning_size`).
+# name -> "module:attribute" of a factory taking a GenerationConfig. A factory may also have, all
+# read from the model's config files, no weights: ``planning_size(cfg) -> (width, height) -> (w, h)``,
+# its generation size (:func:`planning_size`); ``planning_step_rule(cfg) -> str``, the img2img step
+# rule its generators' ``step_rule`` attribute holds (:func:`planning_step_rule`); ``revision_marks(cfg)
+# -> dict``, what changes its images beyond config and weights (:func:`revision_marks`).
 _REGISTRY: dict[str, str | Callable[[GenerationConfig], Generator]] = {
     "embedded": "discl.generation.embedded:EmbeddedGenerator",
     "diffusers": "discl.generation.diffusers_backend:DiffusersGenerator",
@@ -149,3 +151,22 @@ def planning_size(cfg: GenerationConfig) -> Callable[[int, int], tuple[int, int]
         logger.info("generation: batches grouped by exact aspect ratio, not generation size: the generation "
                     "size of %s is not known before loading it (%s)", cfg.model, why)
     return None
+
+
+def planning_step_rule(cfg: GenerationConfig) -> str:
+    """The img2img step rule (:data:`discl.generation.planning.STEP_RULES`) the configured backend's
+    generator follows, known without loading weights (the factory's ``planning_step_rule``; the
+    ``truncate_steps`` rule of SD and the embedded backend when it has none), so the plan records the
+    steps that run. Errors propagate: unlike a size, a wrong step count has no safe fallback."""
+    from discl.generation.planning import DEFAULT_STEP_RULE
+
+    rule = getattr(_factory(cfg.backend), "planning_step_rule", None)
+    return DEFAULT_STEP_RULE if rule is None else rule(cfg)
+
+
+def revision_marks(cfg: GenerationConfig) -> dict[str, Any]:
+    """What changes the configured backend's images although neither its config keys nor its weights
+    change (the factory's ``revision_marks``; none without): :func:`discl.fingerprint.model_fingerprints`
+    records them with the generator's weights, so the image keys and the spectrum digest see them."""
+    marks = getattr(_factory(cfg.backend), "revision_marks", None)
+    return {} if marks is None else dict(marks(cfg))

@@ -29,7 +29,7 @@ class GenerationConfig:
     levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     seeds_per_level: int = 8
     steps: int = 50
-    steps_per_level: dict[float, int] = field(default_factory=dict)  # e.g. {0.7: 100, 0.9: 100}: the schedule length at these levels, `steps` at the others; img2img runs int(steps x strength) of them, 2 at λ 0.9 of 25; a level not generated is ignored (with a warning)
+    steps_per_level: dict[float, int] = field(default_factory=dict)  # e.g. {0.7: 100, 0.9: 100}: the schedule length at these levels, `steps` at the others; img2img runs int(steps x strength) of them (SD3/Flux: steps - int(steps - steps x strength)), 2 at λ 0.9 of 25; a level not generated is ignored (with a warning)
     guidance_scale: float = 10.0
     condition_style: str | None = None  # embedded: condition the prior on this style (one of its styles, or any: the class alone) instead of the one stored with its weights; the prompt's analog
     negative_prompt: str | None = None

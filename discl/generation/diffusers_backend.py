@@ -18,6 +18,10 @@ Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub
   times the pipeline's latent packing (Flux packs 2x2: 16 at VAE scale 8; its native size is the
   pipeline's ``default_sample_size``, 1024 px) (:class:`SizeRule`); batch planning reads the same
   policy from the model's config files, without loading it (:func:`size_policy`);
+- step counts: SD/SDXL img2img run ``int(T * strength)`` of ``T`` steps, SD3 and Flux
+  ``T - int(T - T * strength)`` (one more at a fractional product); the manifest, the cost estimate
+  and the no-step shortcut follow the family's rule (:data:`PIPELINE_STEP_RULES`), which planning
+  reads from the model's config files too (:func:`step_policy`);
 - ``generation.scheduler`` replaces the pipeline's scheduler (``from_config`` of its own config);
   ``generation.lora`` adapters are loaded and fused.
 """
@@ -39,7 +43,7 @@ from PIL import Image
 from discl.errors import DisclError, ModelNotFoundError
 from discl.generation.base import GenerationBatch, split_by_size
 from discl.generation.config import GenerationConfig
-from discl.generation.planning import generation_size
+from discl.generation.planning import DEFAULT_STEP_RULE, generation_size, img2img_steps
 from discl.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,22 @@ def size_rule(pipeline_class: str | type) -> SizeRule:
     base's); the plain rule (no packing, native size from the denoiser) for an unlisted class."""
     names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
     return next((SIZE_RULES[n] for n in names if n in SIZE_RULES), SizeRule())
+
+
+# Pipeline classes whose img2img ``get_timesteps`` truncates the start index rather than the step
+# count (:data:`discl.generation.planning.STEP_RULES`): they run ``T - int(T - T * strength)`` steps.
+# Every other class (SD, SDXL, and any unlisted one) runs ``int(T * strength)``.
+PIPELINE_STEP_RULES: dict[str, str] = {
+    "StableDiffusion3Pipeline": "truncate_start", "StableDiffusion3Img2ImgPipeline": "truncate_start",
+    "FluxPipeline": "truncate_start", "FluxImg2ImgPipeline": "truncate_start",
+}
+
+
+def step_rule(pipeline_class: str | type) -> str:
+    """The img2img step rule of a pipeline class (by name, or a class: its own or its nearest listed
+    base's), looked up as :func:`size_rule` is; ``truncate_steps`` for an unlisted class."""
+    names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
+    return next((PIPELINE_STEP_RULES[n] for n in names if n in PIPELINE_STEP_RULES), DEFAULT_STEP_RULE)
 
 
 def longest_and_multiple(rule: SizeRule, vae_scale: int, denoiser: Mapping, resolution: int | None) -> tuple[int, int]:
@@ -162,6 +182,43 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
     vae_scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae is not None else 8
     denoiser = component("unet") or component("transformer") or {}
     return longest_and_multiple(size_rule(cls), vae_scale, denoiser, cfg.resolution)
+
+
+def configured_pipeline_class(cfg: GenerationConfig) -> str:
+    """The name of the pipeline class the configured model loads as, from config files alone:
+    ``generation.pipeline_class``, else ``_class_name`` of its ``model_index.json`` (whose family
+    ``AutoPipelineForImage2Image`` loads). Raises when that file cannot be read."""
+    if cfg.pipeline_class:
+        return cfg.pipeline_class
+    return str(load_model_config(cfg.model, "model_index.json").get("_class_name") or "")
+
+
+def step_policy(cfg: GenerationConfig) -> str:
+    """The img2img step rule :class:`DiffusersGenerator` will follow (:func:`step_rule`), from config
+    files alone, for the plan's ``denoise_steps``. Unlike the size policy it has no safe fallback
+    (a wrong rule records wrong step counts), so an unreadable ``model_index.json`` is an error here,
+    as it would be when the pipeline loads."""
+    try:
+        return step_rule(configured_pipeline_class(cfg))
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(f"generation.model: {how_to_provide(cfg.model)} ({e})") from None
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"generation.model: cannot read {cfg.model}/model_index.json "
+                                 f"({str(e).splitlines()[0][:300]}); {how_to_provide(cfg.model)}") from None
+
+
+def revision_marks(cfg: GenerationConfig) -> dict[str, object]:
+    """Marks that change the configured pipeline's images without a change of config or weights,
+    recorded in the generator's fingerprint (:func:`discl.fingerprint.model_fingerprints`), so its image
+    keys and spectrum digest change once. ``size_passing``: a pipeline whose size rule passes
+    ``height``/``width`` (SD3, Flux: before that change, discl resized the native square it generated
+    back to the planned size, distorted); other pipelines get none, so their keys stay as they were.
+    Empty when the configs cannot be read (a model that cannot be loaded generates nothing)."""
+    try:
+        cls = configured_pipeline_class(cfg)
+    except Exception:  # noqa: BLE001 - no marks known; fingerprinting never fails on a model it cannot read
+        return {}
+    return {"size_passing": True} if size_rule(cls).sized_by_call else {}
 
 
 def how_to_provide(model: str) -> str:
@@ -283,6 +340,7 @@ class DiffusersGenerator:
         self._latent_path = (self.family in ("sd", "sdxl") and vae is not None
                              and getattr(vae.config, "latent_channels", None) == 4)
         self.size_rule = size_rule(type(self.pipe))
+        self.step_rule = step_rule(type(self.pipe))  # the steps its img2img runs at a strength
         denoiser = getattr(self.denoiser, "config", None) or {}
         self.longest, self.multiple = longest_and_multiple(self.size_rule, self.vae_scale, denoiser, cfg.resolution)
         # a pipeline that sizes its output by height/width (default: a native square) is told the size
@@ -294,6 +352,16 @@ class DiffusersGenerator:
         planning, which must not load the pipeline."""
         longest, multiple = size_policy(cfg)
         return partial(generation_size, longest=longest, multiple=multiple)
+
+    @classmethod
+    def planning_step_rule(cls, cfg: GenerationConfig) -> str:
+        """:attr:`step_rule` from the model's config files alone (:func:`step_policy`): for planning."""
+        return step_policy(cfg)
+
+    @classmethod
+    def revision_marks(cls, cfg: GenerationConfig) -> dict[str, object]:
+        """See :func:`revision_marks` (config files alone)."""
+        return revision_marks(cfg)
 
     @property
     def denoiser(self):
@@ -366,7 +434,7 @@ class DiffusersGenerator:
         from discl.generation.schedulers import evaluations_per_image
 
         return evaluations_per_image(self.pipe.scheduler.__class__.from_config(self.pipe.scheduler.config),
-                                     steps, strength)
+                                     steps, strength, self.step_rule)
 
     def generate(self, batch: GenerationBatch) -> list[Image.Image]:
         prepared = [self._prepare(img) for img in batch.sources]
@@ -387,7 +455,7 @@ class DiffusersGenerator:
                           output_type="pil", **embeds)
             if batch.text_to_image:
                 return self._text_to_image(common, w, h)
-            if int(batch.steps * batch.strength) < 1:  # no denoising step: the image is its source
+            if img2img_steps(batch.steps, batch.strength, self.step_rule) < 1:  # no step: the image is its source
                 return [im.copy() for im in prepared]
             image = self._encode_sources(batch.source_keys, prepared) if self._latent_path else prepared
             if self._size_kwargs:

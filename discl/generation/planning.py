@@ -25,15 +25,36 @@ def strength_for(lam: float) -> float:
     return round(1.0 - float(lam), 6)
 
 
-def denoise_steps(steps: int, lam: float) -> int:
-    """Denoising steps img2img runs at ``lam`` with ``steps`` inference steps.
+# How an img2img pipeline turns (T inference steps, strength) into the steps it runs. The two rules
+# of diffusers' ``get_timesteps`` differ at fractional ``T * strength`` (T = 3, strength 0.7: 2 or 3):
+# ``truncate_steps``: ``min(int(T * strength), T)`` steps (SD, SDXL, and the embedded backend);
+# ``truncate_start``: the start index ``int(T - min(T * strength, T))`` is truncated instead, so
+# ``T - int(T - T * strength)`` steps run, one more at a fractional product (SD3, Flux).
+STEP_RULES = ("truncate_steps", "truncate_start")
+DEFAULT_STEP_RULE = "truncate_steps"
 
-    Exactly what diffusers' img2img ``get_timesteps`` computes from the strength it is given:
-    ``int(T * strength_for(lam))``, truncated (T = 90, lambda = 0.3: 90 * 0.7 = 62.99... -> 62), so the
-    manifest records the steps that actually run. For schedulers of order 1 (every one the contract
-    test covers) this is also the number of denoiser evaluations per CFG branch.
+
+def img2img_steps(steps: int, strength: float, rule: str = DEFAULT_STEP_RULE) -> int:
+    """Denoising steps an img2img pipeline of step rule ``rule`` (:data:`STEP_RULES`) runs: the float
+    arithmetic of its ``get_timesteps``, so float noise rounds as it does there."""
+    steps = int(steps)
+    if rule == "truncate_steps":
+        return min(int(steps * strength), steps)
+    if rule == "truncate_start":
+        return steps - int(max(steps - min(steps * strength, steps), 0))
+    raise ValueError(f"unknown img2img step rule {rule!r} (known: {', '.join(STEP_RULES)})")
+
+
+def denoise_steps(steps: int, lam: float, rule: str = DEFAULT_STEP_RULE) -> int:
+    """Denoising steps img2img runs at ``lam`` with ``steps`` inference steps under step rule ``rule``.
+
+    Exactly what diffusers' img2img ``get_timesteps`` computes from the strength it is given
+    (:func:`img2img_steps`); under ``truncate_steps`` (SD, SDXL, embedded) ``int(T * strength_for(lam))``,
+    truncated (T = 90, lambda = 0.3: 90 * 0.7 = 62.99... -> 62), so the manifest records the steps
+    that actually run. For schedulers of order 1 (every one the contract test covers) this is also
+    the number of denoiser evaluations per CFG branch.
     """
-    return min(int(int(steps) * strength_for(lam)), int(steps))
+    return img2img_steps(steps, strength_for(lam), rule)
 
 
 def job_seed(base_seed: int, sample_id: str, lam: float, k: int) -> int:
@@ -58,9 +79,10 @@ def image_file_name(sample_id: str, label: int, lam: float, k: int, ext: str = "
 
 def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, base_seed: int, steps: int,
               ext: str = "png", prompt_fn: Callable[[str, int, str], str] | None = None,
-              steps_per_level: dict[float, int] | None = None) -> pd.DataFrame:
+              steps_per_level: dict[float, int] | None = None, step_rule: str = DEFAULT_STEP_RULE) -> pd.DataFrame:
     """One row per (hard sample, lambda, k), in a stable order; ``job`` is the row's stable index.
-    ``steps_per_level`` overrides ``steps`` (the schedule length) at the levels it names.
+    ``steps_per_level`` overrides ``steps`` (the schedule length) at the levels it names;
+    ``step_rule`` is the pipeline family's (:data:`STEP_RULES`), which ``denoise_steps`` follows.
 
     ``hard`` needs ``sample_id``, ``label``, ``class_name``; ``prompt_fn(sample_id, k, class_name)``
     adds a ``prompt`` column when given.
@@ -68,6 +90,8 @@ def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, bas
     missing = [c for c in ("sample_id", "label", "class_name") if c not in hard.columns]
     if missing:
         raise ValueError(f"hard samples lack columns {missing}")
+    if step_rule not in STEP_RULES:
+        raise ValueError(f"unknown img2img step rule {step_rule!r} (known: {', '.join(STEP_RULES)})")
     if hard["sample_id"].duplicated().any():
         raise ValueError(f"duplicate sample id in hard samples: {hard['sample_id'][hard['sample_id'].duplicated()].iloc[0]!r}")
     per_level = {round(float(k), 6): int(v) for k, v in (steps_per_level or {}).items()}
@@ -80,7 +104,7 @@ def plan_jobs(hard: pd.DataFrame, levels: list[float], seeds_per_level: int, bas
                 row = {
                     "sample_id": sid, "label": label, "class_name": name, "lam": round(float(lam), 6),
                     "strength": strength_for(lam), "k": k, "seed": job_seed(base_seed, sid, lam, k),
-                    "steps": n_steps, "denoise_steps": denoise_steps(n_steps, lam),
+                    "steps": n_steps, "denoise_steps": denoise_steps(n_steps, lam, step_rule),
                     "file_name": image_file_name(sid, label, lam, k, ext),
                 }
                 if prompt_fn is not None:

@@ -34,9 +34,16 @@ from discl.artifacts import (
     write_table,
 )
 from discl.config import RunConfig
-from discl.generation.base import GenerationBatch, Generator, create_generator, planning_size
+from discl.generation.base import (
+    GenerationBatch,
+    Generator,
+    create_generator,
+    planning_size,
+    planning_step_rule,
+)
 from discl.generation.config import GenerationConfig
 from discl.generation.planning import (
+    DEFAULT_STEP_RULE,
     batches,
     cost_summary,
     plan_jobs,
@@ -118,6 +125,8 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, fingerprints: dic
     (:func:`discl.data.identity.source_keys`), so the variants of an image replaced in place are made
     again. ``condition_style`` records the style the embedded prior is conditioned on (the config's, else
     the one its config file stores; "" for diffusers, which reads the prompt); it is not in the key.
+    ``denoise_steps`` follows the pipeline family's step rule, read from the model's config files
+    (:func:`discl.generation.base.planning_step_rule`: SD3 and Flux run one step more than SD at some strengths).
     """
     from discl.data.identity import source_keys
     from discl.digests import effective_condition_style, image_key, image_settings_digest, stage_fingerprints
@@ -128,7 +137,7 @@ def plan_spectrum(cfg: RunConfig, hard: pd.DataFrame, dataset, fingerprints: dic
     g = cfg.generation
     descriptions = resolve_descriptions(cfg.prompts, dataset.classes)
     jobs = plan_jobs(hard, g.levels, g.seeds_per_level, g.base_seed, g.steps, ext=g.image_format,
-                     steps_per_level=g.steps_per_level,
+                     steps_per_level=g.steps_per_level, step_rule=planning_step_rule(g),
                      prompt_fn=lambda sid, k, name: build_prompt(cfg.prompts, name, sid, k, descriptions))
     paths = dataset.frame["path"] if "path" in dataset.frame.columns else None
     jobs["source_sample_id"] = jobs["sample_id"]
@@ -276,6 +285,18 @@ def _warn_if_sizes_differ(gen: Generator, size_of, sizes) -> None:
                        "batches may hold several sizes", w, h, size_of(w, h), gen.generation_size(w, h))
 
 
+def _check_step_rule(gen: Generator, g: GenerationConfig) -> None:
+    """The plan's step counts (the rule read from config files) must be what the loaded generator runs:
+    a manifest that records other step counts than ran is an error, not a warning."""
+    planned, loaded = planning_step_rule(g), getattr(gen, "step_rule", DEFAULT_STEP_RULE)
+    if planned != loaded:
+        from discl.errors import DisclError
+
+        raise DisclError(f"generation: the plan counts img2img steps by the {planned} rule (from {g.model}'s config "
+                         f"files), the loaded {type(getattr(gen, 'pipe', gen)).__name__} by {loaded}; set "
+                         f"generation.pipeline_class to the class that loads")
+
+
 def _decodes(path: Path) -> bool:
     try:
         with Image.open(path) as im:
@@ -339,6 +360,7 @@ def generate_spectrum(cfg: RunConfig, run_dir: Path, shard: tuple[int, int] = (0
                 len(mine), len(done), len(todo))
     if todo:
         gen = generator or create_generator(cfg.generation)
+        _check_step_rule(gen, cfg.generation)
         todo_ids = pd.concat(todo)["sample_id"].unique()
         _warn_if_sizes_differ(gen, spectrum_size_function(cfg.generation, out, fingerprint=gfp),
                               set(source_sizes(dataset, todo_ids).values()))
@@ -461,6 +483,7 @@ def dry_run(cfg: RunConfig, shard: tuple[int, int] = (0, 1), calibrate: bool = T
     dataset = build_dataset(cfg.data) if dataset is None else dataset
     plan = plan_spectrum(cfg, read_hard(cfg.run_path), dataset)
     gen = generator or create_generator(g)
+    _check_step_rule(gen, g)
     evaluations = {float(lam): gen.evaluations_per_image(g.steps_at(lam), strength_for(lam)) for lam in g.levels}
     from discl.digests import stage_fingerprints
 

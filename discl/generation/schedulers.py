@@ -3,9 +3,11 @@
 Wraps, does not fork: a scheduler is any diffusers ``SchedulerMixin`` class, built with
 ``from_config`` from the model's own scheduler config (the pipeline's, or the embedded prior's) plus
 ``generation.scheduler_kwargs``. Image-to-image keeps diffusers' semantics, in one function both
-backends use (:func:`img2img_timesteps`): ``set_timesteps(T)``, then the last ``int(T * strength)``
-steps of the scheduler's own timesteps (times its ``order``), with ``set_begin_index`` so
-``add_noise`` and ``step`` start where the truncated schedule starts.
+backends use (:func:`img2img_timesteps`): ``set_timesteps(T)``, then the last ``n`` steps of the
+scheduler's own timesteps (times its ``order``), with ``set_begin_index`` so ``add_noise`` and
+``step`` start where the truncated schedule starts. ``n`` follows the pipeline family's step rule
+(:func:`discl.generation.planning.img2img_steps`): ``int(T * strength)`` for SD/SDXL and the
+embedded backend, ``T - int(T - T * strength)`` for SD3 and Flux.
 
 A scheduler that cannot do img2img (no ``add_noise``; flow-matching ``scale_noise`` on the diffusers backend), an unknown name and keyword arguments the
 class does not take are errors naming the key, raised when the config is validated.
@@ -17,6 +19,7 @@ import inspect
 from typing import Any
 
 from discl.configtools import ConfigError
+from discl.generation.planning import DEFAULT_STEP_RULE, img2img_steps
 
 # how a scheduler noises a source to the first img2img timestep: DDPM-style ``add_noise``, or flow
 # matching's ``scale_noise`` (SD3/Flux pipelines). The embedded prior (an epsilon model) needs the first.
@@ -60,7 +63,7 @@ def check_scheduler(name: str, kwargs: dict[str, Any], steps: int, noisers: tupl
     except (TypeError, ValueError) as e:
         raise ConfigError(f"generation.scheduler_kwargs: {name} rejects {kwargs}: {e}") from None
     try:
-        sched.set_timesteps(steps)
+        set_timesteps(sched, steps)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"generation.steps: {name} cannot run {steps} steps: {e}") from None
 
@@ -72,23 +75,37 @@ def build_scheduler(name: str | None, base_config: dict[str, Any], kwargs: dict[
     return cls.from_config(dict(base_config), **dict(kwargs or {}))
 
 
-def img2img_timesteps(scheduler, steps: int, strength: float):
-    """The timesteps an img2img pipeline runs at ``strength``: diffusers' ``get_timesteps`` exactly.
+def set_timesteps(scheduler, steps: int) -> None:
+    """``scheduler.set_timesteps(steps)``, with a ``mu`` where the scheduler shifts its schedule by the
+    image's size (flow matching with ``use_dynamic_shifting``: Flux's scheduler refuses to run
+    without it). The pipelines compute ``mu`` from the image's token count; here it is the shift at
+    the scheduler's ``base_image_seq_len`` (its ``base_shift``): the shift moves the timesteps, never
+    their number, so step counts and evaluations are those of any image size."""
+    if scheduler.config.get("use_dynamic_shifting") and "mu" in inspect.signature(
+            scheduler.set_timesteps).parameters:
+        scheduler.set_timesteps(steps, mu=float(scheduler.config.get("base_shift", 0.5)))
+    else:
+        scheduler.set_timesteps(steps)
 
-    ``init = min(int(steps * strength), steps)`` (truncated, as diffusers does with the strength it
-    is given); the schedule starts at ``(steps - init) * scheduler.order``.
+
+def img2img_timesteps(scheduler, steps: int, strength: float, rule: str = DEFAULT_STEP_RULE):
+    """The timesteps an img2img pipeline of step rule ``rule`` runs at ``strength``: diffusers'
+    ``get_timesteps`` exactly.
+
+    ``n = img2img_steps(steps, strength, rule)`` (:func:`discl.generation.planning.img2img_steps`: under
+    ``truncate_steps`` ``min(int(steps * strength), steps)``, truncated as diffusers does with the strength
+    it is given); the schedule starts at ``(steps - n) * scheduler.order``.
     """
-    scheduler.set_timesteps(steps)
-    init = min(int(steps * strength), steps)
-    t_start = max(steps - init, 0)
+    set_timesteps(scheduler, steps)
+    t_start = steps - img2img_steps(steps, strength, rule)
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(t_start * scheduler.order)
     return scheduler.timesteps[t_start * scheduler.order:]
 
 
-def evaluations_per_image(scheduler, steps: int, strength: float) -> int:
+def evaluations_per_image(scheduler, steps: int, strength: float, rule: str = DEFAULT_STEP_RULE) -> int:
     """Denoiser evaluations one image needs at ``strength`` (per CFG branch): the timesteps it runs."""
-    return len(img2img_timesteps(scheduler, steps, strength))
+    return len(img2img_timesteps(scheduler, steps, strength, rule))
 
 
 def step_kwargs(scheduler, generators=None, **wanted: Any) -> dict[str, Any]:
