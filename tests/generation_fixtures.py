@@ -217,12 +217,22 @@ def write_tiny_lora(path: Path, pipeline_folder: Path, rank: int = 2, seed: int 
     return path
 
 
+def _flow_vae():
+    """The tiny VAE of the flow-matching pipelines (SD3, Flux): shift and scale factors, no quant convs."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                         norm_num_groups=8, sample_size=32, shift_factor=0.0609, scaling_factor=1.5035,
+                         use_quant_conv=False, use_post_quant_conv=False)
+
+
 def build_tiny_sd3(folder: Path, patch_size: int = 1):
     """A tiny ``StableDiffusion3Img2ImgPipeline`` (two CLIP encoders, no T5: the pipeline then uses
     zeros for the T5 embeddings). Returned as a pipeline object: ``from_pretrained`` of a folder
     saved without T5 needs the missing components named, which the backend does not do."""
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Img2ImgPipeline,
@@ -233,11 +243,7 @@ def build_tiny_sd3(folder: Path, patch_size: int = 1):
     transformer = SD3Transformer2DModel(sample_size=8, patch_size=patch_size, in_channels=4, num_layers=1, attention_head_dim=8,
                                         num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
                                         pooled_projection_dim=32, out_channels=4)
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                        norm_num_groups=8, sample_size=32, shift_factor=0.0609, scaling_factor=1.5035,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = _flow_vae()
     tok = write_tiny_clip_tokenizer(folder / "_tok")
     torch.manual_seed(0)
     text1 = CLIPTextModelWithProjection(_text_config(16, 16))
@@ -255,7 +261,6 @@ def build_tiny_flux(folder: Path) -> Path:
     sequence. The tiny CLIP tokenizer serves as ``tokenizer_2`` too (it pads to ``max_sequence_length``
     like T5's; no sentencepiece file needed). The VAE has two blocks: VAE scale 2, multiple 4."""
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         FluxImg2ImgPipeline,
         FluxTransformer2DModel,
@@ -266,11 +271,7 @@ def build_tiny_flux(folder: Path) -> Path:
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=16, axes_dims_rope=[4, 4, 8])
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                        norm_num_groups=8, sample_size=32, shift_factor=0.0609, scaling_factor=1.5035,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = _flow_vae()
     tok = write_tiny_clip_tokenizer(folder / "_tok")
     torch.manual_seed(0)
     text = CLIPTextModel(_text_config())

@@ -198,39 +198,36 @@ def test_a_sampler_made_before_the_process_group_starts_shards_by_rank(tmp_path)
         assert got["early"][0] == 8 and "batch_sampler=curriculum.batch_sampler" in got["early"][1]
 
 
+class _HFRecorder(torch.nn.Module):
+    """A linear model that calls ``record(indices)`` with the pool indices of every batch it trains on."""
+
+    def __init__(self, record):
+        super().__init__()
+        self.lin, self.record = torch.nn.Linear(1, 3), record
+
+    def forward(self, x, labels=None):
+        self.record([int(v) for v in x.flatten()])
+        logits = self.lin(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def _hf_collate(items):
+    return {"x": torch.stack([a for a, _ in items]), "labels": torch.tensor([b for _, b in items])}
+
+
 def _hf_train(cur, sampler, out, save_steps=None, resume=None, history=None):
     from transformers import TrainingArguments
 
     from discl.integrations.hf import CurriculumCallback, CurriculumTrainer
 
     seen: dict[int, list[int]] = {}  # curriculum epoch -> pool indices trained on
-
-    class Items(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(cur)
-
-        def __getitem__(self, i):
-            return torch.tensor([float(i)]), int(cur.meta.at[int(i), "label"])
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = torch.nn.Linear(1, 3)
-
-        def forward(self, x, labels=None):
-            seen.setdefault(cb.epoch, []).extend(int(v) for v in x.flatten())
-            logits = self.lin(x)
-            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
-
-    def collate(items):
-        return {"x": torch.stack([a for a, _ in items]), "labels": torch.tensor([b for _, b in items])}
-
     cb = CurriculumCallback(cur, sampler)
     args = TrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=sampler.items_per_batch,
                              save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500, report_to=[],
                              use_cpu=True, remove_unused_columns=False, disable_tqdm=True, logging_strategy="no")
-    trainer = CurriculumTrainer(model=Net(), args=args, train_dataset=Items(), data_collator=collate, callbacks=[cb],
-                                curriculum_sampler=sampler)
+    model = _HFRecorder(lambda batch: seen.setdefault(cb.epoch, []).extend(batch))
+    trainer = CurriculumTrainer(model=model, args=args, train_dataset=_Indexed(cur), data_collator=_hf_collate,
+                                callbacks=[cb], curriculum_sampler=sampler)
     trainer.train(resume_from_checkpoint=resume)
     if history is not None:
         history.extend(cb.history)
