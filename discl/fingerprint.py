@@ -278,14 +278,6 @@ def model_fingerprints(cfg, sections: Collection[str] | None = None) -> dict[str
         style = prior_condition_style(g.model)
         if style is not None:
             out["generation"]["model"] = {**out["generation"]["model"], "condition_style": style}
-    if g.backend != EMBEDDED and "model" in out.get("generation", {}):
-        # how this version drives the pipeline, where it changed its images (SD3/Flux: passed their size):
-        # part of the weights' identity, so those images get new keys once; none for SD/SDXL
-        from discl.generation.base import revision_marks
-
-        marks = revision_marks(g)
-        if marks:
-            out["generation"]["model"] = {**out["generation"]["model"], **marks}
     return out
 
 

@@ -518,6 +518,21 @@ def _flow_generator(kind, tiny_sd3, tiny_flux, **kw):
     return cfg, DiffusersGenerator(cfg, pipe=pipe)
 
 
+def test_the_step_rule_is_measured_on_the_classes_own_get_timesteps():
+    """Not a list of known classes: every class diffusers exports is measured (a text-to-image class through
+    the image-to-image class AutoPipelineForImage2Image loads for it), so e.g. Qwen-Image, Flux Control and
+    SD3-PAG img2img get the start-truncating rule; a class diffusers does not know falls back to SD's."""
+    from discl.generation.diffusers_backend import measured_step_rule, step_rule
+
+    start = ["StableDiffusion3Pipeline", "FluxPipeline", "QwenImagePipeline", "FluxControlImg2ImgPipeline",
+             "StableDiffusion3PAGImg2ImgPipeline", "ZImageImg2ImgPipeline"]
+    steps = ["StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+             "StableDiffusionImg2ImgPipeline"]
+    assert [step_rule(n) for n in start] == ["truncate_start"] * len(start)
+    assert [step_rule(n) for n in steps] == ["truncate_steps"] * len(steps)
+    assert measured_step_rule("NoSuchPipeline") is None and step_rule("NoSuchPipeline") == "truncate_steps"
+
+
 @pytest.mark.parametrize("kind", ["sd3", "flux"])
 def test_flow_step_rule_is_the_pipelines_own_get_timesteps(tiny_sd3, tiny_flux, kind):
     """SD3 and Flux img2img truncate the start index, not the step count: T - int(T - T x strength)
@@ -574,28 +589,3 @@ def test_flow_levels_that_run_a_step_are_not_warned_about(tiny_sd3, tiny_flux, t
             _backend_problems(cfg, synthetic=False)
         assert ("λ 0.7 runs no denoising step at 3 steps" in caplog.text) == warned, model
 
-
-def test_size_passing_pipelines_get_new_image_keys_once(tmp_path, tiny_sd3, tiny_flux, tiny_pipelines):
-    """SD3/Flux images made before they were passed height/width were distorted: their image keys and
-    spectrum digest change (a mark in the generator's fingerprint), SD's and SDXL's do not."""
-    import copy
-
-    from discl.digests import generate_digest, image_settings_digest, stage_fingerprints
-
-    ds = tiny_dataset(2)
-    run = tmp_path / "run"
-    hard = write_hard_csv(run, ds)
-    for kind, model in (("sd3", tiny_sd3[1]), ("flux", tiny_flux), ("sd", tiny_pipelines["sd"]),
-                        ("sdxl", tiny_pipelines["sdxl-refiner"])):
-        cfg = RunConfig(name="t", run_dir=str(run), generation=GenerationConfig(
-            backend="diffusers", model=str(model), levels=[0.0, 0.5], seeds_per_level=1, steps=4))
-        fps = stage_fingerprints(cfg, "generate")
-        unmarked = copy.deepcopy(fps)
-        marked = unmarked["generation"]["model"].pop("size_passing", False)
-        assert marked is (kind in ("sd3", "flux")), kind
-        changed = image_settings_digest(cfg, fps) != image_settings_digest(cfg, unmarked)
-        assert changed is marked
-        assert (generate_digest(cfg, "h", fingerprints=fps, content="") !=
-                generate_digest(cfg, "h", fingerprints=unmarked, content="")) is marked
-        keys, before = (list(plan_spectrum(cfg, hard, ds, f)["image_key"]) for f in (fps, unmarked))
-        assert (not set(keys) & set(before)) is marked and (keys == before) is not marked

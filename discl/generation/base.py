@@ -91,8 +91,7 @@ class Generator(Protocol):
 # name -> "module:attribute" of a factory taking a GenerationConfig. A factory may also have, all
 # read from the model's config files, no weights: ``planning_size(cfg) -> (width, height) -> (w, h)``,
 # its generation size (:func:`planning_size`); ``planning_step_rule(cfg) -> str``, the img2img step
-# rule its generators' ``step_rule`` attribute holds (:func:`planning_step_rule`); ``revision_marks(cfg)
-# -> dict``, what changes its images beyond config and weights (:func:`revision_marks`).
+# rule its generators' ``step_rule`` attribute holds (:func:`planning_step_rule`).
 _REGISTRY: dict[str, str | Callable[[GenerationConfig], Generator]] = {
     "embedded": "discl.generation.embedded:EmbeddedGenerator",
     "diffusers": "discl.generation.diffusers_backend:DiffusersGenerator",
@@ -162,11 +161,3 @@ def planning_step_rule(cfg: GenerationConfig) -> str:
 
     rule = getattr(_factory(cfg.backend), "planning_step_rule", None)
     return DEFAULT_STEP_RULE if rule is None else rule(cfg)
-
-
-def revision_marks(cfg: GenerationConfig) -> dict[str, Any]:
-    """What changes the configured backend's images although neither its config keys nor its weights
-    change (the factory's ``revision_marks``; none without): :func:`discl.fingerprint.model_fingerprints`
-    records them with the generator's weights, so the image keys and the spectrum digest see them."""
-    marks = getattr(_factory(cfg.backend), "revision_marks", None)
-    return {} if marks is None else dict(marks(cfg))
