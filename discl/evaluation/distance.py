@@ -82,9 +82,16 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
 SUBSAMPLES = 50
 
 
-def median_bandwidth(reference: np.ndarray) -> float:
-    """The median heuristic on one set: one kernel for every row of a table."""
+BANDWIDTH_SAMPLE = 2000  # reference rows the median heuristic looks at: 2 M pairs, memory flat in the reference's size
+
+
+def median_bandwidth(reference: np.ndarray, max_rows: int = BANDWIDTH_SAMPLE) -> float:
+    """The median heuristic on one set: one kernel for every row of a table. Over more than
+    ``max_rows`` rows, on ``max_rows`` evenly spaced ones (the reference is drawn per class, so
+    every class is in them): all pairs of 20,000 rows would take 6 GB for a median that 2,000 fix."""
     ref = np.asarray(reference, dtype=np.float64)
+    if len(ref) > max_rows:
+        ref = ref[np.linspace(0, len(ref) - 1, max_rows).round().astype(int)]
     d = _sq_dists(ref, ref)
     return float(np.sqrt(0.5 * np.median(d[np.triu_indices(len(ref), 1)]))) or 1.0
 
@@ -257,7 +264,7 @@ def distance_settings(cfg, max_reference: int = MAX_REFERENCE) -> dict:
     return {"max_reference": max_reference, "min_reference_per_class": MIN_REFERENCE_PER_CLASS,
             "reference_seed": cfg.seed, "kernel": "rbf-median-of-reference", "subsamples": SUBSAMPLES,
             "kept_only": True, "mmd2_pairs": "across sources", "reference_classes": "all hard, sampled per class",
-            "estimator": "mean over classes of within-class distances", "draws": "distinct sources", "version": 6}
+            "estimator": "mean over classes of within-class distances", "draws": "distinct sources", "bandwidth_rows": BANDWIDTH_SAMPLE, "version": 6}
 
 
 def cached_spectrum_distances(cfg, run_dir: Path, filter_digest: str, clip_fingerprint: dict | None,
