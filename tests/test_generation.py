@@ -489,3 +489,15 @@ def test_the_report_header_states_the_filter_rule():
     assert _filter_text(load_config(lt, []).filtering) == "keeps sim_text ≥ 0.5"
     cfg = load_config(lt, ["filtering.threshold=null", "filtering.per_level={0.5: 0.6, 0.1: 0.4}", "filtering.top_q=0.5"])
     assert _filter_text(cfg.filtering) == "no global threshold on sim_text; per λ 0.1: 0.4, 0.5: 0.6; best 0.5 of each source and λ"
+
+
+def test_the_report_says_which_classes_checkpoint_selection_cannot_see():
+    import pandas as pd
+
+    from discl.evaluation.report import _selection_text
+
+    full = pd.DataFrame({"class": ["a", "b"], "val images": [3, 2]})
+    assert _selection_text(full) == "Checkpoints are selected on the validation split"
+    assert _selection_text(full.assign(**{"val images": [3, 0]})) == (
+        "Checkpoints are selected on the validation split, which has no image of 1 class (b): the selection does not see it")
+    assert _selection_text(pd.DataFrame({"class": ["a"]})) == "Checkpoints are selected on the validation split"

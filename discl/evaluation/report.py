@@ -453,7 +453,7 @@ def write_report(cfg, run_dir: Path, fingerprints: dict | None = None) -> Path:
         f"CFG {cfg.generation.guidance_scale}); CLIP `{cfg.filtering.backend}:{cfg.filtering.model}` "
         f"({_filter_text(cfg.filtering)}); "
         f"curriculum `{cfg.curriculum.strategy}`; model `{_model_label(cfg.training)}`, {cfg.training.epochs} epochs; "
-        f"seeds {cfg.seeds}. Checkpoints are selected on the validation split; figures are on the test split.",
+        f"seeds {cfg.seeds}. {_selection_text(counts)}; figures are on the test split.",
         "",
         "## Results (test split, %, mean ± std over seeds)",
         "",
@@ -710,7 +710,23 @@ def _class_counts_table(cfg, hard: pd.DataFrame | None) -> pd.DataFrame:
     if hard is not None and len(hard):
         hard_counts = np.bincount(hard["label"].to_numpy(dtype=int), minlength=len(ds.classes))
     bins = ["many" if c >= cfg.data.many_threshold else ("few" if c < cfg.data.few_threshold else "medium") for c in counts]
-    return pd.DataFrame({"class": ds.classes, "train images": counts, "group": bins, "hard images": hard_counts})
+    table = pd.DataFrame({"class": ds.classes, "train images": counts, "group": bins, "hard images": hard_counts})
+    try:
+        table["val images"] = ds.class_counts("val")  # checkpoints are selected on these
+    except Exception as e:  # noqa: BLE001 - a dataset without a validation split: the column is left out
+        log.debug("report: no validation counts: %s", e)
+    return table
+
+
+def _selection_text(counts: pd.DataFrame) -> str:
+    """How checkpoints are selected, naming the classes the validation split lacks (pure)."""
+    text = "Checkpoints are selected on the validation split"
+    if "val images" in counts.columns and (counts["val images"] == 0).any():
+        lacking = counts.loc[counts["val images"] == 0, "class"].astype(str).tolist()
+        text += (f", which has no image of {len(lacking)} class{'es' * (len(lacking) != 1)} ("
+                 f"{', '.join(lacking[:10])}{', ...' if len(lacking) > 10 else ''}): the selection does not see "
+                 f"{'them' if len(lacking) != 1 else 'it'}")
+    return text
 
 
 # -- CLI --------------------------------------------------------------------------------------
