@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -97,11 +98,16 @@ SIZE_RULES: dict[str, SizeRule] = {
 CONFIG_SIZED_PIPELINES = frozenset(SIZE_RULES)
 
 
+def _listed(table: Mapping[str, Any], pipeline_class: str | type, default: Any) -> Any:
+    """``table``'s entry for a pipeline class: by name, or for a class its own or its nearest listed base's."""
+    names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
+    return next((table[n] for n in names if n in table), default)
+
+
 def size_rule(pipeline_class: str | type) -> SizeRule:
     """The :class:`SizeRule` of a pipeline class (by name, or a class: its own or its nearest listed
     base's); the plain rule (no packing, native size from the denoiser) for an unlisted class."""
-    names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
-    return next((SIZE_RULES[n] for n in names if n in SIZE_RULES), SizeRule())
+    return _listed(SIZE_RULES, pipeline_class, SizeRule())
 
 
 # Fallback for classes whose ``get_timesteps`` cannot be measured (:func:`measured_step_rule`: a
@@ -176,8 +182,7 @@ def step_rule(pipeline_class: str | type) -> str:
     measured = measured_step_rule(pipeline_class)
     if measured is not None:
         return measured
-    names = [pipeline_class] if isinstance(pipeline_class, str) else [c.__name__ for c in pipeline_class.__mro__]
-    return next((PIPELINE_STEP_RULES[n] for n in names if n in PIPELINE_STEP_RULES), DEFAULT_STEP_RULE)
+    return _listed(PIPELINE_STEP_RULES, pipeline_class, DEFAULT_STEP_RULE)
 
 
 def longest_and_multiple(rule: SizeRule, vae_scale: int, denoiser: Mapping, resolution: int | None) -> tuple[int, int]:
