@@ -10,6 +10,12 @@ the first (the first compares against zero and separates the levels whenever eve
 
 Reads the ``progress.<λ>``, ``progress_se.<λ>`` and ``progress_n.<λ>`` columns that ``adaptive`` /
 ``adaptive_class`` write at every check (docs/training.md); older logs without them are reported as such.
+
+Two measures of the gap's noise, both reported: (1) the gap over the larger of the two levels'
+own standard errors (each level's spread over its held-out values, as if the two levels were
+measured on different images); (2) paired: the ``progress_gap_paired*`` columns (logs from
+2026-12-07 on), per held-out image its progress at the top level minus at the second, so the part
+of the noise that both levels share (an image's own learnability) cancels; the ratio is a paired t.
 """
 
 from __future__ import annotations
@@ -32,17 +38,25 @@ def checks(rows: list[dict]) -> list[dict]:
         ranked = sorted((lv for lv in prog if math.isfinite(prog[lv])), key=lambda lv: -prog[lv])
         gap = prog[ranked[0]] - prog[ranked[1]] if len(ranked) > 1 else float("nan")
         top_se = max(se.get(lv, float("nan")) for lv in ranked[:2]) if len(ranked) > 1 and se else float("nan")
+        pg, pse = float(r.get("progress_gap_paired", "nan")), float(r.get("progress_gap_paired_se", "nan"))
         out.append({"epoch": int(r["epoch"]), "chosen": r["chosen_level"], "progress": prog, "se": se, "n": n,
-                    "gap": gap, "gap_in_se": gap / top_se if top_se and math.isfinite(top_se) else float("nan")})
+                    "gap": gap, "gap_in_se": gap / top_se if top_se and math.isfinite(top_se) else float("nan"),
+                    "paired": {"top2": r.get("progress_top2"), "gap": pg, "se": pse, "n": int(r.get("progress_gap_paired_n", 0)),
+                               "t": pg / pse if pse > 0 and math.isfinite(pse) else float("nan")}
+                    if "progress_gap_paired_se" in r else None})
     return out
 
 
-def separated(found: list[dict], k: float = 2.0) -> dict:
+def separated(found: list[dict], k: float = 2.0, paired: bool = False) -> dict:
     """Pure: how many checks (with standard errors) have a top-2 gap of at least ``k`` standard errors,
-    over all checks and over the checks after the first, and the median gap (in SE) of each set."""
+    over all checks and over the checks after the first, and the median gap (in SE) of each set;
+    ``paired``: the gap in its paired standard errors (checks logged without them are left out)."""
     import statistics
 
-    gaps = [c["gap_in_se"] for c in found if c["se"] and math.isfinite(c["gap_in_se"])]
+    if paired:
+        gaps = [c["paired"]["t"] for c in found if c.get("paired") and math.isfinite(c["paired"]["t"])]
+    else:
+        gaps = [c["gap_in_se"] for c in found if c["se"] and math.isfinite(c["gap_in_se"])]
     later = gaps[1:]
     return {"checks": len(gaps), "separated": sum(g >= k for g in gaps),
             "later_checks": len(later), "later_separated": sum(g >= k for g in later),
@@ -64,13 +78,16 @@ def main(paths: list[str]) -> int:
                 continue
             levels = ", ".join(f"λ{lv} {c['progress'][lv]:+.4f} ± {c['se'].get(lv, float('nan')):.4f} (n={c['n'].get(lv, 0)})"
                                for lv in c["progress"])
-            print(f"  epoch {c['epoch']}: chose {c['chosen']}; {levels}; top-2 gap {c['gap']:.4f} = {c['gap_in_se']:.2f} SE")
-        sep = separated(found)
-        if sep["checks"]:
-            share = sep["separated"] / sep["checks"]
-            print(f"  gap >= 2 SE at {sep['separated']} of {sep['checks']} checks ({share:.0%}; target >= 50 %: "
-                  f"{'met' if share >= 0.5 else 'missed'}), median {sep['median_gap_in_se']:.2f} SE; after the first check: "
-                  f"{sep['later_separated']} of {sep['later_checks']}, median {sep['later_median_gap_in_se']:.2f} SE")
+            pr = c.get("paired")
+            paired = (f"; paired ({pr['top2']}, {pr['n']} images): {pr['gap']:+.4f} ± {pr['se']:.4f} = {pr['t']:.2f} SE"
+                      if pr else "")
+            print(f"  epoch {c['epoch']}: chose {c['chosen']}; {levels}; top-2 gap {c['gap']:.4f} = {c['gap_in_se']:.2f} SE{paired}")
+        for name, sep in (("per-level SE", separated(found)), ("paired SE", separated(found, paired=True))):
+            if sep["checks"]:
+                share = sep["separated"] / sep["checks"]
+                print(f"  {name}: gap >= 2 SE at {sep['separated']} of {sep['checks']} checks ({share:.0%}; target >= 50 %: "
+                      f"{'met' if share >= 0.5 else 'missed'}), median {sep['median_gap_in_se']:.2f} SE; after the first check: "
+                      f"{sep['later_separated']} of {sep['later_checks']}, median {sep['later_median_gap_in_se']:.2f} SE")
     return 0
 
 

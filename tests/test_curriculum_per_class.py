@@ -142,6 +142,9 @@ def test_adaptive_class_trains_end_to_end(tmp_path):
     log = pd.read_json(tmp_path / "train" / "adaptive_class-s0" / "log.jsonl", lines=True)  # <method>-s<seed>
     checks = log[log["chosen_level"].notna()]
     assert len(checks) == 2  # after epochs 0 and 1; epoch 2 is the last curriculum epoch (3 of 4)
+    # the top two levels' gap on the same held-out images (8 images, each at every level)
+    assert checks["progress_top2"].str.fullmatch(r"[\d.]+>[\d.]+").all()
+    assert (checks["progress_gap_paired_n"] >= 2).all() and (checks["progress_gap_paired_n"] <= 8).all()
     chosen = [c for c in log.columns if c.startswith("chosen_class_level.")]
     assert {c.split(".")[1] for c in chosen} <= {"0", "1", "2", "3"} and chosen, "hard classes choose their own level"
     first = checks.iloc[0]

@@ -108,6 +108,55 @@ def test_progress_standard_error_is_that_of_the_trimmed_values():
     assert out[0.5] == (pytest.approx(0.2 / np.sqrt(3)), 3) and out[1.0] == (pytest.approx(0.0), 3)
 
 
+def test_paired_gap_cancels_what_the_images_share():
+    """Two levels measured on the same held-out images: an image's own learnability moves both, so the
+    per-level spreads are wide while the per-image differences are not; variants average per image,
+    images missing at one level are left out."""
+    from discl.curriculum.progress import paired_gap
+
+    base = np.array([0.0, 0.3, 0.6, 0.9, 0.1, 0.5])  # each image's own progress, shared by both levels
+    now = {0.5: np.repeat(base + 0.1, 2) + np.tile([0.01, -0.01], 6),  # two variants per image
+           1.0: base + np.array([0.0, 0.002, -0.002, 0.001, -0.001, 0.0])}
+    sources = {0.5: np.repeat([f"s{i}" for i in range(6)], 2), 1.0: np.array([f"s{i}" for i in range(6)])}
+    gap, se, n = paired_gap(now, None, sources, 0.5, 1.0)
+    assert n == 6 and gap == pytest.approx(0.1, abs=0.003)
+    per_level = level_progress_se(now, None)
+    assert se < per_level[1.0][0] / 20  # the unpaired view says the gap is ~1 SE; paired it is far beyond
+    # a previous check is subtracted per value first; an image at one level only does not count
+    gap2, _, n2 = paired_gap(now, {0.5: now[0.5] - 0.2, 1.0: now[1.0]}, {0.5: sources[0.5], 1.0: np.array(
+        ["s0", "s1", "s2", "s3", "s4", "other"])}, 0.5, 1.0)
+    assert n2 == 5 and gap2 == pytest.approx(0.2)
+    one = paired_gap({0.5: np.ones(2), 1.0: np.ones(1)}, None, {0.5: np.array(["a", "a"]), 1.0: np.array(["a"])}, 0.5, 1.0)
+    assert one[2] == 1 and np.isnan(one[0]) and np.isnan(one[1])
+    with pytest.raises(ValueError, match="source ids"):
+        paired_gap(now, None, {0.5: sources[1.0], 1.0: sources[1.0]}, 0.5, 1.0)
+
+
+@pytest.mark.parametrize("name", ["adaptive", "adaptive_class"])
+def test_paired_gap_is_logged_for_the_top_two_and_never_changes_the_choice(name):
+    def run(with_sources):
+        s = create_strategy(name, _cfg(name), EPOCHS, seed=3)
+        rng = np.random.default_rng(0)
+        outs = []
+        for e in range(EPOCHS):
+            if s.wants_feedback(e):
+                labels = {lv: np.arange(12) % 3 for lv in s.cfg.levels}
+                src = {lv: np.array([f"h{i // 2}" if lv < 1 else f"h{i}" for i in range(12)]) for lv in s.cfg.levels}
+                outs.append(s.observe(e, {lv: rng.random(12) for lv in s.cfg.levels}, labels,
+                                      **({"sources": src} if with_sources else {})))
+        return outs, json.dumps(s.state_dict(), sort_keys=True)
+
+    outs, state = run(True)
+    plain, plain_state = run(False)
+    assert [o["chosen_level"] for o in outs] == [o["chosen_level"] for o in plain] and state == plain_state
+    assert all("progress_gap_paired" not in o for o in plain)
+    for o in outs:
+        a, b = (float(v) for v in o["progress_top2"].split(">"))
+        assert o["progress"][f"{a:g}"] >= o["progress"][f"{b:g}"] == max(
+            v for k, v in o["progress"].items() if k != f"{a:g}")
+        assert o["progress_gap_paired_n"] >= 2 and np.isfinite(o["progress_gap_paired_se"])
+
+
 @pytest.mark.parametrize("name", ["adaptive", "adaptive_class"])
 def test_progress_noise_is_logged_and_never_changes_the_choice(name, monkeypatch):
     """The standard error of each level's progress goes to the log only: with it replaced by
@@ -201,6 +250,11 @@ def test_bench_progress_noise_counts_the_separated_checks():
     s = mod.separated(found)
     assert (s["checks"], s["separated"], s["later_checks"], s["later_separated"]) == (4, 2, 3, 1)
     assert s["median_gap_in_se"] == pytest.approx(1.5) and s["later_median_gap_in_se"] == pytest.approx(1.0)
+    for c, t in zip(found, (0.5, 2.5, 4.0, 1.0, float("nan"), 3.0)):
+        c["paired"] = {"t": t}
+    found[0]["paired"] = None  # a check logged before the paired columns is not counted
+    p = mod.separated(found, paired=True)
+    assert (p["checks"], p["separated"], p["later_checks"], p["later_separated"]) == (4, 3, 3, 2)
 
 
 def test_fewer_epochs_than_stages_is_said_not_silently_dropped(caplog):

@@ -159,6 +159,7 @@ def test_the_adaptive_hook_takes_a_probability_function(tiny_run):
 
     out = cur.after_epoch(0, predict_proba)
     assert out["chosen_level"] in (0.0, 0.5, 1.0) and seen and all(s[1:] == (1, 28, 28) for s in seen)
+    assert out["progress_top2"] and out["progress_gap_paired_n"] >= 1  # the probes name their held-out images
     state = cur.state_dict()
     again = discl.create_curriculum("adaptive", levels=[0.0, 0.5, 1.0], spectrum=spectrum, train_ids=train.sample_ids,
                                     train_labels=train.labels, epochs=4, real_dataset=train, transform=tf)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from discl.curriculum.base import NonAdaptive, Stage, register_strategy
-from discl.curriculum.progress import choose_level, level_progress, level_progress_se, smooth
+from discl.curriculum.progress import choose_level, level_progress, level_progress_se, paired_gap, smooth
 from discl.seeding import torch_generator
 
 
@@ -64,7 +64,13 @@ class Adaptive(NonAdaptive):
         return now
 
     def observe(self, epoch: int, gt_probs: dict[float, np.ndarray],
-                labels: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
+                labels: dict[float, np.ndarray] | None = None,
+                sources: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
+        """Take one check's ground-truth probabilities per level and choose the next level.
+
+        ``sources[level]`` (optional) names the held-out image of each value; with it the log also has
+        the top two levels' gap measured on the same images (:func:`~discl.curriculum.progress.paired_gap`).
+        Logged only: it never changes the choice."""
         now = self._measured(gt_probs)
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
         raw = level_progress(now, prev)
@@ -82,8 +88,16 @@ class Adaptive(NonAdaptive):
         self.choices[int(epoch) + 1] = choice
         # logged only (never part of the choice): the noise of each level's progress, per check
         se = level_progress_se(now, prev)
-        return {"progress": {f"{lv:g}": raw[lv] for lv in raw}, "chosen_level": choice,
-                "progress_se": {f"{lv:g}": se[lv][0] for lv in se}, "progress_n": {f"{lv:g}": se[lv][1] for lv in se}}
+        out = {"progress": {f"{lv:g}": raw[lv] for lv in raw}, "chosen_level": choice,
+               "progress_se": {f"{lv:g}": se[lv][0] for lv in se}, "progress_n": {f"{lv:g}": se[lv][1] for lv in se}}
+        top = sorted((lv for lv in raw if np.isfinite(raw[lv])), key=lambda lv: -raw[lv])[:2]
+        if sources is not None and len(top) == 2:
+            src = {round(float(k), 6): np.asarray(v) for k, v in sources.items()}
+            if all(lv in src for lv in top):
+                gap, gap_se, n = paired_gap(now, prev, src, *top)
+                out.update({"progress_top2": f"{top[0]:g}>{top[1]:g}", "progress_gap_paired": gap,
+                            "progress_gap_paired_se": gap_se, "progress_gap_paired_n": n})
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {

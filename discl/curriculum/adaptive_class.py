@@ -47,13 +47,14 @@ class AdaptiveClass(Adaptive):
         return Stage((self._level_at(e),), class_levels=tuple(self._class_levels_at(e).items()))
 
     def observe(self, epoch: int, gt_probs: dict[float, np.ndarray],
-                labels: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
+                labels: dict[float, np.ndarray] | None = None,
+                sources: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
         e = int(epoch)
         before, start_before = self.stage(e), self.stage_start
         now = self._measured(gt_probs)
         labels = {} if labels is None else {round(float(k), 6): np.asarray(v, dtype=np.int64) for k, v in labels.items()}
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
-        out = super().observe(e, gt_probs)  # the global choice (fallback); updates previous, counts, checks
+        out = super().observe(e, gt_probs, sources=sources)  # the global choice (fallback); updates previous, counts, checks
 
         raw = class_level_progress(now, labels, prev, self.cfg.class_min_holdout) if labels else {}
         self.class_smoothed = {c: smooth(self.class_smoothed.get(c), scores, self.cfg.smoothing) for c, scores in raw.items()}

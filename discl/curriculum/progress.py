@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["iqr_trimmed_mean", "iqr_trimmed_se", "progress_deltas", "level_progress", "level_progress_se", "class_level_progress", "class_value_counts",
-           "smooth", "choose_level", "choose_class_levels"]
+__all__ = ["iqr_trimmed_mean", "iqr_trimmed_se", "progress_deltas", "level_progress", "level_progress_se", "paired_gap",
+           "class_level_progress", "class_value_counts", "smooth", "choose_level", "choose_class_levels"]
 
 
 def _iqr_kept(values: Sequence[float] | np.ndarray, k: float = 1.5) -> np.ndarray:
@@ -67,6 +67,39 @@ def level_progress_se(now: Mapping[float, np.ndarray],
     """Per level, (standard error, values kept) of :func:`level_progress` (:func:`iqr_trimmed_se`):
     how noisy each level's progress is, to compare with the gaps between the levels' progress."""
     return {level: iqr_trimmed_se(d) for level, d in progress_deltas(now, previous).items()}
+
+
+def _per_source_mean(values: np.ndarray, sources: np.ndarray) -> dict[str, float]:
+    """Mean of the finite values of each source (its kept variants at one level, or its one real image)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    s = np.asarray(sources).astype(str).ravel()
+    if len(v) != len(s):
+        raise ValueError(f"{len(s)} source ids given for {len(v)} held-out values")
+    ok = np.isfinite(v)
+    keys, inv = np.unique(s[ok], return_inverse=True)
+    sums = np.bincount(inv, weights=v[ok], minlength=len(keys))
+    counts = np.bincount(inv, minlength=len(keys))
+    return {k: float(t / c) for k, t, c in zip(keys, sums, counts)}
+
+
+def paired_gap(now: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None,
+               sources: Mapping[float, np.ndarray], a: float, b: float, k: float = 1.5) -> tuple[float, float, int]:
+    """The gap between levels ``a`` and ``b`` measured on the same held-out images: per held-out image
+    (``sources[level]`` names the image each value comes from; a synthetic level's variants are
+    averaged per image), its progress at ``a`` minus its progress at ``b``, over the images present at
+    both; returns (IQR-trimmed mean, its standard error, images kept) as :func:`iqr_trimmed_se`.
+
+    Both levels are measured on one set of held-out images, so the gap's noise is that of the paired
+    differences: what an image's own learnability adds to both levels cancels, which the per-level
+    standard errors (:func:`level_progress_se`) cannot tell. Gap and error are NaN when fewer than
+    two images are at both levels.
+    """
+    deltas = progress_deltas({lv: now[lv] for lv in (a, b)}, previous)
+    pa, pb = (_per_source_mean(deltas[lv], sources[lv]) for lv in (a, b))
+    common = sorted(set(pa) & set(pb))
+    d = np.array([pa[s] - pb[s] for s in common], dtype=np.float64)
+    se, n = iqr_trimmed_se(d, k)
+    return (iqr_trimmed_mean(d, k) if n >= 2 else float("nan")), se, n
 
 
 def class_value_counts(labels: Mapping[float, np.ndarray]) -> dict[int, dict[float, int]]:

@@ -12,6 +12,7 @@ to the user's real dataset or to the spectrum. Batch order and the split across 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Curriculum", "CurriculumSampler", "CurriculumBatchSampler", "CurriculumDataset", "create_curriculum"]
 
-Probes = dict[float, tuple[torch.Tensor, torch.Tensor]]
+# per candidate level: (images, labels) or (images, labels, held-out sample id of each image)
+Probes = dict[float, tuple]
 
 
 class Curriculum:
@@ -50,7 +52,8 @@ class Curriculum:
     real images, then the synthetic ones. ``real_index[i]`` is the position of pool item ``i`` in the
     caller's real training set (-1 for synthetic items), ``spectrum_index[i]`` its row in the spectrum
     (-1 for real ones). ``probes`` maps each candidate level (1.0 = real) to the held-out images and
-    labels whose ground-truth probability the adaptive strategies track.
+    labels whose ground-truth probability the adaptive strategies track, optionally with a third entry:
+    the held-out sample id of each image (then the log also has the top two levels' paired gap).
     """
 
     def __init__(self, strategy: CurriculumStrategy, cfg: CurriculumConfig, meta: pd.DataFrame, seed: int,
@@ -62,7 +65,12 @@ class Curriculum:
         self.real_index = np.asarray(real_index if real_index is not None else np.full(n, -1), dtype=np.int64)
         self.spectrum_index = np.asarray(spectrum_index if spectrum_index is not None else np.full(n, -1), dtype=np.int64)
         self.holdout = list(holdout)
-        self.probes = probes or {}
+        self.probes = {lv: (p[0], p[1]) for lv, p in (probes or {}).items()}
+        ids = {lv: np.asarray(p[2]).astype(str) for lv, p in (probes or {}).items() if len(p) > 2}
+        for lv, s_ in ids.items():
+            if len(s_) != len(self.probes[lv][1]):
+                raise ValueError(f"probes at λ={lv:g}: {len(s_)} sample ids for {len(self.probes[lv][1])} images")
+        self.probe_sources: dict[float, np.ndarray] | None = ids if ids and len(ids) == len(self.probes) else None
         self.batch_size = batch_size
         self.levels: list[float] = sorted({round(float(v), 6) for v in self.meta["lam"] if not is_real(v)})
         self.synthetic_files: list[str] = []
@@ -154,7 +162,7 @@ class Curriculum:
         if not (self.strategy.needs_feedback and self.strategy.wants_feedback(epoch)):
             return {}
         t0 = time.perf_counter()
-        gt, labels = {}, {}
+        gt, labels, sources = {}, {}, {}
         for level, (x, y) in self.probes.items():
             if len(x) == 0:
                 continue
@@ -165,7 +173,11 @@ class Curriculum:
                                  f"λ={level:g}; it must return class probabilities [N, K] for a batch of N images")
             gt[level] = p[torch.arange(len(y)), y].numpy()
             labels[level] = y.numpy()
-        out = self.strategy.observe(epoch, gt, labels)
+            if self.probe_sources is not None:
+                sources[level] = self.probe_sources[level]
+        takes_sources = "sources" in inspect.signature(self.strategy.observe).parameters
+        out = (self.strategy.observe(epoch, gt, labels, sources=sources) if sources and takes_sources
+               else self.strategy.observe(epoch, gt, labels))
         out["measure_time_s"] = round(time.perf_counter() - t0, 4)
         return out
 
@@ -464,6 +476,7 @@ def _probe_builder(cfg: CurriculumConfig, train: pd.DataFrame, manifest: pd.Data
                         "augmentation?): the adaptive strategies' probes are made once and must not be augmented. "
                         "Pass probe_dataset= (your training images with the evaluation transform) to create_curriculum")
                 y = train["label"].to_numpy()[pos]
+                ids = [str(h) for h in holdout]
             else:
                 rows = manifest[manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
                                 & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
@@ -475,8 +488,9 @@ def _probe_builder(cfg: CurriculumConfig, train: pd.DataFrame, manifest: pd.Data
                         f"{rows['file_name'].iloc[0]!r} (a random augmentation?): it makes the adaptive strategies' "
                         "probes, once; pass the evaluation transform (CurriculumDataset takes the training one)")
                 y = rows["label"].to_numpy()
+                ids = rows["sample_id"].astype(str).tolist()
             x = torch.stack(xs) if xs else torch.zeros(0)
-            out[round(float(lv), 6)] = (x, torch.as_tensor(np.array(y, dtype=np.int64)))
+            out[round(float(lv), 6)] = (x, torch.as_tensor(np.array(y, dtype=np.int64)), ids)
         return out
 
     return build

@@ -538,11 +538,13 @@ def _probes(ds: ImageDataset, manifest, holdout: list[str], cfg: RunConfig, run_
         if is_real(lv):
             x = _view_tensors(ds, list(holdout), cfg, mode)
             y = torch.as_tensor(frame["label"].to_numpy(dtype=np.int64).copy())
+            ids = [str(h) for h in holdout]
         else:
             rows = manifest[keep & manifest["sample_id"].astype(str).isin(set(holdout)).to_numpy()
                             & np.isclose(manifest["lam"].to_numpy(dtype=float), lv)]
             rows = rows.sort_values(["sample_id", "k"] if "k" in rows.columns else ["sample_id"])
             x = _spectrum_tensors(run_dir, rows["file_name"].tolist(), cfg, mode)
             y = torch.as_tensor(rows["label"].to_numpy(dtype=np.int64).copy())
-        probes[round(float(lv), 6)] = (x, y)
+            ids = rows["sample_id"].astype(str).tolist()
+        probes[round(float(lv), 6)] = (x, y, ids)  # ids: the paired gap in the log
     return probes
