@@ -22,8 +22,10 @@ The hard images (no trained model, so the bench is cheap and deterministic):
 - fmnist-lt (configs/fmnist-lt.yaml): the demo's own hard set, the ``class_frequency`` miner's
   (every training image of a class with fewer than ``mining.frequency_below`` images);
 - fmnist-lq (configs/fmnist-lq.yaml): its miners (misclassified, low confidence) need trained models,
-  so the bench takes instead a seeded sample of the *corrupted* training images (corruption not
-  ``clean``), ``--lq-per-class`` of each class (4: 40 images), ordered by sample id.
+  so by default the bench takes a seeded sample of the *corrupted* training images (corruption not
+  ``clean``), ``--lq-per-class`` of each class (4: 40 images), ordered by sample id; with
+  ``--hard-csv RUN/mining/hard.csv`` (a ``discl mine`` run on the same task and ``--data-seed``) the
+  same-size seeded sample is drawn from the images the miners chose.
 
 Targets (issue 22), PASS or MISS per task and prior:
 - ``judge``: at every generated λ > 0, judge accuracy ≥ 0.8 × its accuracy on the real test images;
@@ -137,12 +139,24 @@ def check_targets(rows: dict[float, dict], ref: dict) -> dict[str, dict]:
     }
 
 
-def lq_hard_set(ds, seed: int, per_class: int):
-    """fmnist-lq's stand-in hard set: per class, a seeded sample of the corrupted training images."""
+def lq_hard_set(ds, seed: int, per_class: int, mined: str | None = None):
+    """fmnist-lq's hard set: per class, a seeded sample of ``per_class`` of the corrupted training images
+    (the stand-in: its miners need trained models), or of the images a ``discl mine`` run chose
+    (``mined``: its ``mining/hard.csv``, made on the same task and data seed)."""
     from discl.seeding import numpy_rng
 
     train = ds.split("train")
-    train = train[train["corruption"] != "clean"]
+    if mined is not None:
+        import pandas as pd
+
+        chosen = pd.read_csv(mined, dtype={"sample_id": str})["sample_id"]
+        missing = sorted(set(chosen) - set(train["sample_id"].astype(str)))
+        if missing:
+            raise SystemExit(f"--hard-csv {mined}: {len(missing)} sample ids (e.g. {missing[0]!r}) are not training images "
+                             f"of this task at data.seed {seed}: mine on the same task and data seed")
+        train = train[train["sample_id"].astype(str).isin(set(chosen))]
+    else:
+        train = train[train["corruption"] != "clean"]
     ids = np.concatenate([numpy_rng("bench-analog-lq-hard", seed, c).permutation(
         train.index[train["label"] == c].to_numpy())[:per_class] for c in sorted(train["label"].unique())])
     hard = train.loc[ids]
@@ -176,8 +190,9 @@ def task_setup(task: str, args, pool, judge) -> dict:
     if task == "fmnist-lt":
         hard, definition = hard_set(cfg, ds), f"class_frequency < {cfg.mining.frequency_below} (the demo's)"
     else:
-        hard = lq_hard_set(ds, cfg.data.seed, args.lq_per_class)
-        definition = f"seeded sample of {args.lq_per_class} corrupted training images per class"
+        hard = lq_hard_set(ds, cfg.data.seed, args.lq_per_class, args.hard_csv)
+        definition = (f"seeded sample of {args.lq_per_class} mined hard images per class ({args.hard_csv})" if args.hard_csv
+                      else f"seeded sample of {args.lq_per_class} corrupted training images per class")
     hard = hard[:args.limit]
     classes = sorted(int(c) for c in hard["label"].unique())
     src = ds.tensors(list(hard["sample_id"]), 28, 1)[:, 0].numpy()
@@ -285,6 +300,9 @@ def main(argv=None) -> int:
     p.add_argument("--negative-style", default=None,
                    help="guide against this style's row of the same class instead of the null class (a negative prompt's analog)")
     p.add_argument("--lq-per-class", type=int, default=4, help="fmnist-lq hard images per class")
+    p.add_argument("--hard-csv", default=None,
+                   help="fmnist-lq: draw the hard images from a `discl mine` run's mining/hard.csv (same data seed) "
+                        "instead of the stand-in (corrupted training images)")
     p.add_argument("--data-seed", type=int, default=None,
                    help="the task's data.seed (default: the config's, 0): another split's hard images, to confirm "
                         "settings chosen on this bench on images it did not choose them on")

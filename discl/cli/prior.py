@@ -75,7 +75,7 @@ def _train(args) -> int:
     ids = list(pool.frame["sample_id"])
     images = pool.tensors(ids, 28, 1)
     labels = torch.as_tensor(pool.frame["label"].to_numpy().copy())
-    style_index = torch.as_tensor(pool.frame["style"].map({s: i for i, s in enumerate(recipe.styles)}).to_numpy())
+    style_index = torch.as_tensor(pool.frame["style"].map({s: i for i, s in enumerate(recipe.styles)}).to_numpy().copy())
     try:
         train_prior(recipe, images, labels, out_dir=Path(args.out), style_index=style_index, resume=args.resume)
     except ValueError as e:  # an incompatible checkpoint: one line, not a traceback
