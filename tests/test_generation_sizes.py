@@ -589,3 +589,176 @@ def test_flow_levels_that_run_a_step_are_not_warned_about(tiny_sd3, tiny_flux, t
             _backend_problems(cfg, synthetic=False)
         assert ("λ 0.7 runs no denoising step at 3 steps" in caplog.text) == warned, model
 
+
+
+# -- pipeline classes outside SIZE_RULES: their size rule measured on the class ------------------------
+
+
+def _img2img_classes():
+    """Every image-to-image pipeline class the installed diffusers exports: the classes named so and the
+    ones AutoPipelineForImage2Image loads."""
+    import diffusers
+    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
+
+    names = {n for n in dir(diffusers) if n.endswith("Pipeline") and ("Img2Img" in n or "Image2Image" in n)}
+    return sorted(names | {c.__name__ for c in AUTO_IMAGE2IMAGE_PIPELINES_MAPPING.values()})
+
+
+def _default_config(model_class: str) -> dict:
+    """A model class's default config (its ``__init__`` defaults), as a saved ``config.json`` has it,
+    built without the model."""
+    import inspect
+
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, model_class).__init__).parameters
+    config = {k: list(p.default) if isinstance(p.default, tuple) else p.default for k, p in params.items()
+              if k != "self" and p.default is not p.empty}
+    return {"_class_name": model_class, **config}
+
+
+# the unlisted classes' real transformers: (class, its transformer) -> (longest side, multiple) at VAE scale 8
+MEASURED_SIZES = {
+    ("QwenImageImg2ImgPipeline", "QwenImageTransformer2DModel"): (1024, 16),  # patch_size 2 is the pipeline's pack
+    ("QwenImageEditPipeline", "QwenImageTransformer2DModel"): (1024, 16),
+    ("ChromaImg2ImgPipeline", "ChromaTransformer2DModel"): (1024, 16),
+    ("FluxControlImg2ImgPipeline", "FluxTransformer2DModel"): (1024, 16),
+    ("FluxKontextPipeline", "FluxTransformer2DModel"): (1024, 16),
+    ("ZImageImg2ImgPipeline", "ZImageTransformer2DModel"): (512, 16),  # rounds images to 16; no native size
+    ("StableDiffusion3PAGImg2ImgPipeline", "SD3Transformer2DModel"): (1024, 16),  # patch size 2
+    ("StableDiffusionXLControlNetImg2ImgPipeline", "UNet2DConditionModel"): (512, 8),
+}
+
+
+def test_unlisted_img2img_classes_get_their_size_rule_from_the_class():
+    """Not only the listed SD/SDXL/SD3/Flux classes: every img2img class diffusers exports whose
+    ``__call__`` takes height/width is passed them, at a multiple that includes the pipeline's own
+    packing (Qwen-Image, Chroma, Flux variants: 2x2; Z-Image: images rounded to twice the VAE scale),
+    measured on the class without weights; the listed classes keep their written rules, and a class that
+    cannot be imported or built keeps the plain rule."""
+    import inspect
+
+    import diffusers
+
+    from discl.generation.diffusers_backend import (
+        FLUX_SIZE_RULE,
+        SIZE_RULES,
+        SizeRule,
+        longest_and_multiple,
+        measured_size_rule,
+        size_rule,
+    )
+
+    passed = measured = 0
+    for name in _img2img_classes():
+        rule = size_rule(name)
+        if name in SIZE_RULES:
+            assert rule is SIZE_RULES[name]
+            continue
+        try:
+            takes_size = {"height", "width"} <= set(inspect.signature(getattr(diffusers, name).__call__).parameters)
+        except ImportError:  # diffusers' stand-in for a class whose optional package is missing here
+            assert rule == SizeRule()
+            continue
+        measured += measured_size_rule(getattr(diffusers, name)) is not None
+        assert rule.sized_by_call == takes_size, name
+        passed += takes_size
+    assert passed >= 15 and measured >= 25  # diffusers 0.42: 22 and 32
+    for (name, transformer), expected in MEASURED_SIZES.items():
+        denoiser = _default_config(transformer)
+        assert longest_and_multiple(size_rule(name), 8, denoiser, None) == expected, name
+        assert size_rule(name).sized_by_call, name
+    # the measurement agrees with Flux's written rule; a text-to-image name gets the img2img class's rule
+    assert measured_size_rule(diffusers.FluxImg2ImgPipeline) == FLUX_SIZE_RULE
+    assert size_rule("QwenImagePipeline") == size_rule("QwenImageImg2ImgPipeline")
+
+    class NeedsItsVae(diffusers.DiffusionPipeline):  # cannot be built without its components
+        def __init__(self, vae):
+            super().__init__()
+            self.vae_scale_factor = 2 ** len(vae.config.block_out_channels)
+
+        def __call__(self, image, strength, height=None, width=None): ...
+
+    assert measured_size_rule(NeedsItsVae) is None and size_rule(NeedsItsVae) == SizeRule()
+    assert size_rule("NoSuchPipeline") == SizeRule()
+
+
+def test_unlisted_classes_are_planned_from_their_config_files(tmp_path):
+    """Qwen-Image computes its VAE scale its own way (2 ** len(temperal_downsample)): planning measures it
+    on the class from ``vae/config.json`` alone (no weights, no network), so its batches group by
+    generation size (1024 px, multiple 16) instead of exact aspect ratio; a name diffusers does not know
+    still falls back."""
+    from discl.generation.diffusers_backend import size_policy
+
+    folder = tmp_path / "qwen"
+    for sub, cls in (("vae", "AutoencoderKLQwenImage"), ("transformer", "QwenImageTransformer2DModel")):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "config.json").write_text(json.dumps(_default_config(cls)))
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "QwenImagePipeline", "vae": ["diffusers", "AutoencoderKLQwenImage"],
+        "transformer": ["diffusers", "QwenImageTransformer2DModel"]}))
+    g = GenerationConfig(backend="diffusers", model=str(folder))
+    assert size_policy(g) == (1024, 16)
+    assert planning_size(g)(500, 375) == (1024, 768)
+    assert size_policy(GenerationConfig(backend="diffusers", model=str(folder), resolution=600)) == (600, 16)
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    (folder / "vae" / "config.json").write_text(json.dumps(vae | {"temperal_downsample": [False, True]}))
+    assert size_policy(g) == (512, 8)  # its own formula: 2 ** 2 = 4, 128 latent px x 4, 4 x 2 (2x2 pack)
+
+
+@pytest.fixture(scope="module")
+def tiny_chroma(tmp_path_factory):
+    """A tiny ``ChromaImg2ImgPipeline`` (a class not in SIZE_RULES) saved to a folder: the tiny Flux's
+    parts (2-block VAE: scale 2; T5 with the tiny CLIP tokenizer) and a one-block Chroma transformer."""
+    import torch
+    from diffusers import ChromaImg2ImgPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from generation_fixtures import _flow_vae, write_tiny_clip_tokenizer
+    from transformers import T5Config, T5EncoderModel
+
+    folder = tmp_path_factory.mktemp("chroma") / "chroma"
+    torch.manual_seed(0)
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                           axes_dims_rope=[4, 4, 8], approximator_num_channels=8,
+                                           approximator_hidden_dim=16, approximator_layers=1)
+    torch.manual_seed(0)
+    t5 = T5EncoderModel(T5Config(vocab_size=514, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=2,
+                                 pad_token_id=513, eos_token_id=513))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    ChromaImg2ImgPipeline(scheduler=scheduler, vae=_flow_vae(), text_encoder=t5,
+                          tokenizer=write_tiny_clip_tokenizer(folder / "_tok"),
+                          transformer=transformer).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("resolution", [None, 32])
+def test_an_unlisted_class_plans_and_generates_at_its_measured_size(tiny_chroma, monkeypatch, resolution):
+    """Chroma img2img, not in SIZE_RULES: planned size = generator size (multiple 2 x VAE scale, native
+    size its pipeline's default_sample_size), and a real generation of non-square sources is passed
+    height/width and returns each image at its planned size, the source's aspect ratio (before: every
+    image a square of the pipeline's native size, 256 x 256 here, whatever its source)."""
+    from diffusers import ChromaImg2ImgPipeline
+
+    from discl.generation.diffusers_backend import size_policy
+
+    g = GenerationConfig(backend="diffusers", model=str(tiny_chroma), pipeline_class="ChromaImg2ImgPipeline",
+                         resolution=resolution, steps=3, guidance_scale=1.0)
+    gen = create_generator(g)
+    assert type(gen.pipe) is ChromaImg2ImgPipeline and gen.size_rule.sized_by_call
+    assert gen.multiple == 2 * gen.vae_scale == 4
+    assert size_policy(g) == (gen.longest, gen.multiple) == (resolution or 128 * gen.vae_scale, 4)
+    size_of = planning_size(g)
+    assert [size_of(w, h) for w, h in SIZE_PAIRS] == [gen.generation_size(w, h) for w, h in SIZE_PAIRS]
+    if resolution is None:
+        return
+    calls = []
+    real_call = ChromaImg2ImgPipeline.__call__
+
+    def recording_call(self, *args, **kwargs):
+        calls.append((kwargs.get("width"), kwargs.get("height"), [im.size for im in kwargs["image"]]))
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChromaImg2ImgPipeline, "__call__", recording_call)
+    _flux_generates_at_the_planned_sizes(gen, size_of)  # sizes (32, 24), (24, 32), (32, 32): kept ratios
+    assert calls == [(32, 24, [(32, 24)]), (24, 32, [(24, 32)]), (32, 32, [(32, 32)])]

@@ -11,13 +11,16 @@ Wraps, does not fork: the pipeline is loaded with ``from_pretrained`` from a hub
   passed to the pipeline as a 4-channel latent image, which these pipelines use as is (the stock
   path would re-encode the source per seed);
 - other pipeline classes (SD3, Flux, ...): prompts and images are passed as they are and the
-  pipeline encodes them itself (tested with tiny SD3 and Flux img2img pipelines);
+  pipeline encodes them itself (tested with tiny SD3, Flux and Chroma img2img pipelines);
 - one pipeline call per generation size (a batch of mixed aspect ratios is split, order kept);
 - resolution policy: keep the aspect ratio, longest side = ``generation.resolution`` or the model's
   native size, both sides rounded to a multiple of the VAE scale factor times a transformer's patch size
-  times the pipeline's latent packing (Flux packs 2x2: 16 at VAE scale 8; its native size is the
-  pipeline's ``default_sample_size``, 1024 px) (:class:`SizeRule`); batch planning reads the same
-  policy from the model's config files, without loading it (:func:`size_policy`);
+  and the pipeline's latent packing, their lcm (SD3 patchifies 2x2, Flux packs 2x2: 16 at VAE scale 8;
+  Qwen-Image packs 2x2 and its transformer records that as patch size 2: 16 too; Flux's native size is the
+  pipeline's ``default_sample_size``, 1024 px) (:class:`SizeRule`: written out for SD, SDXL, SD3 and
+  Flux, measured on the class without weights for any other, :func:`measured_size_rule`: Qwen-Image,
+  Chroma, the Flux variants, Z-Image, ... are passed height/width at their own multiple); batch
+  planning reads the same policy from the model's config files, without loading it (:func:`size_policy`);
 - step counts: SD/SDXL img2img run ``int(T * strength)`` of ``T`` steps, SD3 and Flux
   ``T - int(T - T * strength)`` (one more at a fractional product); the manifest, the cost estimate
   and the no-step shortcut follow the rule measured on the pipeline class's own ``get_timesteps``
@@ -32,10 +35,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +72,13 @@ def resolve_device_dtype(cfg: GenerationConfig) -> tuple[torch.device, torch.dty
 class SizeRule:
     """How a pipeline class family turns VAE scale and denoiser config into a generation size.
 
-    ``packing``: the latent is packed ``packing x packing`` into one token by the pipeline itself
-    (Flux: 2x2; its transformer's ``patch_size`` is 1), on top of the denoiser's own ``patch_size``
-    (SD3: 2), so both sides must be multiples of VAE scale x patch size x packing. ``default_sample_size``:
+    ``packing``: the pipeline itself packs the latent ``packing x packing`` into one token (Flux: 2x2;
+    its transformer's ``patch_size`` is 1) or has its image processor round the image to ``packing`` x
+    VAE scale (Z-Image); the denoiser's ``patch_size`` (SD3: 2) patchifies a latent that is not packed.
+    Both sides must be multiples of VAE scale x both, i.e. of VAE scale x lcm(patch size, packing): a
+    transformer fed packed tokens cannot patchify them again, so where both are 2 they are the same 2x2
+    (Qwen-Image's transformer records its pipeline's pack as ``patch_size`` 2: multiple 16, not 32).
+    ``default_sample_size``:
     the pipeline's native latent size when it is fixed by the pipeline class (Flux: 128, i.e. 1024 px at
     VAE scale 8) rather than read from the denoiser's ``sample_size`` (None: UNet/SD3 transformer).
     ``sized_by_call``: the pipeline resizes the image to its ``height`` x ``width`` arguments, which
@@ -87,8 +96,9 @@ SD3_SIZE_RULE = SizeRule(sized_by_call=True)  # its img2img, too, resizes the im
 # Pipeline classes (the loaded one: ``generation.pipeline_class``, or the family of model_index.json's
 # ``_class_name`` that AutoPipelineForImage2Image loads) whose ``vae_scale_factor`` is
 # ``2 ** (len(vae.config.block_out_channels) - 1)`` (8 without a VAE), so that :func:`size_policy`
-# knows their generation size from config files, with their :class:`SizeRule`. Other classes compute
-# it their own way (Qwen-Image, Sana, Bria, ...): their batches group by exact aspect ratio.
+# knows their generation size from config files, with their :class:`SizeRule`, written out: their
+# plans and image sizes stay as they are whatever a diffusers release changes. Any other class's rule
+# and VAE scale are measured on the class itself (:func:`measured_size_rule`, :func:`measured_vae_scale`).
 SIZE_RULES: dict[str, SizeRule] = {
     "StableDiffusionPipeline": SizeRule(), "StableDiffusionImg2ImgPipeline": SizeRule(),
     "StableDiffusionXLPipeline": SizeRule(), "StableDiffusionXLImg2ImgPipeline": SizeRule(),
@@ -105,9 +115,108 @@ def _listed(table: Mapping[str, Any], pipeline_class: str | type, default: Any) 
 
 
 def size_rule(pipeline_class: str | type) -> SizeRule:
-    """The :class:`SizeRule` of a pipeline class (by name, or a class: its own or its nearest listed
-    base's); the plain rule (no packing, native size from the denoiser) for an unlisted class."""
-    return _listed(SIZE_RULES, pipeline_class, SizeRule())
+    """The :class:`SizeRule` of a pipeline class (by name, or a class): listed in :data:`SIZE_RULES`
+    (its own or its nearest listed base's), else measured on the class (:func:`measured_size_rule`; a
+    name is the class diffusers exports, or for a text-to-image name the image-to-image class
+    ``AutoPipelineForImage2Image`` loads for it), else the plain rule (no packing, no height/width
+    passed, native size from the denoiser) for a class that cannot be imported or built."""
+    listed = _listed(SIZE_RULES, pipeline_class, None)
+    if listed is not None:
+        return listed
+    cls = pipeline_class if isinstance(pipeline_class, type) else _loaded_class(pipeline_class)
+    if cls is None:
+        return SizeRule()
+    return _listed(SIZE_RULES, cls, None) or measured_size_rule(cls) or SizeRule()
+
+
+def _loaded_class(name: Any) -> type | None:
+    """The class a pipeline class name loads as (:func:`_img2img_class`); None for no name, a name
+    diffusers does not know, or its stand-in for a class whose optional package is missing (which
+    raises ImportError on any attribute)."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        cls = _img2img_class(name)
+    except Exception:  # noqa: BLE001 - not importable here: the caller keeps its default
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+class _ConfigOnly:
+    """A pipeline component that is only its config (a saved ``vae/config.json``): what a pipeline's
+    ``__init__`` reads of it, ``vae.config.block_out_channels`` or ``vae.temperal_downsample`` (a
+    model's config keys are attributes too), without building the model."""
+
+    def __init__(self, config: Mapping):
+        from diffusers.configuration_utils import FrozenDict
+
+        self.config = FrozenDict(config)
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["config"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _weightless_pipeline(cls: type, **components):
+    """An instance of the pipeline class with no weights: every component ``None`` (optional arguments
+    at their defaults) but the given stand-ins. Its ``__init__`` sets what the class decides about
+    sizes: ``vae_scale_factor``, the image processor's rounding, a fixed ``default_sample_size``.
+    Raises what ``__init__`` raises (a class that needs a component, a missing optional package)."""
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {n: components.get(n) for n, p in params.items()
+              if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+              and (p.default is p.empty or n in components)}
+    quiet = logging.getLogger("diffusers")  # no "safety checker disabled" or deprecation notices here
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(**kwargs)
+    finally:
+        quiet.setLevel(level)
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+@cache
+def measured_size_rule(cls: type) -> SizeRule | None:
+    """The :class:`SizeRule` of a pipeline class, read off the class itself (no weights, no files, no
+    network: the same rule on every machine for one diffusers version), for classes not in
+    :data:`SIZE_RULES`. ``sized_by_call``: its ``__call__`` takes ``height`` and ``width`` (Qwen-Image,
+    Chroma, the Flux variants, Z-Image, Sana Sprint: they resize the image to them, by default to a
+    native square or the image's own size rounded their way). On :func:`_weightless_pipeline`:
+    ``packing`` = its image processor's rounding / its ``vae_scale_factor`` (2 where the pipeline packs
+    the latent 2x2, Qwen-Image, Chroma, Flux, or rounds the image to twice the VAE scale, Z-Image);
+    ``default_sample_size`` = its own (128, 1024 px at VAE scale 8, for Qwen-Image, Chroma and Flux;
+    None: the denoiser's ``sample_size``). None when the class cannot be built so."""
+    try:
+        call = inspect.signature(cls.__call__).parameters
+        pipe = _weightless_pipeline(cls)
+    except Exception:  # noqa: BLE001 - a class that cannot be built without its components: not measurable
+        return None
+    vae_scale = _positive_int(getattr(pipe, "vae_scale_factor", None))
+    rounding = _positive_int(getattr(getattr(getattr(pipe, "image_processor", None), "config", None),
+                                     "vae_scale_factor", None))
+    packing = rounding // vae_scale if vae_scale and rounding and rounding % vae_scale == 0 else 1
+    return SizeRule(packing=packing, default_sample_size=_positive_int(getattr(pipe, "default_sample_size", None)),
+                    sized_by_call={"height", "width"} <= set(call))
+
+
+def measured_vae_scale(cls: type, vae: Mapping | None) -> int | None:
+    """The ``vae_scale_factor`` the pipeline class computes from a VAE config (``vae/config.json``; None:
+    the model has no VAE), by its own ``__init__`` on :func:`_weightless_pipeline` holding the config
+    alone (Qwen-Image: ``2 ** len(temperal_downsample)``; Sana: from ``encoder_block_out_channels``); for
+    planning unlisted classes from config files. None when it cannot be measured so."""
+    try:
+        pipe = _weightless_pipeline(cls, **({} if vae is None else {"vae": _ConfigOnly(vae)}))
+    except Exception:  # noqa: BLE001 - another layout (no ``vae`` argument, a VQ model): not measurable
+        return None
+    return _positive_int(getattr(pipe, "vae_scale_factor", None))
 
 
 # Fallback for classes whose ``get_timesteps`` cannot be measured (:func:`measured_step_rule`: a
@@ -188,8 +297,9 @@ def step_rule(pipeline_class: str | type) -> str:
 def longest_and_multiple(rule: SizeRule, vae_scale: int, denoiser: Mapping, resolution: int | None) -> tuple[int, int]:
     """(longest side, multiple) of the generation size: the one rule :func:`size_policy` (config files)
     and :class:`DiffusersGenerator` (a loaded pipeline) share. Longest side: ``resolution``, else the
-    native latent size x VAE scale, else 512; multiple: VAE scale x denoiser patch size x packing."""
-    multiple = vae_scale * int(denoiser.get("patch_size") or 1) * rule.packing
+    native latent size x VAE scale, else 512; multiple: VAE scale x lcm(denoiser patch size, packing)
+    (:class:`SizeRule`; for the listed classes the product, as one factor is 1 in each)."""
+    multiple = vae_scale * math.lcm(int(denoiser.get("patch_size") or 1), rule.packing)
     native = rule.default_sample_size or denoiser.get("sample_size")
     native = native[0] if isinstance(native, list | tuple) else native
     return int(resolution or (native * vae_scale if native else 512)), multiple
@@ -230,14 +340,18 @@ def load_model_config(model: str, name: str) -> dict:
 
 def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
     """(longest side, multiple) that :class:`DiffusersGenerator` will use, from the model's config
-    files alone: the same :func:`longest_and_multiple` as its ``multiple`` and ``longest`` (the
-    agreement is tested on tiny SD, SDXL-refiner, SD3 and Flux pipelines). Raises when the pipeline
-    class is not one whose VAE scale is known from its configs (:data:`CONFIG_SIZED_PIPELINES`) or a
-    config cannot be read."""
+    files alone: the same :func:`longest_and_multiple` and :func:`size_rule` as its ``multiple`` and
+    ``longest`` (the agreement is tested on tiny SD, SDXL-refiner, SD3, Flux and Chroma pipelines).
+    The VAE scale: the listed formula for :data:`CONFIG_SIZED_PIPELINES`, else the class's own,
+    measured on its ``vae/config.json`` (:func:`measured_vae_scale`). Raises when the class is unknown
+    or not importable, its VAE scale cannot be measured so, or a config cannot be read."""
     index = load_model_config(cfg.model, "model_index.json")
-    cls = cfg.pipeline_class or index.get("_class_name")
-    if cls not in CONFIG_SIZED_PIPELINES:
-        raise DisclError(f"pipeline class {cls!r}: its VAE scale factor is not known from config files")
+    name = cfg.pipeline_class or index.get("_class_name")
+    listed = name in CONFIG_SIZED_PIPELINES
+    cls = None if listed else _loaded_class(name)
+    rule = size_rule(name) if listed else (size_rule(cls) if cls is not None else None)
+    if rule is None:
+        raise DisclError(f"pipeline class {name!r}: its VAE scale factor is not known from config files")
 
     def component(name: str) -> dict | None:
         entry = index.get(name)
@@ -245,9 +359,12 @@ def size_policy(cfg: GenerationConfig) -> tuple[int, int]:
         return load_model_config(cfg.model, f"{name}/config.json") if present else None
 
     vae = component("vae")
-    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae is not None else 8
+    if listed:
+        vae_scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae is not None else 8
+    elif (vae_scale := measured_vae_scale(cls, vae)) is None:
+        raise DisclError(f"pipeline class {name!r}: its VAE scale factor is not known from config files")
     denoiser = component("unet") or component("transformer") or {}
-    return longest_and_multiple(size_rule(cls), vae_scale, denoiser, cfg.resolution)
+    return longest_and_multiple(rule, vae_scale, denoiser, cfg.resolution)
 
 
 def configured_pipeline_class(cfg: GenerationConfig) -> str:
