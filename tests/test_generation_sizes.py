@@ -533,6 +533,22 @@ def test_the_step_rule_is_measured_on_the_classes_own_get_timesteps():
     assert measured_step_rule("NoSuchPipeline") is None and step_rule("NoSuchPipeline") == "truncate_steps"
 
 
+def test_a_class_missing_its_optional_package_falls_back_to_the_table():
+    """diffusers exports a placeholder for a class whose package is not installed (Kolors without
+    sentencepiece): any attribute raises ImportError. Planning takes the table's rule; loading names the package."""
+    from discl.generation.diffusers_backend import measured_step_rule, step_rule
+
+    class _Placeholder(type):
+        def __getattr__(cls, key):
+            raise ImportError(f"{cls.__name__} requires the sentencepiece library")
+
+    class StableDiffusionXLImg2ImgPipeline(metaclass=_Placeholder):  # named as a listed class: the table decides
+        pass
+
+    assert measured_step_rule(StableDiffusionXLImg2ImgPipeline) is None
+    assert step_rule(StableDiffusionXLImg2ImgPipeline) == "truncate_steps"
+
+
 @pytest.mark.parametrize("kind", ["sd3", "flux"])
 def test_flow_step_rule_is_the_pipelines_own_get_timesteps(tiny_sd3, tiny_flux, kind):
     """SD3 and Flux img2img truncate the start index, not the step count: T - int(T - T x strength)

@@ -271,8 +271,11 @@ def measured_step_rule(pipeline_class: str | type) -> str | None:
     import inspect
     from types import SimpleNamespace
 
-    cls = _img2img_class(pipeline_class)
-    fn = getattr(cls, "get_timesteps", None) if cls is not None else None
+    try:  # a class whose optional package is missing is a placeholder that raises ImportError on any attribute
+        cls = _img2img_class(pipeline_class)
+        fn = getattr(cls, "get_timesteps", None) if cls is not None else None
+    except ImportError:
+        return None  # the table decides; loading the pipeline names the missing package
     if not callable(fn):
         return None
     try:
