@@ -13,3 +13,11 @@ class BadInputError(DisclError, ValueError):
 
 class ModelNotFoundError(DisclError):
     """Weights cannot be loaded (offline, missing folder); the message says how to provide them."""
+
+
+def shown(value: object) -> str:
+    """``value`` (a path or a name from the user's files) as a message prints it: as is, or quoted with
+    its escapes (``'train/Bag\\n'``) when it holds a character that is not printable (a newline, a
+    tab), which would otherwise split or hide the message's line."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from discl.configtools import ConfigError
+from discl.errors import shown
 from discl.methods import INIT_BASELINES
 
 log = logging.getLogger(__name__)
@@ -283,14 +284,16 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
     if not synthetic or cfg.data.task in EMBEDDED_TASKS:
         return out
     # the user's classes are Fashion-MNIST's (built once, only when an embedded backend asks)
-    fm = (g.backend == "embedded" or f.backend == "embedded") and _fashion_mnist_classes(cfg)
+    mismatch = _fashion_mnist_mismatch(cfg) if g.backend == "embedded" or f.backend == "embedded" else ""
+    fm = mismatch is None
+    why = f"; here {mismatch}" if mismatch else ""
     if g.backend == "embedded" and "generation" not in skip and not fm:
         # any embedded prior (the shipped one or a folder: `discl prior train` trains on Fashion-MNIST)
         # draws class i of Fashion-MNIST for label i: another task's labels would get other classes
         which = "the shipped embedded prior" if g.model in ("", "embedded") else f"the embedded prior {g.model!r}"
         out.append(f"generation.backend: {which} draws the ten Fashion-MNIST classes by label index and cannot "
                    f"draw the classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its "
-                   f"order: {FM_ORDER_HINT}); set generation.backend: diffusers with generation.model: <hub id or local folder> "
+                   f"order: {FM_ORDER_HINT}{why}); set generation.backend: diffusers with generation.model: <hub id or local folder> "
                    f"(e.g. stabilityai/sd-turbo)")
     if g.backend == "embedded" and "generation" not in skip and fm and cfg.data.channels != 1:
         # the prior is a Fashion-MNIST model: one channel. Converted to RGB its variants are grey among colour
@@ -304,7 +307,7 @@ def _backend_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
         which = "the shipped embedded CLIP" if f.model in ("", "embedded") else f"the embedded CLIP {f.model!r}"
         out.append(f"filtering.backend: {which} knows only the Fashion-MNIST class names and cannot score the "
                    f"classes of data.task {cfg.data.task!r} (unless they are Fashion-MNIST's, in its order: "
-                   f"{FM_ORDER_HINT}); set "
+                   f"{FM_ORDER_HINT}{why}); set "
                    f"filtering.backend: open_clip with filtering.model: ViT-B-32/openai (or transformers with a "
                    f"model id / folder)")
     return out
@@ -328,12 +331,14 @@ def _condition_style_problems(g) -> list[str]:
 FM_ORDER_HINT = "list them in that order in data.class_names, e.g. [T-shirt_top, Trouser, Pullover]"
 
 
-def _fashion_mnist_classes(cfg) -> bool:
-    """Whether a user's folder/csv task's class i is Fashion-MNIST's class i for every label (what
+def _fashion_mnist_mismatch(cfg) -> str | None:
+    """None when a user's folder/csv task's class i is Fashion-MNIST's class i for every label (what
     the embedded prior draws), names compared by their letters and digits only ("T-shirt_top" is
-    "T-shirt/top", which cannot be a folder name); a task may have the first k of the ten."""
+    "T-shirt/top", which cannot be a folder name); a task may have the first k of the ten. Otherwise
+    where they first differ, naming the class folder or label (a folder ``Dress{name}`` is not
+    ``Dress``: the user sees which folder to rename), or "" when that cannot be said."""
     if cfg.data.task not in ("folder", "csv"):
-        return False
+        return ""
     from discl.data import build_dataset
     from discl.data.fashion_mnist import CLASSES
 
@@ -343,8 +348,18 @@ def _fashion_mnist_classes(cfg) -> bool:
     try:
         classes = list(build_dataset(cfg.data).classes)
     except Exception:  # noqa: BLE001 - the data checks report a dataset that does not build
-        return False
-    return 0 < len(classes) <= len(CLASSES) and all(key(a) == key(b) for a, b in zip(classes, CLASSES))
+        return ""
+    if not classes:
+        return ""
+    if len(classes) > len(CLASSES):
+        return f"the task has {len(classes)} classes, Fashion-MNIST {len(CLASSES)}"
+    for i, (ours, theirs) in enumerate(zip(classes, CLASSES)):
+        if key(ours) != key(theirs):
+            what = "the class folder" if cfg.data.task == "folder" else "the label"
+            listed = f" (data.class_names[{i}])" if cfg.data.class_names else ""
+            return (f"label {i} is {what} {ours!r}{listed}, not Fashion-MNIST's {theirs!r}: names are compared "
+                    f"by their letters and digits only, and {key(ours)!r} is not {key(theirs)!r}")
+    return None
 
 
 def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -362,7 +377,7 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
     if empty:
         where = "data.class_names" if cfg.data.class_names else "data.root"
         out.append(f"{where}: class(es) {', '.join(map(repr, empty))} have no training images in "
-                   f"{Path(cfg.data.root).resolve()}; "
+                   f"{shown(Path(cfg.data.root).resolve())}; "
                    + ("remove them from data.class_names or add images" if cfg.data.class_names
                       else "add training images for them, or remove their folders from the other splits"))
     if "test" in ds.splits:
@@ -374,7 +389,7 @@ def _data_problems(cfg, skip: frozenset[str] = frozenset()) -> list[str]:
     if "test" not in ds.splits and "test_split" not in skip:  # every accuracy of the report is measured on it
         layout = ("root/test/<class>/*.jpg next to root/train/<class>/" if cfg.data.task == "folder"
                   else "rows with split 'test' in the CSV's split column")
-        out.append(f"data.root: {Path(cfg.data.root).resolve()} has no test split (splits: {', '.join(ds.splits)}); "
+        out.append(f"data.root: {shown(Path(cfg.data.root).resolve())} has no test split (splits: {', '.join(ds.splits)}); "
                    f"the results are measured on it: add one ({layout})")
     return out
 

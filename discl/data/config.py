@@ -1,9 +1,29 @@
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
 from discl.configtools import check
+
+_CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a class (pure), or None.
+
+    A class name is written into the text prompts, the CLIP captions, every CSV manifest, the report
+    and the log lines: a control character (a newline or a tab, usually pasted with the name or made
+    by a script) splits a prompt and a log line and makes the name print unlike the folder or label
+    it came from. No dataset needs one, so it is an error before any work, never a silent edit. Braces
+    are fine: a template's ``{name}`` is filled with the name as written (``str.format`` does not read
+    braces inside the value).
+    """
+    bad = [c for c in str(name) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    if not bad:
+        return None
+    what = _CONTROL_NAMES.get(bad[0], f"the control character U+{ord(bad[0]):04X}")
+    return f"contains {what} ({str(name)!r}); a class name goes into prompts, CSV files and log lines"
 
 
 @dataclass
@@ -49,6 +69,10 @@ class DataConfig:
         )
         check(self.max_image_pixels >= 1, "max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
         check(len(set(self.class_names)) == len(self.class_names), "class_names", "lists a class twice")
+        for i, name in enumerate(self.class_names):
+            why = class_name_problem(name)
+            check(why is None, f"class_names[{i}]", f"{why}; write it without control characters (and rename "
+                                                   f"its folder or label to match)")
         check(self.test_limit is None or self.test_limit >= 10, "test_limit", "must be >= 10 (one per class)")
         check(self.in_memory_limit_mb >= 0, "in_memory_limit_mb", "must be >= 0")
         check(self.decode_workers is None or self.decode_workers >= 1, "decode_workers", "must be >= 1 or null")

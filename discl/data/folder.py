@@ -16,10 +16,13 @@ stages that need one say so.
 
 Every problem is found when the dataset is loaded, not in the middle of training: missing columns,
 rows pointing to missing files, unknown labels, empty class folders, duplicate rows, paths escaping
-the root and (``data.verify_images``) unreadable images. With ``data.on_bad_image: error`` (the
-default) the first one raises :class:`BadInputError` naming the file or CSV row; with ``skip`` all of
-them are dropped, logged with a count, and listed in ``dataset.skipped`` (columns ``path``,
-``reason``), which :func:`write_skip_report` saves in the run folder. Nothing is dropped silently.
+the root, class names with a control character (a newline or tab in a folder name or label:
+:func:`~discl.data.config.class_name_problem`) and (``data.verify_images``) unreadable images. With
+``data.on_bad_image: error`` (the default) the first one raises :class:`BadInputError` naming the file
+or CSV row; with ``skip`` all of them are dropped, logged with a count, and listed in
+``dataset.skipped`` (columns ``path``, ``reason``), which :func:`write_skip_report` saves in the run
+folder. Nothing is dropped silently. Paths and names print escaped and quoted in messages when they
+hold a character that is not printable (:func:`discl.errors.shown`).
 
 Sample ids are the POSIX paths relative to the root (stable across machines and reruns).
 """
@@ -36,9 +39,9 @@ from PIL import Image
 
 from discl.artifacts import normalise_relative
 from discl.data.base import ImageDataset
-from discl.data.config import DataConfig
+from discl.data.config import DataConfig, class_name_problem
 from discl.data.images import IMAGE_EXTENSIONS, load_image
-from discl.errors import BadInputError
+from discl.errors import BadInputError, shown
 from discl.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
@@ -129,7 +132,7 @@ def _split_val(frame: pd.DataFrame, fraction: float, seed: int, source: str) -> 
     if none and fraction > 0:  # checkpoint selection and the adaptive curriculum never see these classes
         log.warning(
             "%s: data.val_fraction %g leaves %d class(es) without a validation image: %s%s; checkpoint selection "
-            "does not see them (raise data.val_fraction or add a val split)", source, fraction, len(none),
+            "does not see them (raise data.val_fraction or add a val split)", shown(source), fraction, len(none),
             ", ".join(none[:5]), " ..." if len(none) > 5 else "")
     return frame
 
@@ -150,7 +153,7 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
                 problems.report(row.path, err.removeprefix(f"{root / row.path}: "), row.source)
         frame = frame.iloc[keep]
     if frame.empty:
-        raise BadInputError(f"{source}: no usable images (skipped {len(problems.rows)})")
+        raise BadInputError(f"{shown(source)}: no usable images (skipped {len(problems.rows)})")
     index = {c: i for i, c in enumerate(classes)}
     frame = frame.assign(label=frame["class_name"].map(index).astype(np.int64)).drop(columns="source")
     if not has_split or "val" not in set(frame["split"]):
@@ -159,10 +162,10 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
     skipped = problems.frame()
     if len(skipped):
         log.warning("%s: skipped %d bad input(s) (data.on_bad_image=skip), e.g. %s (%s); a run's stages list "
-                    "every one in RUN/skipped_inputs.csv", source, len(skipped), skipped.iloc[0]["path"],
+                    "every one in RUN/skipped_inputs.csv", shown(source), len(skipped), shown(skipped.iloc[0]["path"]),
                     skipped.iloc[0]["reason"])
     counts = frame.groupby("split").size().to_dict()
-    log.info("%s: %d images, %d classes, splits %s", source, len(frame), len(classes), counts)
+    log.info("%s: %d images, %d classes, splits %s", shown(source), len(frame), len(classes), counts)
     return FileImageDataset(name, classes, frame, root, cfg, skipped)
 
 
@@ -170,7 +173,7 @@ def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
     """``root/<class>/*`` or ``root/<split>/<class>/*`` (see the module docstring)."""
     root = Path(cfg.root or "")
     if not root.is_dir():
-        raise BadInputError(f"data.root {root} is not a folder (task 'folder' needs root/<class>/*.jpg)")
+        raise BadInputError(f"data.root {shown(root)} is not a folder (task 'folder' needs root/<class>/*.jpg)")
     problems = _Problems(cfg.on_bad_image)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     split_dirs = _split_folders(root, subdirs, cfg.class_names)
@@ -180,29 +183,34 @@ def load_folder_dataset(cfg: DataConfig) -> FileImageDataset:
     for split, sdir in split_dirs:
         for cdir in sorted(p for p in sdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             rel_dir = cdir.relative_to(root).as_posix()
+            if (why := class_name_problem(cdir.name)) is not None:
+                problems.report(rel_dir + "/", f"class folder name {why}: rename the folder", shown(cdir))
+                continue
             if known and cdir.name not in known:
-                problems.report(rel_dir + "/", f"class folder {cdir.name!r} is not in data.class_names {known}", str(cdir))
+                problems.report(rel_dir + "/", f"class folder {cdir.name!r} is not in data.class_names {known}", shown(cdir))
                 continue
             files = sorted(f for f in cdir.iterdir() if _is_image(f))
             ignored += sum(1 for f in cdir.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
             if not files:
-                problems.report(rel_dir + "/", f"empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} files)", str(cdir))
+                problems.report(rel_dir + "/", f"empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} files)", shown(cdir))
                 continue
             found.add(cdir.name)
             for f in files:
                 rel = f.relative_to(root).as_posix()
-                rows.append({"sample_id": rel, "path": rel, "class_name": cdir.name, "split": split, "source": str(f)})
+                rows.append({"sample_id": rel, "path": rel, "class_name": cdir.name, "split": split, "source": shown(f)})
         loose = [f for f in sdir.iterdir() if _is_image(f)]
         # other files beside the class folders (a README.txt in root/ or root/train/) are not used either
         ignored += sum(1 for f in sdir.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
         if loose:
-            log.warning("%s: %d image(s) directly in the folder, not in a class folder, are not used", sdir, len(loose))
+            log.warning("%s: %d image(s) directly in the folder, not in a class folder, are not used", shown(sdir),
+                        len(loose))
     if split_layout:  # the files directly in root, beside the split folders
         ignored += sum(1 for f in root.iterdir() if f.is_file() and not f.name.startswith(".") and not _is_image(f))
     if ignored:
-        log.warning("%s: ignored %d file(s) without an image extension (%s)", root, ignored, ", ".join(IMAGE_EXTENSIONS))
+        log.warning("%s: ignored %d file(s) without an image extension (%s)", shown(root), ignored,
+                    ", ".join(IMAGE_EXTENSIONS))
     if not rows and not problems.rows:
-        raise BadInputError(f"{root}: no class folders with images (expected root/<class>/*.jpg)")
+        raise BadInputError(f"{shown(root)}: no class folders with images (expected root/<class>/*.jpg)")
     classes = known or _sorted_classes(found)
     return _finish(root.name or str(root), root, rows, classes, cfg, problems, str(root), split_layout)
 
@@ -211,7 +219,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     """A CSV with ``path,label[,split]``; paths relative to the CSV's folder (see the module docstring)."""
     csv = Path(cfg.root or "")
     if not csv.is_file():
-        raise BadInputError(f"data.root {csv} is not a file (task 'csv' needs a CSV with columns path,label[,split])")
+        raise BadInputError(f"data.root {shown(csv)} is not a file (task 'csv' needs a CSV with columns path,label[,split])")
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -233,7 +241,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
     rows, seen, seen_files = [], {}, {}
     for i, rec in enumerate(table.to_dict("records")):
         line = i + 2  # 1-based, after the header
-        where = f"{csv} row {line}"
+        where = f"{shown(csv)} row {line}"
         raw, label = rec["path"].strip(), rec["label"].strip()
         split = rec["split"] if has_split else "train"
         if not raw:
@@ -251,6 +259,9 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
         if not label:
             problems.report(raw, "empty label", where)
             continue
+        if (why := class_name_problem(label)) is not None:
+            problems.report(raw, f"label {why}: write the label without it", where)
+            continue
         if known and label not in known:
             problems.report(raw, f"unknown label {label!r} (data.class_names: {', '.join(known)})", where)
             continue
@@ -258,7 +269,7 @@ def load_csv_dataset(cfg: DataConfig) -> FileImageDataset:
             problems.report(raw, f"unknown split {split!r} (use {', '.join(SPLITS)})", where)
             continue
         if not full.is_file():
-            problems.report(raw, f"file not found: {full}", where)
+            problems.report(raw, f"file not found: {shown(full)}", where)
             continue
         target = full.resolve()  # two listed names of one file (a link and its target) are one image
         if target in seen_files:
@@ -291,10 +302,10 @@ def _split_folders(root: Path, subdirs: list[Path], class_names: Sequence[str] =
     named = {p: split_of(p) for p in subdirs}
     if "train" not in named.values():
         return [("train", root)]
-    others = [p.name for p, split in named.items() if split is None]
+    others = [shown(p.name) for p, split in named.items() if split is None]
     if others:
-        splits = [p.name for p, split in named.items() if split is not None]
-        raise BadInputError(f"{root}: split folders ({', '.join(splits)}) beside folders that are not splits "
+        splits = [shown(p.name) for p, split in named.items() if split is not None]
+        raise BadInputError(f"{shown(root)}: split folders ({', '.join(splits)}) beside folders that are not splits "
                             f"({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}); use root/<split>/<class>/ "
                             f"with split folders only ({', '.join(SPLITS)}) or root/<class>/ without them (a class "
                             "named like a split: list the classes in data.class_names)")
@@ -304,7 +315,7 @@ def _split_folders(root: Path, subdirs: list[Path], class_names: Sequence[str] =
     twice = {k: v for k, v in by_split.items() if len(v) > 1}
     if twice:
         k, v = next(iter(twice.items()))
-        raise BadInputError(f"{root}: folders {', '.join(v)} all name the {k!r} split; keep one")
+        raise BadInputError(f"{shown(root)}: folders {', '.join(map(shown, v))} all name the {k!r} split; keep one")
     return [(named[p], p) for p in subdirs]
 
 
@@ -358,6 +369,10 @@ def read_class_map(path: Path) -> list[tuple[str, str]]:
         pairs.append((ident, name))
     if not pairs:
         raise BadInputError(f"data.class_map {path}: no classes")
+    for label, (ident, name) in enumerate(pairs):
+        if (why := class_name_problem(name)) is not None:
+            raise BadInputError(f"data.class_map {shown(path)}: the name of label {label} ({shown(ident)}) {why}; "
+                                "write it without control characters")
     counts: dict[str, int] = {}
     for _, name in pairs:
         counts[name] = counts.get(name, 0) + 1
@@ -388,7 +403,7 @@ def load_split_files(cfg: DataConfig) -> FileImageDataset:
         for line_no, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
-            where = f"{list_path} line {line_no}"
+            where = f"{shown(list_path)} line {line_no}"
             parts = line.strip().rsplit(None, 1)
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
                 problems.report(line.strip(), f"expected 'relative/path label', got {line.strip()!r}", where)
