@@ -470,7 +470,8 @@ def _weights_problems(cfg, synthetic: bool, skip: frozenset[str] = frozenset()) 
 
     out = []
     g, f, t = cfg.generation, cfg.filtering, cfg.training
-    gen, filt = synthetic and "generation" not in skip, synthetic and "filtering" not in skip
+    gen = synthetic and "generation" not in skip
+    filt = synthetic and not {"filtering", "filtering_weights"} & skip
     if gen and g.backend == "diffusers" and (why := unreachable_reason(g.model)) is not None:
         from discl.generation.diffusers_backend import how_to_provide
 
@@ -568,11 +569,18 @@ def _safetensors_problem(key: str, path: Path) -> str | None:
     return None
 
 
-# what a stage's own command does not load: its backends and weights are not checked there
-SKIP_BY_COMMAND = {"generate": frozenset({"filtering", "curriculum", "test_split"}),
-                   "mine": frozenset({"curriculum", "test_split"}), "filter": frozenset({"test_split"}), "train": frozenset({"generation", "filtering", "test_split"}),
-                   "baseline": frozenset({"generation", "filtering", "test_split"}), "evaluate": frozenset({"generation", "filtering", "test_split"}),
-                   "prompts": frozenset({"filtering", "test_split"})}
+# What a stage's own command leaves unchecked. A stage before generation (mine, prompts, generate) checks
+# every pure-config rule of the stages after it, the curriculum against generation.levels first: which
+# levels to generate is decided by then, and a mistake found at `discl train` costs the generation.
+# Only the weights of a later stage it does not load are left out ("filtering_weights": the filter may
+# run on another machine, with its own cache), and the test split, which only the evaluation reads (a
+# user's own training loop may evaluate elsewhere). The stages after generation ("generation",
+# "filtering": neither config nor weights) do not reload what made their inputs.
+SKIP_BY_COMMAND = {"mine": frozenset({"test_split"}), "prompts": frozenset({"filtering_weights", "test_split"}),
+                   "generate": frozenset({"filtering_weights", "test_split"}), "filter": frozenset({"test_split"}),
+                   "train": frozenset({"generation", "filtering", "test_split"}),
+                   "baseline": frozenset({"generation", "filtering", "test_split"}),
+                   "evaluate": frozenset({"generation", "filtering", "test_split"})}
 
 
 def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, skip: frozenset[str] = frozenset()) -> None:
@@ -581,8 +589,9 @@ def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, sk
     ``data``: build a folder/csv dataset and check its classes; ``weights``: check that every model
     the run loads is local, cached or reachable (commands that only read a finished run skip it);
     ``skip``: sections (``generation``, ``filtering``) whose backend and weights the calling stage
-    command does not load, ``curriculum``: no check of the curriculum against the generated levels
-    (:data:`SKIP_BY_COMMAND`). ``discl run`` checks everything.
+    command does not load, ``filtering_weights``: the filter's config is checked but not its weights,
+    ``curriculum``: no check of the curriculum against the generated levels, ``test_split``: no test
+    split needed (:data:`SKIP_BY_COMMAND`). ``discl run`` checks everything.
     """
     from discl.methods import parse_method
 

@@ -290,6 +290,7 @@ run_dir: {run}
 data: {{task: folder, root: {root}, val_fraction: 0.25}}
 generation: {{backend: embedded, model: {prior}, levels: [0.0, 0.5], seeds_per_level: 2, steps: 6,
               guidance_scale: 2.0, batch_size: 3}}
+curriculum: {{levels: [0.5], stages: [0.5, 0.5]}}  # a level generated: discl generate checks the curriculum
 """)
     return cfg, run
 
