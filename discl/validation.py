@@ -592,7 +592,66 @@ def validate_run_config(cfg: Any, *, data: bool = True, weights: bool = True, sk
     command does not load, ``filtering_weights``: the filter's config is checked but not its weights,
     ``curriculum``: no check of the curriculum against the generated levels, ``test_split``: no test
     split needed (:data:`SKIP_BY_COMMAND`). ``discl run`` checks everything.
+
+    Warnings logged while checking (a curriculum stage with no epoch, a level with no denoising step,
+    the dataset's own) come after the errors: they are held, logged when the config is valid, and
+    otherwise added as notes of the error (``"warning: ..."``; the CLI prints them after it), so a
+    user with a broken config reads what stops the run first.
     """
+    with _HeldWarnings() as held:
+        try:
+            _validate(cfg, data, weights, skip)
+        except Exception as e:
+            for record in held.take():
+                e.add_note(f"warning: {record.getMessage()}")
+            raise
+
+
+class _HeldWarnings(logging.Handler):
+    """Hold the WARNING-and-above records of the ``discl`` loggers for the duration of a ``with``,
+    then log what :meth:`take` left, as it would have been logged. Lower records pass through to the
+    root logger's handlers at once (progress lines keep their place). Inside another hold it does
+    nothing: the outer one holds every record until its own end."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger("discl")
+        self._active = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.records.append(record)
+            return
+        logger = self._logger.parent  # what propagation from ``discl`` to its ancestors would have done
+        while logger is not None:
+            for h in logger.handlers:
+                if record.levelno >= h.level:
+                    h.handle(record)
+            logger = logger.parent if logger.propagate else None
+
+    def take(self) -> list[logging.LogRecord]:
+        records, self.records = self.records, []
+        return records
+
+    def __enter__(self) -> _HeldWarnings:
+        self._active = not any(isinstance(h, _HeldWarnings) for h in self._logger.handlers)
+        if self._active:
+            self._propagate = self._logger.propagate
+            self._logger.addHandler(self)
+            self._logger.propagate = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._active:
+            return
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
+        for record in self.take():
+            logging.getLogger(record.name).handle(record)
+
+
+def _validate(cfg: Any, data: bool, weights: bool, skip: frozenset[str]) -> None:
     from discl.methods import parse_method
 
     problems = _method_problems(cfg) + _model_problems(cfg)

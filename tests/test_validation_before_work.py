@@ -2,11 +2,13 @@
 
 A new user runs ``discl mine`` / ``prompts`` / ``generate`` by hand on their own folder. The
 curriculum against ``generation.levels`` is decided before generation, so those commands check it (a
-mistake found at ``discl train`` would cost the generation).
+mistake found at ``discl train`` would cost the generation); and a config warning (a curriculum stage
+that gets no epoch) comes after the errors that stop the run, not before them.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,18 @@ from PIL import Image
 
 from discl.cli import main
 from discl.configtools import ConfigError
+
+STAGE_WARNING = "curriculum.stages: fixed over training.epochs = 3 gives stage(s) 3 of 4 no epoch"
+
+
+@pytest.fixture(autouse=True)
+def _stage_warning_not_yet_given():
+    """The stage warning is logged once per process (``_warn_once``): each test starts without it."""
+    from discl.curriculum import base
+
+    base._WARNED.clear()
+    yield
+    base._WARNED.clear()
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +95,62 @@ def test_generate_checks_the_filters_config_but_not_its_weights(project, monkeyp
     validate_run_config(clip, skip=SKIP_BY_COMMAND["generate"])  # no error: generate does not load the CLIP
     with pytest.raises(ConfigError, match=r"filtering\.model: .*not reachable: offline \(test\)"):
         validate_run_config(clip, skip=SKIP_BY_COMMAND["mine"])
+
+
+def test_errors_come_before_the_stage_warning(project, capsys, caplog):
+    """With 3 epochs a 4-stage schedule leaves a stage without an epoch (a warning). Before: the warning
+    was logged while the config was checked, so a user whose config also had an error read the warning
+    first and the error after it; now the error comes first and the warning after it, on the CLI and
+    as a note of the library's ConfigError."""
+    cfg, run = project
+    caplog.set_level(logging.INFO)
+    code, err = _run(capsys, "run", str(cfg), "training.epochs=3", "filtering.per_level={0.7: 0.3}",
+                     f"run_dir={run}-order")
+    assert code == 2, err
+    assert STAGE_WARNING not in caplog.text  # not logged before the error ...
+    lines = err.splitlines()
+    assert lines[0].startswith("discl run: config error: override 'filtering.per_level={0.7: 0.3}': "
+                               "filtering.per_level.0.7"), err
+    assert lines[1].startswith(f"discl run: warning: {STAGE_WARNING}"), err  # ... but printed after it
+    assert not Path(f"{run}-order").exists()
+
+
+def test_validate_run_config_holds_the_warning_until_the_verdict(project, caplog):
+    """The library call: a broken config's ConfigError carries the warning as a note (Python prints
+    notes after the message); a valid config logs it, after the checks, as before."""
+    from discl.config import load_config
+    from discl.validation import validate_run_config
+
+    cfg, _ = project
+    caplog.set_level(logging.INFO)
+    broken = load_config(cfg, ["training.epochs=3", "filtering.per_level={0.7: 0.3}"])
+    with pytest.raises(ConfigError) as info:
+        validate_run_config(broken, weights=False)
+    assert any(n.startswith(f"warning: {STAGE_WARNING}") for n in info.value.__notes__)
+    assert STAGE_WARNING not in caplog.text
+
+    from discl.curriculum import base
+
+    base._WARNED.clear()  # once per process: the note above was its once
+    caplog.clear()  # a valid config: the warning is logged as before
+    validate_run_config(load_config(cfg, ["training.epochs=3"]), weights=False)
+    assert [r.levelname for r in caplog.records if STAGE_WARNING in r.getMessage()] == ["WARNING"]
+
+
+def test_a_data_error_also_comes_before_the_stage_warning(project, capsys, caplog, tmp_path):
+    """Not only config errors: a class folder the dataset refuses (found while the config is checked)
+    is printed first, then the warning."""
+    cfg, run = project
+    data = Path(cfg).parent / "data"
+    bad = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(data, bad)
+    (bad / "train" / "Bag\n").mkdir()
+    caplog.set_level(logging.INFO)
+    code, err = _run(capsys, "mine", str(cfg), "training.epochs=3", f"data.root={bad}", f"run_dir={run}-data")
+    assert code == 1, err
+    lines = err.splitlines()
+    assert lines[0].startswith("discl mine: error: ") and "class folder name contains a newline" in lines[0], err
+    assert lines[1].startswith(f"discl mine: warning: {STAGE_WARNING}"), err
+    assert STAGE_WARNING not in caplog.text

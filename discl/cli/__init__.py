@@ -113,7 +113,10 @@ def config_from_args(args: argparse.Namespace, run_config: str | Path | None = N
 
             lines = [ln if ln.endswith(":") and i == 0 and len(lines) > 1 else who(ln) + ln
                      for i, ln in enumerate(lines)]
-            raise ConfigError("\n  - ".join(lines)) from None
+            blamed = ConfigError("\n  - ".join(lines))
+            for note in getattr(e, "__notes__", ()):  # the warnings validation held until the errors
+                blamed.add_note(note)
+            raise blamed from None
     return cfg
 
 
@@ -169,14 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except ConfigError as e:
-        print(f"discl {args.command}: config error: {e}", file=sys.stderr)
+        _print_error(args.command, "config error", e)
         return 2
     except KeyboardInterrupt:
         print(f"discl {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except (DisclError, FileNotFoundError) as e:
-        print(f"discl {args.command}: error: {e}", file=sys.stderr)
+        _print_error(args.command, "error", e)
         return 1
+
+
+def _print_error(command: str, kind: str, e: BaseException) -> None:
+    """The error, then its notes (the warnings :func:`discl.validation.validate_run_config` held
+    until the config's errors were known), each on its own line."""
+    print(f"discl {command}: {kind}: {e}", file=sys.stderr)
+    for note in getattr(e, "__notes__", ()):
+        print(f"discl {command}: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":
