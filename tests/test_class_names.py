@@ -96,6 +96,12 @@ def test_a_path_with_a_newline_prints_escaped(tmp_path):
     (root / "train" / "c").mkdir()  # an empty class folder: the error names it
     msg = _one_line(BadInputError, lambda: load_folder_dataset(_cfg(root)))
     assert repr(str(root / "train" / "c")) in msg and "empty class folder" in msg
+    (root / "train" / "c").rmdir()
+    (root / "train" / "a" / "bad\nname.png").write_bytes(b"")  # an unreadable image, its name with a newline
+    msg = _one_line(BadInputError, lambda: load_folder_dataset(_cfg(root)))
+    assert msg == repr(str(root / "train" / "a" / "bad\nname.png")) + ": empty file (0 bytes)", msg
+    ds = load_folder_dataset(_cfg(root, on_bad_image="skip"))
+    assert ds.skipped.to_dict("records") == [{"path": "train/a/bad\nname.png", "reason": "empty file (0 bytes)"}]
 
 
 def test_braces_in_a_class_name_are_filled_in_literally():

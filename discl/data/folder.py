@@ -150,7 +150,7 @@ def _finish(name: str, root: Path, rows: list[dict], classes: list[str], cfg: Da
             if err is None:
                 keep.append(i)
             else:
-                problems.report(row.path, err.removeprefix(f"{root / row.path}: "), row.source)
+                problems.report(row.path, err.removeprefix(f"{shown(root / row.path)}: "), row.source)
         frame = frame.iloc[keep]
     if frame.empty:
         raise BadInputError(f"{shown(source)}: no usable images (skipped {len(problems.rows)})")

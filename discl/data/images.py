@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from discl.errors import BadInputError
+from discl.errors import BadInputError, shown
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +38,42 @@ def load_image(
 ) -> Image.Image:
     """Open, fully decode and normalise one image (see the module docstring); ``L`` or ``RGB``."""
     path = Path(path)
+    where = shown(path)  # a file name with a newline prints escaped, on the message's one line
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise BadInputError(f"{path}: file not found") from None
+        raise BadInputError(f"{where}: file not found") from None
     except OSError as e:
-        raise BadInputError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise BadInputError(f"{where}: cannot read ({e.strerror or e})") from None
     if path.is_dir():
-        raise BadInputError(f"{path}: is a folder, not an image file")
+        raise BadInputError(f"{where}: is a folder, not an image file")
     if size == 0:
-        raise BadInputError(f"{path}: empty file (0 bytes)")
+        raise BadInputError(f"{where}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and 2x; our own cap below decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(path)
     except UnidentifiedImageError:
-        raise BadInputError(f"{path}: not an image file (the format is not recognised)") from None
+        raise BadInputError(f"{where}: not an image file (the format is not recognised)") from None
     except Image.DecompressionBombError as e:
-        raise BadInputError(f"{path}: too many pixels, refused as a possible decompression bomb ({e})") from None
+        raise BadInputError(f"{where}: too many pixels, refused as a possible decompression bomb ({e})") from None
     except OSError as e:
-        raise BadInputError(f"{path}: cannot open ({e})") from None
+        raise BadInputError(f"{where}: cannot open ({e})") from None
     img = opened
     try:
         w, h = img.size
         if w * h > max_pixels:
             raise BadInputError(
-                f"{path}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
+                f"{where}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
                 "(decompression-bomb guard; raise data.max_image_pixels if the image is genuine)"
             )
         if w < 1 or h < 1:
-            raise BadInputError(f"{path}: has no pixels ({w}x{h})")
+            raise BadInputError(f"{where}: has no pixels ({w}x{h})")
         try:
             img.load()
         except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise BadInputError(f"{path}: truncated or corrupt image data ({e})") from None
+            raise BadInputError(f"{where}: truncated or corrupt image data ({e})") from None
         try:
             img = ImageOps.exif_transpose(img)
         except Exception as e:  # noqa: BLE001 - a broken EXIF block must not hide the file name
