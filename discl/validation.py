@@ -617,13 +617,14 @@ class _HeldWarnings(logging.Handler):
         super().__init__()
         self.records: list[logging.LogRecord] = []
         self._logger = logging.getLogger("discl")
-        self._active = False
+        self._active = self._propagate = False
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING:
             self.records.append(record)
             return
-        logger = self._logger.parent  # what propagation from ``discl`` to its ancestors would have done
+        # what propagation from ``discl`` to its ancestors would have done (nothing, if it was off)
+        logger = self._logger.parent if self._propagate else None
         while logger is not None:
             for h in logger.handlers:
                 if record.levelno >= h.level:

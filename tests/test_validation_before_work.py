@@ -154,3 +154,27 @@ def test_a_data_error_also_comes_before_the_stage_warning(project, capsys, caplo
     assert lines[0].startswith("discl mine: error: ") and "class folder name contains a newline" in lines[0], err
     assert lines[1].startswith(f"discl mine: warning: {STAGE_WARNING}"), err
     assert STAGE_WARNING not in caplog.text
+
+
+def test_the_hold_keeps_info_lines_in_place_and_restores_the_loggers(caplog):
+    """Progress lines pass at once, warnings wait for the end of the outermost hold, and the ``discl``
+    logger is left as it was (a user who turned its propagation off gets nothing at the root)."""
+    from discl.validation import _HeldWarnings
+
+    log, top = logging.getLogger("discl.test_hold"), logging.getLogger("discl")
+    caplog.set_level(logging.INFO)
+    with _HeldWarnings():
+        with _HeldWarnings():
+            log.warning("w1")
+            log.info("i1")
+        assert [r.getMessage() for r in caplog.records] == ["i1"]
+    assert [r.getMessage() for r in caplog.records] == ["i1", "w1"]
+    assert top.propagate and not any(isinstance(h, _HeldWarnings) for h in top.handlers)
+    top.propagate = False
+    try:
+        with _HeldWarnings():
+            log.info("i2")
+            log.warning("w2")
+        assert [r.getMessage() for r in caplog.records] == ["i1", "w1"]
+    finally:
+        top.propagate = True
