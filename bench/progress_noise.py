@@ -53,15 +53,20 @@ def separated(found: list[dict], k: float = 2.0, paired: bool = False) -> dict:
     ``paired``: the gap in its paired standard errors (checks logged without them are left out)."""
     import statistics
 
+    # a check whose gap has no finite standard error (a level with one value, no image at both levels)
+    # counts as not separated: it is a check the choice was made at, on no measurable signal
     if paired:
-        gaps = [c["paired"]["t"] for c in found if c.get("paired") and math.isfinite(c["paired"]["t"])]
+        gaps = [c["paired"]["t"] for c in found if c.get("paired")]
     else:
-        gaps = [c["gap_in_se"] for c in found if c["se"] and math.isfinite(c["gap_in_se"])]
+        gaps = [c["gap_in_se"] for c in found if c["se"]]
+    gaps = [g if math.isfinite(g) else float("-inf") for g in gaps]
     later = gaps[1:]
+    finite, later_finite = [g for g in gaps if math.isfinite(g)], [g for g in later if math.isfinite(g)]
     return {"checks": len(gaps), "separated": sum(g >= k for g in gaps),
             "later_checks": len(later), "later_separated": sum(g >= k for g in later),
-            "median_gap_in_se": statistics.median(gaps) if gaps else float("nan"),
-            "later_median_gap_in_se": statistics.median(later) if later else float("nan")}
+            "unmeasured": len(gaps) - len(finite),
+            "median_gap_in_se": statistics.median(finite) if finite else float("nan"),
+            "later_median_gap_in_se": statistics.median(later_finite) if later_finite else float("nan")}
 
 
 def main(paths: list[str]) -> int:
@@ -69,6 +74,9 @@ def main(paths: list[str]) -> int:
         print(__doc__)
         return 2
     for path in paths:
+        if not path.endswith(".jsonl"):
+            print(f"{path}: give a training run's log.jsonl (its log.csv holds the same columns as text)", file=sys.stderr)
+            return 2
         rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
         found = checks(rows)
         print(f"{path}: {len(found)} checks")
@@ -86,7 +94,8 @@ def main(paths: list[str]) -> int:
             if sep["checks"]:
                 share = sep["separated"] / sep["checks"]
                 print(f"  {name}: gap >= 2 SE at {sep['separated']} of {sep['checks']} checks ({share:.0%}; target >= 50 %: "
-                      f"{'met' if share >= 0.5 else 'missed'}), median {sep['median_gap_in_se']:.2f} SE; after the first check: "
+                      f"{'met' if share >= 0.5 else 'missed'}; {sep['unmeasured']} without a finite SE, counted as not separated), "
+                      f"median {sep['median_gap_in_se']:.2f} SE; after the first check: "
                       f"{sep['later_separated']} of {sep['later_checks']}, median {sep['later_median_gap_in_se']:.2f} SE")
     return 0
 

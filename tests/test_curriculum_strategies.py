@@ -246,15 +246,16 @@ def test_bench_progress_noise_counts_the_separated_checks():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     found = [{"se": {"0.5": 0.1}, "gap_in_se": g} for g in (3.5, 1.0, 2.0, float("nan"), 0.5)]
-    found.append({"se": {}, "gap_in_se": 9.0})  # a check without standard errors is not counted
-    s = mod.separated(found)
-    assert (s["checks"], s["separated"], s["later_checks"], s["later_separated"]) == (4, 2, 3, 1)
+    found.append({"se": {}, "gap_in_se": 9.0})  # a check logged without standard errors is not counted
+    s = mod.separated(found)  # the NaN one (no finite SE) counts as a check, not separated
+    assert (s["checks"], s["separated"], s["later_checks"], s["later_separated"], s["unmeasured"]) == (5, 2, 4, 1, 1)
     assert s["median_gap_in_se"] == pytest.approx(1.5) and s["later_median_gap_in_se"] == pytest.approx(1.0)
     for c, t in zip(found, (0.5, 2.5, 4.0, 1.0, float("nan"), 3.0)):
         c["paired"] = {"t": t}
     found[0]["paired"] = None  # a check logged before the paired columns is not counted
     p = mod.separated(found, paired=True)
-    assert (p["checks"], p["separated"], p["later_checks"], p["later_separated"]) == (4, 3, 3, 2)
+    assert (p["checks"], p["separated"], p["later_checks"], p["later_separated"]) == (5, 3, 4, 2)
+    assert mod.main(["log.csv"]) == 2  # the log.csv of a run: told to give log.jsonl
 
 
 def test_fewer_epochs_than_stages_is_said_not_silently_dropped(caplog):

@@ -137,7 +137,9 @@ def test_the_sampler_gives_discl_trains_epochs_and_shards_them_by_rank(tiny_run)
     assert ds[0] == train[int(cur.real_index[0])]
 
 
-def test_the_adaptive_hook_takes_a_probability_function(tiny_run):
+def test_the_adaptive_hook_takes_a_probability_function(tiny_run, caplog):
+    import logging
+
     from torchvision.transforms import v2 as T
 
     tf = T.Compose([T.Grayscale(1), T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
@@ -147,9 +149,12 @@ def test_the_adaptive_hook_takes_a_probability_function(tiny_run):
     with pytest.raises(BadInputError, match="real_dataset"):
         discl.create_curriculum("adaptive", levels=[0.0, 0.5, 1.0], spectrum=spectrum, train_ids=train.sample_ids,
                                 train_labels=train.labels, epochs=4)
+    caplog.set_level(logging.INFO, logger="discl.curriculum.sampler")
     cur = discl.create_curriculum("adaptive", levels=[0.0, 0.5, 1.0], spectrum=spectrum, train_ids=train.sample_ids,
                                   train_labels=train.labels, epochs=4, real_dataset=train, transform=tf)
     assert cur.needs_feedback and cur.holdout and cur.stage(0).levels == (0.0,)
+    held = [r.getMessage() for r in caplog.records if "held out to measure progress" in r.getMessage()]
+    assert held and f"{len(cur.holdout)} hard images held out" in held[-1]  # capped classes, if any, are named there
     assert all(i not in cur.holdout for i in np.asarray(train.sample_ids)[cur.real_index[cur.real_index >= 0]])
     seen = []
 

@@ -72,6 +72,10 @@ class Adaptive(NonAdaptive):
         the top two levels' gap measured on the same images (:func:`~discl.curriculum.progress.paired_gap`).
         Logged only: it never changes the choice."""
         now = self._measured(gt_probs)
+        src = None if sources is None else {round(float(k), 6): np.asarray(v) for k, v in sources.items()}
+        for lv, ids in (src or {}).items():  # checked before any state changes
+            if lv in now and len(ids) != len(now[lv]):
+                raise ValueError(f"λ={lv:g}: {len(ids)} sample ids for {len(now[lv])} held-out values")
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
         raw = level_progress(now, prev)
         self.smoothed = smooth(self.smoothed, raw, self.cfg.smoothing)
@@ -90,9 +94,9 @@ class Adaptive(NonAdaptive):
         se = level_progress_se(now, prev)
         out = {"progress": {f"{lv:g}": raw[lv] for lv in raw}, "chosen_level": choice,
                "progress_se": {f"{lv:g}": se[lv][0] for lv in se}, "progress_n": {f"{lv:g}": se[lv][1] for lv in se}}
-        top = sorted((lv for lv in raw if np.isfinite(raw[lv])), key=lambda lv: -raw[lv])[:2]
-        if sources is not None and len(top) == 2:
-            src = {round(float(k), 6): np.asarray(v) for k, v in sources.items()}
+        # the two best by the scores the choice ranks (the smoothed progress; the raw one without smoothing)
+        top = sorted((lv for lv in scores if np.isfinite(scores[lv])), key=lambda lv: -scores[lv])[:2]
+        if src is not None and len(top) == 2:
             if all(lv in src for lv in top):
                 gap, gap_se, n = paired_gap(now, prev, src, *top)
                 out.update({"progress_top2": f"{top[0]:g}>{top[1]:g}", "progress_gap_paired": gap,

@@ -92,6 +92,13 @@ class Curriculum:
         """
         levels = needed_levels(strategy, cfg, epochs)
         holdout = select_holdout(hard, cfg.holdout_per_class, holdout_seed) if strategy.uses_holdout else []
+        if holdout:
+            held = hard[hard["sample_id"].astype(str).isin(set(holdout))]["label"].value_counts()
+            short = {int(c): int(held.get(c, 0)) for c in sorted(hard["label"].unique()) if held.get(c, 0) < cfg.holdout_per_class}
+            logger.info("curriculum %s: %d hard images held out to measure progress (holdout_per_class %d)%s",
+                        strategy.name, len(holdout), cfg.holdout_per_class,
+                        f"; fewer for class(es) {', '.join(f'{c}: {n}' for c, n in short.items())}, which keep one hard "
+                        "image in training" if short else "")
         real, syn = build_pool_meta(train, hard, manifest, levels, holdout, num_classes, cfg.tail_min_hard_share)
         where = pd.Index(train["sample_id"].astype(str)).get_indexer(real["sample_id"])
         spec_pos = (pd.Index(manifest["file_name"].astype(str)).get_indexer(syn["file_name"])
