@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from discl.configtools import ConfigError
-from discl.errors import shown
+from discl.errors import BadInputError, shown
 from discl.methods import INIT_BASELINES
 
 log = logging.getLogger(__name__)
@@ -668,7 +668,12 @@ def _validate(cfg: Any, data: bool, weights: bool, skip: frozenset[str]) -> None
     if synthetic and "filtering" not in skip:
         problems += _filter_problems(cfg, data)
     if data:
-        problems += _data_problems(cfg, skip)
+        try:
+            problems += _data_problems(cfg, skip)
+        except BadInputError as e:  # a bad image or folder: reported with the config's problems, not instead of them
+            if not problems:
+                raise
+            problems.append(str(e))
     if weights and not problems:
         problems += _weights_problems(cfg, synthetic, skip)
     if problems:
