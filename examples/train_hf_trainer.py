@@ -31,8 +31,9 @@ args = p.parse_args()
 
 cfg = discl.load_config(args.run_dir / "config.yaml")
 epochs, size = args.epochs or cfg.training.epochs, cfg.data.image_size
-tf = T.Compose([T.Grayscale(cfg.data.channels), T.Resize((size, size)), T.PILToTensor(),
-                T.ToDtype(torch.float32, scale=True)])
+mode = "L" if cfg.data.channels == 1 else "RGB"  # aspect kept, padded to a square (as discl's own view), not squashed
+tf = T.Compose([T.Lambda(lambda im: im.convert(mode)), T.Resize(None, max_size=size, interpolation=T.InterpolationMode.BICUBIC),
+                T.CenterCrop(size), T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
 train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,
