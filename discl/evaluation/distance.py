@@ -370,6 +370,10 @@ def spectrum_distances(cfg, run_dir: Path, max_reference: int = MAX_REFERENCE) -
              test_split, len(ids), per_class, out[["lam", "mmd2"]].round(4).to_dict("records"))
     lacking = out[out["classes_missing"] > 0]
     if len(lacking):
-        log.warning("distances: rows lacking classes (left out of their mean over classes): %s",
-                    "; ".join(f"λ {r.lam:g}: {r.missing}" for r in lacking.itertuples()))
+        def named(missing: str) -> str:
+            return ", ".join(str(ds.classes[int(c)]) if 0 <= int(c) < len(ds.classes) else c for c in missing.split())
+
+        log.warning("distances: levels lacking classes (kept variants of fewer than two sources; such a level's mean is over "
+                    "its other classes, so compare it with care): %s",
+                    "; ".join(f"λ {r.lam:g}: {named(r.missing)}" for r in lacking.itertuples()))
     return out
