@@ -223,6 +223,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Pure: the dotted keys whose values differ between two config dicts, as (key, old, new), in
+    ``new``'s order then keys only ``old`` has; a key missing on one side has ``None`` there."""
+    out: list[tuple[str, Any, Any]] = []
+    for key in list(new) + [k for k in old if k not in new]:
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{name}.")
+        elif a != b:
+            out.append((name, a, b))
+    return out
+
+
 def check(cond: bool, key: str, message: str) -> None:
     """Raise ConfigError naming ``key`` unless ``cond``; used in ``__post_init__`` validators."""
     if not cond:

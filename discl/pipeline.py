@@ -167,6 +167,23 @@ def run(cfg: RunConfig, run_dir: Path | None = None, force: bool = False, reuse:
         return _run(cfg, run_dir, force, reuse, validated)
 
 
+def _log_config_changes(previous: Path, cfg: RunConfig, limit: int = 12) -> None:
+    """Say which config keys differ from the folder's last run (its ``config.yaml``), before the stages
+    say which of them that reruns: a user who changed one setting sees it named, not only "running"."""
+    from discl.configtools import config_changes, load_yaml
+
+    if not previous.is_file():
+        return
+    try:
+        changes = config_changes(load_yaml(previous), cfg.to_dict())
+    except Exception:  # noqa: BLE001 - an unreadable old copy only loses this message; the digests decide reruns
+        return
+    if changes:
+        shown_ = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes[:limit])
+        log.info("config changed since this folder's last run: %s%s", shown_,
+                 f"; and {len(changes) - limit} more" if len(changes) > limit else "")
+
+
 def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None, validated: bool = False) -> dict[str, str]:
     from discl.validation import validate_run_config
 
@@ -174,6 +191,7 @@ def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None,
         validate_run_config(cfg)  # every mistake that can be found now, before the first stage folder
     run_dir = Path(run_dir or cfg.run_path)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _log_config_changes(run_dir / "config.yaml", cfg)
     save_config(cfg, run_dir / "config.yaml")
     done_dir = run_dir / ".stages"
     status: dict[str, str] = {}
@@ -220,6 +238,9 @@ def _run(cfg: RunConfig, run_dir: Path | None, force: bool, reuse: Reuse | None,
         elif is_complete(marker, digest):
             log.info("stage %s: its outputs were remade for other settings since (%s), running", name,
                      stage_marker(name))
+        elif marker.is_file():
+            log.info("stage %s: its inputs changed since it last ran here (the config keys it reads, the data, "
+                     "upstream artifacts or weights), running", name)
         else:
             log.info("stage %s: running", name)
         t0 = time.perf_counter()

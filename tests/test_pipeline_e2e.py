@@ -262,3 +262,21 @@ def test_a_training_marker_depends_only_on_what_its_method_reads(tmp_path: Path)
     assert train_config_digest(cfg, "adaptive_class", 0) != train_config_digest(other_option, "adaptive_class", 0)
     assert train_config_digest(cfg, "single@0.5", 0) != train_config_digest(cfg, "single@0.3", 0)
     assert train_config_digest(cfg, "mixed", 0) != train_config_digest(cfg, "mixed", 1)
+
+
+def test_a_rerun_names_the_config_keys_changed_since_the_folders_last_run(tmp_path: Path, caplog):
+    import logging
+
+    from discl.config import load_config, save_config
+    from discl.configtools import config_changes
+    from discl.pipeline import _log_config_changes
+
+    assert config_changes({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 5}, "e": 4}) == [
+        ("a.c", 2, 5), ("e", None, 4), ("d", 3, None)]
+    before = load_config("configs/fmnist-lt.yaml", TINY)
+    save_config(before, tmp_path / "config.yaml")
+    caplog.set_level(logging.INFO, logger="discl.pipeline")
+    _log_config_changes(tmp_path / "config.yaml", before)
+    assert "config changed" not in caplog.text  # the same config: nothing said
+    _log_config_changes(tmp_path / "config.yaml", load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.61"]))
+    assert f"filtering.threshold: {before.filtering.threshold!r} -> 0.61" in caplog.text
