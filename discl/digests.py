@@ -51,6 +51,7 @@ DATA_SPLIT_FILES_ONLY = frozenset({"split_files", "class_map"})  # read by data.
 # the spectrum and the filter see only the images hard.csv names, by sample id
 DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
 DIFFUSERS_ONLY = frozenset({"pipeline_class", "resolution"})
+USER_DATA_TASKS = frozenset({"folder", "csv", "split_files"})  # a user's files (their val split may be carved)
 MODEL_BASED = frozenset({"misclassified", "low_confidence"})
 # every manifest column but the job index and condition_style (the prior's style is in the settings,
 # :func:`image_settings_digest`, when it changes the images: a column added later must not change a key)
@@ -97,7 +98,12 @@ def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation:
         drop |= DATA_CLASSIFIER_ONLY
     if not evaluation:
         drop |= DATA_EVAL_ONLY
-    return _section(cfg.data, drop)
+    view = _section(cfg.data, drop)
+    if splits and cfg.data.task in USER_DATA_TASKS:
+        # the carved validation split is drawn from the data's name, no longer its path (2026-12-07):
+        # runs made before trained on another split, so their digests differ and they are redone
+        view["val_split_draw"] = "by-name"
+    return view
 
 
 def _data(view: dict[str, Any], content: str) -> dict[str, Any]:

@@ -241,3 +241,31 @@ def test_a_runs_real_split_comes_in_the_runs_channels_whatever_the_files_mode(tm
                 run / "config.yaml")
     split = load_real_split(run, "train")
     assert {split[i][0].mode for i in range(len(split))} == {"RGB"}
+
+
+def test_the_carved_validation_split_does_not_depend_on_where_the_data_is(tmp_path):
+    """The same folder at two paths (another machine, a moved copy) gets the same validation split; a
+    folder of another name, another draw. The digests of the stages that read the split say so."""
+    import shutil
+
+    from discl.config import load_config
+    from discl.digests import data_view
+
+    root = tmp_path / "a" / "pets"
+    for c, n in (("cat", 20), ("dog", 12)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((6, 9), 10 * i, np.uint8)).save(root / c / f"{i}.png")
+    moved = tmp_path / "elsewhere" / "deeper" / "pets"
+    shutil.copytree(root, moved)
+    renamed = tmp_path / "b" / "pets2"
+    shutil.copytree(root, renamed)
+
+    def val(path):
+        ds = load_folder_dataset(DataConfig(task="folder", root=str(path), val_fraction=0.3))
+        return sorted(ds.split("val")["sample_id"])
+
+    assert val(root) == val(moved) and len(val(root)) == 10
+    assert val(renamed) != val(root)
+    cfg = load_config(None, ["data.task=folder", f"data.root={root}"])
+    assert data_view(cfg)["val_split_draw"] == "by-name" and "val_split_draw" not in data_view(cfg, splits=False)
