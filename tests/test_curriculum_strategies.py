@@ -132,22 +132,25 @@ def test_paired_gap_cancels_what_the_images_share():
         paired_gap(now, None, {0.5: sources[1.0], 1.0: sources[1.0]}, 0.5, 1.0)
 
 
+def _observe_every_check(name: str, with_sources: bool = False):
+    """A strategy fed seeded random probabilities of 12 held-out values per level at each of its checks
+    (synthetic levels: two variants per held-out image): its outputs, state and stages."""
+    s = create_strategy(name, _cfg(name), EPOCHS, seed=3)
+    rng = np.random.default_rng(0)
+    outs = []
+    for e in range(EPOCHS):
+        if s.wants_feedback(e):
+            labels = {lv: np.arange(12) % 3 for lv in s.cfg.levels}
+            src = {lv: np.array([f"h{i // 2}" if lv < 1 else f"h{i}" for i in range(12)]) for lv in s.cfg.levels}
+            outs.append(s.observe(e, {lv: rng.random(12) for lv in s.cfg.levels}, labels,
+                                  **({"sources": src} if with_sources else {})))
+    return outs, json.dumps(s.state_dict(), sort_keys=True), [s.stage(e) for e in range(EPOCHS)]
+
+
 @pytest.mark.parametrize("name", ["adaptive", "adaptive_class"])
 def test_paired_gap_is_logged_for_the_top_two_and_never_changes_the_choice(name):
-    def run(with_sources):
-        s = create_strategy(name, _cfg(name), EPOCHS, seed=3)
-        rng = np.random.default_rng(0)
-        outs = []
-        for e in range(EPOCHS):
-            if s.wants_feedback(e):
-                labels = {lv: np.arange(12) % 3 for lv in s.cfg.levels}
-                src = {lv: np.array([f"h{i // 2}" if lv < 1 else f"h{i}" for i in range(12)]) for lv in s.cfg.levels}
-                outs.append(s.observe(e, {lv: rng.random(12) for lv in s.cfg.levels}, labels,
-                                      **({"sources": src} if with_sources else {})))
-        return outs, json.dumps(s.state_dict(), sort_keys=True)
-
-    outs, state = run(True)
-    plain, plain_state = run(False)
+    outs, state, _ = _observe_every_check(name, with_sources=True)
+    plain, plain_state, _ = _observe_every_check(name)
     assert [o["chosen_level"] for o in outs] == [o["chosen_level"] for o in plain] and state == plain_state
     assert all("progress_gap_paired" not in o for o in plain)
     for o in outs:
@@ -164,14 +167,7 @@ def test_progress_noise_is_logged_and_never_changes_the_choice(name, monkeypatch
     import discl.curriculum.adaptive as adaptive_mod
 
     def run():
-        s = create_strategy(name, _cfg(name), EPOCHS, seed=3)
-        rng = np.random.default_rng(0)
-        outs = []
-        for e in range(EPOCHS):
-            if s.wants_feedback(e):
-                labels = {lv: np.arange(12) % 3 for lv in s.cfg.levels}
-                outs.append(s.observe(e, {lv: rng.random(12) for lv in s.cfg.levels}, labels))
-        return outs, json.dumps(s.state_dict(), sort_keys=True), [s.stage(e) for e in range(EPOCHS)]
+        return _observe_every_check(name)
 
     outs, state, stages = run()
     assert outs and all(set(o["progress_se"]) == set(o["progress"]) for o in outs)
