@@ -9,7 +9,16 @@ from typing import Any
 
 import yaml
 
-from discl.configtools import ConfigError, apply_overrides, check, from_dict, load_yaml, to_dict, unknown_keys
+from discl.configtools import (
+    ConfigError,
+    apply_overrides,
+    check,
+    from_dict,
+    load_yaml,
+    several,
+    to_dict,
+    unknown_keys,
+)
 from discl.curriculum.config import CurriculumConfig
 from discl.data.config import DataConfig
 from discl.filtering.config import FilterConfig
@@ -125,8 +134,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             f"{', '.join(known)})" for key, known in unknown))
     try:
         return from_dict(RunConfig, data)
-    except ConfigError as e:
-        raise ConfigError(f"{blame(str(e), path, overrides or [])}{e}") from None
+    except ConfigError as e:  # each problem blamed on the override or file it comes from
+        raise several([f"{blame(m, path, overrides or [])}{m}" for m in e.problems]) from None
 
 
 def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

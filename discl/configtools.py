@@ -20,7 +20,19 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A config value is wrong; the message names the key."""
+    """A config value is wrong; the message names the key. ``problems``: one message per problem when
+    several were found at once (:func:`from_dict` reports every section's), else just this one."""
+
+    def __init__(self, message: str = "", problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
+
+
+def several(problems: list[str]) -> ConfigError:
+    """One error for every problem found: the message alone, or ``N problems:`` and one line each."""
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    return ConfigError(f"{len(problems)} problems:\n  - " + "\n  - ".join(problems), problems)
 
 
 _YAML12_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # 1e-4, 3E5, -2.5e-3
@@ -115,10 +127,15 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
             f"unknown config key {where}{unknown[0]!s} (known keys{' in ' + prefix if prefix else ''}: "
             f"{', '.join(sorted(fields))})"
         )
-    kwargs = {}
-    for name, value in data.items():
+    kwargs, problems = {}, []
+    for name, value in data.items():  # every key's (and section's) problem, not only the first one's
         key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(value, hints[name], key)
+        try:
+            kwargs[name] = _coerce(value, hints[name], key)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise several(problems) from None
     try:
         obj = cls(**kwargs)
     except ConfigError as e:

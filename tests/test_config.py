@@ -308,3 +308,21 @@ def test_a_level_that_runs_no_denoising_step_is_warned_about(caplog):
     with caplog.at_level("WARNING"):
         validate_run_config(cfg, data=False, weights=False)
     assert "λ 0.95 runs no denoising step at 10 steps" in caplog.text and "steps_per_level={0.95: 20}" in caplog.text
+
+
+def test_every_sections_problem_is_reported_at_once():
+    """Two bad overrides in two sections, and a wrong type in a third: one error names all three, each
+    with the override it comes from (it stopped at the first)."""
+    from discl.config import load_config
+    from discl.configtools import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config("configs/fmnist-lt.yaml", ['prompts.templates=["a photo of a {}"]', "filtering.text_template=a {}",
+                                               "training.epochs=abc"])
+    msg = str(e.value)
+    assert msg.startswith("3 problems:") and len(e.value.problems) == 3, msg
+    for override in ("prompts.templates=", "filtering.text_template=", "training.epochs="):
+        assert f"override '{override}" in msg, msg
+    with pytest.raises(ConfigError) as one:
+        load_config("configs/fmnist-lt.yaml", ["training.epochs=abc"])
+    assert not str(one.value).startswith("1 problem") and one.value.problems == [str(one.value)]
