@@ -51,7 +51,6 @@ DATA_SPLIT_FILES_ONLY = frozenset({"split_files", "class_map"})  # read by data.
 # the spectrum and the filter see only the images hard.csv names, by sample id
 DATA_SPLIT_ONLY = frozenset({"val_per_class", "val_fraction", "on_bad_image", "class_names", "verify_images"})
 DIFFUSERS_ONLY = frozenset({"pipeline_class", "resolution"})
-USER_DATA_TASKS = frozenset({"folder", "csv", "split_files"})  # a user's files (their val split may be carved)
 MODEL_BASED = frozenset({"misclassified", "low_confidence"})
 # every manifest column but the job index and condition_style (the prior's style is in the settings,
 # :func:`image_settings_digest`, when it changes the images: a column added later must not change a key)
@@ -99,11 +98,19 @@ def data_view(cfg, *, splits: bool = True, classifier: bool = False, evaluation:
     if not evaluation:
         drop |= DATA_EVAL_ONLY
     view = _section(cfg.data, drop)
-    if splits and cfg.data.task in USER_DATA_TASKS:
-        # the carved validation split is drawn from the data's name, no longer its path (2026-12-07):
-        # runs made before trained on another split, so their digests differ and they are redone
-        view["val_split_draw"] = "by-name"
+    if splits and carves_val_split(cfg.data):
+        # the carved validation split is drawn from the seed and class alone, no longer the data's path
+        # (2026-12-07): runs made before trained on another split, so their digests differ and they are redone
+        view["val_split_draw"] = "by-class"
     return view
+
+
+def carves_val_split(data) -> bool:
+    """Whether a user's data may have its validation split carved from train (folder / csv; split_files
+    without a val list); a given val split, or an embedded task's, is not drawn."""
+    if data.task == "split_files":
+        return "val" not in (data.split_files or {})
+    return data.task in ("folder", "csv")
 
 
 def _data(view: dict[str, Any], content: str) -> dict[str, Any]:

@@ -174,12 +174,16 @@ def _log_config_changes(previous: Path, cfg: RunConfig, limit: int = 12) -> None
 
     if not previous.is_file():
         return
+    import reprlib
+
+    short = reprlib.Repr()  # long values (a thousand class names) shortened
+    short.maxstring, short.maxother, short.maxlist, short.maxdict = 60, 60, 8, 8
     try:
         changes = config_changes(load_yaml(previous), cfg.to_dict())
+        shown_ = "; ".join(f"{k}: {short.repr(a)} -> {short.repr(b)}" for k, a, b in changes[:limit])
     except Exception:  # noqa: BLE001 - an unreadable old copy only loses this message; the digests decide reruns
         return
     if changes:
-        shown_ = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes[:limit])
         log.info("config changed since this folder's last run: %s%s", shown_,
                  f"; and {len(changes) - limit} more" if len(changes) > limit else "")
 

@@ -20,6 +20,7 @@ from torchvision.transforms import v2 as T
 from transformers import TrainingArguments
 
 import discl
+from discl.data import to_model_tensor
 from discl.integrations.hf import CurriculumCallback, CurriculumRunBatchSampler, CurriculumTrainer
 
 p = argparse.ArgumentParser()
@@ -31,9 +32,9 @@ args = p.parse_args()
 
 cfg = discl.load_config(args.run_dir / "config.yaml")
 epochs, size = args.epochs or cfg.training.epochs, cfg.data.image_size
-mode = "L" if cfg.data.channels == 1 else "RGB"  # aspect kept, padded to a square (as discl's own view), not squashed
-tf = T.Compose([T.Lambda(lambda im: im.convert(mode)), T.Resize(None, max_size=size, interpolation=T.InterpolationMode.BICUBIC),
-                T.CenterCrop(size), T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
+# discl's own view: channels converted, aspect kept, padded to a square (T.Resize((s, s)) would squash)
+tf = T.Compose([T.Lambda(lambda im: to_model_tensor(im, size, cfg.data.channels)),
+                T.ToDtype(torch.float32, scale=True)])
 train = discl.load_real_split(args.run_dir, "train", tf)
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
 import discl
+from discl.data import to_model_tensor
 
 p = argparse.ArgumentParser()
 p.add_argument("run_dir", type=Path)
@@ -26,9 +27,9 @@ args = p.parse_args()
 
 cfg = discl.load_config(args.run_dir / "config.yaml")  # the run's curriculum, batch size, image size
 epochs, size = args.epochs or cfg.training.epochs, cfg.data.image_size
-mode = "L" if cfg.data.channels == 1 else "RGB"  # aspect kept, padded to a square (as discl's own view), not squashed
-tf = T.Compose([T.Lambda(lambda im: im.convert(mode)), T.Resize(None, max_size=size, interpolation=T.InterpolationMode.BICUBIC),
-                T.CenterCrop(size), T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
+# discl's own view: channels converted, aspect kept, padded to a square (T.Resize((s, s)) would squash)
+tf = T.Compose([T.Lambda(lambda im: to_model_tensor(im, size, cfg.data.channels)),
+                T.ToDtype(torch.float32, scale=True)])
 train = discl.load_real_split(args.run_dir, "train", tf)  # or your own dataset + its sample ids
 spectrum = discl.load_spectrum(args.run_dir, transform=tf)  # the variants the CLIP filter kept
 curriculum = discl.create_curriculum(cfg.curriculum, spectrum=spectrum, train_ids=train.sample_ids,

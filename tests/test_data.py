@@ -244,8 +244,8 @@ def test_a_runs_real_split_comes_in_the_runs_channels_whatever_the_files_mode(tm
 
 
 def test_the_carved_validation_split_does_not_depend_on_where_the_data_is(tmp_path):
-    """The same folder at two paths (another machine, a moved copy) gets the same validation split; a
-    folder of another name, another draw. The digests of the stages that read the split say so."""
+    """The same folder at two paths (another machine, a moved copy) or under another name gets the same
+    validation split; another seed, another draw. The digests of the stages that read the split say so."""
     import shutil
 
     from discl.config import load_config
@@ -261,11 +261,13 @@ def test_the_carved_validation_split_does_not_depend_on_where_the_data_is(tmp_pa
     renamed = tmp_path / "b" / "pets2"
     shutil.copytree(root, renamed)
 
-    def val(path):
-        ds = load_folder_dataset(DataConfig(task="folder", root=str(path), val_fraction=0.3))
+    def val(path, seed=0):
+        ds = load_folder_dataset(DataConfig(task="folder", root=str(path), val_fraction=0.3, seed=seed))
         return sorted(ds.split("val")["sample_id"])
 
-    assert val(root) == val(moved) and len(val(root)) == 10
-    assert val(renamed) != val(root)
+    assert val(root) == val(moved) == val(renamed) and len(val(root)) == 10
+    assert val(root, seed=1) != val(root)
     cfg = load_config(None, ["data.task=folder", f"data.root={root}"])
-    assert data_view(cfg)["val_split_draw"] == "by-name" and "val_split_draw" not in data_view(cfg, splits=False)
+    assert data_view(cfg)["val_split_draw"] == "by-class" and "val_split_draw" not in data_view(cfg, splits=False)
+    given = load_config("configs/imagenet-lt.yaml")  # its own val list: nothing carved, digests unchanged
+    assert "val_split_draw" not in data_view(given) and "val_split_draw" not in data_view(load_config("configs/fmnist-lt.yaml"))

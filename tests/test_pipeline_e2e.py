@@ -280,3 +280,7 @@ def test_a_rerun_names_the_config_keys_changed_since_the_folders_last_run(tmp_pa
     assert "config changed" not in caplog.text  # the same config: nothing said
     _log_config_changes(tmp_path / "config.yaml", load_config("configs/fmnist-lt.yaml", [*TINY, "filtering.threshold=0.61"]))
     assert f"filtering.threshold: {before.filtering.threshold!r} -> 0.61" in caplog.text
+    caplog.clear()
+    _log_config_changes(tmp_path / "config.yaml", load_config("configs/fmnist-lt.yaml", [
+        *TINY, "data.class_names=[" + ",".join(f"class{i:04d}" for i in range(1000)) + "]"]))
+    assert "data.class_names: [] -> ['class0000'," in caplog.text and len(caplog.text) < 600  # shortened

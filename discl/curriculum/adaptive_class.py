@@ -53,6 +53,12 @@ class AdaptiveClass(Adaptive):
         before, start_before = self.stage(e), self.stage_start
         now = self._measured(gt_probs)
         labels = {} if labels is None else {round(float(k), 6): np.asarray(v, dtype=np.int64) for k, v in labels.items()}
+        if labels:  # checked before the global choice changes any state
+            if set(labels) != set(now):
+                raise ValueError(f"class labels given for levels {sorted(labels)} but probabilities for {sorted(now)}")
+            for lv, p in now.items():
+                if len(labels[lv]) != len(p):
+                    raise ValueError(f"level {lv:g}: {len(labels[lv])} labels for {len(p)} probabilities")
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
         out = super().observe(e, gt_probs, sources=sources)  # the global choice (fallback); updates previous, counts, checks
 

@@ -97,8 +97,8 @@ class Curriculum:
             short = {int(c): int(held.get(c, 0)) for c in sorted(hard["label"].unique()) if held.get(c, 0) < cfg.holdout_per_class}
             logger.info("curriculum %s: %d hard images held out to measure progress (holdout_per_class %d)%s",
                         strategy.name, len(holdout), cfg.holdout_per_class,
-                        f"; fewer for class(es) {', '.join(f'{c}: {n}' for c, n in short.items())}, which keep one hard "
-                        "image in training" if short else "")
+                        f"; fewer for {len(short)} class(es) ({', '.join(f'{c}: {n}' for c, n in list(short.items())[:10])}"
+                        f"{', ...' if len(short) > 10 else ''}), which keep one hard image in training" if short else "")
         real, syn = build_pool_meta(train, hard, manifest, levels, holdout, num_classes, cfg.tail_min_hard_share)
         where = pd.Index(train["sample_id"].astype(str)).get_indexer(real["sample_id"])
         spec_pos = (pd.Index(manifest["file_name"].astype(str)).get_indexer(syn["file_name"])

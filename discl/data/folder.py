@@ -119,8 +119,9 @@ def _is_image(p: Path) -> bool:
 def _split_val(frame: pd.DataFrame, fraction: float, seed: int, source: str) -> pd.DataFrame:
     """Seeded stratified split of ``train`` rows into train/val (at least one train image per class).
 
-    Drawn from the seed, the data's own name (the root folder's or the file's, not its location) and
-    the class: the same data copied to another folder or machine gets the same split."""
+    Drawn from the seed and the class over the class's sorted sample ids only (not the data's path or
+    name): the same data copied, renamed or reached through a link gets the same split. ``source``
+    names the data in the log."""
     frame = frame.copy()
     train = frame[frame["split"] == "train"]
     none = []
@@ -130,7 +131,7 @@ def _split_val(frame: pd.DataFrame, fraction: float, seed: int, source: str) -> 
         if n_val <= 0:
             none.append(f"{cname!r} ({len(ids)} images)")
             continue
-        chosen = numpy_rng("user-val-split", Path(source).name, seed, str(cname)).permutation(ids)[:n_val]
+        chosen = numpy_rng("user-val-split", seed, str(cname)).permutation(ids)[:n_val]
         frame.loc[frame["sample_id"].isin(chosen), "split"] = "val"
     if none and fraction > 0:  # checkpoint selection and the adaptive curriculum never see these classes
         log.warning(
