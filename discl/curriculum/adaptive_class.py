@@ -23,7 +23,7 @@ import torch
 
 from discl.curriculum.adaptive import Adaptive
 from discl.curriculum.base import Stage, register_strategy
-from discl.curriculum.progress import choose_class_levels, class_level_progress, smooth
+from discl.curriculum.progress import check_labels, choose_class_levels, class_level_progress, smooth
 from discl.seeding import torch_generator
 
 
@@ -54,11 +54,7 @@ class AdaptiveClass(Adaptive):
         now = self._measured(gt_probs)
         labels = {} if labels is None else {round(float(k), 6): np.asarray(v, dtype=np.int64) for k, v in labels.items()}
         if labels:  # checked before the global choice changes any state
-            if set(labels) != set(now):
-                raise ValueError(f"class labels given for levels {sorted(labels)} but probabilities for {sorted(now)}")
-            for lv, p in now.items():
-                if len(labels[lv]) != len(p):
-                    raise ValueError(f"level {lv:g}: {len(labels[lv])} labels for {len(p)} probabilities")
+            check_labels(now, labels)
         prev = None if self.previous is None else {float(k): np.asarray(v) for k, v in self.previous.items()}
         out = super().observe(e, gt_probs, sources=sources)  # the global choice (fallback); updates previous, counts, checks
 

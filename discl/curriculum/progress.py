@@ -108,6 +108,15 @@ def class_value_counts(labels: Mapping[float, np.ndarray]) -> dict[int, dict[flo
     return {c: {lv: int((np.asarray(y) == c).sum()) for lv, y in labels.items()} for c in classes}
 
 
+def check_labels(now: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray]) -> None:
+    """Raise ValueError unless ``labels`` gives one class per probability at exactly ``now``'s levels."""
+    if set(labels) != set(now):
+        raise ValueError(f"class labels given for levels {sorted(labels)} but probabilities for {sorted(now)}")
+    for lv, p in now.items():
+        if len(np.asarray(labels[lv])) != len(np.asarray(p)):
+            raise ValueError(f"level {lv:g}: {len(labels[lv])} labels for {len(p)} probabilities")
+
+
 def class_level_progress(
     now: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray], previous: Mapping[float, np.ndarray] | None,
     min_values: int = 1,
@@ -117,11 +126,7 @@ def class_level_progress(
     ``labels[level]`` is the ground-truth class of each value in ``now[level]``. A class with fewer
     than ``min_values`` values at a level scores NaN there (too little evidence to compare levels on).
     """
-    if set(labels) != set(now):
-        raise ValueError(f"class labels given for levels {sorted(labels)} but probabilities for {sorted(now)}")
-    for lv, p in now.items():
-        if len(np.asarray(labels[lv])) != len(np.asarray(p)):
-            raise ValueError(f"level {lv:g}: {len(labels[lv])} labels for {len(p)} probabilities")
+    check_labels(now, labels)
     deltas = progress_deltas(now, previous)
     out: dict[int, dict[float, float]] = {}
     for c, counts in class_value_counts(labels).items():
